@@ -1,0 +1,1 @@
+"""Generators: remediation scripts now; the LLM code generator and the improvement cycle later."""

@@ -1,0 +1,132 @@
+"""Composition root: ``create_server(settings)`` builds the MCP server; its lifespan owns every service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+
+from generators.remediation import ScriptGenerator
+from server import __version__
+from server.auth import StaticKeyVerifier, auth_settings
+from server.notifications import Notifier
+from server.settings import Settings
+from telemetry.events import SqliteEventStore
+from telemetry.gpu import GpuSource, NvmlGpuSource
+from telemetry.host import HostSource, PsutilHostSource
+from telemetry.monitor import Monitor
+from telemetry.sampler import Sampler
+from tools import monitoring, performance, prompts, scripts, status
+from tools.services import Services, ServicesRef
+
+logger = logging.getLogger(__name__)
+SERVER_NAME = "self-building-mcp"
+INSTRUCTIONS = """\
+self-building-mcp watches the host it runs on (CPU, memory, disks, I/O, NVIDIA GPUs), raises monitoring events
+when thresholds are crossed, explains bottlenecks and writes remediation scripts (dry-run by default) that a
+human runs. Start with get_system_status; use analyze_system_performance for the why; generate_script or
+save_script for a fix. The prompt diagnose_system walks through all of it."""
+
+
+def create_server(
+    settings: Settings,
+    *,
+    host_source: HostSource | None = None,
+    gpu_source: GpuSource | None = None,
+    clock: Callable[[], float] = time.time,
+) -> MCPServer:
+    """Build the server. Nothing starts until the lifespan runs (first connection or transport start)."""
+    bus = InMemorySubscriptionBus()
+    notifier = Notifier(bus)
+    ref = ServicesRef()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
+        store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
+        sampler = Sampler(
+            host_source or PsutilHostSource(),
+            gpu_source or NvmlGpuSource(),
+            max_age=settings.status_max_age_seconds,
+            clock=clock,
+        )
+        monitor = Monitor(
+            sampler,
+            store,
+            interval=settings.monitoring_interval_seconds,
+            max_events=settings.events_max_count,
+            max_age_seconds=settings.events_max_age_days * 86400,
+            clock=clock,
+        )
+        services = Services(
+            version=__version__,
+            started_at=clock(),
+            sampler=sampler,
+            monitor=monitor,
+            scripts=ScriptGenerator(),
+            scripts_dir=settings.scripts_dir,
+            notifier=notifier,
+            clock=clock,
+        )
+        try:
+            async with anyio.create_task_group() as task_group:
+                await monitor.open(task_group)
+                monitor.add_listener(notifier.on_events)
+                if settings.monitoring_autostart:
+                    await monitor.start()
+                    logger.info("monitoring started (interval %.1fs)", monitor.interval)
+                ref.set(services)
+                try:
+                    yield services
+                finally:
+                    ref.clear()
+                    await monitor.stop()
+                    task_group.cancel_scope.cancel()
+        finally:
+            sampler.close()
+            store.close()
+
+    key = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else None
+    server = MCPServer(
+        SERVER_NAME,
+        token_verifier=StaticKeyVerifier(key) if key else None,
+        auth=auth_settings() if key else None,
+        title="Self-building MCP",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level=settings.log_level,
+        middleware=[_count_tool_calls],
+    )
+    notifier.install(server)
+    status.register(server, ref)
+    monitoring.register(server, ref)
+    performance.register(server)
+    scripts.register(server)
+    prompts.register(server)
+    return server
+
+
+async def _count_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Count tool calls and failures per tool, for get_system_status."""
+    if ctx.method != "tools/call":
+        return await call_next(ctx)
+    name = str((ctx.params or {}).get("name", "?"))
+    stats = getattr(ctx.lifespan_context, "stats", None)
+    try:
+        result = await call_next(ctx)
+    except BaseException:
+        if stats is not None:
+            stats.record(name, failed=True)
+        raise
+    failed = bool(getattr(result, "is_error", False)) or (isinstance(result, dict) and bool(result.get("isError")))
+    if stats is not None:
+        stats.record(name, failed=failed)
+    return result

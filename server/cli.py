@@ -1,0 +1,183 @@
+"""The ``self-building-mcp`` command: ``serve`` (stdio or HTTP) and ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from server import __version__
+from server.guard import StartupError, check_packages
+from server.logging_setup import configure_logging
+from server.settings import ConfigFileError, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (below env vars in priority)")
+    common.add_argument("--data-dir", type=Path, metavar="DIR", help="where databases live (SELF_BUILDING_DATA_DIR)")
+    common.add_argument("--workspace", type=Path, metavar="DIR", help="workspace directory (SELF_BUILDING_WORKSPACE)")
+    common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+
+    parser = argparse.ArgumentParser(
+        prog="self-building-mcp",
+        description="An MCP server that watches systems, learns from telemetry and improves code.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the MCP server", description="Run the MCP server.")
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="transport (default: stdio)")
+    serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1; SELF_BUILDING_HTTP_HOST)")
+    serve.add_argument("--port", type=_port, help="HTTP port (default 8765; SELF_BUILDING_HTTP_PORT)")
+
+    status = commands.add_parser(
+        "status", parents=[common], help="print the system status", description="Print the get_system_status snapshot."
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        check_packages()
+        settings = load_settings(
+            args.config,
+            data_dir=args.data_dir,
+            workspace=args.workspace,
+            log_level=args.log_level,
+            http_host=getattr(args, "host", None),
+            http_port=getattr(args, "port", None),
+        )
+    except (ConfigFileError, StartupError) as exc:
+        sys.stderr.write(f"self-building-mcp: error: {exc}\n")
+        return EXIT_USAGE
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        sys.stderr.write(f"self-building-mcp: error: invalid settings: {problems}\n")
+        return EXIT_USAGE
+    key = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else ""
+    configure_logging(settings.log_level, secrets=(key,))
+    if args.command == "serve":
+        return _serve(settings, args.transport)
+    return anyio.run(_status, settings, args.json)
+
+
+def _serve(settings: Settings, transport: str) -> int:
+    from server.app import create_server
+    from server.http import UnsafeBindError, serve_http
+
+    server = create_server(settings)
+    try:
+        if transport == "stdio":
+            anyio.run(server.run_stdio_async)
+        else:
+            anyio.run(serve_http, server, settings)
+    except UnsafeBindError as exc:
+        sys.stderr.write(f"self-building-mcp: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _status(settings: Settings, as_json: bool) -> int:
+    """Ask the real server through an in-memory client, so the CLI shows exactly what the tool returns."""
+    from mcp import Client
+
+    from server.app import create_server
+
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool("get_system_status", {})
+    if result.is_error or result.structured_content is None:
+        sys.stderr.write(f"self-building-mcp: error: {result.content}\n")
+        return 1
+    data = result.structured_content
+    sys.stdout.write(json.dumps(data, indent=2) + "\n" if as_json else render_table(data))
+    return 0
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.1f} GiB"
+
+
+def render_table(status: dict[str, Any]) -> str:
+    """A terminal view of the status snapshot."""
+    host, gpu, mon, srv = status["host"], status["gpu"], status["monitoring"], status["server"]
+    cpu, mem = host["cpu"], host["memory"]
+    rows: list[tuple[str, str]] = [
+        ("verdict", status["verdict"].upper()),
+        *[("  reason", r) for r in status["reasons"]],
+        ("host", f"{host['hostname']} ({host['platform']}), up {host['uptime_seconds'] / 3600:.1f} h"),
+        (
+            "cpu",
+            f"{cpu['percent']:.1f}% of {cpu['logical_cores']} cores; per core "
+            + " ".join(f"{c:.0f}" for c in cpu["per_core"]),
+        ),
+        ("load", " ".join(f"{x:.2f}" for x in cpu["load_average"]) if cpu["load_average"] else "n/a"),
+        (
+            "memory",
+            f"{mem['percent']:.1f}% ({_gib(mem['used_bytes'])} of {_gib(mem['total_bytes'])}), "
+            f"swap {mem['swap_percent']:.1f}%",
+        ),
+    ]
+    rows += [(f"disk {d['mountpoint']}", f"{d['percent']:.1f}% of {_gib(d['total_bytes'])}") for d in host["disks"]]
+    rates = host.get("io_rates")
+    if rates:
+        rows.append(
+            (
+                "net",
+                f"out {rates['net_sent_bytes_per_s'] / 1024:.1f} KiB/s, "
+                f"in {rates['net_recv_bytes_per_s'] / 1024:.1f} KiB/s",
+            )
+        )
+        rows.append(
+            (
+                "disk io",
+                f"read {rates['disk_read_bytes_per_s'] / 1024:.1f} KiB/s, "
+                f"write {rates['disk_write_bytes_per_s'] / 1024:.1f} KiB/s",
+            )
+        )
+    if gpu["available"]:
+        for dev in gpu["devices"]:
+            rows.append(
+                (
+                    f"gpu {dev['index']}",
+                    f"{dev['name']}: {dev['utilization_percent']}% util, "
+                    f"{dev['memory_percent']:.0f}% mem, {dev['temperature_c']} °C",
+                )
+            )
+    else:
+        rows.append(("gpu", f"none ({gpu['reason']})"))
+    rows.append(
+        (
+            "monitoring",
+            f"{'running' if mon['running'] else 'stopped'}, every {mon['interval_seconds']:g}s, "
+            f"{mon['active_events']} open event(s)",
+        )
+    )
+    rows.append(("server", f"v{srv['version']}, {srv['tool_calls']} tool call(s), {srv['tool_failures']} failed"))
+    width = max(len(k) for k, _ in rows)
+    return "".join(f"{k:<{width}}  {v}\n" for k, v in rows)

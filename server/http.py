@@ -1,0 +1,92 @@
+"""The streamable HTTP transport: ``/mcp`` (API key, DNS-rebinding protection) and ``GET /health``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server import __version__
+from server.settings import Settings, is_loopback
+
+logger = logging.getLogger(__name__)
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+
+
+class UnsafeBindError(ValueError):
+    """Refusing to expose the server without an API key."""
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to listen beyond this machine without an API key."""
+    if not is_loopback(settings.http_host) and settings.mcp_api_key is None:
+        raise UnsafeBindError(
+            f"refusing to bind {settings.http_host}: it accepts connections from other machines and no API key is "
+            "set. Set SELF_BUILDING_MCP_API_KEY (clients then send 'Authorization: Bearer <key>'), "
+            "or bind to 127.0.0.1."
+        )
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection with an explicit allowlist - also on 0.0.0.0, where the SDK would turn it off."""
+    hosts = list(LOOPBACK_HOSTS)
+    host = settings.http_host
+    if host not in WILDCARD_BINDS and not is_loopback(host):
+        hosts.append(f"[{host}]:*" if ":" in host else f"{host}:*")
+    hosts += [h for h in settings.allowed_hosts if h not in hosts]
+    origins = list(LOOPBACK_ORIGINS) + [o for o in settings.allowed_origins if o not in LOOPBACK_ORIGINS]
+    if host in WILDCARD_BINDS and not settings.allowed_hosts:
+        logger.warning(
+            "listening on all interfaces but only loopback Host headers are allowed; set SELF_BUILDING_ALLOWED_HOSTS "
+            "(e.g. 'myhost.example:*') so remote clients are accepted"
+        )
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
+    """The ASGI app: ``/mcp`` plus ``/health``. Its lifespan runs the MCP session manager (and our services)."""
+    started = time.time()
+
+    async def health(_: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "name": server.name,
+                "version": __version__,
+                "uptime_seconds": round(time.time() - started, 1),
+            }
+        )
+
+    add_route: Callable[[Callable[[Request], Awaitable[Response]]], object] = server.custom_route(
+        "/health", methods=["GET"], include_in_schema=False
+    )
+    add_route(health)
+    return server.streamable_http_app(
+        streamable_http_path="/mcp", transport_security=transport_security(settings), host=settings.http_host
+    )
+
+
+async def serve_http(server: MCPServer, settings: Settings) -> None:
+    """Run uvicorn until interrupted."""
+    check_bind(settings)
+    app = build_http_app(server, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+    )
+    logger.info("serving MCP over HTTP at http://%s:%d/mcp", settings.http_host, settings.http_port)
+    await uvicorn.Server(config).serve()

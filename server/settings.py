@@ -1,0 +1,130 @@
+"""Settings: read once at start-up from the environment (``SELF_BUILDING_*``) and an optional TOML file.
+
+Precedence, highest first: explicit overrides (CLI flags), environment variables, the TOML file given with
+``--config``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+
+
+def default_data_dir() -> Path:
+    """The XDG user data directory for this application (``$XDG_DATA_HOME/self-building-mcp``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "self-building-mcp"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ConfigFileError(ValueError):
+    """The TOML file given with ``--config`` is missing or not valid TOML."""
+
+
+class Settings(BaseSettings):
+    """Everything the server can be configured with. Each field maps to ``SELF_BUILDING_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SELF_BUILDING_", extra="ignore", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where SQLite databases live.")
+    workspace: Path = Field(default_factory=Path.cwd, description="Workspace the server writes scripts and code into.")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP transport binds to.")
+    http_port: int = Field(8765, ge=0, le=65535, description="Port of the HTTP transport (0 picks a free one).")
+    mcp_api_key: SecretStr | None = Field(None, description="Bearer key required on /mcp when set.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers accepted on /mcp (DNS-rebinding protection); loopback names are always allowed.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origin headers accepted on /mcp; loopback origins are always allowed."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
+
+    monitoring_autostart: bool = Field(False, description="Start threshold monitoring when the server starts.")
+    monitoring_interval_seconds: float = Field(30.0, ge=0.05, le=3600, description="Default sampling interval.")
+    status_max_age_seconds: float = Field(
+        5.0, ge=0, le=3600, description="A status snapshot older than this is refreshed before it is served."
+    )
+    events_max_count: int = Field(10_000, ge=10, description="Monitoring events kept (oldest pruned first).")
+    events_max_age_days: float = Field(30.0, gt=0, description="Monitoring events older than this are pruned.")
+
+    enable_self_building: bool = Field(True, description="Allow the self-building tools (later releases).")
+    enable_cloudwatch_streaming: bool = Field(False, description="Stream telemetry from AWS CloudWatch.")
+    enable_autonomous_improvements: bool = Field(False, description="Run improvement cycles without a caller.")
+    enable_component_generation: bool = Field(True, description="Allow generation of new components.")
+    enable_improvement_rollback: bool = Field(True, description="Roll back deployments that regress.")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("mcp_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+    @property
+    def events_db_path(self) -> Path:
+        return self.data_dir / "monitoring.sqlite3"
+
+    @property
+    def scripts_dir(self) -> Path:
+        return self.workspace / "scripts"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigFileError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Allow both a flat file and one with a [self_building] table.
+    table = data.get("self_building", data)
+    if not isinstance(table, dict):
+        raise ConfigFileError(f"config file {path}: [self_building] must be a table")
+    return table
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once: TOML file (lowest), then environment, then non-None ``overrides`` (highest)."""
+    file_values = _read_toml(config_file) if config_file is not None else {}
+    known = set(Settings.model_fields)
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ConfigFileError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
+    env_values = Settings().model_dump(exclude_unset=True)
+    merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings.model_validate(merged)

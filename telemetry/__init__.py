@@ -1,0 +1,1 @@
+"""Telemetry: collectors (host, GPU), the sampler, threshold monitoring and the event store."""

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from server.app import create_server
+from server.settings import Settings
+from telemetry.gpu import GpuSource
+from tests.fakes import FakeHostSource, NoGpu
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600)
+
+
+@pytest.fixture
+def host() -> FakeHostSource:
+    return FakeHostSource()
+
+
+ServerFactory = Callable[..., MCPServer]
+
+
+@pytest.fixture
+def make_server(settings: Settings, host: FakeHostSource) -> ServerFactory:
+    def factory(gpu: GpuSource | None = None, **overrides: Any) -> MCPServer:
+        merged = settings.model_copy(update=overrides)
+        return create_server(merged, host_source=host, gpu_source=gpu or NoGpu())
+
+    return factory
+
+
+@asynccontextmanager
+async def connect(server: MCPServer, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(server, raise_exceptions=True, **kwargs) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured content."""
+    result = await client.call_tool(tool, args or {})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
+    """Call a tool that must fail; return the error text the model sees."""
+    result = await client.call_tool(tool, args)
+    assert result.is_error, result.structured_content
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert isinstance(text, str)
+    return text
+
+
+async def wait_samples(host: FakeHostSource, count: int, timeout: float = 10.0) -> None:
+    """Wait until the fake has been sampled ``count`` times in all (bounded)."""
+    with anyio.fail_after(timeout):
+        while host.samples < count:
+            await anyio.sleep(0.01)

@@ -1,0 +1,206 @@
+"""Threshold monitoring through the MCP client, with exact figures from a fake host source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from tests.conftest import ServerFactory, call, call_error, connect, wait_samples
+from tests.fakes import FakeHostSource, FakeNvml
+from telemetry.gpu import NvmlGpuSource
+
+pytestmark = pytest.mark.anyio
+FAST = 0.1
+
+
+async def run_samples(client: Client, host: FakeHostSource, *cpu: float, **fixed: float) -> list[dict[str, Any]]:
+    """Queue figures, let monitoring evaluate each of them, return all events newest first."""
+    host.queue(*cpu, **fixed)
+    # The sample after the last queued one starts only once the previous tick has been evaluated and stored.
+    await wait_samples(host, host.samples + len(cpu) + 1)
+    return (await call(client, "query_monitoring_events", {"limit": 500}))["events"]
+
+
+async def test_condition_must_hold_for_consecutive_samples(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server()) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 3, "cpu_spike_points": 100})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        # Two breaches, a dip, two breaches: never three in a row, so nothing is raised.
+        events = await run_samples(client, host, 95, 95, 50, 95, 95, 50)
+        assert [e for e in events if e["event_type"] == "cpu_high"] == []
+        events = await run_samples(client, host, 95, 95, 95)
+        cpu = [e for e in events if e["event_type"] == "cpu_high"]
+        assert len(cpu) == 1
+        assert cpu[0]["active"] is True and cpu[0]["value"] == 95 and cpu[0]["threshold"] == 85
+        assert cpu[0]["severity"] == "high"  # 10 of the 15 points between the limit and 100
+
+
+async def test_ongoing_condition_updates_one_event_and_clears_with_hysteresis(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
+    async with connect(make_server()) as client:
+        await call(
+            client,
+            "set_monitoring_thresholds",
+            {"consecutive_samples": 2, "clear_samples": 2, "hysteresis_points": 5, "memory_percent": 90},
+        )
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        host.set(memory=92)
+        events = await run_samples(client, host, 10, 10, 10, 10, 10, memory=93)
+        memory = [e for e in events if e["event_type"] == "memory_high"]
+        assert len(memory) == 1, memory  # five samples of one condition: one event, not five
+        assert memory[0]["occurrences"] >= 4
+        # 87 is below the threshold but inside the hysteresis band (85..90): still active.
+        events = await run_samples(client, host, 10, 10, 10, memory=87)
+        memory = [e for e in events if e["event_type"] == "memory_high"]
+        assert len(memory) == 1 and memory[0]["active"] is True
+        # Below 85 for two samples: cleared.
+        events = await run_samples(client, host, 10, 10, memory=80)
+        memory = [e for e in events if e["event_type"] == "memory_high"]
+        assert len(memory) == 1
+        assert memory[0]["active"] is False and memory[0]["resolved_at"] is not None
+        assert memory[0]["peak"] == 93
+        # A new breach afterwards is a new event.
+        events = await run_samples(client, host, 10, 10, memory=96)
+        assert len([e for e in events if e["event_type"] == "memory_high"]) == 2
+
+
+async def test_cpu_spike_and_disk_full(make_server: ServerFactory, host: FakeHostSource) -> None:
+    host.mounts = ("/", "/data")
+    async with connect(make_server()) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        events = await run_samples(client, host, 10, 40, 41, disk=90)
+        spikes = [e for e in events if e["event_type"] == "cpu_spike"]
+        assert len(spikes) == 1 and spikes[0]["value"] == pytest.approx(30) and spikes[0]["severity"] == "low"
+        assert spikes[0]["active"] is False  # a spike is a moment, not a state
+        disks = sorted(e["resource"] for e in events if e["event_type"] == "disk_full")
+        assert disks == ["/", "/data"]
+        # A second spike within five minutes folds into the same event.
+        events = await run_samples(client, host, 10, 80)
+        spikes = [e for e in events if e["event_type"] == "cpu_spike"]
+        assert len(spikes) == 1 and spikes[0]["occurrences"] == 2 and spikes[0]["severity"] == "medium"
+
+
+async def test_gpu_conditions_from_fake_nvml(make_server: ServerFactory, host: FakeHostSource) -> None:
+    nvml = FakeNvml(devices=2)
+    async with connect(make_server(gpu=NvmlGpuSource(lambda: nvml))) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "gpu_temperature_c": 80})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        nvml.temperature[1] = 96.0
+        nvml.memory_used[0] = int(79 * 2**30)
+        events = await run_samples(client, host, 10, 10)
+        found = {(e["event_type"], e["resource"], e["severity"]) for e in events}
+        assert ("gpu_temperature_high", "gpu1", "critical") in found
+        assert ("gpu_memory_high", "gpu0", "high") in found  # 98.75% is 3.75 of the 5 points above 95
+        assert not any(e["resource"] == "gpu0" and e["event_type"] == "gpu_temperature_high" for e in events)
+
+
+async def test_events_persist_across_restart_and_open_ones_continue(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
+    async with connect(make_server()) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "disk_percent": 80})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        events = await run_samples(client, host, 10, disk=90)
+        first = [e for e in events if e["event_type"] == "disk_full"]
+        assert len(first) == 1
+    # A new process on the same data directory: events and thresholds are still there.
+    async with connect(make_server()) as client:
+        status = await call(client, "get_monitoring_status")
+        assert status["state"]["thresholds"]["disk_percent"] == 80
+        assert status["state"]["active_events"] == 1
+        assert [e["id"] for e in status["recent_events"]] == [first[0]["id"]]
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        events = await run_samples(client, host, 10, 10, disk=91)
+        disk = [e for e in events if e["event_type"] == "disk_full"]
+        assert len(disk) == 1 and disk[0]["id"] == first[0]["id"] and disk[0]["value"] == 91
+
+
+async def test_retention_prunes_by_count(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server(events_max_count=10)) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "cpu_spike_points": 5})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        # Alternating figures: every other sample spikes; with coalescing they fold, so use memory flaps instead.
+        for _ in range(12):
+            await run_samples(client, host, 10, 10, memory=95)
+            await run_samples(client, host, 10, 10, memory=20)
+        page = await call(client, "query_monitoring_events", {"limit": 500})
+        assert page["total"] == 10 and len(page["events"]) == 10 and page["has_more"] is False
+
+
+async def test_query_filters_limit_and_has_more(make_server: ServerFactory, host: FakeHostSource) -> None:
+    host.mounts = ("/a", "/b", "/c")
+    async with connect(make_server()) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        await run_samples(client, host, 95, disk=99)
+        page = await call(client, "query_monitoring_events", {"event_type": "disk_full", "limit": 2})
+        assert page["total"] == 3 and len(page["events"]) == 2 and page["has_more"] is True
+        assert all(e["event_type"] == "disk_full" and e["severity"] == "critical" for e in page["events"])
+        newest_first = [e["last_seen"] for e in page["events"]]
+        assert newest_first == sorted(newest_first, reverse=True)
+        page = await call(client, "query_monitoring_events", {"severity": "critical", "since": "1h"})
+        assert page["total"] == 3
+        page = await call(client, "query_monitoring_events", {"since": "2999-01-01T00:00:00Z"})
+        assert page == {"events": [], "total": 0, "has_more": False}
+        error = await call_error(client, "query_monitoring_events", {"since": "yesterday-ish"})
+        assert "since='yesterday-ish' is not a time" in error
+        cleared = await call(client, "clear_monitoring_events")
+        assert cleared["deleted"] >= 4
+        assert (await call(client, "query_monitoring_events"))["total"] == 0
+
+
+async def test_start_stop_and_status(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server()) as client:
+        status = await call(client, "get_monitoring_status")
+        assert status["state"]["running"] is False and status["state"]["interval_seconds"] == 30
+        started = await call(
+            client, "start_monitoring", {"interval_seconds": 0.5, "thresholds": {"cpu_percent": 70}}
+        )
+        assert started["state"]["running"] is True
+        assert started["state"]["interval_seconds"] == 0.5
+        assert started["state"]["thresholds"]["cpu_percent"] == 70
+        assert started["health"]["verdict"] == "healthy"
+        stopped = await call(client, "stop_monitoring")
+        assert stopped["was_running"] is True and stopped["state"]["running"] is False
+        before = host.samples
+        await anyio.sleep(0.3)
+        assert host.samples == before  # the loop really stopped
+        assert (await call(client, "stop_monitoring"))["was_running"] is False
+
+
+async def test_autostart_from_settings(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server(monitoring_autostart=True, monitoring_interval_seconds=FAST)) as client:
+        await wait_samples(host, 3)
+        status = await call(client, "get_monitoring_status")
+        assert status["state"]["running"] is True and status["state"]["samples"] >= 2
+
+
+async def test_threshold_validation(make_server: ServerFactory) -> None:
+    async with connect(make_server()) as client:
+        error = await call_error(client, "set_monitoring_thresholds", {"cpu_percent": 150})
+        assert "invalid thresholds" in error and "cpu_percent" in error and "100" in error
+        error = await call_error(client, "set_monitoring_thresholds", {"consecutive_samples": 0})
+        assert "consecutive_samples" in error
+        error = await call_error(client, "start_monitoring", {"interval_seconds": 0})
+        assert "interval_seconds" in error
+        error = await call_error(client, "start_monitoring", {"thresholds": {"cpu": 50}})
+        assert "cpu" in error and "Extra inputs are not permitted" in error
+        # Nothing changed, and the server still serves.
+        status = await call(client, "get_monitoring_status")
+        assert status["state"]["thresholds"]["cpu_percent"] == 85
+        assert status["state"]["running"] is False
+
+
+async def test_events_resource_lists_events(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server()) as client:
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        await run_samples(client, host, 99)
+        contents = (await client.read_resource("monitoring://events")).contents
+        text = contents[0].text  # type: ignore[union-attr]
+        assert '"event_type": "cpu_high"' in text and '"has_more": false' in text

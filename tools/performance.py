@@ -1,0 +1,49 @@
+"""``analyze_system_performance`` and ``get_top_processes``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from telemetry.host import top_processes
+from telemetry.models import ProcessInfo
+from telemetry.performance import PerformanceReport, analyze
+from tools.services import Services, services
+
+ANALYSIS_WINDOW = 20  # snapshots: a few minutes at the default interval
+
+
+class TopProcesses(BaseModel):
+    sort_by: Literal["cpu", "memory"] = Field(description="What the list is sorted by.")
+    processes: list[ProcessInfo] = Field(description="Processes, heaviest first.")
+
+
+def register(server: MCPServer) -> None:
+    """Add the performance tools to ``server``."""
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(title="Analyse performance", annotations=read_only)
+    async def analyze_system_performance(ctx: Context[Services, Any]) -> PerformanceReport:
+        """Find the bottleneck(s) - CPU, memory, disk, I/O, GPU - with the figures that show them and what to do.
+
+        Uses the recent samples (more while monitoring runs) plus a fresh one, and the busiest processes.
+        Each bottleneck names a remediation script template when one fits (see generate_script).
+        """
+        svc = services(ctx)
+        await svc.sampler.refresh()
+        history = svc.sampler.history()[-ANALYSIS_WINDOW:]
+        top = await anyio.to_thread.run_sync(top_processes, "cpu", 5)
+        return analyze(history, svc.monitor.thresholds, top)
+
+    @server.tool(title="Top processes", annotations=read_only)
+    async def get_top_processes(
+        sort_by: Annotated[Literal["cpu", "memory"], Field(description="Sort by CPU use or resident memory.")] = "cpu",
+        limit: Annotated[int, Field(ge=1, le=100, description="How many processes (1-100).")] = 10,
+    ) -> TopProcesses:
+        """The processes using the most CPU (measured over 0.1 s) or memory (resident set size)."""
+        rows = await anyio.to_thread.run_sync(top_processes, sort_by, limit)
+        return TopProcesses(sort_by=sort_by, processes=rows)

@@ -1,0 +1,71 @@
+"""The services a tool can reach: built by the server's lifespan, read from the request context."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mcp.server.mcpserver import Context
+
+from generators.remediation import ScriptGenerator
+from telemetry.monitor import Monitor
+from telemetry.sampler import Sampler
+
+
+@dataclass
+class ToolStats:
+    """Tool-call counts and failures since start-up (the server's middleware fills it)."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def record(self, tool: str, failed: bool) -> None:
+        self.calls[tool] = self.calls.get(tool, 0) + 1
+        if failed:
+            self.failures[tool] = self.failures.get(tool, 0) + 1
+
+
+class ResourceNotifier(Protocol):
+    """Tells subscribed clients that a resource changed."""
+
+    async def resource_updated(self, uri: str) -> None: ...
+
+
+@dataclass
+class Services:
+    """Everything the lifespan owns. One instance per process."""
+
+    version: str
+    started_at: float
+    sampler: Sampler
+    monitor: Monitor
+    scripts: ScriptGenerator
+    scripts_dir: Path
+    notifier: ResourceNotifier
+    stats: ToolStats = field(default_factory=ToolStats)
+    clock: Any = time.time
+
+
+class ServicesRef:
+    """Lets static resources (which get no request context) reach the services while the lifespan runs."""
+
+    def __init__(self) -> None:
+        self._services: Services | None = None
+
+    def set(self, services: Services) -> None:
+        self._services = services
+
+    def clear(self) -> None:
+        self._services = None
+
+    def get(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the server is not running: its lifespan has not started")
+        return self._services
+
+
+def services(ctx: Context[Services, Any]) -> Services:
+    """The lifespan's services for this request."""
+    return ctx.request_context.lifespan_context

@@ -1,0 +1,84 @@
+"""``get_system_status`` and the ``system://status`` resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from telemetry.health import assess
+from telemetry.models import GpuStatus, HostStatus, Verdict
+from telemetry.monitor import MonitorState
+from tools.services import Services, ServicesRef, services
+
+STATUS_URI = "system://status"
+
+
+class ServerInfo(BaseModel):
+    version: str = Field(description="Server version.")
+    uptime_seconds: float = Field(description="Seconds since the server started.")
+    tool_calls: int = Field(description="Tool calls served since start-up.")
+    tool_failures: int = Field(description="Tool calls that returned an error.")
+    calls_by_tool: dict[str, int] = Field(description="Tool calls per tool name.")
+    failures_by_tool: dict[str, int] = Field(description="Failed tool calls per tool name.")
+
+
+class SystemStatus(BaseModel):
+    verdict: Verdict = Field(description="Overall health: healthy, degraded or critical.")
+    reasons: list[str] = Field(description="Why the verdict is not healthy (empty when healthy).")
+    host: HostStatus = Field(description="CPU, memory, disks, I/O rates and uptime of the host.")
+    gpu: GpuStatus = Field(description='GPU devices, or {"available": false, "reason": ...} without NVML.')
+    monitoring: MonitorState = Field(description="Threshold monitoring: running, interval, thresholds, counts.")
+    server: ServerInfo = Field(description="This server: version, uptime and tool-call counts.")
+
+
+async def build_status(svc: Services) -> SystemStatus:
+    """The status snapshot: served from the sampler's latest reading, refreshed when stale."""
+    snap = await svc.sampler.latest()
+    monitor = svc.monitor
+    health = assess(snap, monitor.thresholds, list(monitor.active.values()))
+    stats = svc.stats
+    return SystemStatus(
+        verdict=health.verdict,
+        reasons=health.reasons,
+        host=snap.host,
+        gpu=snap.gpu,
+        monitoring=monitor.state(),
+        server=ServerInfo(
+            version=svc.version,
+            uptime_seconds=round(svc.clock() - svc.started_at, 1),
+            tool_calls=sum(stats.calls.values()),
+            tool_failures=sum(stats.failures.values()),
+            calls_by_tool=dict(stats.calls),
+            failures_by_tool=dict(stats.failures),
+        ),
+    )
+
+
+def register(server: MCPServer, ref: ServicesRef) -> None:
+    """Add the status tool and resource to ``server``."""
+
+    @server.tool(
+        title="System status",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
+    )
+    async def get_system_status(ctx: Context[Services, Any]) -> SystemStatus:
+        """Host and GPU status with an overall verdict (healthy | degraded | critical) and its reasons.
+
+        Covers CPU (total, per core, load), memory and swap, disk usage per mount, network and disk I/O rates,
+        uptime, each NVIDIA GPU (utilisation, memory, temperature, power, clocks, throttling, ECC, processes),
+        the monitoring state and this server's own counters. Cheap: served from the latest sample.
+        """
+        return await build_status(services(ctx))
+
+    @server.resource(
+        STATUS_URI,
+        name="system_status",
+        title="System status",
+        description="The get_system_status snapshot as JSON.",
+        mime_type="application/json",
+    )
+    async def system_status_resource() -> str:
+        return (await build_status(ref.get())).model_dump_json(indent=2)
