@@ -55,7 +55,9 @@ class Notifier:
     def install(self, server: MCPServer) -> None:
         """Register the legacy handlers; this also makes the server declare ``resources.subscribe`` and logging."""
         # Serving logging to legacy sessions is deliberate; the SDK warns on every send otherwise.
-        warnings.filterwarnings("ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning
+        )
         lowlevel = server._lowlevel_server  # the SDK's documented route for methods MCPServer does not serve
         lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe)

@@ -7,13 +7,14 @@ Precedence, highest first: explicit overrides (CLI flags), environment variables
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
@@ -48,11 +49,11 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="Address the HTTP transport binds to.")
     http_port: int = Field(8765, ge=0, le=65535, description="Port of the HTTP transport (0 picks a free one).")
     mcp_api_key: SecretStr | None = Field(None, description="Bearer key required on /mcp when set.")
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host headers accepted on /mcp (DNS-rebinding protection); loopback names are always allowed.",
     )
-    allowed_origins: list[str] = Field(
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origin headers accepted on /mcp; loopback origins are always allowed."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 

@@ -158,9 +158,7 @@ async def test_start_stop_and_status(make_server: ServerFactory, host: FakeHostS
     async with connect(make_server()) as client:
         status = await call(client, "get_monitoring_status")
         assert status["state"]["running"] is False and status["state"]["interval_seconds"] == 30
-        started = await call(
-            client, "start_monitoring", {"interval_seconds": 0.5, "thresholds": {"cpu_percent": 70}}
-        )
+        started = await call(client, "start_monitoring", {"interval_seconds": 0.5, "thresholds": {"cpu_percent": 70}})
         assert started["state"]["running"] is True
         assert started["state"]["interval_seconds"] == 0.5
         assert started["state"]["thresholds"]["cpu_percent"] == 70

@@ -21,7 +21,9 @@ async def test_no_bottleneck_on_a_quiet_host(make_server: ServerFactory) -> None
     assert report["samples"] == 1
 
 
-async def test_bottlenecks_named_with_evidence_and_suggestions(make_server: ServerFactory, host: FakeHostSource) -> None:
+async def test_bottlenecks_named_with_evidence_and_suggestions(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
     host.set(cpu=97, memory=95, disk=99, iowait=45, load1=6.0)
     nvml = FakeNvml(devices=1)
     nvml.temperature[0] = 92.0

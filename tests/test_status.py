@@ -41,7 +41,9 @@ async def test_status_reports_every_host_figure(make_server: ServerFactory, host
     assert second["server"]["calls_by_tool"] == {"get_system_status": 1}
 
 
-async def test_stale_snapshot_is_refreshed_and_io_rates_appear(make_server: ServerFactory, host: FakeHostSource) -> None:
+async def test_stale_snapshot_is_refreshed_and_io_rates_appear(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
     async with connect(make_server(status_max_age_seconds=0)) as client:
         await call(client, "get_system_status")
         status = await call(client, "get_system_status")

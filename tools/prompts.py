@@ -1,19 +1,48 @@
-"""The ``diagnose_system`` prompt: status → performance analysis → remediation script."""
+"""The ``diagnose_system`` prompt (status → performance analysis → remediation script) and argument completion."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import Completion, CompletionArgument, PromptReference, ResourceTemplateReference
+
+PLATFORMS = ("auto", "bash", "powershell")
+SYMPTOMS = (
+    "high CPU usage",
+    "out of memory",
+    "disk full",
+    "slow responses",
+    "GPU overheating",
+    "GPU out of memory",
+    "service keeps crashing",
+)
+CompletionHandler = Callable[
+    [PromptReference | ResourceTemplateReference, CompletionArgument, Any], Awaitable[Completion | None]
+]
+MAX_COMPLETIONS = 100  # the protocol's cap per response
+
+
+def complete_argument(prompt: str, argument: str, prefix: str) -> list[str]:
+    """Values for a prompt argument that start with ``prefix`` (case-insensitive)."""
+    if prompt != "diagnose_system":
+        return []
+    choices = {"platform": PLATFORMS, "symptom": SYMPTOMS}.get(argument, ())
+    return [c for c in choices if c.lower().startswith(prefix.lower())][:MAX_COMPLETIONS]
 
 
 def register(server: MCPServer) -> None:
-    """Add the prompts to ``server``."""
+    """Add the prompts and the completion handler to ``server``."""
 
     @server.prompt(title="Diagnose this system")
-    def diagnose_system(symptom: str = "", platform: Literal["auto", "bash", "powershell"] | str = "auto") -> str:
-        """Walk an agent from the system status to the bottleneck to a remediation script a human can run."""
+    def diagnose_system(symptom: str = "", platform: str = "auto") -> str:
+        """Walk an agent from the system status to the bottleneck to a remediation script a human can run.
+
+        symptom: what the user noticed, in their words (optional). platform: auto, bash or powershell.
+        """
         concern = f'The user reports: "{symptom.strip()}".\n\n' if symptom.strip() else ""
+        shell = platform if platform in PLATFORMS else "auto"
         return f"""{concern}Diagnose this host step by step with the self-building-mcp tools:
 
 1. Call get_system_status. Read `verdict` and `reasons`; note CPU, memory, the fullest disk, I/O rates and GPUs.
@@ -22,7 +51,19 @@ def register(server: MCPServer) -> None:
 3. Call analyze_system_performance. For each bottleneck, read its evidence and suggestions.
 4. Call get_top_processes (sort_by="cpu" or "memory") to name the processes behind it.
 5. Call list_script_templates, pick the `remediation_template` of the worst bottleneck, and call generate_script
-   with platform="{platform}" and the parameters it needs (a PID or process name from step 4, a path, ...).
+   with platform="{shell}" and the parameters it needs (a PID or process name from step 4, a path, ...).
 6. Show the user the diagnosis (figures, cause) and the script. It runs as a dry run by default; explain that
    they must re-run it with --apply (bash) or -Apply (PowerShell) to act, and what it will change.
    Offer save_script to store it in the workspace's scripts/ folder. Never claim the fix was applied."""
+
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference, argument: CompletionArgument, context: Any
+    ) -> Completion | None:
+        if not isinstance(ref, PromptReference):
+            return None
+        values = complete_argument(ref.name, argument.name, argument.value)
+        return Completion(values=values, total=len(values), has_more=False)
+
+    # MCPServer.completion() carries no type annotations in mcp 2.3.
+    register_completion: Callable[[CompletionHandler], object] = server.completion()  # type: ignore[no-untyped-call]
+    register_completion(complete)

@@ -1,0 +1,14 @@
+"""Run every benchmark and print its figures: python -m tests.benchmarks [--sampler-seconds N]."""
+
+from __future__ import annotations
+
+import argparse
+
+from tests.benchmarks import bench_cold_start, bench_sampler, bench_status
+
+parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
+parser.add_argument("--sampler-seconds", type=float, default=60.0, help="length of the sampler measurement")
+args = parser.parse_args()
+bench_status.main()
+bench_cold_start.main()
+bench_sampler.main(args.sampler_seconds)

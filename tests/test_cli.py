@@ -1,0 +1,99 @@
+"""The self-building-mcp command: help, errors with exit code 2, status as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMAND = [sys.executable, "-m", "server"]
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SELF_BUILDING_")}
+    environ.update(SELF_BUILDING_DATA_DIR=str(tmp_path / "data"), **env)
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["status", "--help"]])
+def test_help_on_every_command(tmp_path: Path, args: list[str]) -> None:
+    proc = run(tmp_path, *args)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: self-building-mcp")
+    for flag in {"serve": ["--transport", "--host", "--port", "--config"], "status": ["--json"]}.get(args[0], []):
+        assert flag in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["serve", "--transport", "carrier-pigeon"], "invalid choice: 'carrier-pigeon'"),
+        (["serve", "--port", "http"], "port must be a number, got 'http'"),
+        (["serve", "--port", "70000"], "port must be between 0 and 65535, got 70000"),
+        (["status", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["status", "--config", "/nonexistent.toml"], "config file /nonexistent.toml does not exist"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run(tmp_path, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_bad_environment_value_exits_2(tmp_path: Path) -> None:
+    proc = run(tmp_path, "status", SELF_BUILDING_HTTP_PORT="lots")
+    assert proc.returncode == 2 and "invalid settings: http_port" in proc.stderr
+
+
+def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
+    config = tmp_path / "sb.toml"
+    config.write_text('[self_building]\nstatus_max_age_seconds = 7\nlog_level = "WARNING"\n', encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("unknown_setting = 1\n", encoding="utf-8")
+    assert "unknown setting(s) unknown_setting" in run(tmp_path, "status", "--config", str(bad)).stderr
+    proc = run(tmp_path, "status", "--json", "--config", str(config), SELF_BUILDING_LOG_LEVEL="ERROR")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["monitoring"]["running"] is False
+
+
+def test_status_json_is_the_tool_snapshot(tmp_path: Path) -> None:
+    proc = run(tmp_path, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) == {"verdict", "reasons", "host", "gpu", "monitoring", "server"}
+    assert data["host"]["cpu"]["logical_cores"] >= 1 and data["gpu"]["available"] in (True, False)
+
+
+def test_status_table(tmp_path: Path) -> None:
+    proc = run(tmp_path, "status")
+    assert proc.returncode == 0, proc.stderr
+    labels = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    for label in ("verdict", "host", "cpu", "load", "memory", "disk", "monitoring", "server"):
+        assert label in labels, proc.stdout
+    assert "gpu" in labels
+
+
+def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.settings import load_settings
+
+    config = tmp_path / "sb.toml"
+    config.write_text('http_port = 9000\nlog_level = "DEBUG"\nallowed_hosts = ["a.example:*"]\n', encoding="utf-8")
+    monkeypatch.setenv("SELF_BUILDING_LOG_LEVEL", "ERROR")
+    monkeypatch.setenv("SELF_BUILDING_ALLOWED_ORIGINS", "https://x.example, https://y.example")
+    settings = load_settings(config, http_port=None, workspace=tmp_path)
+    assert settings.http_port == 9000  # from the file
+    assert settings.log_level == "ERROR"  # env beats the file
+    assert settings.allowed_hosts == ["a.example:*"]
+    assert settings.allowed_origins == ["https://x.example", "https://y.example"]
+    assert load_settings(config, http_port=9100).http_port == 9100  # a flag beats everything
+    monkeypatch.delenv("SELF_BUILDING_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_settings().data_dir == tmp_path / "xdg" / "self-building-mcp"
