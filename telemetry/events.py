@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -261,10 +259,3 @@ def _to_event(row: sqlite3.Row) -> MonitoringEvent:
     data["active"] = bool(data["active"])
     return MonitoringEvent.model_validate(data)
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def now() -> float:
-    return time.time()

@@ -11,7 +11,7 @@ import anyio.to_thread
 
 from telemetry.gpu import GpuSource
 from telemetry.host import HostSource
-from telemetry.models import HostSample, HostStatus, IoRates, Snapshot
+from telemetry.models import GpuStatus, HostSample, HostStatus, IoRates, Snapshot
 
 
 class Sampler:
@@ -70,7 +70,7 @@ class Sampler:
             self.samples_taken += 1
             return snap
 
-    def _read(self) -> tuple[HostSample, object]:
+    def _read(self) -> tuple[HostSample, GpuStatus]:
         return self._host.sample(), self._gpu.sample()
 
     def _derive(self, sample: HostSample) -> HostStatus:

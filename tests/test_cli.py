@@ -97,3 +97,14 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("SELF_BUILDING_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert load_settings().data_dir == tmp_path / "xdg" / "self-building-mcp"
+
+
+def test_example_config_loads() -> None:
+    from server.settings import load_settings
+
+    root = Path(__file__).resolve().parent.parent
+    settings = load_settings(root / "examples" / "self-building.toml")
+    assert settings.monitoring_autostart is True and settings.allowed_hosts == ["mcp.internal.example:*"]
+    for name in ("claude_desktop_config.json", "http_client_config.json"):
+        config = json.loads((root / "examples" / name).read_text(encoding="utf-8"))
+        assert "self-building" in config["mcpServers"]

@@ -8,9 +8,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from telemetry.gpu import NvmlGpuSource
 from tests.conftest import ServerFactory, call, call_error, connect, wait_samples
 from tests.fakes import FakeHostSource, FakeNvml
-from telemetry.gpu import NvmlGpuSource
 
 pytestmark = pytest.mark.anyio
 FAST = 0.1
@@ -91,7 +91,7 @@ async def test_gpu_conditions_from_fake_nvml(make_server: ServerFactory, host: F
         await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "gpu_temperature_c": 80})
         await call(client, "start_monitoring", {"interval_seconds": FAST})
         nvml.temperature[1] = 96.0
-        nvml.memory_used[0] = int(79 * 2**30)
+        nvml.memory_used[0] = 79 * 2**30
         events = await run_samples(client, host, 10, 10)
         found = {(e["event_type"], e["resource"], e["severity"]) for e in events}
         assert ("gpu_temperature_high", "gpu1", "critical") in found
@@ -202,3 +202,16 @@ async def test_events_resource_lists_events(make_server: ServerFactory, host: Fa
         contents = (await client.read_resource("monitoring://events")).contents
         text = contents[0].text  # type: ignore[union-attr]
         assert '"event_type": "cpu_high"' in text and '"has_more": false' in text
+
+
+async def test_retention_prunes_resolved_events_by_age(make_server: ServerFactory, host: FakeHostSource) -> None:
+    async with connect(make_server(events_max_age_days=0.5 / 86400)) as client:  # half a second
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "clear_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": FAST})
+        events = await run_samples(client, host, 10, 10, memory=95)
+        events = await run_samples(client, host, 10, memory=20)
+        old = [e for e in events if e["event_type"] == "memory_high"]
+        assert len(old) == 1 and old[0]["active"] is False
+        await anyio.sleep(0.6)
+        events = await run_samples(client, host, 10, disk=99)  # a change triggers pruning
+    assert [e["event_type"] for e in events] == ["disk_full"]  # the resolved, aged event is gone; the open one stays

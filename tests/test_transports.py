@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
@@ -205,11 +204,13 @@ def test_bad_host_and_origin_are_rejected(http_server: str) -> None:
 
 @pytest.mark.anyio
 async def test_mcp_client_over_http_with_key(http_server: str) -> None:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http:
-        async with Client(streamable_http_client(f"{http_server}/mcp", http_client=http)) as client:
-            status = await client.call_tool("get_system_status", {})
-            tools = await client.list_tools()
-            bad = await client.call_tool("set_monitoring_thresholds", {"cpu_percent": -1})
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http,
+        Client(streamable_http_client(f"{http_server}/mcp", http_client=http)) as client,
+    ):
+        status = await client.call_tool("get_system_status", {})
+        tools = await client.list_tools()
+        bad = await client.call_tool("set_monitoring_thresholds", {"cpu_percent": -1})
     assert not status.is_error and status.structured_content is not None
     assert len(tools.tools) >= 13
     assert bad.is_error

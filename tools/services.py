@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +46,7 @@ class Services:
     scripts_dir: Path
     notifier: ResourceNotifier
     stats: ToolStats = field(default_factory=ToolStats)
-    clock: Any = time.time
+    clock: Callable[[], float] = time.time
 
 
 class ServicesRef:
