@@ -86,6 +86,19 @@ def _iowait() -> float | None:
     return float(value) if value is not None else None
 
 
+def _usage(mountpoint: str, device: str, fstype: str) -> DiskUsage:
+    usage = psutil.disk_usage(mountpoint)
+    return DiskUsage(
+        mountpoint=mountpoint,
+        device=device,
+        fstype=fstype,
+        total_bytes=usage.total,
+        used_bytes=usage.used,
+        free_bytes=usage.free,
+        percent=float(usage.percent),
+    )
+
+
 def _disk_usage() -> list[DiskUsage]:
     disks: list[DiskUsage] = []
     seen: set[str] = set()
@@ -93,34 +106,12 @@ def _disk_usage() -> list[DiskUsage]:
         if part.mountpoint in seen or part.fstype in _IGNORED_FSTYPES:
             continue
         try:
-            usage = psutil.disk_usage(part.mountpoint)
+            disks.append(_usage(part.mountpoint, part.device, part.fstype))
         except OSError:  # unreadable or vanished mount
             continue
         seen.add(part.mountpoint)
-        disks.append(
-            DiskUsage(
-                mountpoint=part.mountpoint,
-                device=part.device,
-                fstype=part.fstype,
-                total_bytes=usage.total,
-                used_bytes=usage.used,
-                free_bytes=usage.free,
-                percent=float(usage.percent),
-            )
-        )
     if not disks:  # containers often mount / as overlay: still report the root file system
-        usage = psutil.disk_usage("/")
-        disks.append(
-            DiskUsage(
-                mountpoint="/",
-                device="rootfs",
-                fstype="unknown",
-                total_bytes=usage.total,
-                used_bytes=usage.used,
-                free_bytes=usage.free,
-                percent=float(usage.percent),
-            )
-        )
+        disks.append(_usage("/", "rootfs", "unknown"))
     return disks
 
 
