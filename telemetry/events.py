@@ -258,4 +258,3 @@ def _to_event(row: sqlite3.Row) -> MonitoringEvent:
     data = dict(row)
     data["active"] = bool(data["active"])
     return MonitoringEvent.model_validate(data)
-
