@@ -71,7 +71,6 @@ def create_server(
             monitor=monitor,
             scripts=ScriptGenerator(),
             scripts_dir=settings.scripts_dir,
-            notifier=notifier,
             clock=clock,
         )
         try:

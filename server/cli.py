@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,11 +79,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         sys.stderr.write(f"self-building-mcp: error: invalid settings: {problems}\n")
         return EXIT_USAGE
+    problem = _unusable_dir(settings.data_dir)
+    if problem:
+        sys.stderr.write(
+            f"self-building-mcp: error: data directory {settings.data_dir}: {problem}; "
+            "set SELF_BUILDING_DATA_DIR or --data-dir to a writable directory\n"
+        )
+        return EXIT_USAGE
     key = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else ""
     configure_logging(settings.log_level, secrets=(key,))
     if args.command == "serve":
         return _serve(settings, args.transport)
     return anyio.run(_status, settings, args.json)
+
+
+def _unusable_dir(path: Path) -> str | None:
+    """Why ``path`` cannot hold the databases, or None when it can (it is created if missing)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
 
 
 def _serve(settings: Settings, transport: str) -> int:

@@ -108,3 +108,12 @@ def test_example_config_loads() -> None:
     for name in ("claude_desktop_config.json", "http_client_config.json"):
         config = json.loads((root / "examples" / name).read_text(encoding="utf-8"))
         assert "self-building" in config["mcpServers"]
+
+
+def test_unusable_data_dir_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    proc = run(tmp_path, "status", "--data-dir", str(blocker / "data"))
+    assert proc.returncode == 2
+    assert f"data directory {blocker / 'data'}: cannot be created" in proc.stderr
+    assert "SELF_BUILDING_DATA_DIR" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mcp.server.mcpserver import Context
 
@@ -28,12 +28,6 @@ class ToolStats:
             self.failures[tool] = self.failures.get(tool, 0) + 1
 
 
-class ResourceNotifier(Protocol):
-    """Tells subscribed clients that a resource changed."""
-
-    async def resource_updated(self, uri: str) -> None: ...
-
-
 @dataclass
 class Services:
     """Everything the lifespan owns. One instance per process."""
@@ -44,7 +38,6 @@ class Services:
     monitor: Monitor
     scripts: ScriptGenerator
     scripts_dir: Path
-    notifier: ResourceNotifier
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
 
