@@ -106,17 +106,19 @@ def _unusable_dir(path: Path) -> str | None:
 
 def _serve(settings: Settings, transport: str) -> int:
     from server.app import create_server
-    from server.http import UnsafeBindError, serve_http
 
     server = create_server(settings)
     try:
         if transport == "stdio":
             anyio.run(server.run_stdio_async)
-        else:
+            return 0
+        from server.http import UnsafeBindError, serve_http  # uvicorn and starlette only when serving HTTP
+
+        try:
             anyio.run(serve_http, server, settings)
-    except UnsafeBindError as exc:
-        sys.stderr.write(f"self-building-mcp: error: {exc}\n")
-        return EXIT_USAGE
+        except UnsafeBindError as exc:
+            sys.stderr.write(f"self-building-mcp: error: {exc}\n")
+            return EXIT_USAGE
     except KeyboardInterrupt:
         pass
     return 0
