@@ -56,12 +56,8 @@ async def test_every_tool_output_field_is_described(make_server: ServerFactory) 
     async with connect(make_server()) as client:
         tools = (await client.list_tools()).tools
 
-    def undescribed(schema: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
-        missing: list[str] = []
-        for name, prop in schema.get("properties", {}).items():
-            if "description" not in prop:
-                missing.append(f"{path}.{name}")
-        return missing
+    def undescribed(schema: dict[str, Any], path: str) -> list[str]:
+        return [f"{path}.{name}" for name, prop in schema.get("properties", {}).items() if "description" not in prop]
 
     missing: list[str] = []
     for tool in tools:
@@ -69,9 +65,9 @@ async def test_every_tool_output_field_is_described(make_server: ServerFactory) 
         schema = tool.output_schema
         assert schema is not None, f"{tool.name} has no output schema"
         defs = schema.get("$defs", {})
-        missing += undescribed(schema, defs, tool.name)
+        missing += undescribed(schema, tool.name)
         for def_name, definition in defs.items():
-            missing += undescribed(definition, defs, f"{tool.name}:{def_name}")
+            missing += undescribed(definition, f"{tool.name}:{def_name}")
         for name, prop in tool.input_schema.get("properties", {}).items():
             if "description" not in prop:
                 missing.append(f"{tool.name}(input).{name}")

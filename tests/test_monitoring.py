@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 
+from server.settings import Settings
 from telemetry.gpu import NvmlGpuSource
 from tests.conftest import ServerFactory, call, call_error, connect, wait_samples
 from tests.fakes import FakeHostSource, FakeNvml
@@ -100,7 +102,7 @@ async def test_gpu_conditions_from_fake_nvml(make_server: ServerFactory, host: F
 
 
 async def test_events_persist_across_restart_and_open_ones_continue(
-    make_server: ServerFactory, host: FakeHostSource
+    make_server: ServerFactory, host: FakeHostSource, settings: Settings
 ) -> None:
     async with connect(make_server()) as client:
         await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1, "disk_percent": 80})
@@ -108,6 +110,8 @@ async def test_events_persist_across_restart_and_open_ones_continue(
         events = await run_samples(client, host, 10, disk=90)
         first = [e for e in events if e["event_type"] == "disk_full"]
         assert len(first) == 1
+    with sqlite3.connect(settings.events_db_path) as db:  # the store is SQLite in WAL mode
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # A new process on the same data directory: events and thresholds are still there.
     async with connect(make_server()) as client:
         status = await call(client, "get_monitoring_status")
