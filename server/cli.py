@@ -46,6 +46,22 @@ def _parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="print the system status", description="Print the get_system_status snapshot."
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    detect = commands.add_parser(
+        "detect-anomalies",
+        help="run the streaming anomaly detector over a timestamp,value CSV",
+        description="Read a CSV with a header line and timestamp,value rows; print one JSON line per row, in order: "
+        '{"timestamp", "value", "score", "anomaly"}. The same detector the server runs on live series.',
+    )
+    detect.add_argument("file", type=Path, metavar="FILE.csv", help="CSV file with a timestamp,value header")
+
+    patterns = commands.add_parser(
+        "log-patterns",
+        help="group log lines into templates",
+        description="Read log lines (raw, or message contents only); print one JSON line per input line, in order: "
+        '{"pattern_id", "template"}. The same miner the server runs on ingested logs.',
+    )
+    patterns.add_argument("file", type=Path, metavar="FILE", help="log file, one message per line")
     return parser
 
 
@@ -62,6 +78,8 @@ def _port(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command in ("detect-anomalies", "log-patterns"):
+        return _offline(args.command, args.file)
     try:
         check_packages()
         settings = load_settings(
@@ -91,6 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.transport)
     return anyio.run(_status, settings, args.json)
+
+
+def _offline(command: str, path: Path) -> int:
+    """The offline analysis commands: no settings, no server, output on stdout only."""
+    if not path.is_file():
+        sys.stderr.write(f"self-building-mcp: error: {path} is not a readable file\n")
+        return EXIT_USAGE
+    if command == "detect-anomalies":
+        from telemetry.anomaly import detect_csv
+
+        return detect_csv(path, sys.stdout)
+    from telemetry.logpatterns import mine_file
+
+    return mine_file(path, sys.stdout)
 
 
 def _unusable_dir(path: Path) -> str | None:
