@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,9 +21,13 @@ from server.settings import Settings
 from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
 from telemetry.host import HostSource, PsutilHostSource
+from telemetry.local_metrics import snapshot_points
+from telemetry.models import Snapshot
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
-from tools import monitoring, performance, prompts, scripts, status
+from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store import TelemetryStore
+from tools import monitoring, performance, prompts, scripts, status, telemetry
 from tools.services import Services, ServicesRef
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ def create_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
+        telemetry_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
         sampler = Sampler(
             host_source or PsutilHostSource(),
             gpu_source or NvmlGpuSource(),
@@ -71,12 +76,15 @@ def create_server(
             monitor=monitor,
             scripts=ScriptGenerator(),
             scripts_dir=settings.scripts_dir,
+            telemetry=telemetry_store,
+            default_tenant=settings.default_tenant,
             clock=clock,
         )
         try:
             async with anyio.create_task_group() as task_group:
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
+                sampler.add_listener(_recorder(telemetry_store, settings.default_tenant))
                 if settings.monitoring_autostart:
                     await monitor.start()
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)
@@ -90,6 +98,7 @@ def create_server(
         finally:
             sampler.close()
             store.close()
+            telemetry_store.close()
 
     key = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else None
     server = MCPServer(
@@ -110,7 +119,17 @@ def create_server(
     performance.register(server)
     scripts.register(server)
     prompts.register(server)
+    telemetry.register(server)
     return server
+
+
+def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:
+    """A sampler listener that writes each snapshot's figures into the telemetry store (source ``local``)."""
+
+    async def record(snapshot: Snapshot) -> None:
+        await anyio.to_thread.run_sync(store.add_metrics, snapshot_points(snapshot, tenant))
+
+    return record
 
 
 async def _count_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     events_max_count: int = Field(10_000, ge=10, description="Monitoring events kept (oldest pruned first).")
     events_max_age_days: float = Field(30.0, gt=0, description="Monitoring events older than this are pruned.")
 
+    default_tenant: str = Field(
+        "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Tenant for data without one."
+    )
+    telemetry_retention_days: float = Field(14.0, gt=0, description="Telemetry older than this is pruned.")
+
     enable_self_building: bool = Field(True, description="Allow the self-building tools (later releases).")
     enable_cloudwatch_streaming: bool = Field(False, description="Stream telemetry from AWS CloudWatch.")
     enable_autonomous_improvements: bool = Field(False, description="Run improvement cycles without a caller.")
@@ -100,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def events_db_path(self) -> Path:
         return self.data_dir / "monitoring.sqlite3"
+
+    @property
+    def telemetry_db_path(self) -> Path:
+        return self.data_dir / "telemetry.sqlite3"
 
     @property
     def scripts_dir(self) -> Path:

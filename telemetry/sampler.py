@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.to_thread
@@ -12,6 +13,8 @@ import anyio.to_thread
 from telemetry.gpu import GpuSource
 from telemetry.host import HostSource
 from telemetry.models import GpuStatus, HostSample, HostStatus, IoRates, Snapshot
+
+logger = logging.getLogger(__name__)
 
 
 class Sampler:
@@ -38,7 +41,12 @@ class Sampler:
         self._latest: Snapshot | None = None
         self._previous_sample: HostSample | None = None
         self._history: deque[Snapshot] = deque(maxlen=history)
+        self._listeners: list[Callable[[Snapshot], Awaitable[None]]] = []
         self.samples_taken = 0
+
+    def add_listener(self, listener: Callable[[Snapshot], Awaitable[None]]) -> None:
+        """Call ``listener`` with every new snapshot (after it is served); its errors are logged, not raised."""
+        self._listeners.append(listener)
 
     @property
     def last(self) -> Snapshot | None:
@@ -68,7 +76,12 @@ class Sampler:
             self._latest = snap
             self._history.append(snap)
             self.samples_taken += 1
-            return snap
+        for listener in self._listeners:
+            try:
+                await listener(snap)
+            except Exception:  # recording a sample must never break serving it
+                logger.exception("snapshot listener failed")
+        return snap
 
     def _read(self) -> tuple[HostSample, GpuStatus]:
         return self._host.sample(), self._gpu.sample()

@@ -32,6 +32,22 @@ def host() -> FakeHostSource:
 
 
 ServerFactory = Callable[..., MCPServer]
+# The public contract: tool names agents depend on.
+PUBLIC_TOOLS = {
+    "get_system_status",
+    "start_monitoring",
+    "stop_monitoring",
+    "get_monitoring_status",
+    "query_monitoring_events",
+    "clear_monitoring_events",
+    "set_monitoring_thresholds",
+    "analyze_system_performance",
+    "get_top_processes",
+    "list_script_templates",
+    "generate_script",
+    "save_script",
+    "ingest_telemetry",
+}
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.conftest import PUBLIC_TOOLS
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key-0123456789abcdef"
 
@@ -213,7 +215,7 @@ async def test_mcp_client_over_http_with_key(http_server: str) -> None:
         tools = await client.list_tools()
         bad = await client.call_tool("set_monitoring_thresholds", {"cpu_percent": -1})
     assert not status.is_error and status.structured_content is not None
-    assert len(tools.tools) == 12
+    assert {tool.name for tool in tools.tools} == PUBLIC_TOOLS
     assert bad.is_error
 
 

@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context
 from generators.remediation import ScriptGenerator
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
+from telemetry.store import TelemetryStore
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Services:
     monitor: Monitor
     scripts: ScriptGenerator
     scripts_dir: Path
+    telemetry: TelemetryStore
+    default_tenant: str
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
 

@@ -1,0 +1,174 @@
+"""Validation of pushed telemetry: every item is checked on its own, good ones are kept, bad ones get a reason."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from telemetry.errors import TelemetryError
+from telemetry.store import EventRecord, LogRecord, MetricPoint
+
+MAX_ITEMS = 10_000
+MAX_REJECTIONS_LISTED = 100
+FUTURE_SLACK_SECONDS = 3600.0
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,254}$"
+LEVELS = ("TRACE", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "FATAL")
+
+
+def parse_timestamp(value: float | str | None, now: float) -> float:
+    """Unix seconds (or milliseconds, recognised by size) or ISO 8601; None means now."""
+    if value is None:
+        return now
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ValueError(f"timestamp {value!r} is neither Unix seconds nor ISO 8601") from None
+    if not math.isfinite(value):
+        raise ValueError("timestamp must be a finite number")
+    return value / 1000.0 if value > 1e11 else float(value)
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    timestamp: float | str | None = None
+
+
+class MetricIn(_Item):
+    name: str = Field(pattern=_NAME)
+    value: float
+    unit: str | None = Field(None, max_length=32)
+    dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("value must be a finite number")
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _short(cls, dims: dict[str, str]) -> dict[str, str]:
+        for key, val in dims.items():
+            if not key or len(key) > 128 or len(val) > 256:
+                raise ValueError("dimension names must be 1-128 characters and values at most 256")
+        return dims
+
+
+class LogIn(_Item):
+    message: str = Field(min_length=1, max_length=32_768)
+    level: str = "INFO"
+    component: str | None = Field(None, max_length=256)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, level: str) -> str:
+        upper = level.upper()
+        upper = {"WARN": "WARNING", "ERR": "ERROR"}.get(upper, upper)
+        if upper not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+        return upper
+
+
+class EventIn(_Item):
+    type: str = Field(pattern=_NAME)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(None, min_length=1, max_length=256)
+
+
+Kind = Literal["metric", "log", "event"]
+
+
+class Rejection(BaseModel):
+    kind: Kind = Field(description="Which list the item was in.")
+    index: int = Field(description="Position of the item in that list (0-based).")
+    reason: str = Field(description="What was wrong with it.")
+
+
+class Accepted(BaseModel):
+    metrics: int = Field(description="Metric points stored.")
+    logs: int = Field(description="Log records stored.")
+    events: int = Field(description="Events stored (new ones; a repeated id is accepted but stored once).")
+
+
+class Batch(BaseModel):
+    """The valid items of one push, ready for the store, and why the others were refused."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    metrics: list[MetricPoint]
+    logs: list[LogRecord]
+    events: list[EventRecord]
+    rejections: list[Rejection]
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}".replace("Value error, ", "") for e in exc.errors()
+    )
+
+
+def check_tenant(tenant: str) -> str:
+    if not TENANT_PATTERN.match(tenant):
+        raise TelemetryError(
+            f"tenant_id {tenant!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit"
+        )
+    return tenant
+
+
+def validate_batch(
+    tenant: str,
+    metrics: Sequence[Any],
+    logs: Sequence[Any],
+    events: Sequence[Any],
+    *,
+    now: float,
+    source: str = "agent",
+) -> Batch:
+    """Check every item; raises only for a bad tenant or an oversized push, never for one bad item."""
+    check_tenant(tenant)
+    total = len(metrics) + len(logs) + len(events)
+    if total > MAX_ITEMS:
+        raise TelemetryError(f"{total} items in one call; send at most {MAX_ITEMS} (split the batch)")
+    rejections: list[Rejection] = []
+    good_metrics: list[MetricPoint] = []
+    good_logs: list[LogRecord] = []
+    good_events: list[EventRecord] = []
+
+    def when(item: _Item) -> float:
+        ts = parse_timestamp(item.timestamp, now)
+        if ts > now + FUTURE_SLACK_SECONDS:
+            raise ValueError("timestamp is more than an hour in the future")
+        return ts
+
+    for kind, items in (("metric", metrics), ("log", logs), ("event", events)):
+        for index, raw in enumerate(items):
+            try:
+                if not isinstance(raw, Mapping):
+                    raise ValueError(f"must be an object, got {type(raw).__name__}")
+                if kind == "metric":
+                    m = MetricIn.model_validate(raw)
+                    good_metrics.append(MetricPoint(tenant, m.name, when(m), m.value, m.dimensions, m.unit, source))
+                elif kind == "log":
+                    lg = LogIn.model_validate(raw)
+                    good_logs.append(
+                        LogRecord(tenant, when(lg), lg.message, lg.level, lg.component, lg.attributes, source)
+                    )
+                else:
+                    ev = EventIn.model_validate(raw)
+                    good_events.append(EventRecord(tenant, when(ev), ev.type, ev.detail, source, ev.id))
+            except ValidationError as exc:
+                rejections.append(Rejection(kind=kind, index=index, reason=_reason(exc)))
+            except ValueError as exc:
+                rejections.append(Rejection(kind=kind, index=index, reason=str(exc)))
+    return Batch(metrics=good_metrics, logs=good_logs, events=good_events, rejections=rejections)

@@ -1,0 +1,125 @@
+"""ingest_telemetry through the MCP client: per-item validation, storage, tenants, and local samples."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from server.settings import Settings
+from telemetry.sqlite_store import SqliteTelemetryStore
+from tests.conftest import ServerFactory, call, call_error, connect
+
+pytestmark = pytest.mark.anyio
+
+
+def stored(settings: Settings, tenant: str) -> SqliteTelemetryStore:
+    return SqliteTelemetryStore(settings.telemetry_db_path)
+
+
+async def test_valid_items_are_stored_and_bad_ones_explained(make_server: ServerFactory, settings: Settings) -> None:
+    now = time.time()
+    metrics: list[Any] = [
+        {"name": "api.latency_ms", "value": 120.5, "unit": "Milliseconds", "dimensions": {"Component": "api"}},
+        {"name": "api.latency_ms", "value": "fast"},
+        {"name": "api.latency_ms", "value": 99, "timestamp": "2026-11-24T10:00:00Z"},
+        {"name": "bad name; rm -rf /", "value": 1},
+        {"name": "api.errors", "value": "inf"},
+        "not an object",
+        {"name": "api.rps", "value": 10, "timestamp": now + 86400},
+        {"name": "api.rps", "value": 10, "colour": "blue"},
+    ]
+    logs: list[Any] = [
+        {"message": "upstream timed out", "level": "warn", "component": "api"},
+        {"message": ""},
+        {"message": "ok", "level": "LOUD"},
+    ]
+    events: list[Any] = [
+        {"type": "deployment", "detail": {"version": "1.2"}, "id": "dep-1"},
+        {"type": "deployment", "detail": {"version": "1.2"}, "id": "dep-1"},
+        {"detail": {}},
+    ]
+    async with connect(make_server()) as client:
+        result = await call(
+            client, "ingest_telemetry", {"tenant_id": "acme", "metrics": metrics, "logs": logs, "events": events}
+        )
+    assert result["tenant_id"] == "acme"
+    assert result["accepted"] == {"metrics": 2, "logs": 1, "events": 1}
+    reasons = {(r["kind"], r["index"]): r["reason"] for r in result["rejections"]}
+    assert set(reasons) == {
+        ("metric", 1), ("metric", 3), ("metric", 4), ("metric", 5), ("metric", 6), ("metric", 7),
+        ("log", 1), ("log", 2), ("event", 2),
+    }  # fmt: skip
+    assert result["rejected"] == 9 and result["has_more"] is False
+    assert "value" in reasons[("metric", 1)] and "valid number" in reasons[("metric", 1)]
+    assert "name" in reasons[("metric", 3)] and "pattern" in reasons[("metric", 3)]
+    assert "finite" in reasons[("metric", 4)]
+    assert reasons[("metric", 5)] == "must be an object, got str"
+    assert "more than an hour in the future" in reasons[("metric", 6)]
+    assert "colour" in reasons[("metric", 7)] and "Extra inputs" in reasons[("metric", 7)]
+    assert "level must be one of" in reasons[("log", 2)]
+    assert "type" in reasons[("event", 2)] and "Field required" in reasons[("event", 2)]
+
+    store = stored(settings, "acme")
+    try:
+        series = {(s.key.name, s.key.dimensions): s for s in store.series("acme")}
+        latency = series[("api.latency_ms", (("Component", "api"),))]
+        assert latency.values == [120.5] and latency.key.unit == "Milliseconds" and latency.key.source == "agent"
+        iso = series[("api.latency_ms", ())]
+        assert iso.timestamps == [1795514400.0] and iso.values == [99.0]
+        [log] = store.logs("acme")
+        assert (log.message, log.level, log.component) == ("upstream timed out", "WARNING", "api")
+        [event] = store.events("acme")
+        assert event.type == "deployment" and event.dedup_key == "dep-1" and event.detail == {"version": "1.2"}
+        assert store.counts("default").points == 0 or all(s.key.source == "local" for s in store.series("default"))
+    finally:
+        store.close()
+
+
+async def test_tenants_are_kept_apart(make_server: ServerFactory, settings: Settings) -> None:
+    async with connect(make_server()) as client:
+        await call(client, "ingest_telemetry", {"tenant_id": "a", "metrics": [{"name": "m", "value": 1}]})
+        await call(client, "ingest_telemetry", {"tenant_id": "b", "metrics": [{"name": "m", "value": 2}]})
+    store = stored(settings, "a")
+    try:
+        assert [s.values for s in store.series("a", name="m")] == [[1.0]]
+        assert [s.values for s in store.series("b", name="m")] == [[2.0]]
+    finally:
+        store.close()
+
+
+async def test_bad_tenant_and_oversized_push_are_tool_errors(make_server: ServerFactory) -> None:
+    async with connect(make_server()) as client:
+        error = await call_error(client, "ingest_telemetry", {"tenant_id": "../etc", "metrics": []})
+        assert "tenant_id '../etc' is not valid" in error
+        many = [{"name": "m", "value": i} for i in range(10_001)]
+        error = await call_error(client, "ingest_telemetry", {"tenant_id": "a", "metrics": many})
+        assert "10001 items in one call; send at most 10000" in error
+        error = await call_error(client, "ingest_telemetry", {"tenant_id": "a", "metrics": "lots"})
+        assert "metrics" in error
+        ok = await call(client, "ingest_telemetry", {"tenant_id": "a", "metrics": [{"name": "m", "value": 1}]})
+        assert ok["accepted"]["metrics"] == 1
+
+
+async def test_rejections_are_capped_with_has_more(make_server: ServerFactory) -> None:
+    bad = [{"name": "m"} for _ in range(150)] + [{"name": "m", "value": 1}]
+    async with connect(make_server()) as client:
+        result = await call(client, "ingest_telemetry", {"tenant_id": "a", "metrics": bad})
+    assert result["accepted"]["metrics"] == 1 and result["rejected"] == 150
+    assert len(result["rejections"]) == 100 and result["has_more"] is True
+
+
+async def test_local_samples_are_recorded(make_server: ServerFactory, settings: Settings) -> None:
+    async with connect(make_server(status_max_age_seconds=0)) as client:
+        await call(client, "get_system_status")
+        await call(client, "get_system_status")
+    store = stored(settings, "default")
+    try:
+        series = {(s.key.name, s.key.dimensions): s for s in store.series("default")}
+        cpu = series[("host.cpu.percent", (("host", "fakehost"),))]
+        assert cpu.values == [10.0, 10.0] and cpu.key.source == "local"
+        assert series[("host.disk.percent", (("host", "fakehost"), ("mount", "/")))].values == [40.0, 40.0]
+        assert len(series[("host.net.sent_bytes_per_s", (("host", "fakehost"),))].values) == 1  # needs two samples
+    finally:
+        store.close()

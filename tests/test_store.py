@@ -1,0 +1,92 @@
+"""The telemetry store: window queries, replacement, dedup, pruning, and crash safety under SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store import EventRecord, LogRecord, MetricPoint
+
+BATCH = 1_000
+
+
+def test_series_windows_replacement_and_pruning(tmp_path: Path) -> None:
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        dims = {"Component": "api", "Region": "eu"}
+        store.add_metrics([MetricPoint("t1", "latency", float(ts), float(ts) * 2, dims) for ts in range(100)])
+        store.add_metrics(
+            [MetricPoint("t1", "latency", 50.0, -1.0, {"Region": "eu", "Component": "api"})]
+        )  # same series
+        store.add_metrics([MetricPoint("t2", "latency", 1.0, 7.0, dims)])
+        [series] = store.series("t1", name="latency", start=45, end=55)
+        assert series.timestamps == [float(t) for t in range(45, 56)]
+        assert series.values[5] == -1.0  # replaced, not duplicated
+        assert series.key.dimensions == (("Component", "api"), ("Region", "eu"))
+        assert store.last_timestamp("t1", "latency", dims) == 99.0
+        assert store.last_timestamp("t1", "latency", {}) is None
+        assert store.counts("t1").points == 100 and store.counts().points == 101
+        assert store.add_events([EventRecord("t1", 5.0, "alarm", {"s": 1}, dedup_key="k1")]) == 1
+        assert store.add_events([EventRecord("t1", 6.0, "alarm", {"s": 2}, dedup_key="k1")]) == 0
+        assert store.add_events([EventRecord("t2", 6.0, "alarm", {}, dedup_key="k1")]) == 1  # per tenant
+        store.add_logs([LogRecord("t1", 3.0, "boom", "ERROR", "api", {"code": 500})])
+        assert store.prune(older_than=10.0) == 10 + 1 + 1 + 2  # points of t1 and t2, the log, both events
+        assert store.counts("t1").points == 90 and store.logs("t1") == [] and store.events("t1") == []
+    finally:
+        store.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from telemetry.sqlite_store import SqliteTelemetryStore
+    from telemetry.store import MetricPoint
+
+    store = SqliteTelemetryStore(Path(sys.argv[1]))
+    batch = 0
+    while True:
+        points = [MetricPoint("t", f"m{i % 10}", batch * 1_000 + i, float(batch), {"b": "x"}) for i in range(1_000)]
+        store.add_metrics(points)
+        sys.stdout.write(f"ack {batch}\\n")
+        sys.stdout.flush()
+        batch += 1
+    """
+)
+
+
+def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    acked = -1
+    try:
+        while acked < 30:
+            line = proc.stdout.readline()
+            assert line.startswith("ack "), line
+            acked = int(line.split()[1])
+    finally:
+        proc.send_signal(signal.SIGKILL)  # in the middle of the next batch
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = SqliteTelemetryStore(db)
+    try:
+        series = store.series("t")
+        stored = {int(ts) for s in series for ts in s.timestamps}
+        wanted = set(range((acked + 1) * BATCH))
+        assert wanted <= stored  # every acknowledged batch is there, whole
+        assert len(stored) % BATCH == 0  # and no batch is there in part
+    finally:
+        store.close()
