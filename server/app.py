@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -24,6 +25,7 @@ from telemetry.host import HostSource, PsutilHostSource
 from telemetry.local_metrics import snapshot_points
 from telemetry.models import Snapshot
 from telemetry.monitor import Monitor
+from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
@@ -85,6 +87,9 @@ def create_server(
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
                 sampler.add_listener(_recorder(telemetry_store, settings.default_tenant))
+                retention = settings.telemetry_retention_days * 86400
+                await prune_once(telemetry_store, retention, clock)
+                task_group.start_soon(partial(prune_forever, telemetry_store, retention, clock=clock))
                 if settings.monitoring_autostart:
                     await monitor.start()
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)

@@ -123,3 +123,19 @@ async def test_local_samples_are_recorded(make_server: ServerFactory, settings: 
         assert len(series[("host.net.sent_bytes_per_s", (("host", "fakehost"),))].values) == 1  # needs two samples
     finally:
         store.close()
+
+
+async def test_old_telemetry_is_pruned_at_start(make_server: ServerFactory, settings: Settings) -> None:
+    old = time.time() - 20 * 86400
+    async with connect(make_server()) as client:
+        result = await call(
+            client, "ingest_telemetry", {"tenant_id": "a", "metrics": [{"name": "m", "value": 1, "timestamp": old}]}
+        )
+        assert result["accepted"]["metrics"] == 1
+    async with connect(make_server(telemetry_retention_days=14)) as client:
+        await call(client, "get_monitoring_status")  # the lifespan ran, and with it the first pruning
+    store = stored(settings, "a")
+    try:
+        assert store.series("a", name="m")[0].values == []
+    finally:
+        store.close()
