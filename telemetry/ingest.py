@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
 from telemetry.errors import TelemetryError
 from telemetry.store import EventRecord, LogRecord, MetricPoint
@@ -41,26 +41,15 @@ class _Item(BaseModel):
     timestamp: float | str | None = None
 
 
+DimensionName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+DimensionValue = Annotated[str, StringConstraints(max_length=256)]
+
+
 class MetricIn(_Item):
     name: str = Field(pattern=_NAME)
-    value: float
+    value: float = Field(allow_inf_nan=False)
     unit: str | None = Field(None, max_length=32)
-    dimensions: dict[str, str] = Field(default_factory=dict, max_length=30)
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("value must be a finite number")
-        return value
-
-    @field_validator("dimensions")
-    @classmethod
-    def _short(cls, dims: dict[str, str]) -> dict[str, str]:
-        for key, val in dims.items():
-            if not key or len(key) > 128 or len(val) > 256:
-                raise ValueError("dimension names must be 1-128 characters and values at most 256")
-        return dims
+    dimensions: dict[DimensionName, DimensionValue] = Field(default_factory=dict, max_length=30)
 
 
 class LogIn(_Item):
@@ -86,6 +75,7 @@ class EventIn(_Item):
 
 
 Kind = Literal["metric", "log", "event"]
+ItemT = TypeVar("ItemT", bound=BaseModel)
 
 
 class Rejection(BaseModel):
@@ -111,10 +101,30 @@ class Batch(BaseModel):
     rejections: list[Rejection]
 
 
-def _reason(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}".replace("Value error, ", "") for e in exc.errors()
-    )
+_METRICS = TypeAdapter(list[MetricIn])
+_LOGS = TypeAdapter(list[LogIn])
+_EVENTS = TypeAdapter(list[EventIn])
+_KIND_ORDER = {"metric": 0, "log": 1, "event": 2}
+
+
+def _validated(
+    adapter: TypeAdapter[list[ItemT]], items: Sequence[Any], kind: Kind, rejections: list[Rejection]
+) -> list[tuple[int, ItemT]]:
+    """Validate a whole list in one pass; on errors, reject the failing items and validate the rest again."""
+    try:
+        return list(enumerate(adapter.validate_python(items)))
+    except ValidationError as exc:
+        by_index: dict[int, list[str]] = {}
+        for error in exc.errors():
+            index, *field = error["loc"]
+            where = ".".join(str(p) for p in field) or "item"
+            message = str(error["msg"]).replace("Value error, ", "")
+            if not field and error["type"] in ("model_type", "model_attributes_type"):
+                message = f"must be an object, got {type(items[int(index)]).__name__}"
+            by_index.setdefault(int(index), []).append(message if where == "item" else f"{where}: {message}")
+    rejections.extend(Rejection(kind=kind, index=i, reason="; ".join(m)) for i, m in by_index.items())
+    keep = [i for i in range(len(items)) if i not in by_index]
+    return list(zip(keep, adapter.validate_python([items[i] for i in keep]), strict=True))
 
 
 def check_tenant(tenant: str) -> str:
@@ -151,24 +161,20 @@ def validate_batch(
             raise ValueError("timestamp is more than an hour in the future")
         return ts
 
-    for kind, items in (("metric", metrics), ("log", logs), ("event", events)):
-        for index, raw in enumerate(items):
-            try:
-                if not isinstance(raw, Mapping):
-                    raise ValueError(f"must be an object, got {type(raw).__name__}")
-                if kind == "metric":
-                    m = MetricIn.model_validate(raw)
-                    good_metrics.append(MetricPoint(tenant, m.name, when(m), m.value, m.dimensions, m.unit, source))
-                elif kind == "log":
-                    lg = LogIn.model_validate(raw)
-                    good_logs.append(
-                        LogRecord(tenant, when(lg), lg.message, lg.level, lg.component, lg.attributes, source)
-                    )
-                else:
-                    ev = EventIn.model_validate(raw)
-                    good_events.append(EventRecord(tenant, when(ev), ev.type, ev.detail, source, ev.id))
-            except ValidationError as exc:
-                rejections.append(Rejection(kind=kind, index=index, reason=_reason(exc)))
-            except ValueError as exc:
-                rejections.append(Rejection(kind=kind, index=index, reason=str(exc)))
+    for index, raw in _validated(_METRICS, metrics, "metric", rejections):
+        try:
+            good_metrics.append(MetricPoint(tenant, raw.name, when(raw), raw.value, raw.dimensions, raw.unit, source))
+        except ValueError as exc:
+            rejections.append(Rejection(kind="metric", index=index, reason=str(exc)))
+    for index, lg in _validated(_LOGS, logs, "log", rejections):
+        try:
+            good_logs.append(LogRecord(tenant, when(lg), lg.message, lg.level, lg.component, lg.attributes, source))
+        except ValueError as exc:
+            rejections.append(Rejection(kind="log", index=index, reason=str(exc)))
+    for index, ev in _validated(_EVENTS, events, "event", rejections):
+        try:
+            good_events.append(EventRecord(tenant, when(ev), ev.type, ev.detail, source, ev.id))
+        except ValueError as exc:
+            rejections.append(Rejection(kind="event", index=index, reason=str(exc)))
+    rejections.sort(key=lambda r: (_KIND_ORDER[r.kind], r.index))
     return Batch(metrics=good_metrics, logs=good_logs, events=good_events, rejections=rejections)

@@ -13,6 +13,8 @@ WILDCARD = "<*>"
 # Order matters: the wider shapes (URLs, paths, addresses) go first so that the number rule does not chop them up.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+"), WILDCARD),
+    (re.compile(r'"[^"]*"'), '"<*>"'),
+    (re.compile(r"(?<=[\w.\-]=)[^\s,;&)\]}>]+"), WILDCARD),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), WILDCARD),
     (re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.])"), WILDCARD),
     (re.compile(r"(?<![\w.])(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}(?![\w.])"), WILDCARD),
@@ -30,6 +32,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 _HAS_DIGIT = re.compile(r"\d")
+_NO_WORD = re.compile(r"[^A-Za-z]*")
 
 
 def mask(message: str) -> str:
@@ -42,4 +45,7 @@ def mask(message: str) -> str:
 def tokenize(message: str) -> list[str]:
     """Split a message into tokens, masking variables; a token still holding a digit is a variable too."""
     tokens = mask(message).split()
-    return [WILDCARD if _HAS_DIGIT.search(tok) else tok for tok in tokens]
+    return [
+        WILDCARD if _HAS_DIGIT.search(tok) or (WILDCARD in tok and _NO_WORD.fullmatch(tok.replace(WILDCARD, ""))) else tok
+        for tok in tokens
+    ]
