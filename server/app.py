@@ -22,6 +22,7 @@ from server.settings import Settings
 from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
 from telemetry.host import HostSource, PsutilHostSource
+from telemetry.learning import LearningEngine
 from telemetry.local_metrics import snapshot_points
 from telemetry.models import Snapshot
 from telemetry.monitor import Monitor
@@ -29,7 +30,7 @@ from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
-from tools import monitoring, performance, prompts, scripts, status, telemetry
+from tools import insights, monitoring, performance, prompts, scripts, status, telemetry
 from tools.services import Services, ServicesRef
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def create_server(
             scripts=ScriptGenerator(),
             scripts_dir=settings.scripts_dir,
             telemetry=telemetry_store,
+            learning=LearningEngine(telemetry_store, clock=clock),
             default_tenant=settings.default_tenant,
             clock=clock,
         )
@@ -125,6 +127,7 @@ def create_server(
     scripts.register(server)
     prompts.register(server)
     telemetry.register(server)
+    insights.register(server)
     return server
 
 

@@ -47,6 +47,7 @@ PUBLIC_TOOLS = {
     "generate_script",
     "save_script",
     "ingest_telemetry",
+    "query_telemetry_insights",
 }
 
 

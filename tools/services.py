@@ -11,6 +11,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 
 from generators.remediation import ScriptGenerator
+from telemetry.learning import LearningEngine
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
 from telemetry.store import TelemetryStore
@@ -40,6 +41,7 @@ class Services:
     scripts: ScriptGenerator
     scripts_dir: Path
     telemetry: TelemetryStore
+    learning: LearningEngine
     default_tenant: str
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time

@@ -1,0 +1,216 @@
+"""The learning engine: turns stored telemetry into insights and ranked improvement opportunities."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from telemetry.insights import (
+    Insight,
+    InsightSummary,
+    Opportunity,
+    Risk,
+    allowed,
+    insight_id,
+    risk_for,
+    severity_for_change,
+)
+from telemetry.store import Series, TelemetryStore
+from telemetry.trends import Direction, degradation, direction_for, trend
+
+MIN_Z = 3.0
+MIN_CHANGE_PERCENT = 10.0
+MIN_TREND_PERCENT = 20.0
+RECENT_SHARE = 0.25  # the newest quarter of the window is compared with the rest
+
+
+class SeriesAnalyser(Protocol):
+    """Extra per-series findings (the streaming anomaly detector plugs in here)."""
+
+    def __call__(self, tenant: str, series: Series, recent_start: float) -> list[Insight]: ...
+
+
+class LogAnalyser(Protocol):
+    """Findings from a tenant's logs (the log-pattern miner plugs in here); returns insights and lines read."""
+
+    def __call__(self, tenant: str, start: float, end: float) -> tuple[list[Insight], int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    insights: list[Insight]
+    opportunities: list[Opportunity]
+    summary: InsightSummary
+
+
+def component_of(dimensions: dict[str, str]) -> str | None:
+    for key in ("Component", "component", "Service", "service"):
+        if key in dimensions:
+            return dimensions[key]
+    return None
+
+
+def _bad_share(values: list[float], mean: float, std: float, direction: Direction) -> float:
+    limit = 3 * max(std, 0.01 * abs(mean), 1e-9)
+    if direction == "up_is_bad":
+        bad = sum(1 for v in values if v > mean + limit)
+    else:
+        bad = sum(1 for v in values if v < mean - limit)
+    return 100.0 * bad / len(values) if values else 0.0
+
+
+class LearningEngine:
+    """Analyses one tenant's window of telemetry on demand. Blocking: run it in a worker thread."""
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        *,
+        series_analysers: list[SeriesAnalyser] | None = None,
+        log_analyser: LogAnalyser | None = None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._series_analysers = series_analysers or []
+        self._log_analyser = log_analyser
+        self._clock = clock
+
+    def analyze(
+        self, tenant: str, *, window_hours: float, metric_name: str | None = None, risk_tolerance: Risk = "high"
+    ) -> Analysis:
+        end = self._clock()
+        start = end - window_hours * 3600
+        recent_start = end - RECENT_SHARE * window_hours * 3600
+        all_series = self._store.series(tenant, name=metric_name, start=start, end=end)
+        insights: list[Insight] = []
+        for series in all_series:
+            if series.values:
+                insights += self._series_insights(tenant, series, recent_start)
+                for analyser in self._series_analysers:
+                    insights += analyser(tenant, series, recent_start)
+        logs_read = 0
+        if self._log_analyser is not None and metric_name is None:
+            found, logs_read = self._log_analyser(tenant, start, end)
+            insights += found
+        opportunities = [o for o in self._opportunities(insights, all_series) if allowed(o.risk, risk_tolerance)]
+        opportunities.sort(key=lambda o: o.impact_score, reverse=True)
+        insights.sort(key=lambda i: (-_SEVERITY_RANK[i.severity], -i.detected_at))
+        summary = InsightSummary(
+            total=len(insights),
+            by_kind=dict(Counter(i.kind for i in insights)),
+            by_severity=dict(Counter(i.severity for i in insights)),
+            series_analysed=len(all_series),
+            logs_analysed=logs_read,
+        )
+        return Analysis(insights, opportunities, summary)
+
+    def _series_insights(self, tenant: str, series: Series, recent_start: float) -> list[Insight]:
+        key = series.key
+        dims = dict(key.dimensions)
+        direction = direction_for(key.name, key.unit)
+        subject = f"{key.name}|{key.dimensions}"
+        base = {"tenant": tenant, "metric": key.name, "dimensions": dims, "component": component_of(dims)}
+        found = degradation(series.timestamps, series.values, recent_start=recent_start, direction=direction)
+        if found is not None and found.worse and abs(found.z_score) >= MIN_Z and abs(found.change_percent) >= 10:
+            recent = [v for t, v in zip(series.timestamps, series.values, strict=True) if t >= recent_start]
+            bad = _bad_share(recent, found.baseline_mean, found.baseline_std, direction)
+            return [
+                Insight(
+                    id=insight_id("degradation", tenant, subject),
+                    kind="degradation",
+                    severity=severity_for_change(found.change_percent),
+                    summary=f"{key.name} worsened {found.change_percent:+.0f}% against its baseline "
+                    f"({found.baseline_mean:.4g} → {found.recent_mean:.4g}, {found.z_score:+.1f} σ)",
+                    evidence={
+                        "baseline_mean": round(found.baseline_mean, 6),
+                        "baseline_std": round(found.baseline_std, 6),
+                        "recent_mean": round(found.recent_mean, 6),
+                        "change_percent": round(found.change_percent, 2),
+                        "z_score": round(found.z_score, 2),
+                        "bad_share_percent": round(bad, 1),
+                        "direction": direction,
+                    },
+                    detected_at=series.timestamps[-1],
+                    **base,
+                )
+            ]
+        slope = trend(series.timestamps, series.values)
+        if slope is None or direction == "neutral":
+            return []
+        rising_badly = direction == "up_is_bad" and slope.relative_change_percent >= MIN_TREND_PERCENT
+        falling_badly = direction == "down_is_bad" and slope.relative_change_percent <= -MIN_TREND_PERCENT
+        if not (rising_badly or falling_badly):
+            return []
+        return [
+            Insight(
+                id=insight_id("trend", tenant, subject),
+                kind="trend",
+                severity="medium" if abs(slope.relative_change_percent) >= 50 else "low",
+                summary=f"{key.name} is trending the wrong way: {slope.relative_change_percent:+.0f}% over the window",
+                evidence={
+                    "slope_per_hour": round(slope.slope_per_hour, 6),
+                    "relative_change_percent": round(slope.relative_change_percent, 2),
+                    "short_average": round(slope.short_average, 6),
+                    "long_average": round(slope.long_average, 6),
+                    "points": slope.points,
+                    "direction": direction,
+                },
+                detected_at=series.timestamps[-1],
+                **base,
+            )
+        ]
+
+    @staticmethod
+    def _opportunities(insights: list[Insight], all_series: list[Series]) -> list[Opportunity]:
+        series_per_component: Counter[tuple[str, str]] = Counter()
+        for series in all_series:
+            component = component_of(dict(series.key.dimensions))
+            if component is not None:
+                series_per_component[(component, series.key.name)] += 1
+        grouped: dict[tuple[str, str], list[Insight]] = defaultdict(list)
+        for insight in insights:
+            if insight.component is not None and insight.metric is not None:
+                grouped[(insight.component, insight.metric)].append(insight)
+        out: list[Opportunity] = []
+        for (component, metric), group in grouped.items():
+            gain = min(100.0, max(_change(i) for i in group))
+            users = (
+                100.0
+                * len({tuple(sorted(i.dimensions.items())) for i in group})
+                / max(1, series_per_component[(component, metric)])
+            )
+            frequency = max(
+                float(i.evidence.get("bad_share_percent", 100.0 if i.kind == "trend" else 0)) for i in group
+            )
+            direction = str(group[0].evidence.get("direction", "up_is_bad"))
+            goal = f"bring {metric} back {'down' if direction == 'up_is_bad' else 'up'} to its baseline"
+            out.append(
+                Opportunity(
+                    component=component,
+                    metric=metric,
+                    goal=goal,
+                    impact_score=round(gain * users * frequency / 100, 2),
+                    performance_gain=round(gain, 2),
+                    affected_users=round(users, 2),
+                    frequency=round(frequency, 2),
+                    risk=risk_for(group),
+                    insight_ids=[i.id for i in group],
+                )
+            )
+        return out
+
+
+_SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def _change(insight: Insight) -> float:
+    value = insight.evidence.get("change_percent", insight.evidence.get("relative_change_percent", 0.0))
+    return abs(float(value))
+
+
+def _bad_percent(insight: Insight) -> float:
+    # A trend is bad at every recent point by construction; other kinds say how often.
+    default = 100.0 if insight.kind == "trend" else 0.0
+    return float(insight.evidence.get("bad_share_percent", default))

@@ -1,0 +1,61 @@
+"""``query_telemetry_insights``: trends, degradations, anomalies and error patterns, with ranked opportunities."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from telemetry.ingest import check_tenant
+from telemetry.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
+from tools.errors import domain_errors
+from tools.services import Services, services
+
+
+class InsightsResult(BaseModel):
+    tenant_id: str = Field(description="Tenant analysed.")
+    time_range_hours: float = Field(description="Window analysed, ending now.")
+    insights: list[Insight] = Field(description="Findings, most severe and newest first.")
+    has_more: bool = Field(description="True when more insights matched than `limit`.")
+    opportunities: list[Opportunity] = Field(description="Improvement opportunities, highest impact first.")
+    summary: InsightSummary = Field(description="Counts by kind and severity over the whole window.")
+
+
+def register(server: MCPServer) -> None:
+    """Add the insight tools to ``server``."""
+
+    @server.tool(title="Telemetry insights", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
+    async def query_telemetry_insights(
+        ctx: Context[Services, Any],
+        metric_name: Annotated[str | None, Field(description="Only this metric (default: every series).")] = None,
+        time_range_hours: Annotated[float, Field(gt=0, le=24 * 90, description="Window, in hours (max 90 days).")] = 24,
+        tenant_id: Annotated[str, Field(description="Tenant whose telemetry to analyse.")] = "default",
+        kinds: Annotated[
+            list[InsightKind] | None, Field(description="Only these kinds: trend, degradation, anomaly, error_pattern.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="Most insights to return (1-200).")] = 20,
+        risk_tolerance: Annotated[Risk, Field(description="Leave out opportunities riskier than this.")] = "high",
+    ) -> InsightsResult:
+        """What the telemetry says: trends and degradations (direction-aware, against the baseline), anomalies and
+        error patterns, each with its evidence, plus improvement opportunities ranked by impact and a summary.
+        """
+        svc = services(ctx)
+        with domain_errors():
+            check_tenant(tenant_id)
+        analysis = await anyio.to_thread.run_sync(
+            lambda: svc.learning.analyze(
+                tenant_id, window_hours=time_range_hours, metric_name=metric_name, risk_tolerance=risk_tolerance
+            )
+        )
+        chosen = [i for i in analysis.insights if kinds is None or i.kind in kinds]
+        return InsightsResult(
+            tenant_id=tenant_id,
+            time_range_hours=time_range_hours,
+            insights=chosen[:limit],
+            has_more=len(chosen) > limit,
+            opportunities=analysis.opportunities,
+            summary=analysis.summary,
+        )
