@@ -1,0 +1,1 @@
+"""AWS CloudWatch: metrics, logs, alarms and EventBridge events streamed into the telemetry store (boto3)."""

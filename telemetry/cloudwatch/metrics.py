@@ -1,0 +1,133 @@
+"""Metrics by GetMetricData, in batches of up to 500 queries, incrementally from the last point stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
+from telemetry.store import MetricPoint, TelemetryStore
+
+MAX_QUERIES = 500
+TENANT_DIMENSION = "TenantId"
+SOURCE = "cloudwatch"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One concrete series to fetch."""
+
+    tenant: str
+    watch: MetricWatch
+    dimensions: dict[str, str]
+
+    @property
+    def stored_dimensions(self) -> dict[str, str]:
+        return {**self.dimensions, "Namespace": self.watch.namespace}
+
+
+class MetricFetcher:
+    """Blocking; runs in a worker thread. ``call`` wraps each AWS call (retries, breaker accounting)."""
+
+    def __init__(self, config: CloudWatchConfig, store: TelemetryStore, clock: Callable[[], float] = time.time):
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._targets: list[Target] = []
+        self._discovered_at = float("-inf")
+
+    def targets(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> list[Target]:
+        """Concrete series: configured ones, plus every dimension set ListMetrics finds (refreshed periodically)."""
+        if self._clock() - self._discovered_at < self._config.discovery_refresh_seconds:
+            return self._targets
+        found: list[Target] = []
+        for watch in self._config.metrics:
+            if watch.dimensions is not None:
+                found.append(self._target(watch, watch.dimensions))
+                continue
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"Namespace": watch.namespace, "MetricName": watch.metric_name}
+                if token:
+                    kwargs["NextToken"] = token
+                page = call(lambda kw=kwargs: cw.list_metrics(**kw))  # type: ignore[misc]
+                for metric in page.get("Metrics", []):
+                    dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+                    found.append(self._target(watch, dims))
+                token = page.get("NextToken")
+                if not token:
+                    break
+        self._targets, self._discovered_at = found, self._clock()
+        return found
+
+    def _target(self, watch: MetricWatch, dims: dict[str, str]) -> Target:
+        return Target(dims.get(TENANT_DIMENSION, self._config.default_tenant), watch, dims)
+
+    def fetch(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> int:
+        """Fetch new points of every target and store them; returns how many were stored."""
+        targets = self.targets(cw, call)
+        now = self._clock()
+        stored = 0
+        for start in range(0, len(targets), MAX_QUERIES):
+            batch = targets[start : start + MAX_QUERIES]
+            since = min(self._since(t, now) for t in batch)
+            points = self._fetch_batch(cw, call, batch, since, now)
+            if points:
+                stored += self._store.add_metrics(points)
+        return stored
+
+    def _since(self, target: Target, now: float) -> float:
+        last = self._store.last_timestamp(target.tenant, target.watch.metric_name, target.stored_dimensions)
+        return last + 1 if last is not None else now - self._config.metric_lookback_seconds
+
+    def _fetch_batch(
+        self, cw: Any, call: Callable[[Callable[[], Any]], Any], batch: list[Target], since: float, now: float
+    ) -> list[MetricPoint]:
+        queries = [
+            {
+                "Id": f"q{i}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": t.watch.namespace,
+                        "MetricName": t.watch.metric_name,
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(t.dimensions.items())],
+                    },
+                    "Period": t.watch.period,
+                    "Stat": t.watch.stat,
+                },
+                "ReturnData": True,
+            }
+            for i, t in enumerate(batch)
+        ]
+        points: list[MetricPoint] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "MetricDataQueries": queries,
+                "StartTime": datetime.fromtimestamp(since, UTC),
+                "EndTime": datetime.fromtimestamp(now, UTC),
+                "ScanBy": "TimestampAscending",
+            }
+            if token:
+                kwargs["NextToken"] = token
+            page = call(lambda kw=kwargs: cw.get_metric_data(**kw))  # type: ignore[misc]
+            for result in page.get("MetricDataResults", []):
+                target = batch[int(result["Id"][1:])]
+                for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+                    points.append(
+                        MetricPoint(
+                            target.tenant,
+                            target.watch.metric_name,
+                            ts.timestamp(),
+                            float(value),
+                            target.stored_dimensions,
+                            None,
+                            SOURCE,
+                        )
+                    )
+            token = page.get("NextToken")
+            if not token:
+                return points

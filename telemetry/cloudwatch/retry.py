@@ -1,0 +1,60 @@
+"""Retries with exponential backoff and jitter, for throttling and transient AWS errors only (tenacity)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+T = TypeVar("T")
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "LimitExceededException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalServiceError",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_NETWORK = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, 5xx and network trouble: worth another try. Anything else (auth, validation) is not."""
+    if isinstance(exc, _NETWORK):
+        return True
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return error.get("Code", "") in RETRYABLE_CODES or status >= 500
+    return False
+
+
+def call_with_retry(fn: Callable[[], T], *, attempts: int = 4, initial: float = 0.5, maximum: float = 8.0) -> T:
+    """Run ``fn`` (blocking), retrying transient errors with exponential backoff and jitter; re-raise the last."""
+    for attempt in Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        reraise=True,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable: tenacity either returns or re-raises")
