@@ -19,6 +19,7 @@ from server import __version__
 from server.auth import StaticKeyVerifier, auth_settings
 from server.notifications import Notifier
 from server.settings import Settings
+from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
 from telemetry.host import HostSource, PsutilHostSource
@@ -30,7 +31,7 @@ from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
-from tools import insights, monitoring, performance, prompts, scripts, status, telemetry
+from tools import insights, monitoring, performance, prompts, scripts, sources, status, telemetry
 from tools.services import Services, ServicesRef
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ def create_server(
             max_age_seconds=settings.events_max_age_days * 86400,
             clock=clock,
         )
+        cloudwatch = (
+            CloudWatchStreamer(settings.cloudwatch, telemetry_store, clock=clock)
+            if settings.enable_cloudwatch_streaming
+            else None
+        )
         services = Services(
             version=__version__,
             started_at=clock(),
@@ -81,6 +87,7 @@ def create_server(
             scripts_dir=settings.scripts_dir,
             telemetry=telemetry_store,
             learning=LearningEngine(telemetry_store, clock=clock),
+            cloudwatch=cloudwatch,
             default_tenant=settings.default_tenant,
             clock=clock,
         )
@@ -92,6 +99,10 @@ def create_server(
                 retention = settings.telemetry_retention_days * 86400
                 await prune_once(telemetry_store, retention, clock)
                 task_group.start_soon(partial(prune_forever, telemetry_store, retention, clock=clock))
+                if cloudwatch is not None:
+                    if not settings.cloudwatch.watches_anything:
+                        logger.warning("CloudWatch streaming is on but nothing is configured to watch")
+                    task_group.start_soon(cloudwatch.run)
                 if settings.monitoring_autostart:
                     await monitor.start()
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)
@@ -128,6 +139,7 @@ def create_server(
     prompts.register(server)
     telemetry.register(server)
     insights.register(server)
+    sources.register(server)
     return server
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from telemetry.cloudwatch.config import CloudWatchConfig
+
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 
@@ -42,7 +44,9 @@ class ConfigFileError(ValueError):
 class Settings(BaseSettings):
     """Everything the server can be configured with. Each field maps to ``SELF_BUILDING_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="SELF_BUILDING_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SELF_BUILDING_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where SQLite databases live.")
     workspace: Path = Field(default_factory=Path.cwd, description="Workspace the server writes scripts and code into.")
@@ -70,6 +74,12 @@ class Settings(BaseSettings):
         "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Tenant for data without one."
     )
     telemetry_retention_days: float = Field(14.0, gt=0, description="Telemetry older than this is pruned.")
+
+    cloudwatch: CloudWatchConfig = Field(
+        default_factory=CloudWatchConfig,
+        description="What to stream from CloudWatch: JSON in SELF_BUILDING_CLOUDWATCH, variables such as "
+        "SELF_BUILDING_CLOUDWATCH__REGION, or a [self_building.cloudwatch] table.",
+    )
 
     enable_self_building: bool = Field(True, description="Allow the self-building tools (later releases).")
     enable_cloudwatch_streaming: bool = Field(False, description="Stream telemetry from AWS CloudWatch.")

@@ -48,6 +48,8 @@ PUBLIC_TOOLS = {
     "save_script",
     "ingest_telemetry",
     "query_telemetry_insights",
+    "get_telemetry_sources",
+    "get_alarm_states",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 
 from generators.remediation import ScriptGenerator
+from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.learning import LearningEngine
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
@@ -42,6 +43,7 @@ class Services:
     scripts_dir: Path
     telemetry: TelemetryStore
     learning: LearningEngine
+    cloudwatch: CloudWatchStreamer | None
     default_tenant: str
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time

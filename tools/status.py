@@ -8,10 +8,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from telemetry.cloudwatch.streamer import SourceHealth
 from telemetry.health import assess
 from telemetry.models import GpuStatus, HostStatus, Verdict
 from telemetry.monitor import MonitorState
 from tools.services import Services, ServicesRef, services
+from tools.sources import source_health
 
 STATUS_URI = "system://status"
 
@@ -32,6 +34,9 @@ class SystemStatus(BaseModel):
     gpu: GpuStatus = Field(description='GPU devices, or {"available": false, "reason": ...} without NVML.')
     monitoring: MonitorState = Field(description="Threshold monitoring: running, interval, thresholds, counts.")
     server: ServerInfo = Field(description="This server: version, uptime and tool-call counts.")
+    telemetry_sources: list[SourceHealth] = Field(
+        description="Health of each telemetry source (local sampler, CloudWatch sources with breaker state)."
+    )
 
 
 async def build_status(svc: Services) -> SystemStatus:
@@ -54,6 +59,7 @@ async def build_status(svc: Services) -> SystemStatus:
             calls_by_tool=dict(stats.calls),
             failures_by_tool=dict(stats.failures),
         ),
+        telemetry_sources=source_health(svc),
     )
 
 

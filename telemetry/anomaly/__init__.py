@@ -1,7 +1,12 @@
-"""Streaming anomaly detection for metric series (one configuration, online state per series)."""
+"""Streaming anomaly detection for metric series: one configuration, online state per series.
 
-from telemetry.anomaly.detector import DetectorConfig, Detection, SeriesDetector
+``SeriesDetector`` scores one series point by point; ``AnomalyDetector`` keeps one per series key (bounded);
+``detect_csv`` runs a ``timestamp,value`` CSV through a fresh detector and writes one JSON line per row.
+"""
+
+from telemetry.anomaly.config import DetectorConfig
+from telemetry.anomaly.csvio import detect_csv, parse_timestamp
+from telemetry.anomaly.detector import Detection, SeriesDetector
 from telemetry.anomaly.registry import AnomalyDetector
-from telemetry.anomaly.csvio import _parse_timestamp, detect_csv
 
-__all__ = ["AnomalyDetector", "Detection", "DetectorConfig", "SeriesDetector", "detect_csv"]
+__all__ = ["AnomalyDetector", "Detection", "DetectorConfig", "SeriesDetector", "detect_csv", "parse_timestamp"]

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-def _parse_timestamp(text: str) -> float:
+def parse_timestamp(text: str) -> float:
     text = text.strip()
     try:
         return float(text)

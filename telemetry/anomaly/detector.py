@@ -1,174 +1,240 @@
-"""v2 scratch"""
+"""One series: four cheap streaming signals, each scaled by what the series itself has shown so far.
+
+* spike: the value leaves the range remembered over ``memory`` points (new extremes, first point of a shift);
+* level: the running median of the last few points leaves the normal band (level shifts, sustained drifts);
+* activity: the running mean of |first difference| exceeds its own remembered maximum (bursts, denser spikes,
+  a series that starts oscillating);
+* season: when the series has a daily cycle (learned from the sampling interval), the running median of the
+  residual against the same time on previous days exceeds its remembered maximum (missing or changed cycles,
+  flatlines where a cycle is expected).
+
+The score is the largest signal over its threshold, squashed to [0, 1]. A detection holds further ones back for
+``suppress`` points unless a clearly stronger one comes: one event is reported once, at its start.
+"""
+
+from __future__ import annotations
+
+from array import array
 from collections import deque
-from typing import NamedTuple
-from pydantic import BaseModel, Field
+from math import isfinite
+from typing import Any, NamedTuple
+
+from telemetry.anomaly.config import DetectorConfig
+from telemetry.anomaly.reference import Reference
+
+_GAPS_TO_LEARN = 32
+
 
 class Detection(NamedTuple):
+    """The verdict for one point: ``score`` in [0, 1] (0.5 = at threshold) and whether it is reported."""
+
     score: float
     anomaly: bool
 
-class DetectorConfig(BaseModel):
-    window: int = Field(1000, description="")
-    refresh: int = Field(32, description="")
-    warmup: int = Field(300, description="")
-    spike: float = Field(0.1, description="")
-    level: float = Field(0.2, description="")
-    diff: float = Field(0.1, description="")
-    season: float = Field(0.2, description="")
-    flat: float = Field(1.5, description="")
-    short: int = Field(10, description="")
-    qa: float = Field(0.01, description="")
-    suppress: int = Field(200, description="")
-    rearm: float = Field(2.0, description="")
-    days: int = Field(3, description="")
-    season_norm: float = Field(0.05, description="")
-    act: float = Field(0.2, description="")
-    act_k: int = Field(30, description="")
-    range_w: float = Field(1.0, description="")
-    season_gate: float = Field(0.2, description="")
-    min_season: int = Field(288, description="")
-    use: str = Field("svdSf", description="")
 
-class Ref:
-    """Sliding reference distribution, quantiles refreshed every `refresh` points; min/max kept incrementally."""
-    __slots__ = ("buf", "lo", "hi", "qlo", "qhi", "spread", "qa", "ready", "min_n", "med")
-    def __init__(self, window: int, qa: float, min_n: int = 20) -> None:
-        self.min_n = min_n
-        self.buf: deque[float] = deque(maxlen=window)
-        self.qa = qa
-        self.lo = self.hi = self.qlo = self.qhi = 0.0
-        self.spread = 0.0
-        self.ready = False
-    def refresh(self) -> None:
-        s = sorted(self.buf)
-        n = len(s)
-        if n < self.min_n:
-            return
-        k = int(self.qa * n)
-        self.lo, self.hi, self.qlo, self.qhi = s[0], s[-1], s[k], s[n - 1 - k]
-        self.med = s[n // 2]
-        sp = self.qhi - self.qlo
-        if sp <= 0:
-            sp = self.hi - self.lo
-        if sp <= 0:
-            sp = abs(self.hi) * 0.01 + 1e-9
-        self.spread = sp
-        self.ready = True
+_NOTHING = Detection(0.0, False)
+
 
 class SeriesDetector:
-    def __init__(self, config: DetectorConfig) -> None:
-        self.cfg = config
-        self.vref = Ref(config.window, config.qa)
-        self.dref = Ref(config.window, 0.0)
-        self.sref = Ref(config.window, 0.0, config.min_season)
-        self.fref = Ref(config.window, 0.0)
-        self.aref = Ref(config.window, 0.0)
-        self.ad: deque[float] = deque()
-        self.asum = 0.0
-        self.recent: deque[float] = deque(maxlen=config.short)
-        self.sres: deque[float] = deque(maxlen=config.short)
-        self.n = 0
-        self.prev = None
-        self.prev_t = None
-        self.dts: list[float] = []
-        self.period = 0
-        self.ring: list[float] = []
-        self.run = 0
-        self.quiet = 0
-        self.last_score = 0.0
-        self.debug = []
+    """Online anomaly detector for a single metric series; ``update`` sees each point once, in time order."""
 
-    def _season_ref(self, value: float) -> float | None:
-        P = self.period
-        ring = self.ring
-        L = len(ring)
-        i = self.n % L
-        ring[i] = value
-        if self.n <= P * self.cfg.days:
-            return None
-        vals = sorted(ring[(i - P * k) % L] for k in range(1, self.cfg.days + 1))
-        return vals[len(vals) // 2]
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.config = cfg
+        blocks = max(1, cfg.memory // cfg.refresh)
+        self._values = Reference(cfg.quantile_window, blocks, cfg.min_history)
+        self._activity = Reference(cfg.quantile_window, blocks, cfg.min_history)
+        self._season = Reference(cfg.quantile_window, blocks, cfg.season_min_history)
+        self._recent: deque[float] = deque(maxlen=cfg.level_window)
+        self._diffs: deque[float] = deque(maxlen=cfg.activity_window)
+        self._diff_sum = 0.0
+        self._residuals: deque[float] = deque(maxlen=cfg.level_window)
+        self._n = 0
+        self._prev: float | None = None
+        self._prev_t: float | None = None
+        self._gaps: list[float] = []
+        self._period = 0  # points per seasonal cycle; 0 = not learned yet, -1 = none
+        self._lags: list[int] = []
+        self._season_start = 0
+        self._ring = array("d")
+        self._quiet = 0
+        self._last = 0.0
+
+    @property
+    def count(self) -> int:
+        """Points consumed so far."""
+        return self._n
 
     def update(self, timestamp: float, value: float) -> Detection:
-        c = self.cfg
-        use = c.use
-        self.n += 1
-        n = self.n
-        if self.prev_t is not None and not self.period:
-            self.dts.append(timestamp - self.prev_t)
-            if len(self.dts) >= 32:
-                dt = sorted(self.dts)[16]
-                p = round(86400 / dt) if dt > 0 else 0
-                self.period = p if 24 <= p <= 5000 else -1
-                if self.period > 0:
-                    self.ring = [0.0] * (self.period * c.days + 1)
-        self.prev_t = timestamp
-        if n % c.refresh == 0:
-            for r in (self.vref, self.dref, self.sref, self.fref, self.aref):
-                r.refresh()
-        scores = [0.0]; names = ["-"]
-        v = self.vref
-        self.recent.append(value)
-        if v.ready:
-            if "s" in use:
-                names.append("s")
-                scores.append(max(value - v.hi, v.lo - value) / max(v.spread, (v.hi - v.lo) * c.range_w) / c.spike)
-            if "v" in use:
-                r = sorted(self.recent)
-                m = r[len(r) // 2]
-                names.append("v")
-                scores.append(max(m - v.qhi, v.qlo - m) / v.spread / c.level)
-        v.buf.append(value)
-        if value > v.hi: v.hi = value
-        if value < v.lo: v.lo = value
-        if self.prev is not None:
-            d = abs(value - self.prev)
-            r = self.dref
-            if r.ready and "d" in use:
-                names.append("d")
-                scores.append((d - r.hi) / r.spread / c.diff)
-            r.buf.append(d)
-            if d > r.hi: r.hi = d
-            self.ad.append(d)
-            self.asum += d
-            if len(self.ad) > c.act_k:
-                self.asum -= self.ad.popleft()
-                a = self.asum / c.act_k
-                r = self.aref
-                if r.ready and "a" in use:
-                    names.append("a")
-                    scores.append((a - r.hi) / r.spread / c.act)
-                r.buf.append(a)
-                if a > r.hi: r.hi = a
-            # flatline: run of (near) repeated values
-            tol = v.spread * 1e-6 if v.ready else 0.0
-            self.run = self.run + 1 if d <= tol else 0
-            r = self.fref
-            if r.ready and "f" in use and self.run > 5:
-                names.append("f")
-                scores.append((self.run - r.hi) / max(r.hi, 5) / c.flat)
-            r.buf.append(self.run)
-            if self.run > r.hi: r.hi = self.run
-        self.prev = value
-        if self.period > 0 and "S" in use:
-            ref = self._season_ref(value)
-            if ref is not None:
-                self.sres.append(abs(value - ref))
-                rr = sorted(self.sres)
-                m = rr[len(rr) // 2]
-                r = self.sref
-                if r.ready:
-                    names.append("S")
-                    scores.append((m - r.hi) / max(r.spread, v.spread * c.season_norm) / c.season)
-                r.buf.append(m)
-                if m > r.hi: r.hi = m
-        score = max(scores)
+        """Consume one point (seconds since any epoch, value) and return its verdict.
+
+        A non-finite value is answered with score 0 and leaves the state untouched.
+        """
+        if not isfinite(value):
+            return _NOTHING
+        cfg = self.config
+        self._n = n = self._n + 1
+        if self._period == 0:
+            self._learn_period(timestamp)
+        if n % cfg.refresh == 0:
+            self._refresh()
+        raw = 0.0
+        values = self._values
+        recent = self._recent
+        recent.append(value)
+        if values.ready:
+            hi, lo = values.hi, values.lo
+            width = hi - lo
+            if width < values.spread:
+                width = values.spread
+            raw = (value - hi if value - hi > lo - value else lo - value) / (width * cfg.spike_threshold)
+            # the running median can only leave the band on a point that is itself outside it
+            if value > values.q_hi or value < values.q_lo:
+                ordered = sorted(recent)
+                mid = ordered[len(ordered) // 2]
+                level = max(mid - values.q_hi, values.q_lo - mid) / (values.spread * cfg.level_threshold)
+                if level > raw:
+                    raw = level
+        values.recent.append(value)
+        if value > values.hi:
+            values.hi = value
+        if value < values.lo:
+            values.lo = value
+        prev = self._prev
+        self._prev = value
+        if prev is not None:
+            diffs = self._diffs
+            d = value - prev if value > prev else prev - value
+            if len(diffs) == cfg.activity_window:
+                self._diff_sum += d - diffs[0]
+                diffs.append(d)
+                mean = self._diff_sum / cfg.activity_window
+                activity = self._activity
+                if activity.ready:
+                    a = (mean - activity.hi) / (activity.spread * cfg.activity_threshold)
+                    if a > raw:
+                        raw = a
+                activity.recent.append(mean)
+                if mean > activity.hi:
+                    activity.hi = mean
+            else:
+                self._diff_sum += d
+                diffs.append(d)
+        if self._period > 0:
+            season = self._seasonal(value)
+            if season > raw:
+                raw = season
         anomaly = False
-        if n > c.warmup and score > 1.0:
-            if self.quiet <= 0 or score > self.last_score * c.rearm:
-                anomaly = True
-                self.quiet = c.suppress
-                self.last_score = score
-                self.debug.append((n, names[scores.index(score)], round(score, 2)))
-        self.quiet -= 1
-        return Detection(score / (1 + score), anomaly)
+        if raw > 1.0 and n > cfg.warmup and (self._quiet <= 0 or raw > self._last * cfg.rearm):
+            anomaly = True
+            self._quiet = cfg.suppress
+            self._last = raw
+        self._quiet -= 1
+        if raw <= 0.0:
+            return Detection(0.0, anomaly)
+        return Detection(raw / (1.0 + raw), anomaly)
+
+    def _seasonal(self, value: float) -> float:
+        """Residual against the median of the same phase in past cycles, as a multiple of its threshold."""
+        cfg = self.config
+        ring = self._ring
+        size = len(ring)
+        i = self._n % size
+        ring[i] = value
+        if self._n <= self._season_start:
+            return 0.0
+        past = sorted([ring[(i - lag) % size] for lag in self._lags])
+        residuals = self._residuals
+        expected = past[len(past) // 2]
+        residuals.append(value - expected if value > expected else expected - value)
+        ordered = sorted(residuals)
+        mid = ordered[len(ordered) // 2]
+        season = self._season
+        score = 0.0
+        if season.ready:
+            band = self._values.spread
+            if season.median < cfg.season_gate * band:
+                scale = season.spread if season.spread > band * cfg.season_floor else band * cfg.season_floor
+                score = (mid - season.hi) / (scale * cfg.season_threshold)
+        season.recent.append(mid)
+        if mid > season.hi:
+            season.hi = mid
+        return score
+
+    def _learn_period(self, timestamp: float) -> None:
+        """Learn the sampling interval from the first gaps, hence the number of points per seasonal cycle."""
+        if self._prev_t is not None and timestamp > self._prev_t:
+            self._gaps.append(timestamp - self._prev_t)
+        self._prev_t = timestamp
+        if len(self._gaps) < _GAPS_TO_LEARN:
+            return
+        cfg = self.config
+        gap = sorted(self._gaps)[len(self._gaps) // 2]
+        period = round(cfg.season_seconds / gap)
+        if cfg.season_min_period <= period <= cfg.season_max_period:
+            self._set_period(period)
+            self._ring = array("d", bytes(8 * (period * cfg.season_cycles + 1)))
+        else:
+            self._period = -1
+        self._gaps = []
+
+    def _set_period(self, period: int) -> None:
+        self._period = period
+        cycles = self.config.season_cycles
+        self._lags = [period * k for k in range(1, cycles + 1)]
+        self._season_start = period * cycles
+
+    def _refresh(self) -> None:
+        cfg = self.config
+        block, tail = cfg.refresh, cfg.level_tail
+        self._values.refresh(block, tail)
+        self._activity.refresh(block, 0.0, quantiles=False)
+        self._season.refresh(block, 0.0)
+        self._diff_sum = sum(self._diffs)  # no drift from the running sum
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of the whole state (restore with :meth:`from_state`)."""
+        return {
+            "version": 1,
+            "config": self.config.model_dump(),
+            "n": self._n,
+            "prev": self._prev,
+            "prev_t": self._prev_t,
+            "gaps": list(self._gaps),
+            "period": self._period,
+            "ring": self._ring.tolist(),
+            "quiet": self._quiet,
+            "last": self._last,
+            "recent": list(self._recent),
+            "diffs": list(self._diffs),
+            "residuals": list(self._residuals),
+            "values": self._values.state_dict(),
+            "activity": self._activity.state_dict(),
+            "season": self._season.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SeriesDetector:
+        """Rebuild a detector from :meth:`state_dict`; it continues exactly where the snapshot left off."""
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported detector state version: {state.get('version')!r}")
+        det = cls(DetectorConfig.model_validate(state["config"]))
+        det._n = int(state["n"])
+        det._prev = None if state["prev"] is None else float(state["prev"])
+        det._prev_t = None if state["prev_t"] is None else float(state["prev_t"])
+        det._gaps = [float(x) for x in state["gaps"]]
+        if int(state["period"]) > 0:
+            det._set_period(int(state["period"]))
+        else:
+            det._period = int(state["period"])
+        det._ring = array("d", (float(x) for x in state["ring"]))
+        det._quiet = int(state["quiet"])
+        det._last = float(state["last"])
+        det._recent.extend(float(x) for x in state["recent"])
+        det._diffs.extend(float(x) for x in state["diffs"])
+        det._diff_sum = sum(det._diffs)
+        det._residuals.extend(float(x) for x in state["residuals"])
+        det._values.load(state["values"])
+        det._activity.load(state["activity"])
+        det._season.load(state["season"])
+        return det

@@ -5,13 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 T = TypeVar("T")
@@ -33,12 +26,20 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-_NETWORK = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx and network trouble: worth another try. Anything else (auth, validation) is not."""
-    if isinstance(exc, _NETWORK):
+    # botocore is imported here, not at module level: it is slow to import and only needed once AWS is in use.
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError):
         return True
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

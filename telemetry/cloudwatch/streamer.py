@@ -37,7 +37,7 @@ class SourceHealth(BaseModel):
     items_ingested: int = Field(0, description="Items stored since start-up.")
     polls: int = Field(0, description="Polls attempted since start-up.")
     failures: int = Field(0, description="Polls that failed since start-up.")
-    breaker: BreakerStatus = Field(description="The source's circuit breaker.")
+    breaker: BreakerStatus | None = Field(None, description="The source's circuit breaker (remote sources only).")
 
 
 @dataclass

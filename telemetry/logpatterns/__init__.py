@@ -1,5 +1,25 @@
-"""Online log-pattern mining: group log lines into templates with ``<*>`` for their variable parts."""
+"""Online log-pattern mining: group log lines into templates with ``<*>`` for their variable parts.
 
-from telemetry.logpatterns.miner import LogPatternMiner, MinerConfig, PatternMatch, PatternStats
+The server feeds ingested lines to one :class:`LogPatternMiner`; :func:`mine_file` does the same for a file
+(``self-building-mcp log-patterns FILE``). :func:`parse_line` splits a raw line's header (timestamp, level,
+component) from its message.
+"""
 
-__all__ = ["LogPatternMiner", "MinerConfig", "PatternMatch", "PatternStats"]
+from telemetry.logpatterns.batch import mine_file
+from telemetry.logpatterns.headers import ParsedLine, parse_line
+from telemetry.logpatterns.masking import WILDCARD, mask, tokenize
+from telemetry.logpatterns.miner import EMPTY_TEMPLATE, LogPatternMiner, MinerConfig, PatternMatch, PatternStats
+
+__all__ = [
+    "EMPTY_TEMPLATE",
+    "WILDCARD",
+    "LogPatternMiner",
+    "MinerConfig",
+    "ParsedLine",
+    "PatternMatch",
+    "PatternStats",
+    "mask",
+    "mine_file",
+    "parse_line",
+    "tokenize",
+]

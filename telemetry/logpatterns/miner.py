@@ -1,4 +1,4 @@
-"""The online pattern miner: each message joins the most similar pattern of its shape, or starts a new one."""
+"""The online pattern miner: each message joins the pattern whose fixed tokens it repeats, or starts a new one."""
 
 from __future__ import annotations
 
@@ -12,89 +12,97 @@ from pydantic import BaseModel, Field
 from telemetry.logpatterns.masking import WILDCARD, tokenize
 
 EMPTY_TEMPLATE = "<empty>"
-_ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "CRIT", "EMERG", "ALERT", "SEVERE", "E", "F"})
+ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERG", "SEVERE"})
 _ERROR_TEXT = re.compile(
-    r"\b(?:error|errors|exception|fatal|failed|failure|panic|traceback|segfault|refused|denied|timed? ?out)\b",
+    r"\b(?:error|exception|fatal|failed|failure|panic|traceback|segfault|refused|denied|timed out|timeout)\b",
     re.IGNORECASE,
 )
+
+Key = tuple[int, str]
 
 
 class MinerConfig(BaseModel):
     """Settings of the pattern miner; the defaults are the one configuration used for every log."""
 
+    distinct_values: int = Field(
+        default=3,
+        ge=2,
+        description="Distinct words seen at one position of otherwise equal messages before it counts as a variable; "
+        "fewer stay separate patterns (true/false, in/out are different events).",
+    )
     similarity_threshold: float = Field(
-        default=0.6,
+        default=0.8,
         ge=0.0,
         le=1.0,
-        description="Least share of a pattern's fixed tokens a message must repeat to join it.",
-    )
-    mature_count: int = Field(
-        default=5, ge=1, description="Messages after which a pattern's fixed tokens are trusted to be fixed."
+        description="Least share of equal tokens for messages differing in several positions at once to be "
+        "generalised together; a single differing position needs only the distinct_values evidence.",
     )
     max_patterns: int = Field(
         default=5000, ge=1, description="Most patterns kept; the least recently seen one is evicted beyond this."
+    )
+    max_message_chars: int = Field(
+        default=10_000, ge=1, description="Characters of a message looked at for matching; the rest is ignored."
     )
     max_components: int = Field(default=20, ge=0, description="Most distinct components remembered per pattern.")
     max_example_chars: int = Field(default=2000, ge=1, description="Longest example message kept per pattern.")
 
 
-class PatternMatch(BaseModel):
-    """Where one message landed."""
+@dataclass(frozen=True, slots=True)
+class PatternMatch:
+    """Where one message landed: the pattern's stable id, its template now, and whether the message created it."""
 
-    pattern_id: int = Field(description="Stable id of the pattern; it never changes as the template generalises.")
-    template: str = Field(description="The pattern's template after this message, with <*> for variable parts.")
-    is_new: bool = Field(description="True when this message created the pattern.")
+    pattern_id: int
+    template: str
+    is_new: bool
 
 
 class PatternStats(BaseModel):
     """What the miner knows about one pattern."""
 
-    pattern_id: int = Field(description="Stable id of the pattern.")
-    template: str = Field(description="Template with <*> for variable parts.")
+    pattern_id: int = Field(description="Stable id of the pattern (the oldest id when patterns merged).")
+    template: str = Field(description="Template with <*> for the variable parts.")
     count: int = Field(description="Messages that matched the pattern.")
     first_seen: float = Field(description="Timestamp (Unix seconds) of the first matching message.")
     last_seen: float = Field(description="Timestamp (Unix seconds) of the latest matching message.")
     example: str = Field(description="The first raw message of the pattern (truncated when very long).")
     components: list[str] = Field(description="Components that logged the pattern, in first-seen order (bounded).")
     levels: dict[str, int] = Field(description="Message counts by log level; messages without a level are left out.")
-    error_count: int = Field(description="Messages at an error level (ERROR, FATAL, CRITICAL) or reading as errors.")
+    error_count: int = Field(description="Messages at an error level (ERROR, FATAL, CRITICAL...) or reading as errors.")
 
 
 @dataclass(eq=False, slots=True)
 class _Pattern:
     pattern_id: int
-    key: tuple[int, str]
+    key: Key
     tokens: list[str]
     example: str
     first_seen: float
-    last_seen: float = 0.0
+    last_seen: float
+    template: str = ""
     count: int = 0
     error_count: int = 0
     components: list[str] = field(default_factory=list)
     levels: Counter[str] = field(default_factory=Counter)
 
-    def template(self) -> str:
-        return " ".join(self.tokens) if self.tokens else EMPTY_TEMPLATE
-
-
-def _key(tokens: list[str]) -> tuple[int, str]:
-    return (len(tokens), tokens[0] if tokens else "")
+    def retemplate(self) -> None:
+        self.template = " ".join(self.tokens) if self.tokens else EMPTY_TEMPLATE
 
 
 class LogPatternMiner:
     """Groups log messages into templates online, one message at a time, in bounded memory.
 
-    A message joins a pattern of the same token count and first token whose fixed tokens it repeats. A young
-    pattern (fewer than ``mature_count`` messages) also takes in near misses, as Drain does, so that values the
-    masks missed become ``<*>`` early. A mature pattern's fixed tokens are trusted: a message differing in one of
-    them starts a new pattern (``true`` vs ``false``, ``in`` vs ``out`` are different events), until a third
-    distinct value at that position shows it is a variable after all; the patterns then merge into the older one.
+    Messages are masked (:mod:`~telemetry.logpatterns.masking`) and compared with the patterns of the same token
+    count and first token. A message joins a pattern when it repeats all of the pattern's fixed tokens. A fixed
+    word is not turned into ``<*>`` at the first contradiction: a message differing in it starts a new pattern,
+    and only when ``distinct_values`` different words have been seen at that position of otherwise equal patterns
+    does the position become ``<*>`` and the patterns merge. A merge keeps the oldest id, and the merged ids keep
+    resolving to it (:meth:`resolve`), so ids are stable while templates generalise.
     """
 
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config or MinerConfig()
         self._patterns: OrderedDict[int, _Pattern] = OrderedDict()
-        self._index: dict[tuple[int, str], list[_Pattern]] = {}
+        self._index: dict[Key, list[_Pattern]] = {}
         self._aliases: OrderedDict[int, int] = OrderedDict()
         self._next_id = 1
 
@@ -108,41 +116,45 @@ class LogPatternMiner:
     ) -> PatternMatch:
         """Assign ``message`` (the content, without its header) to a pattern, creating one when none fits."""
         now = time.time() if timestamp is None else timestamp
-        tokens = tokenize(message)
+        tokens = tokenize(message[: self.config.max_message_chars])
         pattern = self._place(tokens)
-        is_new = pattern is None
+        is_new = False
         if pattern is None:
-            pattern = self._create(tokens, message, now)
-        else:
-            self._patterns.move_to_end(pattern.pattern_id)
+            created = self._create(tokens, message, now)
+            pattern = self._merge_covered(created)
+            is_new = pattern is created
+        self._patterns.move_to_end(pattern.pattern_id)
         self._record(pattern, message, now, level, component)
-        return PatternMatch(pattern_id=pattern.pattern_id, template=pattern.template(), is_new=is_new)
+        return PatternMatch(pattern.pattern_id, pattern.template, is_new)
 
     def match(self, message: str) -> PatternMatch | None:
-        """The pattern ``message`` fits as it is, without changing anything; None when there is none."""
-        tokens = tokenize(message)
+        """The pattern ``message`` fits as it is, changing nothing; None when it fits none."""
+        tokens = tokenize(message[: self.config.max_message_chars])
         best: _Pattern | None = None
         best_same = -1
         for pattern in self._index.get(_key(tokens), ()):
-            same, hard, _ = _compare(pattern.tokens, tokens)
-            if hard == 0 and same > best_same:
+            same, where = _compare(pattern.tokens, tokens)
+            if not where and same > best_same:
                 best, best_same = pattern, same
-        if best is None:
-            return None
-        return PatternMatch(pattern_id=best.pattern_id, template=best.template(), is_new=False)
+        return None if best is None else PatternMatch(best.pattern_id, best.template, False)
 
     def resolve(self, pattern_id: int) -> int:
-        """The id that a pattern merged into since (itself when it was not merged)."""
+        """The id of the pattern that ``pattern_id`` merged into (itself when it did not merge)."""
         while pattern_id in self._aliases:
             pattern_id = self._aliases[pattern_id]
         return pattern_id
+
+    def template(self, pattern_id: int) -> str | None:
+        """The current template of a pattern (following merges); None once it has been evicted."""
+        pattern = self._patterns.get(self.resolve(pattern_id))
+        return None if pattern is None else pattern.template
 
     def patterns(self) -> list[PatternStats]:
         """Every pattern kept, most frequent first."""
         rows = [
             PatternStats(
                 pattern_id=p.pattern_id,
-                template=p.template(),
+                template=p.template,
                 count=p.count,
                 first_seen=p.first_seen,
                 last_seen=p.last_seen,
@@ -160,67 +172,55 @@ class LogPatternMiner:
         return len(self._patterns)
 
     def _place(self, tokens: list[str]) -> _Pattern | None:
-        """The pattern ``tokens`` joins (generalised to fit them), or None when they start a new one."""
+        """The pattern ``tokens`` joins (generalised to fit them when needed), or None for a new one."""
         bucket = self._index.get(_key(tokens))
         if not bucket:
             return None
-        n = len(tokens) or 1
         exact: _Pattern | None = None
         exact_same = -1
-        young: _Pattern | None = None
-        young_same = -1
-        siblings: dict[int, list[_Pattern]] = {}
-        least_same = self.config.similarity_threshold * n
-        mature = self.config.mature_count
+        # Patterns contradicted at exactly the same positions are siblings: they and this message only differ there.
+        siblings: dict[tuple[int, ...], list[_Pattern]] = {}
+        least_same = self.config.similarity_threshold * len(tokens)
         for pattern in bucket:
-            same, hard, where = _compare(pattern.tokens, tokens)
-            if hard == 0:
+            same, where = _compare(pattern.tokens, tokens)
+            if not where:
                 if same > exact_same:
                     exact, exact_same = pattern, same
-                continue
-            if hard == 1:
+            elif len(where) == 1 or same >= least_same:
                 siblings.setdefault(where, []).append(pattern)
-            if pattern.count < mature and same >= least_same and same > young_same:
-                young, young_same = pattern, same
         if exact is not None:
             return exact
         for group in siblings.values():
-            if len(group) >= 2:
-                # With this message, three distinct values at one position: it holds a variable.
+            if len(group) + 1 >= self.config.distinct_values:
                 survivor = min(group, key=lambda p: p.pattern_id)
                 _generalise(survivor, tokens)
                 for other in group:
                     if other is not survivor:
                         self._absorb(survivor, other)
-                return survivor
-        if young is not None:
-            _generalise(young, tokens)
-            self._merge_covered(young)
-            return self._patterns.get(young.pattern_id) or self._patterns[self.resolve(young.pattern_id)]
+                return self._merge_covered(survivor)
         return None
 
-    def _merge_covered(self, pattern: _Pattern) -> None:
-        """Merge the patterns that ``pattern`` now covers (or that cover it) into the older of each pair."""
+    def _merge_covered(self, pattern: _Pattern) -> _Pattern:
+        """Merge every pattern that ``pattern`` covers, or that covers it, into the older one; return the survivor."""
         for other in list(self._index.get(pattern.key, ())):
-            if other is pattern or other.pattern_id not in self._patterns:
+            if other is pattern or self._patterns.get(other.pattern_id) is not other:
                 continue
             if _covers(pattern.tokens, other.tokens) or _covers(other.tokens, pattern.tokens):
-                older, newer = sorted((pattern, other), key=lambda p: p.pattern_id)
+                older, newer = (pattern, other) if pattern.pattern_id < other.pattern_id else (other, pattern)
                 self._absorb(older, newer)
                 pattern = older
+        return pattern
 
     def _absorb(self, survivor: _Pattern, victim: _Pattern) -> None:
-        for i, (mine, theirs) in enumerate(zip(survivor.tokens, victim.tokens, strict=True)):
-            if mine != theirs:
-                survivor.tokens[i] = WILDCARD
+        _generalise(survivor, victim.tokens)
         survivor.count += victim.count
         survivor.error_count += victim.error_count
         survivor.levels.update(victim.levels)
-        survivor.first_seen = min(survivor.first_seen, victim.first_seen)
+        if victim.first_seen < survivor.first_seen:
+            survivor.first_seen, survivor.example = victim.first_seen, victim.example
         survivor.last_seen = max(survivor.last_seen, victim.last_seen)
         for component in victim.components:
-            if component not in survivor.components and len(survivor.components) < self.config.max_components:
-                survivor.components.append(component)
+            self._add_component(survivor, component)
         self._drop(victim)
         self._aliases[victim.pattern_id] = survivor.pattern_id
         if len(self._aliases) > self.config.max_patterns:
@@ -229,17 +229,18 @@ class LogPatternMiner:
     def _create(self, tokens: list[str], message: str, now: float) -> _Pattern:
         if len(self._patterns) >= self.config.max_patterns:
             self._drop(next(iter(self._patterns.values())))
-        key = _key(tokens)
         pattern = _Pattern(
             pattern_id=self._next_id,
-            key=key,
+            key=_key(tokens),
             tokens=list(tokens),
             example=message[: self.config.max_example_chars],
             first_seen=now,
+            last_seen=now,
         )
+        pattern.retemplate()
         self._next_id += 1
         self._patterns[pattern.pattern_id] = pattern
-        self._index.setdefault(key, []).append(pattern)
+        self._index.setdefault(pattern.key, []).append(pattern)
         return pattern
 
     def _drop(self, pattern: _Pattern) -> None:
@@ -252,25 +253,33 @@ class LogPatternMiner:
     def _record(self, pattern: _Pattern, message: str, now: float, level: str | None, component: str | None) -> None:
         pattern.count += 1
         pattern.last_seen = max(pattern.last_seen, now)
-        if level:
-            pattern.levels[level.upper()] += 1
-        if (level and level.upper() in _ERROR_LEVELS) or _ERROR_TEXT.search(message):
+        upper = level.upper() if level else None
+        if upper:
+            pattern.levels[upper] += 1
+        if upper in ERROR_LEVELS or _ERROR_TEXT.search(message, 0, self.config.max_message_chars):
             pattern.error_count += 1
-        if component and component not in pattern.components and len(pattern.components) < self.config.max_components:
+        if component:
+            self._add_component(pattern, component)
+
+    def _add_component(self, pattern: _Pattern, component: str) -> None:
+        if component not in pattern.components and len(pattern.components) < self.config.max_components:
             pattern.components.append(component)
 
 
-def _compare(template: list[str], tokens: list[str]) -> tuple[int, int, int]:
-    """(tokens equal, fixed template tokens contradicted, position of the last contradiction)."""
-    same = hard = 0
-    where = -1
+def _key(tokens: list[str]) -> Key:
+    return (len(tokens), tokens[0] if tokens else "")
+
+
+def _compare(template: list[str], tokens: list[str]) -> tuple[int, tuple[int, ...]]:
+    """(number of equal tokens, positions where a fixed template token is contradicted)."""
+    same = 0
+    where: list[int] = []
     for i, (mine, theirs) in enumerate(zip(template, tokens, strict=True)):
         if mine == theirs:
             same += 1
         elif mine != WILDCARD:
-            hard += 1
-            where = i
-    return same, hard, where
+            where.append(i)
+    return same, tuple(where)
 
 
 def _covers(general: list[str], specific: list[str]) -> bool:
@@ -278,6 +287,10 @@ def _covers(general: list[str], specific: list[str]) -> bool:
 
 
 def _generalise(pattern: _Pattern, tokens: list[str]) -> None:
+    changed = False
     for i, (mine, theirs) in enumerate(zip(pattern.tokens, tokens, strict=True)):
-        if mine != theirs:
+        if mine != theirs and mine != WILDCARD:
             pattern.tokens[i] = WILDCARD
+            changed = True
+    if changed:
+        pattern.retemplate()

@@ -1,0 +1,47 @@
+"""Mine a whole log file: the ``self-building-mcp log-patterns FILE`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from array import array
+from pathlib import Path
+from typing import TextIO
+
+from telemetry.logpatterns.headers import parse_line
+from telemetry.logpatterns.miner import LogPatternMiner, MinerConfig
+
+
+def mine_file(path: Path, out: TextIO, config: MinerConfig | None = None) -> int:
+    """Write one ``{"pattern_id", "template"}`` JSON line to ``out`` per line of ``path``, in order; the exit code.
+
+    Lines are decoded as UTF-8 (bad bytes replaced), their header is split off when there is one, and they are fed
+    to one :class:`LogPatternMiner` in order, exactly as the server does. Output waits for the end of the file so
+    that each line can be reported under the pattern it ended up in: its id at arrival, followed through merges,
+    and that pattern's final template. Only the ids (8 bytes a line) are held meanwhile.
+    """
+    miner = LogPatternMiner(config)
+    ids = array("q")
+    templates: dict[int, str] = {}
+    try:
+        with path.open("rb") as lines:
+            for raw in lines:
+                parsed = parse_line(raw.decode("utf-8", errors="replace"))
+                match = miner.add(
+                    parsed.message, timestamp=parsed.timestamp, level=parsed.level, component=parsed.component
+                )
+                ids.append(match.pattern_id)
+                templates[match.pattern_id] = match.template
+    except OSError as exc:
+        sys.stderr.write(f"log-patterns: cannot read {path}: {exc.strerror or exc}\n")
+        return 1
+    final: dict[int, str] = {}
+    for pattern_id in ids:
+        row = final.get(pattern_id)
+        if row is None:
+            resolved = miner.resolve(pattern_id)
+            template = miner.template(resolved) or templates.get(resolved) or templates[pattern_id]
+            row = final[pattern_id] = json.dumps({"pattern_id": resolved, "template": template}) + "\n"
+        out.write(row)
+    out.flush()
+    return 0

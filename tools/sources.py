@@ -1,0 +1,72 @@
+"""``get_telemetry_sources`` and ``get_alarm_states``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from telemetry.cloudwatch.alarms import AlarmState
+from telemetry.cloudwatch.streamer import SourceHealth
+from tools.errors import domain_errors
+from tools.services import Services, services
+
+
+class TelemetrySources(BaseModel):
+    sources: list[SourceHealth] = Field(description="Every telemetry source with its health.")
+    cloudwatch_enabled: bool = Field(description="Whether CloudWatch streaming is on.")
+
+
+class AlarmStates(BaseModel):
+    alarms: list[AlarmState] = Field(description="Alarms, by name.")
+    total: int = Field(description="Alarms matching the filter.")
+    has_more: bool = Field(description="True when more matched than `limit`.")
+
+
+def source_health(svc: Services) -> list[SourceHealth]:
+    """The local sampler and, when enabled, each CloudWatch source."""
+    last = svc.sampler.last
+    local = SourceHealth(
+        name="local",
+        enabled=True,
+        last_success=last.host.timestamp if last is not None else None,
+        items_ingested=svc.sampler.samples_taken,
+        polls=svc.sampler.samples_taken,
+    )
+    return [local, *(svc.cloudwatch.health() if svc.cloudwatch is not None else [])]
+
+
+def register(server: MCPServer) -> None:
+    """Add the source tools to ``server``."""
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+
+    @server.tool(title="Telemetry sources", annotations=read_only)
+    async def get_telemetry_sources(ctx: Context[Services, Any]) -> TelemetrySources:
+        """Health of each telemetry source: last success, last error, items ingested, and the circuit breaker
+        state of each CloudWatch source (while a breaker is open, insights keep coming from stored data).
+        """
+        svc = services(ctx)
+        return TelemetrySources(sources=source_health(svc), cloudwatch_enabled=svc.cloudwatch is not None)
+
+    @server.tool(title="CloudWatch alarm states", annotations=read_only)
+    async def get_alarm_states(
+        ctx: Context[Services, Any],
+        state: Annotated[
+            Literal["OK", "ALARM", "INSUFFICIENT_DATA"] | None, Field(description="Only alarms in this state.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=500, description="Most alarms to return (1-500).")] = 50,
+    ) -> AlarmStates:
+        """States of the followed CloudWatch alarms (cached for up to a minute)."""
+        svc = services(ctx)
+        if svc.cloudwatch is None:
+            raise ToolError(
+                "CloudWatch streaming is off: set SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true and configure "
+                "alarms to follow (SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX or alarm_names)"
+            )
+        with domain_errors():
+            alarms = await svc.cloudwatch.alarm_states()
+        chosen = [a for a in alarms if state is None or a.state == state]
+        return AlarmStates(alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit)
