@@ -34,7 +34,12 @@ class DetectorConfig(BaseModel):
     )
     spike_threshold: float = Field(0.1, gt=0, description="excess beyond the remembered range, in ranges")
     level_threshold: float = Field(0.2, gt=0, description="running median outside the normal band, in bands")
+    activity_floor: float = Field(
+        0.5, ge=0, description="smallest activity scale, as a share of its remembered maximum (ignores tiny rises)"
+    )
     activity_threshold: float = Field(0.05, gt=0, description="activity beyond its remembered maximum, in its range")
-    season_threshold: float = Field(1.0, gt=0, description="seasonal residual beyond its remembered maximum, in scales")
+    season_threshold: float = Field(0.4, gt=0, description="seasonal residual beyond its remembered maximum, in scales")
     suppress: int = Field(300, ge=0, description="points after a detection during which further ones are held back")
-    rearm: float = Field(3.0, ge=1.0, description="a held-back point still fires when its score is this many times the last")
+    rearm: float = Field(
+        3.0, ge=1.0, description="a held-back point still fires when its score is this many times the last"
+    )

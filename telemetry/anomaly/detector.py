@@ -78,11 +78,32 @@ class SeriesDetector:
             self._learn_period(timestamp)
         if n % cfg.refresh == 0:
             self._refresh()
-        raw = 0.0
+        raw = self._value_score(value)
+        prev = self._prev
+        self._prev = value
+        if prev is not None:
+            activity = self._activity_score(value - prev if value > prev else prev - value)
+            if activity > raw:
+                raw = activity
+        if self._period > 0:
+            season = self._seasonal(value)
+            if season > raw:
+                raw = season
+        anomaly = raw > 1.0 and n > cfg.warmup and (self._quiet <= 0 or raw > self._last * cfg.rearm)
+        if anomaly:
+            self._quiet = cfg.suppress
+            self._last = raw
+        self._quiet -= 1
+        return Detection(raw / (1.0 + raw) if raw > 0.0 else 0.0, anomaly)
+
+    def _value_score(self, value: float) -> float:
+        """Spike (beyond the remembered range) and level (running median beyond the band) signals."""
         values = self._values
         recent = self._recent
         recent.append(value)
+        raw = 0.0
         if values.ready:
+            cfg = self.config
             hi, lo = values.hi, values.lo
             width = hi - lo
             if width < values.spread:
@@ -100,39 +121,33 @@ class SeriesDetector:
             values.hi = value
         if value < values.lo:
             values.lo = value
-        prev = self._prev
-        self._prev = value
-        if prev is not None:
-            diffs = self._diffs
-            d = value - prev if value > prev else prev - value
-            if len(diffs) == cfg.activity_window:
-                self._diff_sum += d - diffs[0]
-                diffs.append(d)
-                mean = self._diff_sum / cfg.activity_window
-                activity = self._activity
-                if activity.ready:
-                    a = (mean - activity.hi) / (activity.spread * cfg.activity_threshold)
-                    if a > raw:
-                        raw = a
-                activity.recent.append(mean)
-                if mean > activity.hi:
-                    activity.hi = mean
-            else:
-                self._diff_sum += d
-                diffs.append(d)
-        if self._period > 0:
-            season = self._seasonal(value)
-            if season > raw:
-                raw = season
-        anomaly = False
-        if raw > 1.0 and n > cfg.warmup and (self._quiet <= 0 or raw > self._last * cfg.rearm):
-            anomaly = True
-            self._quiet = cfg.suppress
-            self._last = raw
-        self._quiet -= 1
-        if raw <= 0.0:
-            return Detection(0.0, anomaly)
-        return Detection(raw / (1.0 + raw), anomaly)
+        return raw
+
+    def _activity_score(self, step: float) -> float:
+        """Running mean of |first difference| beyond its remembered maximum."""
+        diffs = self._diffs
+        window = self.config.activity_window
+        if len(diffs) < window:
+            self._diff_sum += step
+            diffs.append(step)
+            return 0.0
+        self._diff_sum += step - diffs[0]
+        diffs.append(step)
+        mean = self._diff_sum / window
+        activity = self._activity
+        score = 0.0
+        if activity.ready:
+            cfg = self.config
+            scale = (
+                activity.spread
+                if activity.spread > activity.hi * cfg.activity_floor
+                else activity.hi * cfg.activity_floor
+            )
+            score = (mean - activity.hi) / (scale * cfg.activity_threshold)
+        activity.recent.append(mean)
+        if mean > activity.hi:
+            activity.hi = mean
+        return score
 
     def _seasonal(self, value: float) -> float:
         """Residual against the median of the same phase in past cycles, as a multiple of its threshold."""
@@ -147,18 +162,17 @@ class SeriesDetector:
         residuals = self._residuals
         expected = past[len(past) // 2]
         residuals.append(value - expected if value > expected else expected - value)
-        ordered = sorted(residuals)
-        mid = ordered[len(ordered) // 2]
+        sustained = min(residuals)  # every recent point is at least this far from its expectation
         season = self._season
         score = 0.0
         if season.ready:
             band = self._values.spread
             if season.median < cfg.season_gate * band:
                 scale = season.spread if season.spread > band * cfg.season_floor else band * cfg.season_floor
-                score = (mid - season.hi) / (scale * cfg.season_threshold)
-        season.recent.append(mid)
-        if mid > season.hi:
-            season.hi = mid
+                score = (sustained - season.hi) / (scale * cfg.season_threshold)
+        season.recent.append(sustained)
+        if sustained > season.hi:
+            season.hi = sustained
         return score
 
     def _learn_period(self, timestamp: float) -> None:
@@ -189,7 +203,7 @@ class SeriesDetector:
         block, tail = cfg.refresh, cfg.level_tail
         self._values.refresh(block, tail)
         self._activity.refresh(block, 0.0, quantiles=False)
-        self._season.refresh(block, 0.0)
+        self._season.refresh(block, 0.0, quantiles=False)
         self._diff_sum = sum(self._diffs)  # no drift from the running sum
 
     def state_dict(self) -> dict[str, Any]:

@@ -17,7 +17,19 @@ class Reference:
     quantiles come from the last ``window`` points.
     """
 
-    __slots__ = ("blocks_hi", "blocks_lo", "hi", "lo", "median", "min_count", "q_hi", "q_lo", "ready", "recent", "spread")
+    __slots__ = (
+        "blocks_hi",
+        "blocks_lo",
+        "hi",
+        "lo",
+        "median",
+        "min_count",
+        "q_hi",
+        "q_lo",
+        "ready",
+        "recent",
+        "spread",
+    )
 
     def __init__(self, window: int, memory_blocks: int, min_count: int) -> None:
         self.recent: deque[float] = deque(maxlen=window)
@@ -58,6 +70,7 @@ class Reference:
         if not quantiles:
             top, bottom = max(recent), min(recent)
             self.q_lo, self.q_hi = bottom, top
+            self.median = sum(recent) / n  # the mean stands in for the typical value here
             self.spread = top - bottom if top > bottom else abs(top) * 0.01 + 1e-9
             self.ready = True
             return

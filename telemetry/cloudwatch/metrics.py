@@ -60,8 +60,10 @@ class MetricFetcher:
                 token = page.get("NextToken")
                 if not token:
                     break
-        self._targets, self._discovered_at = found, self._clock()
-        return found
+        # One query per series, even if a listing repeats one (moto does; a paginated listing can).
+        unique = {(t.watch.namespace, t.watch.metric_name, tuple(sorted(t.dimensions.items()))): t for t in found}
+        self._targets, self._discovered_at = list(unique.values()), self._clock()
+        return self._targets
 
     def _target(self, watch: MetricWatch, dims: dict[str, str]) -> Target:
         return Target(dims.get(TENANT_DIMENSION, self._config.default_tenant), watch, dims)
@@ -73,7 +75,10 @@ class MetricFetcher:
         stored = 0
         for start in range(0, len(targets), MAX_QUERIES):
             batch = targets[start : start + MAX_QUERIES]
-            since = min(self._since(t, now) for t in batch)
+            # Period buckets are aligned to the start time: align it, so a re-fetched bucket keeps its timestamp
+            # (and replaces the stored point) instead of arriving shifted as a new one.
+            period = max(t.watch.period for t in batch)
+            since = min(self._since(t, now) for t in batch) // period * period
             points = self._fetch_batch(cw, call, batch, since, now)
             if points:
                 stored += self._store.add_metrics(points)
@@ -81,7 +86,7 @@ class MetricFetcher:
 
     def _since(self, target: Target, now: float) -> float:
         last = self._store.last_timestamp(target.tenant, target.watch.metric_name, target.stored_dimensions)
-        return last + 1 if last is not None else now - self._config.metric_lookback_seconds
+        return last if last is not None else now - self._config.metric_lookback_seconds
 
     def _fetch_batch(
         self, cw: Any, call: Callable[[Callable[[], Any]], Any], batch: list[Target], since: float, now: float

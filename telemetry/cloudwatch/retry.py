@@ -53,7 +53,7 @@ def call_with_retry(fn: Callable[[], T], *, attempts: int = 4, initial: float = 
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        wait=wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial),
         reraise=True,
     ):
         with attempt:

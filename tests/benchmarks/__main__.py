@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from tests.benchmarks import bench_cold_start, bench_sampler, bench_status
+from tests.benchmarks import (
+    bench_anomaly,
+    bench_cold_start,
+    bench_ingest,
+    bench_logpatterns,
+    bench_sampler,
+    bench_status,
+)
 
 parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
 parser.add_argument("--sampler-seconds", type=float, default=60.0, help="length of the sampler measurement")
@@ -12,3 +19,6 @@ args = parser.parse_args()
 bench_status.main()
 bench_cold_start.main()
 bench_sampler.main(args.sampler_seconds)
+bench_ingest.main()
+bench_anomaly.main()
+bench_logpatterns.main()

@@ -1,0 +1,248 @@
+"""CloudWatch streaming against moto in server mode (real HTTP), through the streamer and the MCP tools."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from server.settings import Settings
+from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
+from telemetry.cloudwatch.streamer import CloudWatchStreamer
+from telemetry.sqlite_store import SqliteTelemetryStore
+from tests.conftest import ServerFactory, call, call_error, connect
+from tests.moto_server import MotoServer, aws_environment, free_port
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer(free_port())
+    server.start()
+    try:
+        with aws_environment(server.url):
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto: MotoServer) -> Iterator[MotoServer]:
+    moto.reset()
+    yield moto
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1")
+
+
+def put_metrics(namespace: str, name: str, dims: dict[str, str], values: list[float], now: float) -> None:
+    cw = client("cloudwatch")
+    start = now - 60 * len(values)
+    cw.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": name,
+                "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                "Timestamp": datetime.fromtimestamp(start + 60 * i, UTC),
+                "Value": v,
+            }
+            for i, v in enumerate(values)
+        ],
+    )
+
+
+def config(**overrides: Any) -> CloudWatchConfig:
+    base: dict[str, Any] = {"retry_attempts": 2, "retry_initial_seconds": 0.01, "sqs_wait_seconds": 0}
+    return CloudWatchConfig.model_validate({**base, **overrides})
+
+
+async def test_metrics_are_streamed_incrementally_and_routed_by_tenant(aws: MotoServer, tmp_path: Path) -> None:
+    now = time.time()
+    put_metrics("Shop", "Latency", {"Component": "api", "TenantId": "acme"}, [100, 110, 120], now)
+    put_metrics("Shop", "Latency", {"Component": "api"}, [50, 55], now)
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(metrics=[MetricWatch(namespace="Shop", metric_name="Latency")]), store)
+        assert await streamer.poll("cloudwatch.metrics") == 5
+        [acme] = store.series("acme", name="Latency")
+        assert acme.values == [100, 110, 120] and acme.key.source == "cloudwatch"
+        assert dict(acme.key.dimensions) == {"Component": "api", "TenantId": "acme", "Namespace": "Shop"}
+        [default] = store.series("default", name="Latency")
+        assert default.values == [50, 55]
+        # The next poll starts after the last stored point: only the new one comes in.
+        put_metrics("Shop", "Latency", {"Component": "api"}, [60], now + 60)
+        await streamer.poll("cloudwatch.metrics")
+        assert store.series("default", name="Latency")[0].values == [50, 55, 60]
+        health = {h.name: h for h in streamer.health()}["cloudwatch.metrics"]
+        assert health.enabled and health.items_ingested >= 6 and health.last_error is None
+        assert health.breaker is not None and health.breaker.state == "closed"
+    finally:
+        store.close()
+
+
+async def test_logs_are_streamed_with_tenant_level_and_sampling(aws: MotoServer, tmp_path: Path) -> None:
+    logs = client("logs")
+    logs.create_log_group(logGroupName="/app/api")
+    logs.create_log_stream(logGroupName="/app/api", logStreamName="s1")
+    now_ms = int(time.time() * 1000)
+    events = [{"timestamp": now_ms - 60_000 + i, "message": f"ERROR request {i} failed"} for i in range(30)]
+    events.append(
+        {"timestamp": now_ms - 1000, "message": json.dumps({"tenant_id": "acme", "level": "warn", "msg": "x"})}
+    )
+    logs.put_log_events(logGroupName="/app/api", logStreamName="s1", logEvents=events)
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(log_group_prefixes=["/app/"], max_log_events_per_poll=10), store)
+        assert await streamer.poll("cloudwatch.logs") == 10  # 31 in the window, a sample of 10 kept
+        kept = store.logs("default") + store.logs("acme")
+        assert len(kept) == 10
+        assert all(r.level in ("ERROR", "WARNING") and r.attributes["log_group"] == "/app/api" for r in kept)
+        [sampled] = store.events("default", type="log_sampled")
+        assert sampled.detail == {"log_group": "/app/api", "events_in_window": 31, "events_kept": 10}
+        assert await streamer.poll("cloudwatch.logs") == 0  # the cursor moved past them
+    finally:
+        store.close()
+
+
+def alarm_event(event_id: str, alarm: str, state: str, previous: str, tenant: str | None = None) -> str:
+    dims = {"TenantId": tenant} if tenant else {}
+    return json.dumps(
+        {
+            "id": event_id,
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": "aws.cloudwatch",
+            "time": "2026-11-25T10:00:00Z",
+            "detail": {
+                "alarmName": alarm,
+                "state": {"value": state, "reason": "threshold crossed"},
+                "previousState": {"value": previous},
+                "configuration": {"metrics": [{"metricStat": {"metric": {"dimensions": dims}}}]},
+            },
+        }
+    )
+
+
+async def test_eventbridge_alarm_events_from_sqs_are_deduplicated(aws: MotoServer, tmp_path: Path) -> None:
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="alarms")["QueueUrl"]
+    for body in (
+        alarm_event("e1", "HighLatency", "ALARM", "OK", tenant="acme"),
+        alarm_event("e1", "HighLatency", "ALARM", "OK", tenant="acme"),  # re-delivered
+        alarm_event("e2", "HighLatency", "OK", "ALARM", tenant="acme"),
+        "not json",
+    ):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(sqs_queue_url=url), store)
+        stored = 0
+        for _ in range(5):
+            stored += await streamer.poll("cloudwatch.events")
+        assert stored == 2
+        changes = store.events("acme", type="alarm_state_change")
+        assert sorted((e.detail["previous_state"], e.detail["state"]) for e in changes) == [
+            ("ALARM", "OK"),
+            ("OK", "ALARM"),
+        ]
+        remaining = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
+        assert remaining == []  # handled messages, the unreadable one included, were deleted
+    finally:
+        store.close()
+
+
+async def test_alarm_polling_fallback_and_tools(
+    aws: MotoServer, make_server: ServerFactory, settings: Settings
+) -> None:
+    cw = client("cloudwatch")
+    for name in ("app-latency", "app-errors"):
+        cw.put_metric_alarm(
+            AlarmName=name,
+            MetricName="Latency",
+            Namespace="Shop",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=100,
+            ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": "TenantId", "Value": "acme"}],
+        )
+    cw_config = config(alarm_name_prefix="app-", alarm_cache_seconds=0, poll_interval_seconds=0.2)
+    server = make_server(enable_cloudwatch_streaming=True, cloudwatch=cw_config)
+    async with connect(server) as mcp:
+        states = await call(mcp, "get_alarm_states")
+        assert [a["name"] for a in states["alarms"]] == ["app-errors", "app-latency"]
+        assert [(a["state"], a["tenant"], a["metric"]) for a in states["alarms"]] == [
+            (states["alarms"][0]["state"], "acme", "Latency"),
+            (states["alarms"][0]["state"], "acme", "Latency"),
+        ]
+        assert states["alarms"][0]["state"] in ("OK", "INSUFFICIENT_DATA")
+        cw.set_alarm_state(AlarmName="app-latency", StateValue="ALARM", StateReason="test: latency high")
+        alarmed = await call(mcp, "get_alarm_states", {"state": "ALARM"})
+        assert [a["name"] for a in alarmed["alarms"]] == ["app-latency"] and alarmed["total"] == 1
+        sources = await call(mcp, "get_telemetry_sources")
+        names = {s["name"]: s for s in sources["sources"]}
+        assert sources["cloudwatch_enabled"] is True
+        assert names["cloudwatch.alarms"]["enabled"] is True and names["cloudwatch.metrics"]["enabled"] is False
+        assert names["local"]["breaker"] is None
+        status = await call(mcp, "get_system_status")
+        assert {s["name"] for s in status["telemetry_sources"]} == set(names)
+
+
+async def test_alarm_tool_without_cloudwatch(make_server: ServerFactory) -> None:
+    async with connect(make_server()) as mcp:
+        error = await call_error(mcp, "get_alarm_states", {})
+        assert "CloudWatch streaming is off" in error
+        sources = await call(mcp, "get_telemetry_sources")
+        assert [s["name"] for s in sources["sources"]] == ["local"] and sources["cloudwatch_enabled"] is False
+
+
+async def test_moto_down_opens_breaker_local_insights_continue_and_recovery(
+    aws: MotoServer, make_server: ServerFactory
+) -> None:
+    now = time.time()
+    put_metrics("Shop", "Latency", {"Component": "api"}, [50, 55], now)
+    cw_config = config(
+        metrics=[MetricWatch(namespace="Shop", metric_name="Latency")],
+        poll_interval_seconds=0.1,
+        breaker_failure_threshold=2,
+        breaker_cooldown_seconds=0.5,
+    )
+    async with connect(make_server(enable_cloudwatch_streaming=True, cloudwatch=cw_config)) as mcp:
+        await wait_for(mcp, lambda m: m["items_ingested"] >= 2)
+        aws.stop()
+        try:
+            opened = await wait_for(mcp, lambda m: m["breaker"]["state"] == "open")
+            assert "Could not connect" in opened["last_error"] or "Connect" in opened["last_error"]
+            # While CloudWatch is unreachable, insights keep coming from what is stored.
+            ingest = [
+                {"name": "api.latency_ms", "value": 100 + (i % 3), "timestamp": now - 3600 + i} for i in range(50)
+            ]
+            await call(mcp, "ingest_telemetry", {"tenant_id": "default", "metrics": ingest})
+            insights = await call(mcp, "query_telemetry_insights", {"tenant_id": "default"})
+            assert insights["summary"]["series_analysed"] >= 2
+        finally:
+            aws.start()
+        put_metrics("Shop", "Latency", {"Component": "api"}, [60], time.time())
+        recovered = await wait_for(mcp, lambda m: m["breaker"]["state"] == "closed" and m["last_error"] is None)
+        assert recovered["failures"] >= 2 and recovered["last_success"] is not None
+
+
+async def wait_for(mcp: Any, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while True:
+            sources = await call(mcp, "get_telemetry_sources")
+            metrics = {s["name"]: s for s in sources["sources"]}["cloudwatch.metrics"]
+            if predicate(metrics):
+                return metrics
+            await anyio.sleep(0.05)
