@@ -66,7 +66,8 @@ def config(**overrides: Any) -> CloudWatchConfig:
 
 
 async def test_metrics_are_streamed_incrementally_and_routed_by_tenant(aws: MotoServer, tmp_path: Path) -> None:
-    now = time.time()
+    # Ten minutes back: moto returns only period buckets that have ended, so no point may sit in the current one.
+    now = time.time() - 600
     put_metrics("Shop", "Latency", {"Component": "api", "TenantId": "acme"}, [100, 110, 120], now)
     put_metrics("Shop", "Latency", {"Component": "api"}, [50, 55], now)
     store = SqliteTelemetryStore(tmp_path / "t.db")
@@ -208,7 +209,7 @@ async def test_alarm_tool_without_cloudwatch(make_server: ServerFactory) -> None
 async def test_moto_down_opens_breaker_local_insights_continue_and_recovery(
     aws: MotoServer, make_server: ServerFactory
 ) -> None:
-    now = time.time()
+    now = time.time() - 600  # in period buckets that have ended (see above)
     put_metrics("Shop", "Latency", {"Component": "api"}, [50, 55], now)
     cw_config = config(
         metrics=[MetricWatch(namespace="Shop", metric_name="Latency")],

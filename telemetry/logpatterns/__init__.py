@@ -8,7 +8,14 @@ component) from its message.
 from telemetry.logpatterns.batch import mine_file
 from telemetry.logpatterns.headers import ParsedLine, parse_line
 from telemetry.logpatterns.masking import WILDCARD, mask, tokenize
-from telemetry.logpatterns.miner import EMPTY_TEMPLATE, LogPatternMiner, MinerConfig, PatternMatch, PatternStats
+from telemetry.logpatterns.miner import (
+    EMPTY_TEMPLATE,
+    LogPatternMiner,
+    MinerConfig,
+    PatternMatch,
+    PatternStats,
+    is_error,
+)
 
 __all__ = [
     "EMPTY_TEMPLATE",
@@ -18,6 +25,7 @@ __all__ = [
     "ParsedLine",
     "PatternMatch",
     "PatternStats",
+    "is_error",
     "mask",
     "mine_file",
     "parse_line",

@@ -21,6 +21,13 @@ _ERROR_TEXT = re.compile(
 Key = tuple[int, str]
 
 
+def is_error(message: str, level: str | None, max_chars: int = 10_000) -> bool:
+    """Whether a message counts as an error: an error level, or words that read as one (any level)."""
+    if level is not None and level.upper() in ERROR_LEVELS:
+        return True
+    return _ERROR_TEXT.search(message, 0, max_chars) is not None
+
+
 class MinerConfig(BaseModel):
     """Settings of the pattern miner; the defaults are the one configuration used for every log."""
 
@@ -256,7 +263,7 @@ class LogPatternMiner:
         upper = level.upper() if level else None
         if upper:
             pattern.levels[upper] += 1
-        if upper in ERROR_LEVELS or _ERROR_TEXT.search(message, 0, self.config.max_message_chars):
+        if is_error(message, upper, self.config.max_message_chars):
             pattern.error_count += 1
         if component:
             self._add_component(pattern, component)
