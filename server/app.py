@@ -24,6 +24,7 @@ from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
 from telemetry.host import HostSource, PsutilHostSource
 from telemetry.learning import LearningEngine
+from telemetry.live import AnomalyWatch, ObservedStore, PatternWatch
 from telemetry.local_metrics import snapshot_points
 from telemetry.models import Snapshot
 from telemetry.monitor import Monitor
@@ -31,7 +32,7 @@ from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
-from tools import insights, monitoring, performance, prompts, scripts, sources, status, telemetry
+from tools import insights, monitoring, patterns, performance, prompts, scripts, sources, status, telemetry
 from tools.services import Services, ServicesRef
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ def create_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
-        telemetry_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+        raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+        anomalies = AnomalyWatch()
+        retention = settings.telemetry_retention_days * 86400
+        pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
+        telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)
         sampler = Sampler(
             host_source or PsutilHostSource(),
             gpu_source or NvmlGpuSource(),
@@ -86,9 +91,13 @@ def create_server(
             scripts=ScriptGenerator(),
             scripts_dir=settings.scripts_dir,
             telemetry=telemetry_store,
-            learning=LearningEngine(telemetry_store, clock=clock),
+            learning=LearningEngine(
+                raw_store, analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights], clock=clock
+            ),
             cloudwatch=cloudwatch,
             default_tenant=settings.default_tenant,
+            anomalies=anomalies,
+            patterns=pattern_watch,
             clock=clock,
         )
         try:
@@ -96,7 +105,6 @@ def create_server(
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
                 sampler.add_listener(_recorder(telemetry_store, settings.default_tenant))
-                retention = settings.telemetry_retention_days * 86400
                 await prune_once(telemetry_store, retention, clock)
                 task_group.start_soon(partial(prune_forever, telemetry_store, retention, clock=clock))
                 if cloudwatch is not None:
@@ -139,6 +147,7 @@ def create_server(
     prompts.register(server)
     telemetry.register(server)
     insights.register(server)
+    patterns.register(server)
     sources.register(server)
     return server
 

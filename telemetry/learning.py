@@ -26,16 +26,12 @@ MIN_TREND_PERCENT = 20.0
 RECENT_SHARE = 0.25  # the newest quarter of the window is compared with the rest
 
 
-class SeriesAnalyser(Protocol):
-    """Extra per-series findings (the streaming anomaly detector plugs in here)."""
+class WindowAnalyser(Protocol):
+    """Extra findings over one tenant's window: the anomalies the streaming detector recorded, the error patterns
+    of the logs. Returns the insights and how many log records were read for them.
+    """
 
-    def __call__(self, tenant: str, series: Series, recent_start: float) -> list[Insight]: ...
-
-
-class LogAnalyser(Protocol):
-    """Findings from a tenant's logs (the log-pattern miner plugs in here); returns insights and lines read."""
-
-    def __call__(self, tenant: str, start: float, end: float) -> tuple[list[Insight], int]: ...
+    def __call__(self, tenant: str, start: float, end: float, metric_name: str | None) -> tuple[list[Insight], int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +64,11 @@ class LearningEngine:
         self,
         store: TelemetryStore,
         *,
-        series_analysers: list[SeriesAnalyser] | None = None,
-        log_analyser: LogAnalyser | None = None,
+        analysers: list[WindowAnalyser] | None = None,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
-        self._series_analysers = series_analysers or []
-        self._log_analyser = log_analyser
+        self._analysers = analysers or []
         self._clock = clock
 
     def analyze(
@@ -88,12 +82,11 @@ class LearningEngine:
         for series in all_series:
             if series.values:
                 insights += self._series_insights(tenant, series, recent_start)
-                for analyser in self._series_analysers:
-                    insights += analyser(tenant, series, recent_start)
         logs_read = 0
-        if self._log_analyser is not None and metric_name is None:
-            found, logs_read = self._log_analyser(tenant, start, end)
+        for analyser in self._analysers:
+            found, read = analyser(tenant, start, end, metric_name)
             insights += found
+            logs_read += read
         opportunities = [o for o in self._opportunities(insights, all_series) if allowed(o.risk, risk_tolerance)]
         opportunities.sort(key=lambda o: o.impact_score, reverse=True)
         insights.sort(key=lambda i: (-_SEVERITY_RANK[i.severity], -i.detected_at))

@@ -50,6 +50,7 @@ PUBLIC_TOOLS = {
     "query_telemetry_insights",
     "get_telemetry_sources",
     "get_alarm_states",
+    "query_error_patterns",
 }
 
 

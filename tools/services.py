@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context
 from generators.remediation import ScriptGenerator
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.learning import LearningEngine
+from telemetry.live import AnomalyWatch, PatternWatch
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
 from telemetry.store import TelemetryStore
@@ -45,6 +46,8 @@ class Services:
     learning: LearningEngine
     cloudwatch: CloudWatchStreamer | None
     default_tenant: str
+    anomalies: AnomalyWatch
+    patterns: PatternWatch
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
 

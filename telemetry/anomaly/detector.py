@@ -65,6 +65,11 @@ class SeriesDetector:
         """Points consumed so far."""
         return self._n
 
+    @property
+    def typical(self) -> float:
+        """The median of the recent values (as of the last refresh): what the series usually reads."""
+        return self._values.median
+
     def update(self, timestamp: float, value: float) -> Detection:
         """Consume one point (seconds since any epoch, value) and return its verdict.
 

@@ -52,6 +52,10 @@ class AnomalyDetector:
         self._last_ts[key] = timestamp
         return det.update(timestamp, value)
 
+    def detector(self, key: Hashable) -> SeriesDetector | None:
+        """The detector of one series, or None when it is not tracked."""
+        return self._series.get(key)
+
     def count(self, key: Hashable) -> int:
         """Points consumed for ``key`` (0 when unknown)."""
         det = self._series.get(key)

@@ -1,0 +1,130 @@
+"""Anomalies on live series: the NAB-evaluated detector, one state per series, decisions recorded as events.
+
+A detection is stored as an event (type ``anomaly``, source ``detector``) in the tenant's telemetry, so it survives
+restarts, is deduplicated like any event, and is read back by :meth:`AnomalyWatch.insights` for
+``query_telemetry_insights``. Each point is judged on arrival, from the points of its series before it only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from telemetry.anomaly import AnomalyDetector, DetectorConfig
+from telemetry.insights import Insight, Severity, insight_id
+from telemetry.store import EventRecord, MetricPoint, TelemetryStore
+
+ANOMALY_EVENT = "anomaly"
+DETECTOR_SOURCE = "detector"
+MAX_EVENTS_READ = 5_000
+
+SeriesId = tuple[str, str, tuple[tuple[str, str], ...], str]
+
+
+def _component(dimensions: dict[str, str]) -> str | None:
+    for key in ("Component", "component", "Service", "service"):
+        if key in dimensions:
+            return dimensions[key]
+    return None
+
+
+def _severity(score: float, occurrences: int) -> Severity:
+    if score >= 0.9 or occurrences >= 10:
+        return "high"
+    return "medium" if score >= 0.7 or occurrences >= 3 else "low"
+
+
+class AnomalyWatch:
+    """Feeds points to per-series detectors (thread-safe) and turns the recorded detections into insights."""
+
+    def __init__(self, config: DetectorConfig | None = None, max_series: int = 1_000) -> None:
+        self._detectors = AnomalyDetector(config, max_series=max_series)
+        self._lock = threading.Lock()
+
+    @property
+    def series_tracked(self) -> int:
+        return len(self._detectors)
+
+    def observe(self, points: Sequence[MetricPoint]) -> list[EventRecord]:
+        """Judge ``points`` (any order: each series is fed oldest first) and return an event per detection."""
+        if not points:
+            return []
+        found: list[EventRecord] = []
+        ordered = sorted(points, key=lambda p: p.timestamp)
+        with self._lock:
+            update = self._detectors.update
+            for p in ordered:
+                dims = tuple(sorted(p.dimensions.items()))
+                key: SeriesId = (p.tenant, p.name, dims, p.source)
+                verdict = update(key, p.timestamp, p.value)
+                if verdict is not None and verdict.anomaly:
+                    det = self._detectors.detector(key)
+                    typical = det.typical if det is not None else float("nan")
+                    found.append(_event(p, dims, verdict.score, typical))
+        return found
+
+    def insights(
+        self, store: TelemetryStore, tenant: str, start: float, end: float, metric_name: str | None
+    ) -> tuple[list[Insight], int]:
+        """One insight per series with detections in [start, end] (a ``WindowAnalyser`` for the learning engine)."""
+        events = store.events(tenant, type=ANOMALY_EVENT, start=start, end=end, limit=MAX_EVENTS_READ)
+        grouped: dict[tuple[str, str], list[EventRecord]] = defaultdict(list)
+        for event in events:
+            metric = str(event.detail.get("metric", ""))
+            if metric_name is None or metric == metric_name:
+                grouped[(metric, str(event.detail.get("series", "")))].append(event)
+        hours = max(1.0, (end - start) / 3600)
+        out: list[Insight] = []
+        for (metric, subject), group in grouped.items():
+            latest = max(group, key=lambda e: e.timestamp)
+            detail = latest.detail
+            dims = {str(k): str(v) for k, v in dict(detail.get("dimensions", {})).items()}
+            value, typical = float(detail.get("value", 0.0)), float(detail.get("typical", 0.0))
+            change = 100.0 * (value - typical) / abs(typical) if typical else 0.0
+            peak = max(float(e.detail.get("score", 0.0)) for e in group)
+            hours_hit = len({int(e.timestamp // 3600) for e in group})
+            out.append(
+                Insight(
+                    id=insight_id("anomaly", tenant, subject),
+                    kind="anomaly",
+                    severity=_severity(peak, len(group)),
+                    tenant=tenant,
+                    metric=metric,
+                    dimensions=dims,
+                    component=_component(dims),
+                    summary=f"{metric}: {len(group)} anomal{'y' if len(group) == 1 else 'ies'} in the window; latest "
+                    f"{value:.4g} where {typical:.4g} is typical",
+                    evidence={
+                        "occurrences": len(group),
+                        "latest_value": round(value, 6),
+                        "typical_value": round(typical, 6),
+                        "change_percent": round(change, 2),
+                        "max_score": round(peak, 4),
+                        "first_at": min(e.timestamp for e in group),
+                        "last_at": latest.timestamp,
+                        "bad_share_percent": round(min(100.0, 100.0 * hours_hit / hours), 2),
+                        "direction": "up_is_bad" if value >= typical else "down_is_bad",
+                    },
+                    detected_at=latest.timestamp,
+                )
+            )
+        return out, 0
+
+
+def _event(point: MetricPoint, dims: tuple[tuple[str, str], ...], score: float, typical: float) -> EventRecord:
+    subject = f"{point.name}|{dims}|{point.source}"
+    detail: dict[str, Any] = {
+        "metric": point.name,
+        "dimensions": dict(dims),
+        "unit": point.unit,
+        "series_source": point.source,
+        "series": subject,
+        "value": point.value,
+        "typical": typical,
+        "score": round(score, 6),
+    }
+    digest = hashlib.sha256(f"{point.tenant}|{subject}|{point.timestamp!r}".encode()).hexdigest()[:24]
+    return EventRecord(point.tenant, point.timestamp, ANOMALY_EVENT, detail, DETECTOR_SOURCE, f"anomaly:{digest}")

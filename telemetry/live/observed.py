@@ -1,0 +1,69 @@
+"""A :class:`TelemetryStore` that analyses what it stores: the decorator every writer in the server goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from telemetry.live.anomalies import AnomalyWatch
+from telemetry.live.patterns import PatternWatch
+from telemetry.store import Dimensions, EventRecord, LogRecord, MetricPoint, Series, StoreCounts, TelemetryStore
+
+
+class ObservedStore:
+    """Stores through ``inner``; metric points then go through the anomaly detectors (detections are stored as
+    events), log lines through the pattern miners. Reads go straight to ``inner``.
+
+    A batch is acknowledged once ``inner`` has stored it; analysis happens after, so a crash in between loses
+    at most the analysis of that batch, never the batch.
+    """
+
+    def __init__(self, inner: TelemetryStore, anomalies: AnomalyWatch, patterns: PatternWatch) -> None:
+        self.inner = inner
+        self.anomalies = anomalies
+        self.patterns = patterns
+
+    def add_metrics(self, points: Sequence[MetricPoint]) -> int:
+        written = self.inner.add_metrics(points)
+        detections = self.anomalies.observe(points)
+        if detections:
+            self.inner.add_events(detections)
+        return written
+
+    def add_logs(self, logs: Sequence[LogRecord]) -> int:
+        return self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))
+
+    def add_events(self, events: Sequence[EventRecord]) -> int:
+        return self.inner.add_events(events)
+
+    def series(
+        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+    ) -> list[Series]:
+        return self.inner.series(tenant, name=name, start=start, end=end)
+
+    def logs(
+        self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000
+    ) -> list[LogRecord]:
+        return self.inner.logs(tenant, start=start, end=end, limit=limit)
+
+    def events(
+        self,
+        tenant: str,
+        *,
+        type: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 1_000,
+    ) -> list[EventRecord]:
+        return self.inner.events(tenant, type=type, start=start, end=end, limit=limit)
+
+    def last_timestamp(self, tenant: str, name: str, dimensions: Dimensions) -> float | None:
+        return self.inner.last_timestamp(tenant, name, dimensions)
+
+    def prune(self, *, older_than: float) -> int:
+        return self.inner.prune(older_than=older_than)
+
+    def counts(self, tenant: str | None = None) -> StoreCounts:
+        return self.inner.counts(tenant)
+
+    def close(self) -> None:
+        self.inner.close()
