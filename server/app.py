@@ -60,7 +60,7 @@ def create_server(
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
-        anomalies = AnomalyWatch()
+        anomalies = AnomalyWatch(history=raw_store)
         retention = settings.telemetry_retention_days * 86400
         pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
         telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)

@@ -32,10 +32,10 @@ class DetectorConfig(BaseModel):
     season_floor: float = Field(
         0.2, gt=0, description="smallest seasonal scale, as a share of the value band (ignores tiny wiggles)"
     )
-    spike_threshold: float = Field(0.1, gt=0, description="excess beyond the remembered range, in ranges")
+    spike_threshold: float = Field(0.12, gt=0, description="excess beyond the remembered range, in ranges")
     level_threshold: float = Field(0.2, gt=0, description="running median outside the normal band, in bands")
     activity_floor: float = Field(
-        0.5, ge=0, description="smallest activity scale, as a share of its remembered maximum (ignores tiny rises)"
+        1.0, ge=0, description="smallest activity scale, as a share of its remembered maximum (ignores tiny rises)"
     )
     activity_threshold: float = Field(0.05, gt=0, description="activity beyond its remembered maximum, in its range")
     season_threshold: float = Field(0.4, gt=0, description="seasonal residual beyond its remembered maximum, in scales")

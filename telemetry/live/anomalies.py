@@ -40,9 +40,24 @@ def _severity(score: float, occurrences: int) -> Severity:
 class AnomalyWatch:
     """Feeds points to per-series detectors (thread-safe) and turns the recorded detections into insights."""
 
-    def __init__(self, config: DetectorConfig | None = None, max_series: int = 1_000) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig | None = None,
+        *,
+        max_series: int = 1_000,
+        history: TelemetryStore | None = None,
+        prime_points: int = 1_000,
+        prime_seconds: float = 7 * 86400,
+    ) -> None:
+        """With ``history``, a series seen for the first time (after a restart, or an eviction) is primed with its
+        stored points from before the new ones (at most ``prime_points``, from the last ``prime_seconds``), so
+        that it needs no new warm-up; detections while priming are not reported again.
+        """
         self._detectors = AnomalyDetector(config, max_series=max_series)
         self._lock = threading.Lock()
+        self._history = history
+        self._prime_points = prime_points
+        self._prime_seconds = prime_seconds
 
     @property
     def series_tracked(self) -> int:
@@ -56,6 +71,8 @@ class AnomalyWatch:
         ordered = sorted(points, key=lambda p: p.timestamp)
         with self._lock:
             update = self._detectors.update
+            if self._history is not None:
+                self._prime(ordered)
             for p in ordered:
                 dims = tuple(sorted(p.dimensions.items()))
                 key: SeriesId = (p.tenant, p.name, dims, p.source)
@@ -65,6 +82,28 @@ class AnomalyWatch:
                     typical = det.typical if det is not None else float("nan")
                     found.append(_event(p, dims, verdict.score, typical))
         return found
+
+    def _prime(self, ordered: Sequence[MetricPoint]) -> None:
+        assert self._history is not None
+        first: dict[SeriesId, float] = {}
+        for p in ordered:
+            key: SeriesId = (p.tenant, p.name, tuple(sorted(p.dimensions.items())), p.source)
+            if key not in first and key not in self._detectors:
+                first[key] = p.timestamp
+        by_metric: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for (tenant, name, _, _), ts in first.items():
+            by_metric[(tenant, name)].append(ts)
+        for (tenant, name), stamps in by_metric.items():
+            start, end = min(stamps) - self._prime_seconds, max(stamps)
+            for series in self._history.series(tenant, name=name, start=start, end=end):
+                skey = series.key
+                key = (tenant, name, tuple(sorted(skey.dimensions)), skey.source)
+                before = first.get(key)
+                if before is None:
+                    continue
+                past = [(t, v) for t, v in zip(series.timestamps, series.values, strict=True) if t < before]
+                for t, v in past[-self._prime_points :]:
+                    self._detectors.update(key, t, v)
 
     def insights(
         self, store: TelemetryStore, tenant: str, start: float, end: float, metric_name: str | None
