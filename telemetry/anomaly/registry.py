@@ -52,6 +52,36 @@ class AnomalyDetector:
         self._last_ts[key] = timestamp
         return det.update(timestamp, value)
 
+    def feed(self, key: Hashable, points: list[tuple[float, float]]) -> list[tuple[float, float, Detection]]:
+        """Feed several points of one series (oldest first); returns ``(timestamp, value, verdict)`` of those
+        reported as anomalies. Cheaper than :meth:`update` per point: the series is looked up once.
+        """
+        series = self._series
+        det = series.get(key)
+        if det is None:
+            det = SeriesDetector(self.config)
+            series[key] = det
+            if len(series) > self.max_series:
+                old, _ = series.popitem(last=False)
+                self._last_ts.pop(old, None)
+                self.evicted += 1
+            last = float("-inf")
+        else:
+            series.move_to_end(key)
+            last = self._last_ts.get(key, float("-inf"))
+        update = det.update
+        found: list[tuple[float, float, Detection]] = []
+        for ts, value in points:
+            if ts <= last:
+                continue
+            last = ts
+            verdict = update(ts, value)
+            if verdict.anomaly:
+                found.append((ts, value, verdict))
+        if last != float("-inf"):
+            self._last_ts[key] = last
+        return found
+
     def detector(self, key: Hashable) -> SeriesDetector | None:
         """The detector of one series, or None when it is not tracked."""
         return self._series.get(key)

@@ -67,29 +67,31 @@ class AnomalyWatch:
         """Judge ``points`` (any order: each series is fed oldest first) and return an event per detection."""
         if not points:
             return []
+        groups: dict[SeriesId, list[tuple[float, float]]] = defaultdict(list)
+        examples: dict[SeriesId, MetricPoint] = {}
+        for p in points:
+            key: SeriesId = (p.tenant, p.name, tuple(sorted(p.dimensions.items())), p.source)
+            groups[key].append((p.timestamp, p.value))
+            examples.setdefault(key, p)
         found: list[EventRecord] = []
-        ordered = sorted(points, key=lambda p: p.timestamp)
         with self._lock:
-            update = self._detectors.update
-            if self._history is not None:
-                self._prime(ordered)
-            for p in ordered:
-                dims = tuple(sorted(p.dimensions.items()))
-                key: SeriesId = (p.tenant, p.name, dims, p.source)
-                verdict = update(key, p.timestamp, p.value)
-                if verdict is not None and verdict.anomaly:
+            new = {key: min(pts)[0] for key, pts in groups.items() if key not in self._detectors}
+            if new and self._history is not None:
+                self._prime(new)
+            for key, pts in groups.items():
+                pts.sort()
+                hits = self._detectors.feed(key, pts)
+                if hits:
                     det = self._detectors.detector(key)
                     typical = det.typical if det is not None else float("nan")
-                    found.append(_event(p, dims, verdict.score, typical))
+                    example = examples[key]
+                    for ts, value, verdict in hits:
+                        found.append(_event(example, key[2], ts, value, verdict.score, typical))
         return found
 
-    def _prime(self, ordered: Sequence[MetricPoint]) -> None:
+    def _prime(self, first: dict[SeriesId, float]) -> None:
+        """Feed new series their stored points from before ``first[key]`` (detections there were reported then)."""
         assert self._history is not None
-        first: dict[SeriesId, float] = {}
-        for p in ordered:
-            key: SeriesId = (p.tenant, p.name, tuple(sorted(p.dimensions.items())), p.source)
-            if key not in first and key not in self._detectors:
-                first[key] = p.timestamp
         by_metric: dict[tuple[str, str], list[float]] = defaultdict(list)
         for (tenant, name, _, _), ts in first.items():
             by_metric[(tenant, name)].append(ts)
@@ -102,8 +104,7 @@ class AnomalyWatch:
                 if before is None:
                     continue
                 past = [(t, v) for t, v in zip(series.timestamps, series.values, strict=True) if t < before]
-                for t, v in past[-self._prime_points :]:
-                    self._detectors.update(key, t, v)
+                self._detectors.feed(key, past[-self._prime_points :])
 
     def insights(
         self, store: TelemetryStore, tenant: str, start: float, end: float, metric_name: str | None
@@ -153,7 +154,9 @@ class AnomalyWatch:
         return out, 0
 
 
-def _event(point: MetricPoint, dims: tuple[tuple[str, str], ...], score: float, typical: float) -> EventRecord:
+def _event(
+    point: MetricPoint, dims: tuple[tuple[str, str], ...], ts: float, value: float, score: float, typical: float
+) -> EventRecord:
     subject = f"{point.name}|{dims}|{point.source}"
     detail: dict[str, Any] = {
         "metric": point.name,
@@ -161,9 +164,9 @@ def _event(point: MetricPoint, dims: tuple[tuple[str, str], ...], score: float, 
         "unit": point.unit,
         "series_source": point.source,
         "series": subject,
-        "value": point.value,
+        "value": value,
         "typical": typical,
         "score": round(score, 6),
     }
-    digest = hashlib.sha256(f"{point.tenant}|{subject}|{point.timestamp!r}".encode()).hexdigest()[:24]
-    return EventRecord(point.tenant, point.timestamp, ANOMALY_EVENT, detail, DETECTOR_SOURCE, f"anomaly:{digest}")
+    digest = hashlib.sha256(f"{point.tenant}|{subject}|{ts!r}".encode()).hexdigest()[:24]
+    return EventRecord(point.tenant, ts, ANOMALY_EVENT, detail, DETECTOR_SOURCE, f"anomaly:{digest}")
