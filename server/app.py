@@ -16,7 +16,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.remediation import ScriptGenerator
 from server import __version__
-from server.auth import StaticKeyVerifier, auth_settings
+from server.auth import auth_settings, key_verifier
 from server.notifications import Notifier
 from server.settings import Settings
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
@@ -126,11 +126,11 @@ def create_server(
             store.close()
             telemetry_store.close()
 
-    key = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else None
+    verifier = key_verifier(settings)
     server = MCPServer(
         SERVER_NAME,
-        token_verifier=StaticKeyVerifier(key) if key else None,
-        auth=auth_settings() if key else None,
+        token_verifier=verifier,
+        auth=auth_settings() if verifier else None,
         title="Self-building MCP",
         instructions=INSTRUCTIONS,
         version=__version__,

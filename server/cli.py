@@ -1,4 +1,5 @@
-"""The ``self-building-mcp`` command: ``serve`` (stdio or HTTP) and ``status``."""
+"""The ``self-building-mcp`` command: ``serve`` (stdio or HTTP), ``status``, the offline analysis commands, and
+``cloudwatch setup``."""
 
 from __future__ import annotations
 
@@ -62,6 +63,27 @@ def _parser() -> argparse.ArgumentParser:
         '{"pattern_id", "template"}. The same miner the server runs on ingested logs.',
     )
     patterns.add_argument("file", type=Path, metavar="FILE", help="log file, one message per line")
+
+    cloudwatch = commands.add_parser(
+        "cloudwatch", help="set up AWS resources for CloudWatch streaming", description="AWS-side setup."
+    )
+    cloudwatch_commands = cloudwatch.add_subparsers(dest="cloudwatch_command", metavar="COMMAND", required=True)
+    setup = cloudwatch_commands.add_parser(
+        "setup",
+        parents=[common],
+        help="create the EventBridge rule, SQS queue and target for alarm state changes",
+        description="Create (or find, or correct) an SQS queue, an EventBridge rule matching CloudWatch alarm state "
+        "changes (narrowed to cloudwatch.alarm_names / alarm_name_prefix when set) and the rule's target, so the "
+        "server receives alarm changes as they happen. Safe to run again: what exists is left as it is. Uses the "
+        "cloudwatch region, profile and endpoint settings and the usual AWS credentials chain.",
+    )
+    setup.add_argument(
+        "--queue-name", type=_queue_name, default="self-building-mcp-alarm-events", help="SQS queue name"
+    )
+    setup.add_argument(
+        "--rule-name", type=_rule_name, default="self-building-mcp-alarm-state", help="EventBridge rule name"
+    )
+    setup.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     return parser
 
 
@@ -73,6 +95,22 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
     return value
+
+
+def _queue_name(text: str) -> str:
+    from telemetry.cloudwatch.setup import QUEUE_NAME
+
+    if not QUEUE_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"queue name must be 1-80 letters, digits, '-' or '_', got {text!r}")
+    return text
+
+
+def _rule_name(text: str) -> str:
+    from telemetry.cloudwatch.setup import RULE_NAME
+
+    if not RULE_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"rule name must be 1-64 letters, digits, '.', '-' or '_', got {text!r}")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         sys.stderr.write(f"self-building-mcp: error: invalid settings: {problems}\n")
         return EXIT_USAGE
-    problem = _unusable_dir(settings.data_dir)
+    problem = None if args.command == "cloudwatch" else _unusable_dir(settings.data_dir)  # setup uses no database
     if problem:
         sys.stderr.write(
             f"self-building-mcp: error: data directory {settings.data_dir}: {problem}; "
@@ -108,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, secrets=(key,))
     if args.command == "serve":
         return _serve(settings, args.transport)
+    if args.command == "cloudwatch":
+        return _cloudwatch_setup(settings, args.queue_name, args.rule_name, args.json)
     return anyio.run(_status, settings, args.json)
 
 
@@ -123,6 +163,43 @@ def _offline(command: str, path: Path) -> int:
     from telemetry.logpatterns import mine_file
 
     return mine_file(path, sys.stdout)
+
+
+def _cloudwatch_setup(settings: Settings, queue_name: str, rule_name: str, as_json: bool) -> int:
+    """Create the alarm event pipeline in AWS; AWS trouble is one line on stderr and exit code 1."""
+    from telemetry.cloudwatch.setup import SetupError, ensure_alarm_event_pipeline
+
+    try:
+        result = ensure_alarm_event_pipeline(settings.cloudwatch, queue_name=queue_name, rule_name=rule_name)
+    except SetupError as exc:
+        sys.stderr.write(f"self-building-mcp: error: {exc}\n")
+        return 1
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return 0
+    rows = [
+        ("queue", result.actions["queue"], result.queue_url),
+        ("queue policy", result.actions["queue_policy"], "events.amazonaws.com may send from the rule only"),
+        ("rule", result.actions["rule"], result.rule_arn),
+        ("target", result.actions["target"], f"rule -> {result.queue_arn}"),
+    ]
+    lines = [
+        "Alarm event pipeline " + ("set up:" if result.changed else "already set up, nothing changed:"),
+        *(f"  {name:<13} {action:<10} {detail}" for name, action, detail in rows),
+        f"  {'pattern':<13} {json.dumps(result.event_pattern)}",
+        "",
+    ]
+    if settings.cloudwatch.sqs_queue_url == result.queue_url:
+        lines.append("cloudwatch.sqs_queue_url already points at this queue.")
+    else:
+        lines += [
+            "To receive alarm state changes from this queue, set",
+            f"  SELF_BUILDING_CLOUDWATCH__SQS_QUEUE_URL={result.queue_url}",
+            "(or sqs_queue_url in the [self_building.cloudwatch] table of the --config file) and "
+            "SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true.",
+        ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
 
 
 def _unusable_dir(path: Path) -> str | None:

@@ -27,12 +27,12 @@ class UnsafeBindError(ValueError):
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse to listen beyond this machine without an API key."""
-    if not is_loopback(settings.http_host) and settings.mcp_api_key is None:
+    """Refuse to listen beyond this machine without an API key (the single key or a tenants file's keys)."""
+    if not is_loopback(settings.http_host) and settings.mcp_api_key is None and settings.tenants_file is None:
         raise UnsafeBindError(
             f"refusing to bind {settings.http_host}: it accepts connections from other machines and no API key is "
-            "set. Set SELF_BUILDING_MCP_API_KEY (clients then send 'Authorization: Bearer <key>'), "
-            "or bind to 127.0.0.1."
+            "set. Set SELF_BUILDING_MCP_API_KEY or SELF_BUILDING_TENANTS_FILE (clients then send "
+            "'Authorization: Bearer <key>'), or bind to 127.0.0.1."
         )
 
 

@@ -11,12 +11,15 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from telemetry.cloudwatch.config import CloudWatchConfig
+
+if TYPE_CHECKING:
+    from server.tenants import ApiKey
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
@@ -38,7 +41,7 @@ def is_loopback(host: str) -> bool:
 
 
 class ConfigFileError(ValueError):
-    """The TOML file given with ``--config`` is missing or not valid TOML."""
+    """A configuration file (``--config``, or the tenants file) is missing, not valid TOML, or has bad entries."""
 
 
 class Settings(BaseSettings):
@@ -52,7 +55,13 @@ class Settings(BaseSettings):
     workspace: Path = Field(default_factory=Path.cwd, description="Workspace the server writes scripts and code into.")
     http_host: str = Field("127.0.0.1", description="Address the HTTP transport binds to.")
     http_port: int = Field(8765, ge=0, le=65535, description="Port of the HTTP transport (0 picks a free one).")
-    mcp_api_key: SecretStr | None = Field(None, description="Bearer key required on /mcp when set.")
+    mcp_api_key: SecretStr | None = Field(
+        None, description="Bearer key required on /mcp when set; an admin key of every tenant."
+    )
+    tenants_file: Path | None = Field(
+        None,
+        description="TOML file of API keys, each with the tenants it may use and its roles (see server/tenants.py).",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host headers accepted on /mcp (DNS-rebinding protection); loopback names are always allowed.",
@@ -96,9 +105,9 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("mcp_api_key", mode="before")
+    @field_validator("mcp_api_key", "tenants_file", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: Any) -> Any:
+    def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
     @classmethod
@@ -149,4 +158,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigFileError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
     env_values = Settings().model_dump(exclude_unset=True)
     merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
-    return Settings.model_validate(merged)
+    settings = Settings.model_validate(merged)
+    access_keys(settings)  # a bad tenants file stops start-up here, with the other configuration errors
+    return settings
+
+
+def access_keys(settings: Settings) -> tuple[ApiKey, ...]:
+    """The API keys accepted over HTTP: ``mcp_api_key`` (admin of every tenant) and the tenants file's keys.
+
+    Reads the environment for the file's ``key_env`` entries.
+
+    Raises:
+        ConfigFileError: the tenants file is missing, not TOML, or has an invalid entry; the message names both.
+    """
+    # Imported here: server.tenants imports tools, which must wait until the package guard has run (server.cli).
+    from server.tenants import TenantsFileError
+    from server.tenants import access_keys as load_keys
+
+    single = settings.mcp_api_key.get_secret_value() if settings.mcp_api_key else None
+    try:
+        return load_keys(settings.tenants_file, single, os.environ)
+    except TenantsFileError as exc:
+        raise ConfigFileError(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from telemetry.insights import (
     risk_for,
     severity_for_change,
 )
-from telemetry.store import Series, TelemetryStore
-from telemetry.trends import Direction, degradation, direction_for, trend
+from telemetry.store import SeriesKey, SeriesStats, TelemetryStore
+from telemetry.trends import Direction, degradation_of, direction_for, trend_of
 
 MIN_Z = 3.0
 MIN_CHANGE_PERCENT = 10.0
@@ -48,13 +49,10 @@ def component_of(dimensions: dict[str, str]) -> str | None:
     return None
 
 
-def _bad_share(values: list[float], mean: float, std: float, direction: Direction) -> float:
+def _bad_bounds(mean: float, std: float, direction: Direction) -> tuple[float, float]:
+    """Values outside these are bad: beyond the baseline by 3 standard deviations in the bad direction."""
     limit = 3 * max(std, 0.01 * abs(mean), 1e-9)
-    if direction == "up_is_bad":
-        bad = sum(1 for v in values if v > mean + limit)
-    else:
-        bad = sum(1 for v in values if v < mean - limit)
-    return 100.0 * bad / len(values) if values else 0.0
+    return (-math.inf, mean + limit) if direction == "up_is_bad" else (mean - limit, math.inf)
 
 
 class LearningEngine:
@@ -77,38 +75,40 @@ class LearningEngine:
         end = self._clock()
         start = end - window_hours * 3600
         recent_start = end - RECENT_SHARE * window_hours * 3600
-        all_series = self._store.series(tenant, name=metric_name, start=start, end=end)
+        all_stats = self._store.series_stats(tenant, name=metric_name, start=start, end=end, recent_start=recent_start)
         insights: list[Insight] = []
-        for series in all_series:
-            if series.values:
-                insights += self._series_insights(tenant, series, recent_start)
+        for stats in all_stats:
+            if stats.count:
+                insights += self._series_insights(tenant, stats, recent_start, end)
         logs_read = 0
         for analyser in self._analysers:
             found, read = analyser(tenant, start, end, metric_name)
             insights += found
             logs_read += read
-        opportunities = [o for o in self._opportunities(insights, all_series) if allowed(o.risk, risk_tolerance)]
+        keys = [stats.key for stats in all_stats]
+        opportunities = [o for o in self._opportunities(insights, keys) if allowed(o.risk, risk_tolerance)]
         opportunities.sort(key=lambda o: o.impact_score, reverse=True)
         insights.sort(key=lambda i: (-_SEVERITY_RANK[i.severity], -i.detected_at))
         summary = InsightSummary(
             total=len(insights),
             by_kind=dict(Counter(i.kind for i in insights)),
             by_severity=dict(Counter(i.severity for i in insights)),
-            series_analysed=len(all_series),
+            series_analysed=len(all_stats),
             logs_analysed=logs_read,
         )
         return Analysis(insights, opportunities, summary)
 
-    def _series_insights(self, tenant: str, series: Series, recent_start: float) -> list[Insight]:
-        key = series.key
+    def _series_insights(self, tenant: str, stats: SeriesStats, recent_start: float, end: float) -> list[Insight]:
+        key = stats.key
         dims = dict(key.dimensions)
         direction = direction_for(key.name, key.unit)
         subject = f"{key.name}|{key.dimensions}"
         base = {"tenant": tenant, "metric": key.name, "dimensions": dims, "component": component_of(dims)}
-        found = degradation(series.timestamps, series.values, recent_start=recent_start, direction=direction)
+        found = degradation_of(stats, direction=direction)
         if found is not None and found.worse and abs(found.z_score) >= MIN_Z and abs(found.change_percent) >= 10:
-            recent = [v for t, v in zip(series.timestamps, series.values, strict=True) if t >= recent_start]
-            bad = _bad_share(recent, found.baseline_mean, found.baseline_std, direction)
+            low, high = _bad_bounds(found.baseline_mean, found.baseline_std, direction)
+            outside = self._store.count_outside(key, start=recent_start, end=end, low=low, high=high)
+            bad = 100.0 * outside / stats.recent.count
             return [
                 Insight(
                     id=insight_id("degradation", tenant, subject),
@@ -125,11 +125,11 @@ class LearningEngine:
                         "bad_share_percent": round(bad, 1),
                         "direction": direction,
                     },
-                    detected_at=series.timestamps[-1],
+                    detected_at=stats.last_timestamp,
                     **base,
                 )
             ]
-        slope = trend(series.timestamps, series.values)
+        slope = trend_of(stats)
         if slope is None or direction == "neutral":
             return []
         rising_badly = direction == "up_is_bad" and slope.relative_change_percent >= MIN_TREND_PERCENT
@@ -150,18 +150,18 @@ class LearningEngine:
                     "points": slope.points,
                     "direction": direction,
                 },
-                detected_at=series.timestamps[-1],
+                detected_at=stats.last_timestamp,
                 **base,
             )
         ]
 
     @staticmethod
-    def _opportunities(insights: list[Insight], all_series: list[Series]) -> list[Opportunity]:
+    def _opportunities(insights: list[Insight], keys: list[SeriesKey]) -> list[Opportunity]:
         series_per_component: Counter[tuple[str, str]] = Counter()
-        for series in all_series:
-            component = component_of(dict(series.key.dimensions))
+        for key in keys:
+            component = component_of(dict(key.dimensions))
             if component is not None:
-                series_per_component[(component, series.key.name)] += 1
+                series_per_component[(component, key.name)] += 1
         grouped: dict[tuple[str, str], list[Insight]] = defaultdict(list)
         for insight in insights:
             if insight.component is not None and insight.metric is not None:

@@ -13,9 +13,20 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
-from telemetry.store import Dimensions, EventRecord, LogRecord, MetricPoint, Series, SeriesKey, StoreCounts
+from telemetry.store import (
+    Dimensions,
+    EventRecord,
+    LogRecord,
+    MetricPoint,
+    Moments,
+    Series,
+    SeriesKey,
+    SeriesStats,
+    StoreCounts,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -59,8 +70,25 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (tenant, dedup_key) WHE
 """
 
 
+# Aggregates per series run as index range scans on the primary key, one series at a time: a join of every point
+# with its series' origins, grouped in one statement, costs more than the loop (and a temporary B-tree to group).
+_FIRST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts LIMIT 1"
+_NEWEST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?"
+_SUMS = (
+    "SELECT COUNT(*), TOTAL(value - :v0), TOTAL((value - :v0) * (value - :v0)), TOTAL(ts - :t0),"
+    " TOTAL((ts - :t0) * (ts - :t0)), TOTAL((ts - :t0) * (value - :v0)) FROM points WHERE series_id = :id"
+)
+_BASELINE_SUMS = _SUMS + " AND ts >= :start AND ts < :split"
+_RECENT_SUMS = _SUMS + " AND ts >= :split AND ts <= :end"
+
+
 def _dims_text(dimensions: Dimensions) -> str:
     return json.dumps(dict(sorted(dimensions.items())), separators=(",", ":"))
+
+
+def _moments(conn: sqlite3.Connection, query: str, params: dict[str, float]) -> Moments:
+    count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = conn.execute(query, params).fetchone()
+    return Moments(int(count), sum_y, sum_yy, sum_x, sum_xx, sum_xy)
 
 
 class SqliteTelemetryStore:
@@ -167,6 +195,41 @@ class SqliteTelemetryStore:
                 key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
                 out.append(Series(key, [r[0] for r in rows], [r[1] for r in rows]))
         return out
+
+    def series_stats(
+        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+    ) -> list[SeriesStats]:
+        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if name is not None:
+            query += " AND name = ?"
+            params.append(name)
+        out: list[SeriesStats] = []
+        with self._lock:
+            conn = self._conn
+            for series_id, series_name, dims, unit, source in conn.execute(query + " ORDER BY name, dims", params):
+                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
+                first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
+                if first is None:
+                    out.append(SeriesStats(key, Moments(), Moments()))
+                    continue
+                newest = conn.execute(_NEWEST, (series_id, start, end, tail)).fetchall()
+                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": recent_start}
+                baseline = _moments(conn, _BASELINE_SUMS, sums)
+                recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
+                tail_mean = fmean(row[1] for row in reversed(newest))
+                out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
+        return out
+
+    def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM points WHERE series_id ="
+                " (SELECT id FROM series WHERE tenant = ? AND name = ? AND dims = ?)"
+                " AND ts BETWEEN ? AND ? AND (value < ? OR value > ?)",
+                (key.tenant, key.name, _dims_text(dict(key.dimensions)), start, end, low, high),
+            ).fetchone()
+        return int(row[0])
 
     def logs(
         self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000

@@ -72,6 +72,53 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class Moments:
+    """Sums over a set of points for means, variances and a least-squares slope without the points themselves.
+
+    ``y`` is a value minus the series' ``value_origin`` and ``x`` a timestamp minus its ``time_origin`` (see
+    :class:`SeriesStats`): shifting keeps the sums of squares small, so variances do not cancel catastrophically.
+    """
+
+    count: int = 0
+    sum_y: float = 0.0
+    sum_yy: float = 0.0
+    sum_x: float = 0.0
+    sum_xx: float = 0.0
+    sum_xy: float = 0.0
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(
+            self.count + other.count,
+            self.sum_y + other.sum_y,
+            self.sum_yy + other.sum_yy,
+            self.sum_x + other.sum_x,
+            self.sum_xx + other.sum_xx,
+            self.sum_xy + other.sum_xy,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStats:
+    """Aggregates of one series over a window split in two: ``baseline`` before the split, ``recent`` from it on.
+
+    The origins are the first point of the window (value and timestamp); with no point in the window everything but
+    ``key`` is zero.
+    """
+
+    key: SeriesKey
+    baseline: Moments
+    recent: Moments
+    value_origin: float = 0.0
+    time_origin: float = 0.0
+    last_timestamp: float = 0.0
+    tail_mean: float = 0.0  # mean of the newest ``tail`` values
+
+    @property
+    def count(self) -> int:
+        return self.baseline.count + self.recent.count
+
+
+@dataclass(frozen=True, slots=True)
 class StoreCounts:
     """How much the store holds."""
 
@@ -104,6 +151,18 @@ class TelemetryStore(Protocol):
         self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
     ) -> list[Series]:
         """Series of a tenant (optionally one metric name) with their points in [start, end]."""
+        ...
+
+    def series_stats(
+        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+    ) -> list[SeriesStats]:
+        """Every series of a tenant (optionally one metric name), ordered like :meth:`series`, with the aggregates of
+        its points in [start, recent_start) and [recent_start, end] and the mean of its newest ``tail`` values.
+        """
+        ...
+
+    def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
+        """How many points of one series in [start, end] lie below ``low`` or above ``high``."""
         ...
 
     def logs(

@@ -2,6 +2,10 @@
 
 Direction-aware: for latency, errors or utilisation a rise is the bad direction; for throughput or success rates
 a fall is. The direction comes from the metric's name and unit (overridable by the caller).
+
+Each comes twice: from a series' points (:func:`trend`, :func:`degradation`) and from the aggregates a store computes
+next to the data (:func:`trend_of`, :func:`degradation_of`), which is what the learning engine uses on large stores.
+Both end in the same arithmetic.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import re
 from dataclasses import dataclass
 from statistics import fmean, pstdev
 from typing import Literal
+
+from telemetry.store import Moments, SeriesStats
 
 Direction = Literal["up_is_bad", "down_is_bad", "neutral"]
 
@@ -73,9 +79,26 @@ def trend(timestamps: list[float], values: list[float], short: int = 12) -> Tren
     mx, my = fmean(xs), fmean(values)
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, values, strict=True)) / sxx if sxx > 0 else 0.0
-    span = xs[-1] - xs[0]
-    relative = 100.0 * slope * span / abs(my) if my else 0.0
-    return Trend(slope, relative, fmean(values[-short:]), my, n)
+    return _trend(slope, xs[-1] - xs[0], my, fmean(values[-short:]), n)
+
+
+def trend_of(stats: SeriesStats) -> Trend | None:
+    """:func:`trend` from a store's aggregates (``short`` is the store's ``tail``)."""
+    whole = stats.baseline + stats.recent
+    n = whole.count
+    if n < 3:
+        return None
+    mx = whole.sum_x / n
+    sxx = whole.sum_xx - mx * whole.sum_x
+    sxy = whole.sum_xy - mx * whole.sum_y
+    slope = 3600.0 * sxy / sxx if sxx > 0 else 0.0  # x is in seconds, the slope per hour
+    span = (stats.last_timestamp - stats.time_origin) / 3600.0
+    return _trend(slope, span, stats.value_origin + whole.sum_y / n, stats.tail_mean, n)
+
+
+def _trend(slope: float, span_hours: float, mean: float, short_average: float, points: int) -> Trend:
+    relative = 100.0 * slope * span_hours / abs(mean) if mean else 0.0
+    return Trend(slope, relative, short_average, mean, points)
 
 
 def degradation(
@@ -91,8 +114,25 @@ def degradation(
     baseline, recent = values[:split], values[split:]
     if len(baseline) < min_points or len(recent) < min(min_points, 3):
         return None
-    base_mean, base_std = fmean(baseline), pstdev(baseline)
-    recent_mean = fmean(recent)
+    return _degradation(fmean(baseline), pstdev(baseline), fmean(recent), direction)
+
+
+def degradation_of(stats: SeriesStats, *, direction: Direction, min_points: int = 5) -> Degradation | None:
+    """:func:`degradation` from a store's aggregates, split where the store was asked to split."""
+    baseline, recent = stats.baseline, stats.recent
+    if baseline.count < min_points or recent.count < min(min_points, 3):
+        return None
+    base_mean = stats.value_origin + baseline.sum_y / baseline.count
+    recent_mean = stats.value_origin + recent.sum_y / recent.count
+    return _degradation(base_mean, math.sqrt(_variance(baseline)), recent_mean, direction)
+
+
+def _variance(moments: Moments) -> float:
+    # Rounding can leave a constant series' sum of squared deviations a hair below zero.
+    return max(0.0, moments.sum_yy - moments.sum_y * moments.sum_y / moments.count) / moments.count
+
+
+def _degradation(base_mean: float, base_std: float, recent_mean: float, direction: Direction) -> Degradation:
     delta = recent_mean - base_mean
     # A flat baseline has no spread: measure against 1 % of its level so a real step still counts, a tiny one not.
     spread = max(base_std, 0.01 * abs(base_mean), 1e-9)

@@ -1,11 +1,15 @@
-"""A moto server on a free loopback port, reached over real HTTP through AWS_ENDPOINT_URL."""
+"""A moto server on a free loopback port, reached over real HTTP through AWS_ENDPOINT_URL; and a fault server
+that answers every AWS call with one error."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,3 +73,53 @@ def aws_environment(url: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class FaultServer:
+    """A stand-in AWS endpoint on a free loopback port that answers every call with one canned JSON-protocol error.
+
+    CloudWatch, CloudWatch Logs, SQS and EventBridge all speak the JSON protocol in current botocore (CloudWatch
+    "query compatible"), so ``{"__type": code, "message": ...}`` is how each reads an error. ``requests`` lists the
+    ``X-Amz-Target`` of each request (``Logs_20140328.FilterLogEvents``), ``times`` when it came.
+    """
+
+    def __init__(self, status: int, code: str, message: str = "Rate exceeded") -> None:
+        self.status, self.code, self.message = status, code, message
+        self.requests: list[str] = []
+        self.times: list[float] = []  # time.monotonic() of each request
+        self._lock = threading.Lock()
+        fault = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with fault._lock:
+                    fault.times.append(time.monotonic())
+                    fault.requests.append(self.headers.get("X-Amz-Target") or f"POST {self.path}")
+                payload = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet: tests read the counts instead
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
+from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store import MetricPoint
+from telemetry.trends import Direction, degradation, degradation_of, trend, trend_of
 from tests.conftest import ServerFactory, call, call_error, connect
 
 pytestmark = pytest.mark.anyio
@@ -101,3 +106,86 @@ async def test_bad_arguments(make_server: ServerFactory) -> None:
         assert "time_range_hours" in await call_error(client, "query_telemetry_insights", {"time_range_hours": 0})
         assert "kinds" in await call_error(client, "query_telemetry_insights", {"kinds": ["gossip"]})
         assert "limit" in await call_error(client, "query_telemetry_insights", {"limit": 1000})
+
+
+def random_points(rng: random.Random, index: int, start: float, recent_start: float, end: float) -> list[MetricPoint]:
+    """Irregular points around the window (some outside it, some on its edges) at scales from 1e-3 to 1e9."""
+    scale = 10 ** rng.uniform(-3, 9)
+    shape = index % 5  # flat noise, a step in the recent part, a trend, a constant, only a few points
+    count = 4 if shape == 4 else rng.randint(20, 400)
+    stamps = {rng.uniform(start - 3600, end + 3600) for _ in range(count)}
+    if index % 3 == 0:
+        stamps |= {start, recent_start, end}
+    points = []
+    for ts in sorted(stamps):
+        value = scale * (1 + 0.01 * rng.gauss(0, 1))
+        if shape == 1 and ts >= recent_start:
+            value += scale * rng.choice([-0.5, 0.5])
+        elif shape == 2:
+            value += scale * 0.3 * (ts - start) / (end - start)
+        elif shape == 3:
+            value = scale
+        points.append(MetricPoint("t", f"m{index % 4}", ts, value, {"host": f"h{index}"}))
+    return points
+
+
+def test_store_aggregates_give_the_numbers_of_the_points(tmp_path: Path) -> None:
+    rng = random.Random(20240601)
+    end = 1_700_000_000.0
+    start, recent_start = end - 86400, end - 21600
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        for index in range(60):
+            store.add_metrics(random_points(rng, index, start, recent_start, end))
+        store.add_metrics([MetricPoint("t", "m0", start - 10, 1.0, {"host": "outside"})])
+        listed = store.series("t", start=start, end=end)
+        stats = store.series_stats("t", start=start, end=end, recent_start=recent_start)
+        assert [s.key for s in stats] == [s.key for s in listed]
+        assert [s.key for s in store.series_stats("t", name="m1", start=start, end=end, recent_start=end)] == [
+            s.key for s in listed if s.key.name == "m1"
+        ]
+        compared = 0
+        for series, aggregates in zip(listed, stats, strict=True):
+            assert aggregates.count == len(series.values)
+            if not series.values:
+                continue
+            assert aggregates.last_timestamp == series.timestamps[-1]
+            expected_trend, got_trend = trend(series.timestamps, series.values), trend_of(aggregates)
+            assert (got_trend is None) == (expected_trend is None)
+            if expected_trend is not None and got_trend is not None:
+                scale = abs(expected_trend.long_average)
+                assert got_trend.points == expected_trend.points
+                assert got_trend.long_average == pytest.approx(expected_trend.long_average, rel=1e-12)
+                assert got_trend.short_average == pytest.approx(expected_trend.short_average, rel=1e-12)
+                assert got_trend.slope_per_hour == pytest.approx(
+                    expected_trend.slope_per_hour, rel=1e-6, abs=1e-9 * scale
+                )
+                assert got_trend.relative_change_percent == pytest.approx(
+                    expected_trend.relative_change_percent, rel=1e-6, abs=1e-7
+                )
+            directions: tuple[Direction, ...] = ("up_is_bad", "down_is_bad")
+            for direction in directions:
+                expected = degradation(series.timestamps, series.values, recent_start=recent_start, direction=direction)
+                got = degradation_of(aggregates, direction=direction)
+                assert (got is None) == (expected is None)
+                if expected is None or got is None:
+                    continue
+                compared += 1
+                scale = abs(expected.baseline_mean)
+                assert got.baseline_mean == pytest.approx(expected.baseline_mean, rel=1e-12)
+                assert got.recent_mean == pytest.approx(expected.recent_mean, rel=1e-12)
+                assert got.baseline_std == pytest.approx(expected.baseline_std, rel=1e-6, abs=1e-9 * scale)
+                assert got.z_score == pytest.approx(expected.z_score, rel=1e-6, abs=1e-6)
+                assert got.change_percent == pytest.approx(expected.change_percent, rel=1e-9, abs=1e-9)
+                if abs(expected.z_score) > 1e-9:  # a constant series' recent mean may round either way
+                    assert got.worse == expected.worse
+                low = expected.baseline_mean - 3 * expected.baseline_std
+                high = expected.baseline_mean + 3 * expected.baseline_std
+                recent = [v for t, v in zip(series.timestamps, series.values, strict=True) if t >= recent_start]
+                outside = store.count_outside(series.key, start=recent_start, end=end, low=low, high=high)
+                assert outside == sum(1 for v in recent if v < low or v > high)
+                above = store.count_outside(series.key, start=recent_start, end=end, low=-math.inf, high=high)
+                assert above == sum(1 for v in recent if v > high)
+        assert compared > 40
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from telemetry.ingest import check_tenant
 from telemetry.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
+from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
@@ -41,7 +42,9 @@ def register(server: MCPServer) -> None:
     ) -> InsightsResult:
         """What the telemetry says: trends and degradations (direction-aware, against the baseline), anomalies and
         error patterns, each with its evidence, plus improvement opportunities ranked by impact and a summary.
+        Needs the `read` role on the tenant.
         """
+        authorize("read", tenant_id)
         svc = services(ctx)
         with domain_errors():
             check_tenant(tenant_id)

@@ -15,6 +15,7 @@ from telemetry.events import MAX_QUERY_LIMIT, EventPage, MonitoringEvent
 from telemetry.health import Health, assess
 from telemetry.monitor import MonitorState
 from telemetry.thresholds import EventType, Severity, Thresholds
+from tools.access import authorize, authorize_resource
 from tools.services import Services, ServicesRef, services
 
 EVENTS_URI = "monitoring://events"
@@ -108,8 +109,9 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """Start threshold monitoring (or retune it if running): sample every interval, raise events on breaches.
 
         An event is raised only after a condition holds for `consecutive_samples` samples, is updated while it
-        lasts, and clears with hysteresis. Events are stored and pushed on monitoring://events.
+        lasts, and clears with hysteresis. Events are stored and pushed on monitoring://events. Needs `admin`.
         """
+        authorize("admin")
         svc = services(ctx)
         new = merge_thresholds(svc.monitor.thresholds, thresholds)
         await svc.monitor.start(interval=interval_seconds, thresholds=new)
@@ -117,7 +119,8 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
 
     @server.tool(title="Stop monitoring", annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
     async def stop_monitoring(ctx: Context[Services, Any]) -> StopResult:
-        """Stop threshold monitoring. Stored events stay; status snapshots still work."""
+        """Stop threshold monitoring. Stored events stay; status snapshots still work. Needs `admin`."""
+        authorize("admin")
         svc = services(ctx)
         was_running = await svc.monitor.stop()
         return StopResult(was_running=was_running, state=svc.monitor.state())
@@ -125,6 +128,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     @server.tool(title="Monitoring status", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def get_monitoring_status(ctx: Context[Services, Any]) -> MonitoringStatus:
         """Whether monitoring runs, its interval and thresholds, the current health and the 10 latest events."""
+        authorize("read")
         return await monitoring_status(services(ctx))
 
     @server.tool(title="Query events", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -139,13 +143,18 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         limit: Annotated[int, Field(ge=1, le=MAX_QUERY_LIMIT, description="Page size (1-500).")] = 50,
     ) -> EventPage:
         """Stored monitoring events, newest first, filtered; `has_more` says when more match than were returned."""
+        authorize("read")
         svc = services(ctx)
         start = parse_since(since, svc.clock())
         return await svc.monitor.store.query(event_type=event_type, severity=severity, since=start, limit=limit)
 
     @server.tool(title="Clear events", annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
     async def clear_monitoring_events(ctx: Context[Services, Any]) -> ClearResult:
-        """Delete every stored monitoring event and forget open conditions (they are raised again if they last)."""
+        """Delete every stored monitoring event and forget open conditions (they are raised again if they last).
+
+        Needs `admin`.
+        """
+        authorize("admin")
         return ClearResult(deleted=await services(ctx).monitor.clear())
 
     @server.tool(title="Set thresholds", annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
@@ -161,7 +170,8 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         clear_samples: Annotated[int | None, Field(description="Samples in a row to clear (1-100).")] = None,
         hysteresis_points: Annotated[float | None, Field(description="Clear below threshold minus this.")] = None,
     ) -> Thresholds:
-        """Change monitoring thresholds (omitted ones stay). They persist across restarts."""
+        """Change monitoring thresholds (omitted ones stay). They persist across restarts. Needs `admin`."""
+        authorize("admin")
         svc = services(ctx)
         update = ThresholdUpdate(
             cpu_percent=cpu_percent,
@@ -186,5 +196,6 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         mime_type="application/json",
     )
     async def monitoring_events_resource() -> str:
+        authorize_resource("read")
         page = await ref.get().monitor.store.query(limit=50)
         return page.model_dump_json(indent=2)

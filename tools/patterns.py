@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from telemetry.ingest import check_tenant
 from telemetry.live import ErrorPattern
+from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
@@ -38,6 +39,7 @@ def register(server: MCPServer) -> None:
         """Log lines of a tenant grouped into message templates (variable parts as <*>), as they arrived: per
         pattern its line and error counts, first and last seen, an example and the components that logged it.
         """
+        authorize("read", tenant_id)
         svc = services(ctx)
         with domain_errors():
             check_tenant(tenant_id)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from telemetry.host import top_processes
 from telemetry.models import ProcessInfo
 from telemetry.performance import PerformanceReport, analyze
+from tools.access import authorize
 from tools.services import Services, services
 
 ANALYSIS_WINDOW = 20  # snapshots: a few minutes at the default interval
@@ -33,6 +34,7 @@ def register(server: MCPServer) -> None:
         Uses the recent samples (more while monitoring runs) plus a fresh one, and the busiest processes.
         Each bottleneck names a remediation script template when one fits (see generate_script).
         """
+        authorize("read")
         svc = services(ctx)
         await svc.sampler.refresh()
         history = svc.sampler.history()[-ANALYSIS_WINDOW:]
@@ -45,5 +47,6 @@ def register(server: MCPServer) -> None:
         limit: Annotated[int, Field(ge=1, le=100, description="How many processes (1-100).")] = 10,
     ) -> TopProcesses:
         """The processes using the most CPU (measured over 0.1 s) or memory (resident set size)."""
+        authorize("read")
         rows = await anyio.to_thread.run_sync(top_processes, sort_by, limit)
         return TopProcesses(sort_by=sort_by, processes=rows)

@@ -13,6 +13,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from generators.remediation import GeneratedScript, SavedScript, TemplateInfo
+from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
@@ -54,6 +55,7 @@ def register(server: MCPServer) -> None:
         """The remediation script templates: issue type, platform, what the script checks and changes, whether
         applying it needs root / Administrator, how to run it, and each parameter with its rule and default.
         """
+        authorize("read")
         templates = services(ctx).scripts.list_templates()
         by_platform: dict[str, int] = {}
         for template in templates:
@@ -76,8 +78,9 @@ def register(server: MCPServer) -> None:
 
         The script is a DRY RUN by default: it inspects and prints what it would change. A human applies it with
         --apply (bash) or -Apply (PowerShell); see run_command. Parameter values are validated strictly and
-        quoted, so they can never inject commands.
+        quoted, so they can never inject commands. Needs the `improve` role.
         """
+        authorize("improve")
         with domain_errors():
             return services(ctx).scripts.generate(issue_type, platform, parameters)
 
@@ -103,7 +106,9 @@ def register(server: MCPServer) -> None:
         """Generate a remediation script (as generate_script does) and save it in the workspace's scripts/ folder.
 
         Returns the saved path, its SHA-256 and size, and the commands to dry-run and apply it. Nothing is run.
+        Needs `admin`: it writes into the server's workspace.
         """
+        authorize("admin")
         svc = services(ctx)
         with domain_errors():
             script = svc.scripts.generate(issue_type, platform, parameters)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from telemetry.cloudwatch.alarms import AlarmState
 from telemetry.cloudwatch.streamer import SourceHealth
+from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
@@ -48,6 +49,7 @@ def register(server: MCPServer) -> None:
         """Health of each telemetry source: last success, last error, items ingested, and the circuit breaker
         state of each CloudWatch source (while a breaker is open, insights keep coming from stored data).
         """
+        authorize("read")
         svc = services(ctx)
         return TelemetrySources(sources=source_health(svc), cloudwatch_enabled=svc.cloudwatch is not None)
 
@@ -59,7 +61,10 @@ def register(server: MCPServer) -> None:
         ] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="Most alarms to return (1-500).")] = 50,
     ) -> AlarmStates:
-        """States of the followed CloudWatch alarms (cached for up to a minute)."""
+        """States of the followed CloudWatch alarms (cached for up to a minute): those of the tenants this caller
+        may use.
+        """
+        caller = authorize("read")
         svc = services(ctx)
         if svc.cloudwatch is None:
             raise ToolError(
@@ -68,5 +73,5 @@ def register(server: MCPServer) -> None:
             )
         with domain_errors():
             alarms = await svc.cloudwatch.alarm_states()
-        chosen = [a for a in alarms if state is None or a.state == state]
+        chosen = [a for a in alarms if (state is None or a.state == state) and caller.may_use(a.tenant)]
         return AlarmStates(alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit)

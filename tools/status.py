@@ -12,6 +12,7 @@ from telemetry.cloudwatch.streamer import SourceHealth
 from telemetry.health import assess
 from telemetry.models import GpuStatus, HostStatus, Verdict
 from telemetry.monitor import MonitorState
+from tools.access import authorize, authorize_resource
 from tools.services import Services, ServicesRef, services
 from tools.sources import source_health
 
@@ -77,6 +78,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         uptime, each NVIDIA GPU (utilisation, memory, temperature, power, clocks, throttling, ECC, processes),
         the monitoring state and this server's own counters. Cheap: served from the latest sample.
         """
+        authorize("read")
         return await build_status(services(ctx))
 
     @server.resource(
@@ -87,4 +89,5 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         mime_type="application/json",
     )
     async def system_status_resource() -> str:
+        authorize_resource("read")
         return (await build_status(ref.get())).model_dump_json(indent=2)

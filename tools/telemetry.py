@@ -10,6 +10,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.ingest import MAX_ITEMS, MAX_REJECTIONS_LISTED, Accepted, Rejection, validate_batch
+from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
@@ -50,7 +51,9 @@ def register(server: MCPServer) -> None:
     ) -> IngestResult:
         """Store telemetry an agent pushes, under a tenant. Valid items are stored even when others are refused;
         every refused item is reported with its list, index and reason. Nothing is dropped silently.
+        Needs the `ingest` role on the tenant.
         """
+        authorize("ingest", tenant_id)
         svc = services(ctx)
         with domain_errors():
             batch = validate_batch(tenant_id, metrics, logs, events, now=svc.clock())

@@ -24,12 +24,15 @@ class AwsClients:
                 from botocore.config import Config
 
                 session = boto3.session.Session(profile_name=self._config.profile, region_name=self._config.region)
-                # Retries are ours (tenacity, transient errors only): botocore's own would double them.
+                # Retries are ours (tenacity, transient errors only): botocore's own would multiply them. Its
+                # "max_attempts" counts retries after the first try; "total_max_attempts" counts every try.
                 name: Any = service  # a plain str; the stubs only type literal service names
                 found = session.client(
                     name,
                     endpoint_url=self._config.endpoint_url,
-                    config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+                    config=Config(
+                        retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30
+                    ),
                 )
                 self._clients[service] = found
             return found

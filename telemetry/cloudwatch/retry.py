@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 T = TypeVar("T")
+# botocore's own throttling and transient codes (botocore.retries.standard), plus the 5xx codes seen from CloudWatch.
 RETRYABLE_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
         "ThrottledException",
-        "RequestLimitExceeded",
+        "RequestThrottledException",
         "TooManyRequestsException",
-        "RequestThrottled",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
         "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalFailure",
@@ -26,6 +34,7 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+TOO_MANY_REQUESTS = 429
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -44,7 +53,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return error.get("Code", "") in RETRYABLE_CODES or status >= 500
+        return error.get("Code", "") in RETRYABLE_CODES or status == TOO_MANY_REQUESTS or status >= 500
     return False
 
 
@@ -53,7 +62,8 @@ def call_with_retry(fn: Callable[[], T], *, attempts: int = 4, initial: float = 
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial),
+        # The same as wait_exponential_jitter(multiplier=...), whose ``multiplier`` only recent tenacity has.
+        wait=wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial),
         reraise=True,
     ):
         with attempt:

@@ -6,7 +6,17 @@ from collections.abc import Sequence
 
 from telemetry.live.anomalies import AnomalyWatch
 from telemetry.live.patterns import PatternWatch
-from telemetry.store import Dimensions, EventRecord, LogRecord, MetricPoint, Series, StoreCounts, TelemetryStore
+from telemetry.store import (
+    Dimensions,
+    EventRecord,
+    LogRecord,
+    MetricPoint,
+    Series,
+    SeriesKey,
+    SeriesStats,
+    StoreCounts,
+    TelemetryStore,
+)
 
 
 class ObservedStore:
@@ -39,6 +49,14 @@ class ObservedStore:
         self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
     ) -> list[Series]:
         return self.inner.series(tenant, name=name, start=start, end=end)
+
+    def series_stats(
+        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+    ) -> list[SeriesStats]:
+        return self.inner.series_stats(tenant, name=name, start=start, end=end, recent_start=recent_start, tail=tail)
+
+    def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
+        return self.inner.count_outside(key, start=start, end=end, low=low, high=high)
 
     def logs(
         self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000

@@ -8,6 +8,7 @@ from tests.benchmarks import (
     bench_anomaly,
     bench_cold_start,
     bench_ingest,
+    bench_insights,
     bench_logpatterns,
     bench_sampler,
     bench_status,
@@ -22,3 +23,4 @@ bench_sampler.main(args.sampler_seconds)
 bench_ingest.main()
 bench_anomaly.main()
 bench_logpatterns.main()
+bench_insights.main()
