@@ -44,5 +44,5 @@ def configure_logging(level: str, secrets: tuple[str, ...] = ()) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Chatty libraries stay at WARNING unless we debug.
-    for name in ("httpx2", "httpcore", "uvicorn.access", "mcp.server.lowlevel.server"):
+    for name in ("httpx2", "httpcore", "uvicorn.access", "mcp.server.lowlevel.server", "botocore", "boto3"):
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

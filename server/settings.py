@@ -157,10 +157,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if unknown:
         raise ConfigFileError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
     env_values = Settings().model_dump(exclude_unset=True)
-    merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    merged = _deep_merge(file_values, env_values)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings.model_validate(merged)
     access_keys(settings)  # a bad tenants file stops start-up here, with the other configuration errors
     return settings
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; tables (e.g. ``cloudwatch``) merge key by key instead of replacing each other."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        out[key] = _deep_merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return out
 
 
 def access_keys(settings: Settings) -> tuple[ApiKey, ...]:

@@ -117,3 +117,16 @@ def test_unusable_data_dir_is_reported(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"data directory {blocker / 'data'}: cannot be created" in proc.stderr
     assert "SELF_BUILDING_DATA_DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_nested_settings_merge_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.settings import load_settings
+
+    config = tmp_path / "sb.toml"
+    config.write_text(
+        '[self_building.cloudwatch]\nregion = "eu-west-1"\nalarm_name_prefix = "shop-"\n', encoding="utf-8"
+    )
+    monkeypatch.setenv("SELF_BUILDING_CLOUDWATCH__ALARM_NAMES", '["db-cpu"]')
+    cloudwatch = load_settings(config).cloudwatch
+    assert cloudwatch.alarm_names == ["db-cpu"]  # from the environment
+    assert cloudwatch.region == "eu-west-1" and cloudwatch.alarm_name_prefix == "shop-"  # kept from the file
