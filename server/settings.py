@@ -156,6 +156,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     unknown = sorted(set(file_values) - known)
     if unknown:
         raise ConfigFileError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
+    tenants_file = file_values.get("tenants_file")
+    if isinstance(tenants_file, str) and config_file is not None and not Path(tenants_file).expanduser().is_absolute():
+        file_values["tenants_file"] = str(config_file.parent / tenants_file)  # relative to the file that names it
     env_values = Settings().model_dump(exclude_unset=True)
     merged = _deep_merge(file_values, env_values)
     merged.update({k: v for k, v in overrides.items() if v is not None})

@@ -99,12 +99,17 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings().data_dir == tmp_path / "xdg" / "self-building-mcp"
 
 
-def test_example_config_loads() -> None:
-    from server.settings import load_settings
+def test_example_config_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from server.settings import access_keys, load_settings
 
     root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)  # the tenants file is found relative to the config file, not the working directory
+    monkeypatch.setenv("OPS_MCP_KEY", "an-ops-key-from-the-environment")
     settings = load_settings(root / "examples" / "self-building.toml")
     assert settings.monitoring_autostart is True and settings.allowed_hosts == ["mcp.internal.example:*"]
+    assert settings.tenants_file == root / "examples" / "tenants.toml"
+    assert sorted(k.name for k in access_keys(settings)) == ["ops", "shop-agent"]
+    assert settings.cloudwatch.region == "us-east-1" and len(settings.cloudwatch.metrics) == 2
     for name in ("claude_desktop_config.json", "http_client_config.json"):
         config = json.loads((root / "examples" / name).read_text(encoding="utf-8"))
         assert "self-building" in config["mcpServers"]
