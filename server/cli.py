@@ -215,7 +215,9 @@ def _unusable_dir(path: Path) -> str | None:
 
 def _serve(settings: Settings, transport: str) -> int:
     from server.app import create_server
+    from server.runtime import tune_process
 
+    tune_process()
     server = create_server(settings)
     try:
         if transport == "stdio":

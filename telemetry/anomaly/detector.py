@@ -15,6 +15,7 @@ The score is the largest signal over its threshold, squashed to [0, 1]. A detect
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, insort
 from collections import deque
 from math import isfinite
 from typing import Any, NamedTuple
@@ -121,7 +122,12 @@ class SeriesDetector:
                 level = max(mid - values.q_hi, values.q_lo - mid) / (values.spread * cfg.level_threshold)
                 if level > raw:
                     raw = level
-        values.recent.append(value)
+        # Reference.add, inlined (the hottest line of the detector): the window and its sorted copy move together.
+        window, ordered = values.recent, values.ordered
+        if len(window) == window.maxlen:
+            del ordered[bisect_left(ordered, window[0])]
+        window.append(value)
+        insort(ordered, value)
         if value > values.hi:
             values.hi = value
         if value < values.lo:

@@ -70,7 +70,8 @@ class AnomalyWatch:
         groups: dict[SeriesId, list[tuple[float, float]]] = defaultdict(list)
         examples: dict[SeriesId, MetricPoint] = {}
         for p in points:
-            key: SeriesId = (p.tenant, p.name, tuple(sorted(p.dimensions.items())), p.source)
+            dims = tuple(p.dimensions.items())
+            key: SeriesId = (p.tenant, p.name, dims if len(dims) < 2 else tuple(sorted(dims)), p.source)
             groups[key].append((p.timestamp, p.value))
             examples.setdefault(key, p)
         found: list[EventRecord] = []

@@ -3,6 +3,7 @@ the in-memory MCP client with 1,000 points per call (target >= 50,000 points/s).
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -12,6 +13,7 @@ import anyio
 from mcp import Client
 
 from server.app import create_server
+from server.runtime import tune_process
 from server.settings import Settings
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import MetricPoint
@@ -20,6 +22,7 @@ POINTS = 500_000
 BATCH = 10_000
 CALLS = 100
 PER_CALL = 1_000
+RUNS = 3  # the median of three runs is printed
 
 
 def store_rate() -> float:
@@ -61,12 +64,13 @@ async def tool_rate() -> float:
 
 
 def main() -> dict[str, float]:
-    store = store_rate()
-    tool = anyio.run(tool_rate)
+    tune_process()  # as `self-building-mcp serve` does
+    store = statistics.median(store_rate() for _ in range(RUNS))
+    tool = statistics.median(anyio.run(tool_rate) for _ in range(RUNS))
     sys.stdout.write(
-        f"store ingest ({POINTS:,} points in batches of {BATCH:,}): {store:,.0f} points/s  "
+        f"store ingest ({POINTS:,} points in batches of {BATCH:,}, median of {RUNS}): {store:,.0f} points/s  "
         f"[target >= 200,000: {'met' if store >= 200_000 else 'MISSED'}]\n"
-        f"ingest_telemetry (in-memory client, {PER_CALL:,} points per call): {tool:,.0f} points/s  "
+        f"ingest_telemetry (in-memory client, {PER_CALL:,} points per call, median of {RUNS}): {tool:,.0f} points/s  "
         f"[target >= 50,000: {'met' if tool >= 50_000 else 'MISSED'}]\n"
     )
     return {"store_points_per_s": store, "tool_points_per_s": tool}
