@@ -26,6 +26,18 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("set_monitoring_thresholds", {"gpu_temperature_c": [1, 2]}, ["gpu_temperature_c"]),
     ("set_monitoring_thresholds", {"hysteresis_points": 80}, ["hysteresis_points", "less than or equal to 50"]),
     ("get_top_processes", {"sort_by": 7}, ["sort_by"]),
+    ("ingest_telemetry", {"tenant_id": "t", "metrics": "lots"}, ["metrics", "valid list"]),
+    ("ingest_telemetry", {"metrics": []}, ["tenant_id", "Field required"]),
+    ("ingest_telemetry", {"tenant_id": "../../etc/passwd"}, ["tenant_id", "is not valid"]),
+    ("query_telemetry_insights", {"time_range_hours": "forever"}, ["time_range_hours", "valid number"]),
+    ("query_telemetry_insights", {"time_range_hours": 0}, ["time_range_hours", "greater than 0"]),
+    ("query_telemetry_insights", {"kinds": ["gossip"]}, ["kinds", "'error_pattern'"]),
+    ("query_telemetry_insights", {"risk_tolerance": "yolo"}, ["risk_tolerance", "'high'"]),
+    ("query_telemetry_insights", {"tenant_id": "'; DROP TABLE points;--"}, ["tenant_id", "is not valid"]),
+    ("query_error_patterns", {"tenant_id": "a\u0000b"}, ["tenant_id", "is not valid"]),
+    ("query_error_patterns", {"limit": 1000}, ["limit", "less than or equal to 200"]),
+    ("get_alarm_states", {"state": "ON_FIRE"}, ["state", "'ALARM'"]),
+    ("get_alarm_states", {"limit": -1}, ["limit", "greater than or equal to 1"]),
 ]
 
 
@@ -72,3 +84,30 @@ async def test_every_tool_output_field_is_described(make_server: ServerFactory) 
             if "description" not in prop:
                 missing.append(f"{tool.name}(input).{name}")
     assert missing == []
+
+
+async def test_hostile_strings_are_stored_verbatim_and_harmless(make_server: ServerFactory) -> None:
+    hostile = [
+        "'; DROP TABLE logs; --",
+        "Robert\u0000Tables with a NUL",
+        "<script>alert(1)</script> failed",
+        "\u202eevil right-to-left \U0001f4a5 " + "x" * 5000,
+        "%s%s%n {0} ${jndi:ldap://x} failed",
+    ]
+    async with connect(make_server()) as client:
+        stored = await call(
+            client,
+            "ingest_telemetry",
+            {
+                "tenant_id": "t",
+                "logs": [{"message": m, "level": "ERROR", "component": m[:40]} for m in hostile],
+                "metrics": [{"name": "ok.metric", "value": 1, "dimensions": {"k": hostile[0]}}],
+                "events": [{"type": "note", "detail": {"text": hostile[2]}, "id": hostile[0]}],
+            },
+        )
+        assert stored["accepted"] == {"metrics": 1, "logs": 5, "events": 1} and stored["rejected"] == 0
+        patterns = await call(client, "query_error_patterns", {"tenant_id": "t", "limit": 200})
+        insights = await call(client, "query_telemetry_insights", {"tenant_id": "t"})
+    examples = {p["example"] for p in patterns["patterns"]}
+    assert examples == {h[:2000] for h in hostile}  # byte for byte (long examples cut at 2,000), nothing lost
+    assert patterns["lines"] == 5 and insights["summary"]["series_analysed"] >= 1
