@@ -232,16 +232,25 @@ class SqliteTelemetryStore:
         return int(row[0])
 
     def logs(
-        self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000
+        self,
+        tenant: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 10_000,
+        newest: bool = False,
     ) -> list[LogRecord]:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
+        order = "DESC" if newest else ""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT ts, level, message, component, attributes, source FROM logs"
-                " WHERE tenant = ? AND ts BETWEEN ? AND ? ORDER BY ts, id LIMIT ?",
+                f" WHERE tenant = ? AND ts BETWEEN ? AND ? ORDER BY ts {order}, id {order} LIMIT ?",
                 (tenant, lo, hi, limit),
             ).fetchall()
+        if newest:
+            rows.reverse()
         return [LogRecord(tenant, r[0], r[2], r[1], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     def events(

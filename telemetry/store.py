@@ -170,9 +170,16 @@ class TelemetryStore(Protocol):
         ...
 
     def logs(
-        self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000
+        self,
+        tenant: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 10_000,
+        newest: bool = False,
     ) -> list[LogRecord]:
-        """Log records of a tenant in [start, end], oldest first, at most ``limit``."""
+        """Log records of a tenant in [start, end], oldest first, at most ``limit``: the oldest ones, or with
+        ``newest`` the newest ones."""
         ...
 
     def events(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
+from telemetry.live import PatternWatch
+from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store import LogRecord
 from tests.conftest import ServerFactory, call, call_error, connect
 
 pytestmark = pytest.mark.anyio
@@ -175,3 +179,18 @@ async def test_after_a_restart_a_series_is_primed_from_its_stored_history(make_s
         result = await call(client, "query_telemetry_insights", {"tenant_id": "t", "time_range_hours": 96})
     [found] = [i for i in result["insights"] if i["kind"] == "anomaly"]
     assert found["evidence"]["occurrences"] == seen + 1 and found["evidence"]["latest_value"] == 500.0
+
+
+def test_pattern_rebuild_keeps_the_newest_lines_when_bounded(tmp_path: Path) -> None:
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        now = time.time()
+        old = [LogRecord("t", now - 7200 + i, f"old thing {i} happened") for i in range(50)]
+        new = [LogRecord("t", now - 60 + i, f"Disk {i} failed with code {i * 7}", "ERROR") for i in range(30)]
+        store.add_logs(old + new)
+        watch = PatternWatch(store, replay_limit=30, clock=lambda: now)
+        report = watch.report("t", now - 86400, now, limit=10)
+    finally:
+        store.close()
+    assert report.lines == 30 and report.error_lines == 30
+    assert [p.template for p in report.patterns] == ["Disk <*> failed with code <*>"]

@@ -59,9 +59,15 @@ class ObservedStore:
         return self.inner.count_outside(key, start=start, end=end, low=low, high=high)
 
     def logs(
-        self, tenant: str, *, start: float | None = None, end: float | None = None, limit: int = 10_000
+        self,
+        tenant: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 10_000,
+        newest: bool = False,
     ) -> list[LogRecord]:
-        return self.inner.logs(tenant, start=start, end=end, limit=limit)
+        return self.inner.logs(tenant, start=start, end=end, limit=limit, newest=newest)
 
     def events(
         self,

@@ -7,6 +7,7 @@ window is a sum over hours: counts are exact to the hour, and the window's first
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from telemetry.insights import Insight, Severity, insight_id
 from telemetry.logpatterns import LogPatternMiner, MinerConfig, is_error, parse_line
 from telemetry.store import LogRecord, TelemetryStore
 
+logger = logging.getLogger(__name__)
 HOUR = 3600
 MIN_ERRORS_FOR_INSIGHT = 3
 ERRORS_METRIC = "log.errors"
@@ -157,8 +159,13 @@ class PatternWatch:
     def _load(self, tenant: str) -> _Tenant:
         state = _Tenant(LogPatternMiner(self._config))
         since = self._clock() - self._retention
-        for record in self._store.logs(tenant, start=since, limit=self._replay_limit):
+        replay = self._store.logs(tenant, start=since, limit=self._replay_limit, newest=True)
+        for record in replay:
             _feed(state, record)
+        if len(replay) == self._replay_limit:
+            logger.warning(
+                "tenant %s: error patterns rebuilt from its newest %d stored log lines only", tenant, len(replay)
+            )
         self._tenants[tenant] = state
         if len(self._tenants) > self._max_tenants:
             self._tenants.popitem(last=False)
