@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from telemetry.cloudwatch.config import CloudWatchConfig
 
 if TYPE_CHECKING:
+    from generators.llm import LLMConfig
     from server.tenants import ApiKey
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
@@ -90,6 +92,14 @@ class Settings(BaseSettings):
         "SELF_BUILDING_CLOUDWATCH__REGION, or a [self_building.cloudwatch] table.",
     )
 
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint for code generation (else OPENAI_BASE_URL, else OpenAI)."
+    )
+    llm_model: str | None = Field(None, description="Model for code generation; unset = no LLM (generation off).")
+    llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint (else OPENAI_API_KEY).")
+    llm_timeout_seconds: float = Field(120.0, gt=0, description="Per-request LLM timeout.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="LLM retries (the openai client's; the only layer).")
+
     enable_self_building: bool = Field(True, description="Allow the self-building tools (later releases).")
     enable_cloudwatch_streaming: bool = Field(False, description="Stream telemetry from AWS CloudWatch.")
     enable_autonomous_improvements: bool = Field(False, description="Run improvement cycles without a caller.")
@@ -105,7 +115,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("mcp_api_key", "tenants_file", mode="before")
+    @field_validator("mcp_api_key", "tenants_file", "llm_api_key", "llm_base_url", "llm_model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -174,6 +184,21 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         below = out.get(key)
         out[key] = _deep_merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
     return out
+
+
+def llm_config(settings: Settings, environ: Mapping[str, str] | None = None) -> LLMConfig:
+    """The LLM client's configuration: ``SELF_BUILDING_LLM_*``, else ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``."""
+    from generators.llm import LLMConfig
+
+    env = os.environ if environ is None else environ
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else env.get("OPENAI_API_KEY") or None
+    return LLMConfig(
+        base_url=settings.llm_base_url or env.get("OPENAI_BASE_URL") or None,
+        model=settings.llm_model,
+        api_key=SecretStr(key) if key else None,
+        timeout_seconds=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )
 
 
 def access_keys(settings: Settings) -> tuple[ApiKey, ...]:

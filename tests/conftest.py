@@ -14,6 +14,7 @@ from server.app import create_server
 from server.settings import Settings
 from telemetry.gpu import GpuSource
 from tests.fakes import FakeHostSource, NoGpu
+from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 
 
 @pytest.fixture
