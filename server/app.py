@@ -99,6 +99,7 @@ def create_server(
             anomalies=anomalies,
             patterns=pattern_watch,
             clock=clock,
+            retention_seconds=retention,
         )
         try:
             async with anyio.create_task_group() as task_group:

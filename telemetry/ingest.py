@@ -103,6 +103,7 @@ class Accepted(BaseModel):
     metrics: int = Field(description="Metric points stored.")
     logs: int = Field(description="Log records stored.")
     events: int = Field(description="Events stored (new ones; a repeated id is accepted but stored once).")
+    duplicate_events: int = Field(0, description="Events not stored again: their id was already stored or repeated.")
 
 
 class Batch(BaseModel):
@@ -142,10 +143,13 @@ def _validated(
     return list(zip(keep, adapter.validate_python([items[i] for i in keep]), strict=True))
 
 
-def _when(value: float | str | None, now: float) -> float:
+def _when(value: float | str | None, now: float, oldest: float = float("-inf")) -> float:
     ts = parse_timestamp(value, now)
     if ts > now + FUTURE_SLACK_SECONDS:
         raise ValueError("timestamp is more than an hour in the future")
+    if ts < oldest:
+        days = (now - oldest) / 86400
+        raise ValueError(f"timestamp is older than the retention period ({days:g} days): it would be pruned at once")
     return ts
 
 
@@ -166,6 +170,7 @@ def validate_batch(
     *,
     now: float,
     source: str = "agent",
+    retention_seconds: float | None = None,
 ) -> Batch:
     """Check every item; raises only for a bad tenant or an oversized push, never for one bad item."""
     check_tenant(tenant)
@@ -177,16 +182,18 @@ def validate_batch(
     good_logs: list[LogRecord] = []
     good_events: list[EventRecord] = []
 
+    oldest = float("-inf") if retention_seconds is None else now - retention_seconds
+
     def when(item: _Item) -> float:
-        return _when(item.timestamp, now)
+        return _when(item.timestamp, now, oldest)
 
     latest = now + FUTURE_SLACK_SECONDS
     append = good_metrics.append
     for index, raw in _validated(_METRICS, metrics, "metric", rejections):
         ts = raw.get("timestamp")
-        if ts.__class__ is not float or not 0 <= ts <= min(latest, 1e11):  # fast path: plain Unix seconds, not late
+        if ts.__class__ is not float or not oldest <= ts <= min(latest, 1e11):  # fast path: Unix seconds, in range
             try:
-                ts = _when(ts, now)
+                ts = _when(ts, now, oldest)
             except ValueError as exc:
                 rejections.append(Rejection(kind="metric", index=index, reason=str(exc)))
                 continue

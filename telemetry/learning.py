@@ -164,6 +164,8 @@ class LearningEngine:
                 series_per_component[(component, key.name)] += 1
         grouped: dict[tuple[str, str], list[Insight]] = defaultdict(list)
         for insight in insights:
+            if insight.evidence.get("worse") == 0.0:  # an anomaly in the good direction: nothing to fix
+                continue
             if insight.component is not None and insight.metric is not None:
                 grouped[(insight.component, insight.metric)].append(insight)
         out: list[Opportunity] = []
@@ -178,7 +180,8 @@ class LearningEngine:
                 float(i.evidence.get("bad_share_percent", 100.0 if i.kind == "trend" else 0)) for i in group
             )
             direction = str(group[0].evidence.get("direction", "up_is_bad"))
-            goal = f"bring {metric} back {'down' if direction == 'up_is_bad' else 'up'} to its baseline"
+            way = {"up_is_bad": "down ", "down_is_bad": "up "}.get(direction, "")
+            goal = f"bring {metric} back {way}to its baseline"
             out.append(
                 Opportunity(
                     component=component,

@@ -29,6 +29,7 @@ async def test_valid_items_are_stored_and_bad_ones_explained(make_server: Server
         "not an object",
         {"name": "api.rps", "value": 10, "timestamp": now + 86400},
         {"name": "api.rps", "value": 10, "colour": "blue"},
+        {"name": "api.rps", "value": 10, "timestamp": 0},
     ]
     logs: list[Any] = [
         {"message": "upstream timed out", "level": "warn", "component": "api"},
@@ -45,13 +46,14 @@ async def test_valid_items_are_stored_and_bad_ones_explained(make_server: Server
             client, "ingest_telemetry", {"tenant_id": "acme", "metrics": metrics, "logs": logs, "events": events}
         )
     assert result["tenant_id"] == "acme"
-    assert result["accepted"] == {"metrics": 2, "logs": 1, "events": 1}
+    assert result["accepted"] == {"metrics": 2, "logs": 1, "events": 1, "duplicate_events": 1}
     reasons = {(r["kind"], r["index"]): r["reason"] for r in result["rejections"]}
     assert set(reasons) == {
-        ("metric", 1), ("metric", 3), ("metric", 4), ("metric", 5), ("metric", 6), ("metric", 7),
+        ("metric", 1), ("metric", 3), ("metric", 4), ("metric", 5), ("metric", 6), ("metric", 7), ("metric", 8),
         ("log", 1), ("log", 2), ("event", 2),
     }  # fmt: skip
-    assert result["rejected"] == 9 and result["has_more"] is False
+    assert result["rejected"] == 10 and result["has_more"] is False
+    assert "older than the retention period (14 days)" in reasons[("metric", 8)]
     assert "value" in reasons[("metric", 1)] and "valid number" in reasons[("metric", 1)]
     assert "name" in reasons[("metric", 3)] and "pattern" in reasons[("metric", 3)]
     assert "finite" in reasons[("metric", 4)]
@@ -127,7 +129,7 @@ async def test_local_samples_are_recorded(make_server: ServerFactory, settings: 
 
 async def test_old_telemetry_is_pruned_at_start(make_server: ServerFactory, settings: Settings) -> None:
     old = time.time() - 20 * 86400
-    async with connect(make_server()) as client:
+    async with connect(make_server(telemetry_retention_days=30)) as client:
         result = await call(
             client, "ingest_telemetry", {"tenant_id": "a", "metrics": [{"name": "m", "value": 1, "timestamp": old}]}
         )

@@ -76,7 +76,10 @@ async def test_degradation_trend_and_opportunity(make_server: ServerFactory) -> 
     assert [i["kind"] for i in only_trends["insights"]] == ["trend"]
     assert one_metric["insights"] == [] and one_metric["summary"]["series_analysed"] == 0
     assert len(capped["insights"]) == 1 and capped["has_more"] is True
-    assert all(o["risk"] == "low" for o in cautious["opportunities"])
+    assert len(capped["opportunities"]) == 1 and capped["opportunities_has_more"] is True
+    assert result["opportunities_has_more"] is False
+    assert [o["component"] for o in only_trends["opportunities"]] == ["checkout"]  # only from the chosen kinds
+    assert [(o["component"], o["risk"]) for o in cautious["opportunities"]] == [("checkout", "low")]  # api: medium
 
 
 async def test_steady_data_gives_no_insights(make_server: ServerFactory) -> None:

@@ -194,3 +194,19 @@ def test_pattern_rebuild_keeps_the_newest_lines_when_bounded(tmp_path: Path) -> 
         store.close()
     assert report.lines == 30 and report.error_lines == 30
     assert [p.template for p in report.patterns] == ["Disk <*> failed with code <*>"]
+
+
+async def test_anomalies_know_which_way_is_bad_and_cannot_be_faked(make_server: ServerFactory) -> None:
+    now = time.time()
+    start = now - 800 * STEP
+    faster = noisy(800, seed=1)
+    faster[700] = 5.0  # latency collapsing is a surprise, not a problem to fix
+    async with connect(make_server()) as client:
+        await push(client, "t", points("api.latency_ms", {"Component": "api"}, faster, start))
+        fake = {"type": "anomaly", "detail": {"metric": "db.latency_ms", "series": "x", "value": 1e9, "score": 1}}
+        await call(client, "ingest_telemetry", {"tenant_id": "t", "events": [fake]})
+        result = await call(client, "query_telemetry_insights", {"tenant_id": "t", "time_range_hours": 96})
+    anomalies = [i for i in result["insights"] if i["kind"] == "anomaly"]
+    assert [i["metric"] for i in anomalies] == ["api.latency_ms"]  # the pushed "anomaly" event is not one
+    assert anomalies[0]["evidence"]["direction"] == "up_is_bad" and anomalies[0]["evidence"]["worse"] == 0.0
+    assert result["opportunities"] == []

@@ -21,7 +21,11 @@ class InsightsResult(BaseModel):
     time_range_hours: float = Field(description="Window analysed, ending now.")
     insights: list[Insight] = Field(description="Findings, most severe and newest first.")
     has_more: bool = Field(description="True when more insights matched than `limit`.")
-    opportunities: list[Opportunity] = Field(description="Improvement opportunities, highest impact first.")
+    opportunities: list[Opportunity] = Field(
+        description="Improvement opportunities from the chosen kinds of insight, highest impact first (at most "
+        "`limit`)."
+    )
+    opportunities_has_more: bool = Field(description="True when more opportunities were found than `limit`.")
     summary: InsightSummary = Field(description="Counts by kind and severity over the whole window.")
 
 
@@ -54,11 +58,14 @@ def register(server: MCPServer) -> None:
             )
         )
         chosen = [i for i in analysis.insights if kinds is None or i.kind in kinds]
+        chosen_ids = {i.id for i in chosen}
+        opportunities = [o for o in analysis.opportunities if chosen_ids.intersection(o.insight_ids)]
         return InsightsResult(
             tenant_id=tenant_id,
             time_range_hours=time_range_hours,
             insights=chosen[:limit],
             has_more=len(chosen) > limit,
-            opportunities=analysis.opportunities,
+            opportunities=opportunities[:limit],
+            opportunities_has_more=len(opportunities) > limit,
             summary=analysis.summary,
         )

@@ -50,6 +50,7 @@ class Services:
     patterns: PatternWatch
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
+    retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)
 
 
 class ServicesRef:

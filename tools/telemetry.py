@@ -56,14 +56,18 @@ def register(server: MCPServer) -> None:
         authorize("ingest", tenant_id)
         svc = services(ctx)
         with domain_errors():
-            batch = validate_batch(tenant_id, metrics, logs, events, now=svc.clock())
+            batch = validate_batch(
+                tenant_id, metrics, logs, events, now=svc.clock(), retention_seconds=svc.retention_seconds
+            )
         store = svc.telemetry
 
         def write() -> Accepted:
+            stored_events = store.add_events(batch.events) if batch.events else 0
             return Accepted(
                 metrics=store.add_metrics(batch.metrics),
                 logs=store.add_logs(batch.logs) if batch.logs else 0,
-                events=store.add_events(batch.events) if batch.events else 0,
+                events=stored_events,
+                duplicate_events=len(batch.events) - stored_events,
             )
 
         accepted = await anyio.to_thread.run_sync(write)

@@ -16,6 +16,7 @@ from typing import Any
 from telemetry.anomaly import AnomalyDetector, DetectorConfig
 from telemetry.insights import Insight, Severity, insight_id
 from telemetry.store import EventRecord, MetricPoint, TelemetryStore
+from telemetry.trends import Direction, direction_for
 
 ANOMALY_EVENT = "anomaly"
 DETECTOR_SOURCE = "detector"
@@ -114,6 +115,8 @@ class AnomalyWatch:
         events = store.events(tenant, type=ANOMALY_EVENT, start=start, end=end, limit=MAX_EVENTS_READ)
         grouped: dict[tuple[str, str], list[EventRecord]] = defaultdict(list)
         for event in events:
+            if event.source != DETECTOR_SOURCE:  # only the detector's findings: an agent cannot push "anomalies"
+                continue
             metric = str(event.detail.get("metric", ""))
             if metric_name is None or metric == metric_name:
                 grouped[(metric, str(event.detail.get("series", "")))].append(event)
@@ -126,6 +129,7 @@ class AnomalyWatch:
             value, typical = float(detail.get("value", 0.0)), float(detail.get("typical", 0.0))
             change = 100.0 * (value - typical) / abs(typical) if typical else 0.0
             peak = max(float(e.detail.get("score", 0.0)) for e in group)
+            direction = direction_for(metric, str(detail.get("unit") or "") or None)
             hours_hit = len({int(e.timestamp // 3600) for e in group})
             out.append(
                 Insight(
@@ -147,12 +151,22 @@ class AnomalyWatch:
                         "first_at": min(e.timestamp for e in group),
                         "last_at": latest.timestamp,
                         "bad_share_percent": round(min(100.0, 100.0 * hours_hit / hours), 2),
-                        "direction": "up_is_bad" if value >= typical else "down_is_bad",
+                        "direction": direction,
+                        # 0 when the move is in the good direction (latency down): no opportunity comes of it
+                        "worse": 1.0 if _worse(direction, value, typical) else 0.0,
                     },
                     detected_at=latest.timestamp,
                 )
             )
         return out, 0
+
+
+def _worse(direction: Direction, value: float, typical: float) -> bool:
+    if direction == "up_is_bad":
+        return value > typical
+    if direction == "down_is_bad":
+        return value < typical
+    return True  # neutral metrics: any surprise may be a problem
 
 
 def _event(
