@@ -105,7 +105,8 @@ async def test_hostile_strings_are_stored_verbatim_and_harmless(make_server: Ser
                 "events": [{"type": "note", "detail": {"text": hostile[2]}, "id": hostile[0]}],
             },
         )
-        assert stored["accepted"] == {"metrics": 1, "logs": 5, "events": 1, "duplicate_events": 0} and stored["rejected"] == 0
+        assert stored["accepted"] == {"metrics": 1, "logs": 5, "events": 1, "duplicate_events": 0}
+        assert stored["rejected"] == 0
         patterns = await call(client, "query_error_patterns", {"tenant_id": "t", "limit": 200})
         insights = await call(client, "query_telemetry_insights", {"tenant_id": "t"})
     examples = {p["example"] for p in patterns["patterns"]}

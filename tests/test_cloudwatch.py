@@ -160,6 +160,42 @@ async def test_eventbridge_alarm_events_from_sqs_are_deduplicated(aws: MotoServe
         store.close()
 
 
+async def test_odd_queue_messages_never_block_the_queue_and_detail_routes_tenants(
+    aws: MotoServer, tmp_path: Path
+) -> None:
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="odd")["QueueUrl"]
+    state_as_text = json.loads(alarm_event("e3", "Broken", "ALARM", "OK"))
+    state_as_text["detail"]["state"] = "ALARM"  # a string where an object belongs
+    routed = json.loads(alarm_event("e4", "HighErrors", "ALARM", "OK"))
+    routed["detail"]["TenantId"] = "beta"
+    bad_tenant = json.loads(alarm_event("e5", "Weird", "ALARM", "OK", tenant="Acme Corp; DROP"))
+    other = {
+        "id": "e6",
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "time": "2026-11-25T10:00:00Z",
+        "detail": {"instance-id": "i-1", "state": "stopped", "TenantId": "beta"},
+    }
+    for body in (state_as_text, routed, bad_tenant, other, [1, 2], {"detail": "x"}):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(sqs_queue_url=url), store)
+        for _ in range(4):
+            await streamer.poll("cloudwatch.events")
+        health = {h.name: h for h in streamer.health()}["cloudwatch.events"]
+        assert health.last_error is None and health.breaker is not None and health.breaker.state == "closed"
+        beta = {e.type: e for e in store.events("beta")}
+        assert beta["alarm_state_change"].detail["alarm"] == "HighErrors"
+        assert beta["eventbridge"].detail["detail_type"] == "EC2 Instance State-change Notification"
+        default = [e.detail["alarm"] for e in store.events("default", type="alarm_state_change")]
+        assert sorted(default) == ["Broken", "Weird"]  # the text state is read as none; a bad TenantId: default
+        assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+    finally:
+        store.close()
+
+
 async def test_alarm_polling_fallback_and_tools(
     aws: MotoServer, make_server: ServerFactory, settings: Settings
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,9 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from telemetry.cloudwatch.config import CloudWatchConfig
+from telemetry.cloudwatch.tenancy import TENANT_KEY, tenant_for
 from telemetry.store import EventRecord, TelemetryStore
 
+logger = logging.getLogger(__name__)
 SOURCE = "cloudwatch"
+ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
@@ -68,8 +72,8 @@ class AlarmWatcher:
 
     def _tenant(self, alarm: dict[str, Any]) -> str:
         for dim in alarm.get("Dimensions", []):
-            if dim.get("Name") == "TenantId":
-                return str(dim.get("Value"))
+            if dim.get("Name") == TENANT_KEY:
+                return tenant_for(dim.get("Value"), self._config.default_tenant)
         return self._config.default_tenant
 
     def describe(self, cw: Any, call: Callable[[Callable[[], Any]], Any], *, fresh: bool = False) -> list[AlarmState]:
@@ -154,23 +158,31 @@ class AlarmWatcher:
         return stored
 
     def _event_from(self, body: str) -> EventRecord | None:
+        """The event a queue message carries; None (and a log line) when it is not an EventBridge event. Nothing
+        here raises: a bad message must not block the queue (it is deleted with the others)."""
         try:
             event = json.loads(body)
-        except ValueError:
+            if not isinstance(event, dict) or not isinstance(event.get("detail"), dict):
+                raise ValueError("not an EventBridge event (no detail object)")
+            if event.get("detail-type") == ALARM_DETAIL_TYPE:
+                return self._alarm_event(event)
+            return self._other_event(event)
+        except (ValueError, TypeError, AttributeError) as exc:
+            logger.warning("skipping a queue message that is not a usable EventBridge event: %s", exc)
             return None
-        if not isinstance(event, dict) or not isinstance(event.get("detail"), dict):
-            return None
+
+    def _alarm_event(self, event: dict[str, Any]) -> EventRecord:
         detail = event["detail"]
-        state = detail.get("state") or {}
-        previous = detail.get("previousState") or {}
+        state = _mapping(detail.get("state"))
+        previous = _mapping(detail.get("previousState"))
         name = str(detail.get("alarmName", "?"))
         key = str(event.get("id") or content_key(name, state.get("value"), state.get("timestamp")))
-        metrics = (detail.get("configuration") or {}).get("metrics") or []
         dims: dict[str, Any] = {}
-        for metric in metrics:
-            dims |= ((metric.get("metricStat") or {}).get("metric") or {}).get("dimensions") or {}
+        for metric in _mapping(detail.get("configuration")).get("metrics") or []:
+            dims |= _mapping(_mapping(_mapping(metric).get("metricStat")).get("metric")).get("dimensions") or {}
+        tenant = detail.get(TENANT_KEY, dims.get(TENANT_KEY))
         return EventRecord(
-            str(dims.get("TenantId", self._config.default_tenant)),
+            tenant_for(tenant, self._config.default_tenant),
             _event_time(event.get("time")),
             "alarm_state_change",
             {
@@ -183,6 +195,23 @@ class AlarmWatcher:
             SOURCE,
             key,
         )
+
+    def _other_event(self, event: dict[str, Any]) -> EventRecord:
+        """Any other EventBridge event the rule let through, stored as it came (type ``eventbridge``)."""
+        detail = event["detail"]
+        key = str(event.get("id") or content_key("eventbridge", json.dumps(event, sort_keys=True, default=str)))
+        return EventRecord(
+            tenant_for(detail.get(TENANT_KEY), self._config.default_tenant),
+            _event_time(event.get("time")),
+            "eventbridge",
+            {"source": event.get("source"), "detail_type": event.get("detail-type"), "detail": detail},
+            SOURCE,
+            key,
+        )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _event_time(value: Any) -> float:

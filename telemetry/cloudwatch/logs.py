@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from telemetry.cloudwatch.config import CloudWatchConfig
+from telemetry.cloudwatch.tenancy import tenant_for
 from telemetry.store import EventRecord, LogRecord, TelemetryStore
 
 SOURCE = "cloudwatch"
@@ -33,7 +34,7 @@ def to_record(event: dict[str, Any], group: str, default_tenant: str) -> LogReco
     """A CloudWatch log event as a log record: tenant, level and component from JSON fields or the text."""
     message = str(event.get("message", ""))
     fields = _fields(message)
-    tenant = next((str(fields[k]) for k in _TENANT_KEYS if k in fields), default_tenant)
+    tenant = tenant_for(next((fields[k] for k in _TENANT_KEYS if k in fields), None), default_tenant)
     component = next((str(fields[k]) for k in _COMPONENT_KEYS if k in fields), None)
     level = str(fields.get("level") or fields.get("Level") or "")
     if not level:

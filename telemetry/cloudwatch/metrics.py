@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
+from telemetry.cloudwatch.tenancy import tenant_for
 from telemetry.store import MetricPoint, TelemetryStore
 
 MAX_QUERIES = 500
@@ -66,7 +67,7 @@ class MetricFetcher:
         return self._targets
 
     def _target(self, watch: MetricWatch, dims: dict[str, str]) -> Target:
-        return Target(dims.get(TENANT_DIMENSION, self._config.default_tenant), watch, dims)
+        return Target(tenant_for(dims.get(TENANT_DIMENSION), self._config.default_tenant), watch, dims)
 
     def fetch(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> int:
         """Fetch new points of every target and store them; returns how many were stored."""

@@ -118,7 +118,7 @@ class CloudWatchStreamer:
                 return 0
             source.polls += 1
             try:
-                stored = await anyio.to_thread.run_sync(source.poll)
+                stored = await anyio.to_thread.run_sync(source.poll, abandon_on_cancel=True)
             except Exception as exc:  # any AWS or network failure counts against the breaker
                 source.failures += 1
                 source.last_error, source.last_error_at = _describe(exc), self._clock()
@@ -168,7 +168,9 @@ class CloudWatchStreamer:
                 f"CloudWatch is unreachable (breaker open after: {source.last_error}); retry after the cool-down"
             )
         try:
-            return await anyio.to_thread.run_sync(lambda: self.alarms.describe(self._cw(), self._call))
+            return await anyio.to_thread.run_sync(
+                lambda: self.alarms.describe(self._cw(), self._call), abandon_on_cancel=True
+            )
         except Exception as exc:
             source.breaker.record_failure()
             source.last_error, source.last_error_at = _describe(exc), self._clock()
