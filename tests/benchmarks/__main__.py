@@ -10,8 +10,10 @@ from tests.benchmarks import (
     bench_ingest,
     bench_insights,
     bench_logpatterns,
+    bench_rollback,
     bench_sampler,
     bench_status,
+    bench_validation,
 )
 
 parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
@@ -24,3 +26,5 @@ bench_ingest.main()
 bench_anomaly.main()
 bench_logpatterns.main()
 bench_insights.main()
+bench_validation.main()
+bench_rollback.main()

@@ -1,0 +1,165 @@
+"""Stage 7: the tests, run with pytest on a copy of the workspace with the change applied.
+
+The run is a subprocess in its own session (the whole process group is killed on timeout) under memory, CPU, file
+size and core-dump limits, with an environment built from an allow-list (no proxies, no credentials, no API keys),
+and its output captured to a file and truncated. The limits are set by a small launcher that then ``exec``s pytest,
+rather than by ``preexec_fn``, which is unsafe in a process with threads (the server runs this in a worker thread).
+This bounds runaway tests; it is not a security jail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+
+from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
+from generators.validation.overlay import Overlay, normalize_path
+
+_LAUNCHER = """
+import os, resource, sys
+memory, cpu, fsize = (int(value) for value in sys.argv[1:4])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if memory > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+if cpu > 0:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+if fsize > 0:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])
+"""
+KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT")
+SECRET_VARIABLE = re.compile(
+    r"PROXY|^AWS_|^OPENAI_|^ANTHROPIC_|^AZURE_|^GOOGLE_|^GITHUB_|^SELF_BUILDING_|KEY|TOKEN|SECRET|PASSWORD|PASSWD"
+    r"|CREDENTIAL|SESSION|COOKIE",
+    re.IGNORECASE,
+)
+_SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
+_FAILED = re.compile(r"^(FAILED|ERROR) (\S+?)(?:::\S+)?(?: - (.*))?$")
+
+
+def sandbox_env(root: Path, home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test environment: a few locale and path variables, a private HOME and TMPDIR, no proxies, and ``extra``
+    minus anything that looks like a proxy, credential or key."""
+    env = {name: os.environ[name] for name in KEPT_VARIABLES if name in os.environ}
+    env.update({k: v for k, v in (extra or {}).items() if not SECRET_VARIABLE.search(k)})
+    env.update(
+        HOME=str(home),
+        TMPDIR=str(home),
+        PYTHONPATH=str(root),
+        PYTHONDONTWRITEBYTECODE="1",
+        NO_PROXY="*",
+        no_proxy="*",
+    )
+    return env
+
+
+def run_tests(
+    overlay: Overlay,
+    config: ValidationConfig,
+    test_paths: list[str],
+    timeout_s: float,
+    extra_env: Mapping[str, str] | None = None,
+) -> StageOutcome:
+    """Run pytest on ``test_paths`` in a sandbox copy of the changed workspace; fail on failures, timeout or kill."""
+    if not test_paths:
+        return StageOutcome(note="no test paths given: skipped", skipped=True)
+    paths = [normalize_path(p) for p in test_paths]
+    missing = [p for p in paths if not (overlay.is_file(p) or overlay.is_dir(p))]
+    if missing:
+        return StageOutcome(
+            [Finding(p, 0, "test path does not exist in the changed workspace", "TST003") for p in missing]
+        )
+    with tempfile.TemporaryDirectory(prefix="validate-sandbox-", ignore_cleanup_errors=True) as tmp:
+        root, home, log = Path(tmp) / "ws", Path(tmp) / "home", Path(tmp) / "output.log"
+        overlay.copy_tree(root, config.sandbox_ignore)
+        home.mkdir()
+        limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
+        args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--", *paths]
+        command = [sys.executable, "-I", "-c", _LAUNCHER, *limits, *args]
+        started = time.monotonic()
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=root,
+                env=sandbox_env(root, home, extra_env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            timed_out = _wait(process, timeout_s)
+        output = _tail(log, config.max_output_chars)
+    return _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
+
+
+def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait for pytest; on timeout kill its whole process group. Strays are killed either way."""
+    try:
+        process.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return timed_out
+
+
+def _tail(log: Path, limit: int) -> str:
+    size = log.stat().st_size
+    with log.open("rb") as handle:
+        handle.seek(max(0, size - limit * 4))
+        text = handle.read().decode("utf-8", errors="replace")
+    if len(text) > limit or size > limit * 4:
+        return f"[... {size} bytes of output, tail shown]\n" + text[-limit:]
+    return text
+
+
+def _outcome(
+    code: int, timed_out: bool, output: str, seconds: float, timeout_s: float, paths: list[str]
+) -> StageOutcome:
+    counts = {kind.rstrip("s"): 0 for kind in ("passed", "failed", "errors", "skipped")}
+    summary = [line for line in output.splitlines() if _SUMMARY.search(line) and re.search(r" in [\d.]+s", line)]
+    for number, kind in _SUMMARY.findall(summary[-1] if summary else ""):
+        counts[kind.rstrip("s")] = int(number)
+    findings = []
+    for line in output.splitlines():
+        match = _FAILED.match(line)
+        if match:
+            findings.append(Finding(match[2], 0, line, "TST001"))
+    where = paths[0]
+    if timed_out:
+        findings.append(Finding(where, 0, f"tests did not finish within {timeout_s:g} s and were killed", "TST002"))
+    elif code < 0:
+        name = _signal_name(-code)
+        findings.append(Finding(where, 0, f"pytest was killed by {name} (CPU or memory limit?)", "TST004"))
+    elif code == 5:
+        findings.append(Finding(where, 0, "no tests were collected; add tests under the given paths", "TST003"))
+    elif code != 0 and not findings:
+        findings.append(Finding(where, 0, f"pytest exited with code {code}", "TST001"))
+    details: dict[str, Detail] = {
+        "exit_code": code,
+        "timed_out": timed_out,
+        "seconds": round(seconds, 3),
+        **counts,
+        "output_tail": output,
+    }
+    note = (
+        "timed out" if timed_out else f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors"
+    )
+    return StageOutcome(findings, note=note, details=details)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,59 @@
+"""A process that deploys (or rolls back) and can be stopped at a chosen step, for the SIGKILL crash tests.
+
+python -m tests.deploy_crash_child WORKSPACE DATA_DIR ACTION STEP INDEX SLEEP [DEPLOYMENT_ID]
+
+ACTION is ``deploy`` (the files of :func:`new_files`) or ``rollback`` (of DEPLOYMENT_ID). When the transaction reaches
+its INDEX-th STEP (see ``generators.deploy.transaction.StepHook``) the process writes ``READY`` to stdout and waits to
+be killed. ``STARTED`` is written just before the transaction begins. SLEEP (seconds) is slept after every step,
+so that a kill at a random time lands mid-transaction.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.deploy.transaction import StepHook
+
+FILE_COUNT = 6
+
+
+def new_files() -> dict[str, bytes]:
+    """What the child deploys: FILE_COUNT files under components/, 64 KiB each."""
+    return {f"components/m{i}.py": f"# new {i}\n".encode() * 6000 for i in range(FILE_COUNT)}
+
+
+def open_deployer(workspace: Path, data_dir: Path, hook: StepHook | None = None) -> Deployer:
+    store = SqliteVersionStore(data_dir / "deploy.sqlite3")
+    audit = SqliteAuditLog(data_dir / "deploy.sqlite3")
+    return Deployer(workspace, data_dir, store, audit, hook=hook)
+
+
+def main(argv: list[str]) -> int:
+    workspace, data_dir, action, stop_step, stop_index, pause = argv[:6]
+    seen = {"count": 0}
+
+    def hook(step: str, path: str) -> None:
+        if step == stop_step:
+            seen["count"] += 1
+            if seen["count"] == int(stop_index):
+                sys.stdout.write("READY\n")
+                sys.stdout.flush()
+                time.sleep(60)
+        time.sleep(float(pause))
+
+    deployer = open_deployer(Path(workspace), Path(data_dir), hook)
+    sys.stdout.write("STARTED\n")
+    sys.stdout.flush()
+    if action == "deploy":
+        deployer.deploy("default", "crashy", new_files(), actor="child", reason="crash test")
+    else:
+        deployer.rollback(argv[6], actor="child", reason="crash test")
+    sys.stdout.write("DONE\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,410 @@
+"""The validation pipeline: each stage catches its bad case and passes clean code; the sandbox bounds tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from generators.validation import ValidationConfig, ValidationInputError, ValidationPipeline, ValidationReport
+from generators.validation.quality import complexity
+
+STATIC = ("syntax", "imports", "security", "quality", "tenancy")
+CLEAN = '''\
+"""A clean component."""
+
+import json
+import os.path
+import subprocess
+from email.mime import text
+
+from components.shop.utils import helper
+
+from .utils import helper as same_helper
+
+
+def run(name: str) -> int:
+    """Run a command safely and count."""
+    subprocess.run(["ls", name], check=False, shell=False)
+    with open("data/out.txt", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"a": os.path.basename(name), "t": text.__name__}))
+    return helper() + same_helper()
+'''
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    files = {
+        "components/__init__.py": "",
+        "components/shop/__init__.py": "",
+        "components/shop/utils.py": "def helper() -> int:\n    return 1\n",
+        "components/bank/__init__.py": "",
+        "components/bank/ledger.py": "BALANCE = 0\n",
+        "components/shared/__init__.py": "",
+        "components/shared/money.py": "def cents(x: float) -> int:\n    return round(x * 100)\n",
+        # Imported by name only: running it would leave a marker file.
+        "components/shop/trap.py": "open('TRAP_RAN', 'w').close()\nVALUE = 1\n",
+    }
+    for rel, text in files.items():
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text(text, encoding="utf-8")
+    return ws
+
+
+def validate(ws: Path, code: str, path: str = "components/shop/new.py", **kwargs: object) -> ValidationReport:
+    kwargs.setdefault("stages", STATIC)
+    return ValidationPipeline().run(ws, {path: textwrap.dedent(code)}, **kwargs)  # type: ignore[arg-type]
+
+
+def rules(report: ValidationReport, stage: str) -> list[str]:
+    return [f.rule for f in report.stage(stage).findings if f.severity == "error"]  # type: ignore[arg-type]
+
+
+def test_clean_code_passes_every_static_stage(workspace: Path) -> None:
+    report = validate(workspace, CLEAN)
+    assert [s.status for s in report.stages] == ["passed"] * 5, report.render()
+    assert report.passed
+
+
+def test_syntax_error_is_reported_and_expensive_stages_are_skipped(workspace: Path) -> None:
+    report = validate(workspace, "def f(:\n    pass\n", stages=None, test_paths=["components"])
+    assert report.stage("syntax").status == "failed"
+    assert report.stage("syntax").findings[0].line == 1
+    assert report.stage("types").status == "skipped"
+    assert report.stage("tests").status == "skipped"
+    assert "syntax failed" in report.stage("tests").note
+    assert not report.passed
+
+
+def test_compile_time_errors_that_parse_are_caught(workspace: Path) -> None:
+    report = validate(workspace, "x = 1\nreturn x\n")
+    assert rules(report, "syntax") == ["SYN001"]
+    assert report.stage("syntax").findings[0].line == 2
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import no_such_package_xyz\n",
+        "import json.no_such_submodule\n",
+        "from email.no_such import thing\n",
+        "from components.shop.utils import missing_name\n",
+        "from .nothing_here import x\n",
+        "from ...... import x\n",
+    ],
+)
+def test_unresolvable_imports_fail(workspace: Path, code: str) -> None:
+    assert rules(validate(workspace, code), "imports") == ["IMP001"]
+
+
+def test_imports_resolve_against_the_change_and_never_run_code(workspace: Path) -> None:
+    change = {
+        "components/shop/new.py": "from components.shop.fresh import VALUE\nimport components.shop.trap\n",
+        "components/shop/fresh.py": "VALUE = 2\n",
+    }
+    report = ValidationPipeline().run(workspace, change, stages=["imports"])
+    assert report.passed, report.render()
+    assert not (workspace / "TRAP_RAN").exists() and not Path("TRAP_RAN").exists()
+
+
+def test_guarded_optional_import_is_only_a_warning(workspace: Path) -> None:
+    report = validate(workspace, "try:\n    import orjson_nope\nexcept ImportError:\n    import json\n")
+    assert report.stage("imports").status == "passed"
+    assert [f.severity for f in report.stage("imports").findings] == ["warning"]
+
+
+@pytest.mark.parametrize(
+    ("code", "rule"),
+    [
+        ("x = eval(input())\n", "SEC001"),
+        ("exec('print(1)')\n", "SEC001"),
+        ("def f(s: str) -> object:\n    return compile(s, 'x', 'exec')\n", "SEC002"),
+        ("import os\nos.system('ls')\n", "SEC003"),
+        ("from os import popen\npopen('ls')\n", "SEC003"),
+        ("import subprocess as sp\nsp.run('ls', shell=True)\n", "SEC004"),
+        ("from subprocess import Popen\nPopen('ls', shell=1)\n", "SEC004"),
+        ("import pickle\npickle.loads(b'')\n", "SEC005"),
+        ("import marshal\nmarshal.load(open('f', 'rb'))\n", "SEC005"),
+        ("import shelve\nshelve.open('db')\n", "SEC005"),
+        ("import yaml\nyaml.load('a')\n", "SEC005"),
+        ("name = 'os'\n__import__(name)\n", "SEC006"),
+        ("import importlib\nimportlib.import_module('x' + 'y')\n", "SEC006"),
+        ("open('/etc/x', 'w')\n", "SEC007"),
+        ("open('../../outside.txt', mode='a')\n", "SEC007"),
+        ("from pathlib import Path\nPath('/etc/passwd').write_text('x')\n", "SEC007"),
+        ("import shutil\nshutil.rmtree('/home')\n", "SEC007"),
+        ("import socket\n", "SEC008"),
+        ("from urllib import request\n", "SEC008"),
+        ("import http.client\n", "SEC008"),
+        ("import importlib\nimportlib.import_module('socket')\n", "SEC008"),
+    ],
+)
+def test_security_policy_flags(workspace: Path, code: str, rule: str) -> None:
+    assert rule in rules(validate(workspace, code), "security")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import ast\nast.literal_eval('1')\n",
+        "code = compile('1 + 1', 'x', 'eval')\n",
+        "import subprocess\nsubprocess.run(['ls'], shell=False)\n",
+        "import importlib\nimportlib.import_module('json')\n",
+        "open('/etc/hosts').read()\n",
+        "open('data/x.txt', 'w')\n",
+        "from urllib.parse import urlsplit\n",
+        "import yaml\nyaml.load('a', Loader=yaml.SafeLoader)\n",
+    ],
+)
+def test_security_policy_passes_safe_code(workspace: Path, code: str) -> None:
+    assert rules(validate(workspace, code, stages=["security"]), "security") == []
+
+
+def test_network_allowed_by_component_type(workspace: Path) -> None:
+    code = "import socket\nimport urllib.request\n"
+    assert rules(validate(workspace, code, stages=["security"]), "security") == ["SEC008", "SEC008"]
+    report = validate(workspace, code, stages=["security"], component_type="http_client")
+    assert report.stage("security").status == "passed"
+
+
+def test_writes_inside_the_workspace_by_absolute_path_pass(workspace: Path) -> None:
+    code = f"open({str(workspace.resolve() / 'out.txt')!r}, 'w')\n"
+    assert rules(validate(workspace, code, stages=["security"]), "security") == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from components.bank import ledger\n",
+        "import components.bank.ledger as l\n",
+        "from ..bank.ledger import BALANCE\n",
+        "import components\nx = components.bank.ledger.BALANCE\n",
+        "import importlib\nmod = importlib.import_module('components.bank.ledger')\n",
+        "PATH = 'components/bank/ledger.py'\n",
+    ],
+)
+def test_cross_tenant_references_fail(workspace: Path, code: str) -> None:
+    assert "TEN001" in rules(validate(workspace, code), "tenancy")
+
+
+def test_own_and_shared_packages_are_allowed(workspace: Path) -> None:
+    code = "from components.shared.money import cents\nfrom components.shop.utils import helper\nfrom . import utils\n"
+    report = validate(workspace, code, tenant="shop")
+    assert report.stage("tenancy").status == "passed"
+    assert report.stage("tenancy").note == "1 tenant-scoped file(s) checked"
+
+
+def test_tenant_change_may_not_write_into_another_tenant(workspace: Path) -> None:
+    report = validate(workspace, "X = 1\n", path="components/bank/evil.py", tenant="shop")
+    assert rules(report, "tenancy") == ["TEN002"]
+    assert validate(workspace, "X = 1\n", path="components/bank/ok.py", tenant="system").passed
+
+
+def monster(branches: int) -> str:
+    body = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(branches))
+    return f'def monster(x: int) -> int:\n    """Too many branches."""\n{body}    return -1\n'
+
+
+def test_complexity_monster_fails_quality(workspace: Path) -> None:
+    report = validate(workspace, monster(30))
+    assert rules(report, "quality") == ["QUA001"]
+    assert "complexity 31" in report.stage("quality").findings[0].message
+
+
+def test_moderate_complexity_and_missing_docstrings_are_warnings(workspace: Path) -> None:
+    code = monster(12).replace('    """Too many branches."""\n', "") + "class Thing:\n    pass\n"
+    report = validate(workspace, code)
+    quality = report.stage("quality")
+    assert quality.status == "passed"
+    assert sorted(f.rule for f in quality.findings) == ["QUA001", "QUA003", "QUA003"]
+    assert {f.severity for f in quality.findings} == {"warning"}
+
+
+def test_very_long_function_fails_quality(workspace: Path) -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(160))
+    report = validate(workspace, f'def long() -> None:\n    """Long."""\n{body}')
+    assert rules(report, "quality") == ["QUA002"]
+    config = ValidationConfig(length_fail=200)
+    lenient = ValidationPipeline(config).run(workspace, {"a.py": f"def long() -> None:\n{body}"}, stages=["quality"])
+    assert lenient.stage("quality").status == "passed"
+
+
+def test_complexity_counts_decisions() -> None:
+    import ast
+
+    tree = ast.parse("def f(a, b):\n    if a and b:\n        return [x for x in a if x]\n    while b:\n        pass\n")
+    function = tree.body[0]
+    assert isinstance(function, ast.FunctionDef)
+    assert complexity(function) == 1 + 1 + 1 + 2 + 1
+
+
+def test_invalid_requests_raise(workspace: Path) -> None:
+    pipeline = ValidationPipeline()
+    for bad in ("../x.py", "/etc/x.py", ".git/config", "a\\b.py"):
+        with pytest.raises(ValidationInputError):
+            pipeline.run(workspace, {bad: "x = 1\n"})
+    with pytest.raises(ValidationInputError, match="unknown validation stage"):
+        pipeline.run(workspace, {"a.py": ""}, stages=["lint"])  # type: ignore[list-item]
+    with pytest.raises(ValidationInputError, match="not a directory"):
+        pipeline.run(workspace / "missing", {"a.py": ""})
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_types_stage_runs_mypy_on_annotated_files_only(workspace: Path) -> None:
+    before = tree_digest(workspace)
+    bad = "def f(x: int) -> str:\n    return x\n"
+    report = validate(workspace, bad, stages=["types"])
+    assert report.stage("types").status == "failed", report.render()
+    assert [(f.line, f.rule) for f in report.stage("types").findings] == [(2, "mypy:return-value")]
+    good = "from components.shop.utils import helper\n\n\ndef f(x: int) -> int:\n    return x + helper()\n"
+    assert validate(workspace, good, stages=["types"]).stage("types").status == "passed"
+    untyped = validate(workspace, "def f(x):\n    return x\n", stages=["types"]).stage("types")
+    assert untyped.status == "skipped" and "no annotated" in untyped.note
+    assert tree_digest(workspace) == before
+
+
+def test_report_renders_and_serialises(workspace: Path) -> None:
+    report = validate(workspace, "import socket\nx = eval('1')\n")
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["passed"] is False
+    assert [s["name"] for s in data["stages"]] == list(STATIC)
+    text = report.render()
+    assert "components/shop/new.py:2: [SEC001]" in text and text.startswith("validation FAILED")
+
+
+# --- the sandboxed test stage ---------------------------------------------------------------------------------
+
+
+def run_sandbox(ws: Path, test_code: str, **kwargs: object) -> ValidationReport:
+    change = {"components/shop/test_generated.py": textwrap.dedent(test_code)}
+    config = kwargs.pop("config", None)
+    pipeline = ValidationPipeline(config)  # type: ignore[arg-type]
+    return pipeline.run(ws, change, stages=["tests"], test_paths=["components/shop/test_generated.py"], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_sandbox_reports_passes_and_failures(workspace: Path) -> None:
+    code = """
+    from components.shop.utils import helper
+
+    def test_ok():
+        assert helper() == 1
+
+    def test_bad():
+        assert helper() == 2
+    """
+    report = run_sandbox(workspace, code)
+    stage = report.stage("tests")
+    assert stage.status == "failed"
+    assert stage.details["passed"] == 1 and stage.details["failed"] == 1
+    assert [f.path for f in stage.findings] == ["components/shop/test_generated.py"]
+    assert "test_bad" in stage.findings[0].message
+    ok = run_sandbox(workspace, "def test_ok():\n    pass\n").stage("tests")
+    assert ok.status == "passed" and ok.details["passed"] == 1 and ok.details["timed_out"] is False
+
+
+@pytest.mark.slow
+def test_endless_test_is_killed_with_its_children(workspace: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    code = """
+    import os, subprocess, sys
+
+    def test_forever():
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        with open(os.environ["PID_FILE"], "w") as handle:
+            handle.write(str(child.pid))
+        while True:
+            pass
+    """
+    started = time.monotonic()
+    report = run_sandbox(workspace, code, timeout=3, extra_env={"PID_FILE": str(pid_file)})
+    assert time.monotonic() - started < 15
+    stage = report.stage("tests")
+    assert stage.status == "failed" and stage.details["timed_out"] is True
+    assert "TST002" in [f.rule for f in stage.findings]
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        status = Path(f"/proc/{child}/status").read_text() if Path(f"/proc/{child}/status").exists() else ""
+        if "zombie" in status:
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+
+
+@pytest.mark.slow
+def test_sandbox_hides_secrets_and_proxies(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "super-secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code = """
+    import os
+
+    def test_environment():
+        assert "AWS_SECRET_ACCESS_KEY" not in os.environ
+        assert "HTTPS_PROXY" not in os.environ and "OPENAI_API_KEY" not in os.environ
+        assert "MY_API_KEY" not in os.environ
+        assert os.environ["FEATURE"] == "on"
+        assert "super-secret" not in repr(dict(os.environ))
+    """
+    report = run_sandbox(workspace, code, extra_env={"FEATURE": "on", "MY_API_KEY": "k"})
+    assert report.stage("tests").status == "passed", report.render()
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "super-secret"
+
+
+@pytest.mark.slow
+def test_memory_limit_stops_a_greedy_test(workspace: Path) -> None:
+    code = """
+    def test_greedy():
+        blob = bytearray(8 * 1024 ** 3)
+        assert blob
+    """
+    started = time.monotonic()
+    report = run_sandbox(workspace, code, config=ValidationConfig(test_memory_bytes=768 << 20))
+    stage = report.stage("tests")
+    assert stage.status == "failed"
+    assert "MemoryError" in str(stage.details["output_tail"])
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_sandbox_applies_the_change_to_a_copy_only(workspace: Path) -> None:
+    before = tree_digest(workspace)
+    change = {
+        "components/shop/utils.py": "def helper() -> int:\n    return 5\n",
+        "components/shop/test_generated.py": "from components.shop.utils import helper\n\n\n"
+        "def test_new():\n    assert helper() == 5\n",
+    }
+    report = ValidationPipeline().run(
+        workspace, change, stages=["tests"], test_paths=["components/shop/test_generated.py"]
+    )
+    assert report.passed, report.render()
+    assert tree_digest(workspace) == before
+    missing = ValidationPipeline().run(workspace, change, stages=["tests"], test_paths=["tests/none.py"])
+    assert [f.rule for f in missing.stage("tests").findings] == ["TST003"]
+
+
+def test_bandit_runs_when_installed_and_is_skipped_with_a_note_otherwise(workspace: Path) -> None:
+    from generators.validation.bandit_scan import bandit_available
+
+    report = validate(workspace, "import hashlib\nhashlib.md5(b'x')\n", stages=["security"])
+    if bandit_available():
+        assert "bandit:B324" in rules(report, "security")
+    else:
+        assert "bandit not installed: skipped" in report.stage("security").note
+        assert report.stage("security").status == "passed"
