@@ -14,6 +14,7 @@ import pytest
 
 from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
+from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
@@ -283,3 +284,50 @@ async def wait_for(mcp: Any, predicate: Any, timeout: float = 20.0) -> dict[str,
             if predicate(metrics):
                 return metrics
             await anyio.sleep(0.05)
+
+
+async def test_metrics_go_in_batches_of_500_queries_grouped_by_start(aws: MotoServer, tmp_path: Path) -> None:
+    now = time.time() - 600
+    cw = client("cloudwatch")
+    for first in range(0, 501, 500):
+        data = [
+            {
+                "MetricName": "Depth",
+                "Dimensions": [{"Name": "Queue", "Value": f"q{i}"}],
+                "Timestamp": datetime.fromtimestamp(now - 120, UTC),
+                "Value": float(i),
+            }
+            for i in range(first, min(first + 500, 501))
+        ]
+        cw.put_metric_data(Namespace="Jobs", MetricData=data)
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        watch = MetricWatch(namespace="Jobs", metric_name="Depth")
+        fetcher = MetricFetcher(config(metrics=[watch], discovery_refresh_seconds=0.001), store)
+        queries: list[int] = []
+
+        def counting(fn: Any) -> Any:
+            reply = fn()
+            if "MetricDataResults" in reply:
+                queries.append(len(reply["MetricDataResults"]))
+            return reply
+
+        assert fetcher.fetch(cw, counting) == 501
+        assert sorted(queries) == [1, 500]  # two calls: 500 queries, then the one left over
+        # A new series (nothing stored: the full look-back) is fetched on its own, not with the up-to-date ones.
+        cw.put_metric_data(
+            Namespace="Jobs",
+            MetricData=[
+                {
+                    "MetricName": "Depth",
+                    "Dimensions": [{"Name": "Queue", "Value": "new"}],
+                    "Timestamp": datetime.fromtimestamp(now - 60, UTC),
+                    "Value": 1.0,
+                }
+            ],
+        )
+        queries.clear()
+        fetcher.fetch(cw, counting)
+        assert sorted(queries) == [1, 1, 500]  # grouped by start: 500 + 1 up to date, 1 new
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,16 +74,20 @@ class MetricFetcher:
         """Fetch new points of every target and store them; returns how many were stored."""
         targets = self.targets(cw, call)
         now = self._clock()
+        # Series that start from the same point go in one batch: a series with nothing stored yet (the full
+        # look-back) must not drag the up-to-date ones back with it. Period buckets are aligned to the start
+        # time: align it, so a re-fetched bucket keeps its timestamp (and replaces the stored point).
+        groups: dict[float, list[Target]] = defaultdict(list)
+        for target in targets:
+            period = target.watch.period
+            groups[self._since(target, now) // period * period].append(target)
         stored = 0
-        for start in range(0, len(targets), MAX_QUERIES):
-            batch = targets[start : start + MAX_QUERIES]
-            # Period buckets are aligned to the start time: align it, so a re-fetched bucket keeps its timestamp
-            # (and replaces the stored point) instead of arriving shifted as a new one.
-            period = max(t.watch.period for t in batch)
-            since = min(self._since(t, now) for t in batch) // period * period
-            points = self._fetch_batch(cw, call, batch, since, now)
-            if points:
-                stored += self._store.add_metrics(points)
+        for since, group in sorted(groups.items()):
+            for start in range(0, len(group), MAX_QUERIES):
+                batch = group[start : start + MAX_QUERIES]
+                points = self._fetch_batch(cw, call, batch, since, now)
+                if points:
+                    stored += self._store.add_metrics(points)
         return stored
 
     def _since(self, target: Target, now: float) -> float:
