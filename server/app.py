@@ -41,7 +41,11 @@ INSTRUCTIONS = """\
 self-building-mcp watches the host it runs on (CPU, memory, disks, I/O, NVIDIA GPUs), raises monitoring events
 when thresholds are crossed, explains bottlenecks and writes remediation scripts (dry-run by default) that a
 human runs. Start with get_system_status; use analyze_system_performance for the why; generate_script or
-save_script for a fix. The prompt diagnose_system walks through all of it."""
+save_script for a fix. The prompt diagnose_system walks through all of it.
+It also learns from telemetry per tenant: push metrics, logs and events with ingest_telemetry (CloudWatch can
+stream in too); query_telemetry_insights gives trends, degradations, anomalies, error patterns and ranked
+improvement opportunities; query_error_patterns groups log lines into templates; get_telemetry_sources and
+get_alarm_states show the sources' health and CloudWatch alarms."""
 
 
 def create_server(
@@ -60,7 +64,7 @@ def create_server(
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
-        anomalies = AnomalyWatch(history=raw_store)
+        anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
         retention = settings.telemetry_retention_days * 86400
         pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
         telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)

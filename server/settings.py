@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Tenant for data without one."
     )
     telemetry_retention_days: float = Field(14.0, gt=0, description="Telemetry older than this is pruned.")
+    anomaly_max_series: int = Field(
+        1_000, ge=1, le=100_000, description="Series with a live anomaly detector at once (each holds ~100 KB)."
+    )
 
     cloudwatch: CloudWatchConfig = Field(
         default_factory=CloudWatchConfig,
