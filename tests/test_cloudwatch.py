@@ -115,6 +115,29 @@ async def test_logs_are_streamed_with_tenant_level_and_sampling(aws: MotoServer,
         store.close()
 
 
+async def test_late_log_events_are_picked_up_once(aws: MotoServer, tmp_path: Path) -> None:
+    logs = client("logs")
+    logs.create_log_group(logGroupName="/app/late")
+    logs.create_log_stream(logGroupName="/app/late", logStreamName="a")
+    logs.create_log_stream(logGroupName="/app/late", logStreamName="b")
+    now_ms = int(time.time() * 1000)
+    first = [{"timestamp": now_ms - 30_000 + i, "message": f"job {i} done"} for i in range(5)]
+    logs.put_log_events(logGroupName="/app/late", logStreamName="a", logEvents=first)
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(log_groups=["/app/late"]), store)
+        assert await streamer.poll("cloudwatch.logs") == 5
+        # Another stream delivers an event stamped before the newest one already read (within the overlap).
+        late = [{"timestamp": now_ms - 40_000, "message": "job 99 failed late"}]
+        logs.put_log_events(logGroupName="/app/late", logStreamName="b", logEvents=late)
+        assert await streamer.poll("cloudwatch.logs") == 1
+        assert await streamer.poll("cloudwatch.logs") == 0  # nothing stored twice
+        assert sorted(r.message for r in store.logs("default"))[-1] == "job 99 failed late"
+        assert len(store.logs("default")) == 6
+    finally:
+        store.close()
+
+
 def alarm_event(event_id: str, alarm: str, state: str, previous: str, tenant: str | None = None) -> str:
     dims = {"TenantId": tenant} if tenant else {}
     return json.dumps(

@@ -38,6 +38,12 @@ class CloudWatchConfig(BaseModel):
     log_group_prefixes: list[str] = Field(default_factory=list, description="Stream every log group with a prefix.")
     log_filter_pattern: str = Field("", description="CloudWatch Logs filter pattern (empty: every event).")
     log_lookback_seconds: float = Field(300.0, gt=0, description="How far back the first log fetch goes.")
+    log_overlap_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="Each poll re-reads this much before the newest event read (late events); "
+        "events already read are skipped by their eventId.",
+    )
     max_log_events_per_poll: int = Field(
         10_000, ge=1, description="Above this many events in one poll window, a uniform sample of this size is kept."
     )

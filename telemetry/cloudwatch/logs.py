@@ -6,6 +6,7 @@ import json
 import random
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,9 @@ class LogFetcher:
         self._store = store
         self._clock = clock
         self._cursor: dict[str, int] = {}
+        # eventIds read in the overlap window, per group: CloudWatch can index an event after a later one has been
+        # read, so each poll re-reads the last ``log_overlap_seconds`` and skips the events it already stored.
+        self._recent: dict[str, OrderedDict[str, int]] = {}
         self._random = random.Random()
 
     def groups(self, logs: Any, call: Callable[[Callable[[], Any]], Any]) -> list[str]:
@@ -74,9 +78,14 @@ class LogFetcher:
         """Fetch new events of every group; returns how many records were stored."""
         now_ms = int(self._clock() * 1000)
         stored = 0
+        overlap_ms = int(self._config.log_overlap_seconds * 1000)
         for group in self.groups(logs, call):
-            start = self._cursor.get(group, now_ms - int(self._config.log_lookback_seconds * 1000))
-            kept, seen, newest = self._read(logs, call, group, start, now_ms)
+            cursor = self._cursor.get(group)
+            start = now_ms - int(self._config.log_lookback_seconds * 1000) if cursor is None else cursor - overlap_ms
+            recent = self._recent.setdefault(group, OrderedDict())
+            kept, seen, newest = self._read(logs, call, group, start, now_ms, recent)
+            while recent and next(iter(recent.values())) < newest - overlap_ms:
+                recent.popitem(last=False)
             records = [to_record(e, group, self._config.default_tenant) for e in kept]
             if records:
                 stored += self._store.add_logs(records)
@@ -93,13 +102,20 @@ class LogFetcher:
                         )
                     ]
                 )
-            self._cursor[group] = max(newest + 1, start)
+            self._cursor[group] = max(newest + 1, cursor or start)
         return stored
 
     def _read(
-        self, logs: Any, call: Callable[[Callable[[], Any]], Any], group: str, start: int, end: int
+        self,
+        logs: Any,
+        call: Callable[[Callable[[], Any]], Any],
+        group: str,
+        start: int,
+        end: int,
+        recent: OrderedDict[str, int],
     ) -> tuple[list[dict[str, Any]], int, int]:
-        """All events of the window, or a uniform reservoir sample of them; with the count seen and the newest."""
+        """The window's events not read before (by eventId), or a uniform reservoir sample of them; with the count
+        of new events seen and the newest timestamp."""
         limit = self._config.max_log_events_per_poll
         kept: list[dict[str, Any]] = []
         seen, newest = 0, start - 1
@@ -112,8 +128,14 @@ class LogFetcher:
                 kwargs["nextToken"] = token
             page = call(lambda kw=kwargs: logs.filter_log_events(**kw))  # type: ignore[misc]
             for event in page.get("events", []):
+                stamp = int(event.get("timestamp", 0))
+                event_id = str(event.get("eventId", ""))
+                if event_id:
+                    if event_id in recent:
+                        continue
+                    recent[event_id] = stamp
                 seen += 1
-                newest = max(newest, int(event.get("timestamp", 0)))
+                newest = max(newest, stamp)
                 if len(kept) < limit:
                     kept.append(event)
                 else:
