@@ -161,17 +161,23 @@ class CloudWatchStreamer:
         ]
 
     async def alarm_states(self) -> list[AlarmState]:
-        """The followed alarms (cached for ``alarm_cache_seconds``), through the alarms breaker."""
+        """The followed alarms (cached for ``alarm_cache_seconds``), through the alarms breaker and its lock, so
+        that a half-open breaker lets one probe through and every outcome counts in the source's health."""
         source = self._sources["cloudwatch.alarms"]
-        if not source.breaker.allow():
-            raise TelemetryError(
-                f"CloudWatch is unreachable (breaker open after: {source.last_error}); retry after the cool-down"
-            )
-        try:
-            return await anyio.to_thread.run_sync(
-                lambda: self.alarms.describe(self._cw(), self._call), abandon_on_cancel=True
-            )
-        except Exception as exc:
-            source.breaker.record_failure()
-            source.last_error, source.last_error_at = _describe(exc), self._clock()
-            raise TelemetryError(f"could not read CloudWatch alarms: {source.last_error}") from exc
+        async with source.lock:
+            if not source.breaker.allow():
+                raise TelemetryError(
+                    f"CloudWatch is unreachable (breaker open after: {source.last_error}); retry after the cool-down"
+                )
+            try:
+                alarms = await anyio.to_thread.run_sync(
+                    lambda: self.alarms.describe(self._cw(), self._call), abandon_on_cancel=True
+                )
+            except Exception as exc:
+                source.failures += 1
+                source.breaker.record_failure()
+                source.last_error, source.last_error_at = _describe(exc), self._clock()
+                raise TelemetryError(f"could not read CloudWatch alarms: {source.last_error}") from exc
+            source.breaker.record_success()
+            source.last_success, source.last_error = self._clock(), None
+            return alarms
