@@ -14,6 +14,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
+from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
@@ -32,7 +33,19 @@ from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
-from tools import insights, monitoring, patterns, performance, prompts, scripts, sources, status, telemetry
+from tools import (
+    audit,
+    deployments,
+    insights,
+    monitoring,
+    patterns,
+    performance,
+    prompts,
+    scripts,
+    sources,
+    status,
+    telemetry,
+)
 from tools.services import Services, ServicesRef
 
 logger = logging.getLogger(__name__)
@@ -64,6 +77,7 @@ def create_server(
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+        deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock)
         anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
         retention = settings.telemetry_retention_days * 86400
         pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
@@ -102,6 +116,9 @@ def create_server(
             default_tenant=settings.default_tenant,
             anomalies=anomalies,
             patterns=pattern_watch,
+            deployer=deployer,
+            versions=versions,
+            audit=audit_log,
             clock=clock,
             retention_seconds=retention,
         )
@@ -130,6 +147,8 @@ def create_server(
             sampler.close()
             store.close()
             telemetry_store.close()
+            versions.close()
+            audit_log.close()
 
     verifier = key_verifier(settings)
     server = MCPServer(
@@ -154,7 +173,33 @@ def create_server(
     insights.register(server)
     patterns.register(server)
     sources.register(server)
+    deployments.register(server)
+    audit.register(server)
     return server
+
+
+def _open_deployer(
+    settings: Settings, clock: Callable[[], float]
+) -> tuple[Deployer, SqliteVersionStore, SqliteAuditLog]:
+    """Open the version store and audit log, build the deployer, and finish or undo deploy transactions a crash
+    interrupted (blocking: run it in a worker thread). On failure nothing stays open.
+    """
+    versions = SqliteVersionStore(settings.data_dir / "versions.sqlite3")
+    audit_log: SqliteAuditLog | None = None
+    try:
+        audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        deployer = Deployer(settings.workspace, settings.data_dir, versions, audit_log, clock=clock)
+        for done in deployer.recover():
+            level = logging.ERROR if done.outcome == "unresolved" else logging.WARNING
+            logger.log(level, "start-up recovery of deployment %s: %s, now %s (%s)",
+                       done.deployment_id, done.outcome, done.status, done.detail)  # fmt: skip
+    except BaseException:
+        versions.close()
+        if audit_log is not None:
+            audit_log.close()
+        raise
+    return deployer, versions, audit_log
 
 
 def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:

@@ -52,6 +52,12 @@ PUBLIC_TOOLS = {
     "get_telemetry_sources",
     "get_alarm_states",
     "query_error_patterns",
+    "list_deployments",
+    "get_deployment",
+    "rollback_deployment",
+    "list_pending_approvals",
+    "approve_change",
+    "query_audit_log",
 }
 
 

@@ -215,6 +215,12 @@ REQUIRED: dict[str, tuple[Role, dict[str, Any]]] = {
     "stop_monitoring": ("admin", {}),
     "set_monitoring_thresholds": ("admin", {"cpu_percent": 95}),
     "clear_monitoring_events": ("admin", {}),
+    "list_deployments": ("read", {"tenant_id": "acme"}),
+    "get_deployment": ("read", {"deployment_id": "no-such-deployment"}),
+    "rollback_deployment": ("improve", {"deployment_id": "no-such-deployment", "reason": "role check"}),
+    "list_pending_approvals": ("approve", {}),
+    "approve_change": ("approve", {"change_id": "no-such-change", "approve": False, "reason": "role check"}),
+    "query_audit_log": ("read", {}),
 }
 DENIED = ("needs role", "may not use tenant")
 

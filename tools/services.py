@@ -10,6 +10,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.remediation import ScriptGenerator
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.learning import LearningEngine
@@ -48,6 +49,9 @@ class Services:
     default_tenant: str
     anomalies: AnomalyWatch
     patterns: PatternWatch
+    deployer: Deployer
+    versions: VersionStore
+    audit: AuditLog
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)

@@ -1,0 +1,265 @@
+"""Deployment tools: list and inspect deployments (with diffs), roll one back, and decide pending approvals.
+
+Roles: reading needs ``read`` on the deployment's tenant. ``rollback_deployment`` needs ``improve``: the role that
+may deploy generated code must be able to undo it quickly, and a rollback only ever restores bytes that were there
+before (hash-checked, refused when the files changed since). ``approve_change`` and ``list_pending_approvals`` need
+``approve``. A deployment of a tenant the caller may not use is reported as not found, so ids do not leak across
+tenants. The deployer writes the audit entries (with the caller's key name as actor); the approval decision itself is
+recorded here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from generators.deploy import (
+    Deployer,
+    DeployError,
+    Deployment,
+    DeploymentStatus,
+    FileVersion,
+    InvalidStateError,
+    WorkspaceChangedError,
+)
+from generators.deploy.transaction import file_sha256
+from tools.access import Caller, Role, authorize
+from tools.errors import domain_errors
+from tools.services import Services, services
+
+MAX_DIFF_CHARS = 20_000  # all files of one get_deployment answer together
+MAX_PENDING = 100
+ID = Annotated[str, Field(min_length=1, max_length=64, description="Deployment id, as list_deployments shows it.")]
+
+
+class DeploymentSummary(BaseModel):
+    deployment_id: str = Field(description="Id of the deployment (give it to get_deployment / rollback_deployment).")
+    tenant_id: str = Field(description="Tenant the deployed component belongs to.")
+    component: str = Field(description="Component the files belong to.")
+    status: DeploymentStatus = Field(description="pending_approval, rejected, deploying, deployed, rolling_back, ...")
+    actor: str = Field(description="Key name (or 'local') that proposed or deployed it.")
+    reason: str = Field(description="Why the change was made.")
+    created_at: float = Field(description="Unix time the change was recorded.")
+    updated_at: float = Field(description="Unix time of the last status change.")
+    paths: list[str] = Field(description="Workspace-relative paths of the files it writes.")
+    commit_sha: str | None = Field(description="Git commit of the deployment; null outside git or when not deployed.")
+    rollback_reason: str | None = Field(description="Why it was rolled back, when it was.")
+    error: str | None = Field(description="Last failure or rejection note, if any.")
+
+
+class FileChange(BaseModel):
+    path: str = Field(description="Workspace-relative path.")
+    change: str = Field(description="'created' (no previous file) or 'modified'.")
+    previous_sha256: str | None = Field(description="sha256 of the bytes before; null when the file was created.")
+    new_sha256: str = Field(description="sha256 of the bytes the deployment writes.")
+    current_sha256: str | None = Field(description="sha256 of the file in the workspace now; null when absent.")
+    binary: bool = Field(description="True when either side is not UTF-8 text; no diff is shown then.")
+    diff: str | None = Field(description="Unified diff previous -> new; null for binary files or when over budget.")
+    truncated: bool = Field(description="True when the diff was cut (or left out) to keep the answer small.")
+
+
+class DeploymentDetail(DeploymentSummary):
+    rollback_commit_sha: str | None = Field(description="Git commit of the rollback, when rolled back in git.")
+    detail: dict[str, Any] = Field(description="Extra record: validation report, figures before/after, cycle data.")
+    files: list[FileChange] = Field(description="Every file of the deployment, by path.")
+    diff_truncated: bool = Field(description=f"True when some diff was cut to the {MAX_DIFF_CHARS}-character budget.")
+
+
+class DeploymentList(BaseModel):
+    tenant_id: str = Field(description="Tenant listed.")
+    status: DeploymentStatus | None = Field(description="Status filter applied; null = every status.")
+    deployments: list[DeploymentSummary] = Field(description="Deployments, newest first.")
+    has_more: bool = Field(description="True when more deployments matched than `limit`.")
+
+
+class PendingApprovals(BaseModel):
+    changes: list[DeploymentSummary] = Field(description="Changes waiting for a decision, newest first.")
+    has_more: bool = Field(description=f"True when more than {MAX_PENDING} changes are waiting.")
+
+
+class ActionResult(BaseModel):
+    deployment: DeploymentSummary = Field(description="The deployment after the action.")
+    message: str = Field(description="What was done, in one sentence.")
+
+
+def summary(d: Deployment) -> DeploymentSummary:
+    """The tool view of a deployment record."""
+    return DeploymentSummary(
+        deployment_id=d.id, tenant_id=d.tenant, component=d.component, status=d.status, actor=d.actor,
+        reason=d.reason, created_at=d.created_at, updated_at=d.updated_at, paths=list(d.paths),
+        commit_sha=d.commit_sha, rollback_reason=d.rollback_reason, error=d.error,
+    )  # fmt: skip
+
+
+def file_changes(deployer: Deployer, versions: list[FileVersion]) -> tuple[list[FileChange], bool]:
+    """Each file's hashes and diff, the diffs sharing :data:`MAX_DIFF_CHARS`; and whether any was cut."""
+    budget = MAX_DIFF_CHARS
+    cut = False
+    changes = []
+    for v in versions:
+        old, new = _text(v.previous or b""), _text(v.new)
+        diff: str | None = None
+        truncated = False
+        if old is not None and new is not None:
+            lines = difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{v.path}", f"b/{v.path}"
+            )
+            full = "".join(lines)
+            diff, truncated = (full[:budget] if budget > 0 else None), len(full) > budget
+            budget -= len(diff or "")
+            cut = cut or truncated
+        changes.append(
+            FileChange(
+                path=v.path, change="created" if v.previous is None else "modified",
+                previous_sha256=v.previous_sha256, new_sha256=v.new_sha256,
+                current_sha256=file_sha256(deployer.workspace / v.path), binary=old is None or new is None,
+                diff=diff, truncated=truncated,
+            )
+        )  # fmt: skip
+    return changes, cut
+
+
+def _text(data: bytes) -> str | None:
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> tuple[Deployment, Caller]:
+    """The deployment, after checking ``role`` and the caller's access to its tenant (else: not found)."""
+    caller = authorize(role)
+    found = await anyio.to_thread.run_sync(svc.versions.get, deployment_id)
+    if found is None or not caller.may_use(found.tenant):
+        raise ToolError(f"no deployment has id {deployment_id!r}; list_deployments shows the ids")
+    authorize(role, found.tenant)
+    return found, caller
+
+
+def pending(svc: Services, caller: Caller) -> tuple[list[Deployment], bool]:
+    """Pending changes of the tenants the caller may use, newest first, at most :data:`MAX_PENDING`."""
+    if caller.all_tenants:
+        return svc.versions.list(None, "pending_approval", MAX_PENDING)
+    found: list[Deployment] = []
+    more = False
+    for tenant in sorted(caller.tenants):
+        rows, tenant_more = svc.versions.list(tenant, "pending_approval", MAX_PENDING)
+        found += rows
+        more = more or tenant_more
+    found.sort(key=lambda d: d.created_at, reverse=True)
+    return found[:MAX_PENDING], more or len(found) > MAX_PENDING
+
+
+def register(server: MCPServer) -> None:
+    """Add the deployment and approval tools to ``server``."""
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    destructive = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+
+    @server.tool(title="List deployments", annotations=read_only)
+    async def list_deployments(
+        ctx: Context[Services, Any],
+        tenant_id: Annotated[str, Field(description="Tenant whose deployments to list.")] = "default",
+        status: Annotated[DeploymentStatus | None, Field(description="Only deployments in this status.")] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="Most deployments to return (1-200).")] = 20,
+    ) -> DeploymentList:
+        """Deployments of generated code into the workspace for a tenant, newest first, with status and files."""
+        authorize("read", tenant_id)
+        svc = services(ctx)
+        rows, more = await anyio.to_thread.run_sync(svc.versions.list, tenant_id, status, limit)
+        return DeploymentList(tenant_id=tenant_id, status=status, deployments=[summary(d) for d in rows], has_more=more)
+
+    @server.tool(title="Deployment details", annotations=read_only)
+    async def get_deployment(ctx: Context[Services, Any], deployment_id: ID) -> DeploymentDetail:
+        """One deployment: status, every file with its sha256 before/after/now and a unified diff (text files,
+        bounded), the reason, git commits, and the recorded detail (validation report, figures before/after).
+        """
+        svc = services(ctx)
+        found, _ = await visible_deployment(svc, deployment_id, "read")
+        versions = await anyio.to_thread.run_sync(svc.versions.files, deployment_id)
+        files, cut = await anyio.to_thread.run_sync(file_changes, svc.deployer, versions)
+        return DeploymentDetail(
+            **summary(found).model_dump(), rollback_commit_sha=found.rollback_commit_sha, detail=found.detail,
+            files=files, diff_truncated=cut,
+        )  # fmt: skip
+
+    @server.tool(title="Roll back a deployment", annotations=destructive)
+    async def rollback_deployment(
+        ctx: Context[Services, Any],
+        deployment_id: ID,
+        reason: Annotated[str, Field(min_length=1, max_length=2000, description="Why; kept in the audit log.")],
+    ) -> ActionResult:
+        """Restore the exact previous bytes of every file of a deployed change (files it created are removed);
+        refused, with nothing written, when those files changed since the deployment.
+        """
+        svc = services(ctx)
+        _, caller = await visible_deployment(svc, deployment_id, "improve")
+        with domain_errors():
+            try:
+                done = await anyio.to_thread.run_sync(
+                    lambda: svc.deployer.rollback(deployment_id, actor=caller.name, reason=reason)
+                )
+            except WorkspaceChangedError as exc:
+                raise ToolError(
+                    f"rollback of deployment {deployment_id} refused, nothing was written: {exc.paths} changed "
+                    "since it was deployed and rolling back would discard those changes. get_deployment shows the "
+                    "deployed and current sha256 of each file; a person must reconcile those files by hand."
+                ) from exc
+        return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
+
+    @server.tool(title="Pending approvals", annotations=read_only)
+    async def list_pending_approvals(ctx: Context[Services, Any]) -> PendingApprovals:
+        """Changes waiting in pending_approval for a decision (system-wide ones, or ones a setting marks for
+        review), for the tenants this key may use; decide with approve_change.
+        """
+        caller = authorize("approve")
+        svc = services(ctx)
+        rows, more = await anyio.to_thread.run_sync(pending, svc, caller)
+        return PendingApprovals(changes=[summary(d) for d in rows], has_more=more)
+
+    @server.tool(title="Approve or reject a change", annotations=destructive)
+    async def approve_change(
+        ctx: Context[Services, Any],
+        change_id: Annotated[str, Field(min_length=1, max_length=64, description="Id from list_pending_approvals.")],
+        approve: Annotated[bool, Field(description="True: write the change into the workspace; false: reject it.")],
+        reason: Annotated[str, Field(min_length=1, max_length=2000, description="Why; kept in the audit log.")],
+    ) -> ActionResult:
+        """Decide a pending change: approve writes its files as one transaction (refused if they changed since it
+        was proposed), reject records the refusal and writes nothing.
+        """
+        svc = services(ctx)
+        found, caller = await visible_deployment(svc, change_id, "approve")
+        with domain_errors():
+            done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
+        verb = f"deployed {len(done.paths)} files" if approve else "rejected the change; nothing was written"
+        return ActionResult(deployment=summary(done), message=verb)
+
+
+def _decide(svc: Services, found: Deployment, caller: Caller, approve: bool, reason: str) -> Deployment:
+    """Record the decision in the audit log, then apply or reject the change (a failed apply is audited too)."""
+    if found.status != "pending_approval":
+        # The deployer refuses too; checking first keeps a decision on a settled change out of the audit log.
+        raise InvalidStateError(
+            f"change {found.id} is {found.status}, not pending_approval; list_pending_approvals shows open changes"
+        )
+    svc.audit.append(
+        "approval_decision", found.id, actor=caller.name, tenant=found.tenant,
+        detail={"approve": approve, "reason": reason, "component": found.component},
+    )  # fmt: skip
+    if not approve:
+        return svc.deployer.reject(found.id, actor=caller.name, reason=reason)
+    try:
+        return svc.deployer.apply(found.id, actor=caller.name)
+    except DeployError as exc:
+        svc.audit.append(
+            "approval_failed", found.id, actor=caller.name, tenant=found.tenant,
+            detail={"error": str(exc), "component": found.component},
+        )  # fmt: skip
+        raise
