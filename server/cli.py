@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from server import __version__
 from server.guard import StartupError, check_packages
 from server.logging_setup import configure_logging
+from server.runtime import tune_process
 from server.settings import ConfigFileError, Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def _rule_name(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    tune_process()  # before the heavy imports below: they allocate enough to trigger hundreds of collections
     args = _parser().parse_args(argv)
     if args.command in ("detect-anomalies", "log-patterns"):
         return _offline(args.command, args.file)
@@ -215,9 +217,7 @@ def _unusable_dir(path: Path) -> str | None:
 
 def _serve(settings: Settings, transport: str) -> int:
     from server.app import create_server
-    from server.runtime import tune_process
 
-    tune_process()
     server = create_server(settings)
     try:
         if transport == "stdio":
