@@ -12,10 +12,11 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from generators.edit_apply import Change
 from generators.errors import GeneratorError
+from generators.generation_types import RoundOutcome
 from generators.validation import ValidationReport
 from generators.workspace_overview import tokens
 
@@ -31,7 +32,6 @@ __all__ = [
 
 # (stage, round, message); a tool turns these into MCP progress notifications.
 ProgressCallback = Callable[[str, int, str], Awaitable[None]]
-RoundOutcome = Literal["accepted", "edit_error", "validation_failed"]
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")

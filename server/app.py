@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -15,11 +16,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
 from server.notifications import Notifier
-from server.settings import Settings
+from server.settings import Settings, llm_config
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
@@ -36,6 +38,7 @@ from telemetry.store import TelemetryStore
 from tools import (
     audit,
     deployments,
+    generation,
     insights,
     monitoring,
     patterns,
@@ -48,6 +51,10 @@ from tools import (
 )
 from tools.services import Services, ServicesRef
 
+if TYPE_CHECKING:
+    from generators.generation import CodeGenerator
+    from generators.validation import StageName
+
 logger = logging.getLogger(__name__)
 SERVER_NAME = "self-building-mcp"
 INSTRUCTIONS = """\
@@ -58,7 +65,9 @@ save_script for a fix. The prompt diagnose_system walks through all of it.
 It also learns from telemetry per tenant: push metrics, logs and events with ingest_telemetry (CloudWatch can
 stream in too); query_telemetry_insights gives trends, degradations, anomalies, error patterns and ranked
 improvement opportunities; query_error_patterns groups log lines into templates; get_telemetry_sources and
-get_alarm_states show the sources' health and CloudWatch alarms."""
+get_alarm_states show the sources' health and CloudWatch alarms.
+With an LLM configured, generate_component writes, validates and (on request) deploys new components;
+list_deployments, get_deployment, rollback_deployment, approve_change and query_audit_log manage what was deployed."""
 
 
 def create_server(
@@ -67,8 +76,12 @@ def create_server(
     host_source: HostSource | None = None,
     gpu_source: GpuSource | None = None,
     clock: Callable[[], float] = time.time,
+    validation_stages: Collection[StageName] | None = None,
 ) -> MCPServer:
-    """Build the server. Nothing starts until the lifespan runs (first connection or transport start)."""
+    """Build the server. Nothing starts until the lifespan runs (first connection or transport start).
+
+    ``validation_stages`` limits the validation of generated code (every stage by default; tests skip slow ones).
+    """
     bus = InMemorySubscriptionBus()
     notifier = Notifier(bus)
     ref = ServicesRef()
@@ -78,6 +91,8 @@ def create_server(
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
         deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock)
+        llm = LLMClient(llm_config(settings))
+        generator = _generator_factory(llm, settings, validation_stages)
         anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
         retention = settings.telemetry_retention_days * 86400
         pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
@@ -119,6 +134,10 @@ def create_server(
             deployer=deployer,
             versions=versions,
             audit=audit_log,
+            llm=llm,
+            generator=generator,
+            self_building_enabled=settings.enable_self_building,
+            component_generation_enabled=settings.enable_component_generation,
             clock=clock,
             retention_seconds=retention,
         )
@@ -149,6 +168,8 @@ def create_server(
             telemetry_store.close()
             versions.close()
             audit_log.close()
+            with anyio.CancelScope(shield=True):
+                await llm.close()
 
     verifier = key_verifier(settings)
     server = MCPServer(
@@ -175,6 +196,7 @@ def create_server(
     sources.register(server)
     deployments.register(server)
     audit.register(server)
+    generation.register(server)
     return server
 
 
@@ -200,6 +222,22 @@ def _open_deployer(
             audit_log.close()
         raise
     return deployer, versions, audit_log
+
+
+def _generator_factory(
+    llm: LLMClient, settings: Settings, stages: Collection[StageName] | None
+) -> Callable[[], CodeGenerator]:
+    """The code generator, built (and its modules imported) on first use rather than at start-up."""
+
+    @functools.cache
+    def build() -> CodeGenerator:
+        from generators.generation import CodeGenerator
+        from generators.validation import ValidationConfig, ValidationPipeline
+
+        pipeline = ValidationPipeline(ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache"))
+        return CodeGenerator(llm, pipeline, settings.workspace, stages=stages)
+
+    return build
 
 
 def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:

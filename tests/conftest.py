@@ -58,6 +58,7 @@ PUBLIC_TOOLS = {
     "list_pending_approvals",
     "approve_change",
     "query_audit_log",
+    "generate_component",
 }
 
 

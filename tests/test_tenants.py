@@ -221,6 +221,7 @@ REQUIRED: dict[str, tuple[Role, dict[str, Any]]] = {
     "list_pending_approvals": ("approve", {}),
     "approve_change": ("approve", {"change_id": "no-such-change", "approve": False, "reason": "role check"}),
     "query_audit_log": ("read", {}),
+    "generate_component": ("improve", {"component_type": "utility", "requirements": "role check", "tenant_id": "acme"}),
 }
 DENIED = ("needs role", "may not use tenant")
 

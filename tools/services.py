@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
 from generators.deploy import AuditLog, Deployer, VersionStore
+from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.learning import LearningEngine
@@ -18,6 +19,9 @@ from telemetry.live import AnomalyWatch, PatternWatch
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
 from telemetry.store import TelemetryStore
+
+if TYPE_CHECKING:
+    from generators.generation import CodeGenerator
 
 
 @dataclass
@@ -52,6 +56,10 @@ class Services:
     deployer: Deployer
     versions: VersionStore
     audit: AuditLog
+    llm: LLMClient
+    generator: Callable[[], CodeGenerator]  # built on first use: start-up does not import the generation loop
+    self_building_enabled: bool = True
+    component_generation_enabled: bool = True
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)

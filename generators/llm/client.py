@@ -12,19 +12,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import openai
-from openai import AsyncOpenAI
-from openai.types.chat import (
-    ChatCompletionAssistantMessageParam,
-    ChatCompletionMessageParam,
-    ChatCompletionSystemMessageParam,
-    ChatCompletionUserMessageParam,
-)
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from generators.llm.errors import LLMError, LLMNotConfigured, LLMUnavailable
+
+if TYPE_CHECKING:  # openai takes about half a second to import: only a configured client loads it
+    import openai
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
 Role = Literal["system", "user", "assistant"]
@@ -93,6 +90,8 @@ class LLMClient:
         self._opened_at: float | None = None
         self._client: AsyncOpenAI | None = None
         if config.configured:
+            from openai import AsyncOpenAI
+
             key = config.api_key.get_secret_value() if config.api_key else "not-needed"
             self._client = AsyncOpenAI(
                 api_key=key, base_url=config.base_url, timeout=config.timeout_seconds, max_retries=config.max_retries
@@ -118,7 +117,11 @@ class LLMClient:
                 temperature=self.config.temperature if temperature is None else temperature,
                 max_tokens=max_tokens or self.config.max_tokens,
             )
-        except openai.APIError as exc:
+        except Exception as exc:
+            import openai
+
+            if not isinstance(exc, openai.APIError):
+                raise
             self._failed(exc)
             raise LLMUnavailable(f"the LLM at {self._where()} failed: {_describe(exc)}") from exc
         latency = (time.perf_counter() - started) * 1000
@@ -178,6 +181,12 @@ class LLMClient:
 
 
 def _param(message: Message) -> ChatCompletionMessageParam:
+    from openai.types.chat import (
+        ChatCompletionAssistantMessageParam,
+        ChatCompletionSystemMessageParam,
+        ChatCompletionUserMessageParam,
+    )
+
     if message.role == "system":
         return ChatCompletionSystemMessageParam(role="system", content=message.content)
     if message.role == "assistant":
@@ -186,6 +195,8 @@ def _param(message: Message) -> ChatCompletionMessageParam:
 
 
 def _describe(exc: openai.APIError) -> str:
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return "timed out"
     if isinstance(exc, openai.APIConnectionError):

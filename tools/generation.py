@@ -1,0 +1,277 @@
+"""``generate_component``: ask the LLM for a new component, validate it, and optionally deploy it.
+
+Role ``improve`` on the tenant. The tenant ``default`` (or the server's default tenant) is not tenant-scoped: its
+component goes to ``components/<name>.py``; any other tenant's to ``components/<tenant>/<name>.py``. A generation
+that fails validation after every round is a normal answer (``succeeded`` false, with the report), so the agent can
+read why; a refused request (flags off, no LLM, LLM down, bad name) is a ``ToolError``. With ``deploy`` the accepted
+files are written as one transaction, except for tenant ``system``: system-wide changes wait in
+``pending_approval`` for a caller with the ``approve`` role. Every request and result is in the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from generators.deploy import Deployment, DeploymentStatus
+from generators.generation_types import RoundOutcome
+from generators.llm import LLMError, LLMNotConfigured
+from tools.access import Caller, authorize
+from tools.errors import domain_errors
+from tools.services import Services, services
+
+if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
+    from generators.generation_rounds import GenerationResult, RoundRecord
+    from generators.validation import ValidationReport
+
+MAX_DIFF_CHARS = 20_000
+MAX_PROBLEM_CHARS = 2_000  # each problem of a round
+MAX_REPORT_CHARS = 8_000  # the validation text, and the validation dict's JSON size
+MAX_FINDINGS = 20  # per stage in the validation dict
+MAX_OUTPUT_TAIL = 2_000  # test output kept per stage in the validation dict
+EXCERPT_CHARS = 500  # of the requirements, in the audit log
+DEFAULT_TENANT = "default"
+SYSTEM_TENANT = "system"
+
+
+class RoundSummary(BaseModel):
+    number: int = Field(description="Round number, from 1.")
+    outcome: RoundOutcome = Field(description="accepted, edit_error (reply not applicable) or validation_failed.")
+    problems: list[str] = Field(description="What the model was told was wrong (each cut to a bounded length).")
+    problems_truncated: bool = Field(description="True when some problem text was cut.")
+    files: list[str] = Field(description="Files the change held after this round.")
+    prompt_tokens: int = Field(description="Prompt tokens of this round's LLM call.")
+    completion_tokens: int = Field(description="Completion tokens of this round's LLM call.")
+
+
+class DeploymentRef(BaseModel):
+    deployment_id: str = Field(description="Id for get_deployment / rollback_deployment / approve_change.")
+    status: DeploymentStatus = Field(description="deployed, or pending_approval for system-wide changes.")
+
+
+class GenerationOutput(BaseModel):
+    succeeded: bool = Field(description="True when a change passed validation; false means read rounds/validation.")
+    tenant_id: str = Field(description="Tenant the component belongs to.")
+    target_path: str | None = Field(description="Workspace-relative module path of the new component.")
+    files: list[str] = Field(description="Every file of the accepted change (module and tests); empty on failure.")
+    diff: str = Field(description="Unified diff of the accepted change (new files against /dev/null).")
+    diff_truncated: bool = Field(description=f"True when the diff was cut to {MAX_DIFF_CHARS} characters.")
+    rounds: list[RoundSummary] = Field(description="Each ask -> apply -> validate round, in order.")
+    validation: dict[str, Any] | None = Field(
+        description="Last validation report: passed, duration_ms, stages with findings (bounded); null if none ran."
+    )
+    validation_text: str = Field(description="The same report as compact text (bounded); empty if none ran.")
+    validation_truncated: bool = Field(description="True when findings or output were cut from the report.")
+    prompt_tokens: int = Field(description="Prompt tokens over all rounds.")
+    completion_tokens: int = Field(description="Completion tokens over all rounds.")
+    deployment: DeploymentRef | None = Field(description="The deployment when deploy=true and generation succeeded.")
+    deploy_error: str | None = Field(description="Why the deploy was refused or failed; the change was not written.")
+    message: str = Field(description="What happened, in one sentence.")
+
+
+def register(server: MCPServer) -> None:
+    """Add ``generate_component`` to ``server``."""
+
+    @server.tool(
+        title="Generate a component",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def generate_component(
+        ctx: Context[Services, Any],
+        component_type: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=64,
+                description="Kind of component (utility, service, http_client, ...); network types may use the net.",
+            ),
+        ],
+        requirements: Annotated[
+            str, Field(min_length=1, max_length=20_000, description="What the component must do, in plain words.")
+        ],
+        context: Annotated[
+            str | None, Field(max_length=20_000, description="Extra context for the model (APIs, constraints).")
+        ] = None,
+        name: Annotated[
+            str | None,
+            Field(max_length=64, description="Module name (lower_snake_case); derived from requirements if null."),
+        ] = None,
+        tenant_id: Annotated[
+            str, Field(min_length=1, max_length=64, description="Tenant; 'default' = shared components/ root.")
+        ] = DEFAULT_TENANT,
+        deploy: Annotated[
+            bool,
+            Field(description="Write the accepted change into the workspace (tenant 'system': propose for approval)."),
+        ] = False,
+    ) -> GenerationOutput:
+        """Generate a new Python component (with tests) with the LLM, validated by syntax, imports, security,
+        types, quality, tenant isolation and sandboxed tests, with problems fed back for up to 3 rounds. Returns
+        the diff and the validation report; deploy=true also writes it (system-wide changes wait for approval).
+        """
+        caller = authorize("improve", tenant_id)
+        svc = services(ctx)
+        _check_enabled(svc)
+        if not svc.llm.configured:
+            raise ToolError(str(LLMNotConfigured()))
+        scoped = None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else tenant_id
+        await anyio.to_thread.run_sync(_audit_request, svc, caller, tenant_id, component_type, requirements, name)
+        steps = 0
+
+        async def progress(stage: str, number: int, message: str) -> None:
+            nonlocal steps
+            steps += 1
+            await ctx.report_progress(steps, None, f"round {number} {stage}: {message}")
+
+        try:
+            with domain_errors():
+                result = await svc.generator().generate_component(
+                    component_type, requirements, name=name, context=context, tenant_id=scoped, progress=progress
+                )
+        except ToolError as exc:
+            error = exc.__cause__ if isinstance(exc.__cause__, LLMError) else exc
+            await anyio.to_thread.run_sync(_audit_failure, svc, caller, tenant_id, str(error))
+            raise
+        await anyio.to_thread.run_sync(_audit_result, svc, caller, tenant_id, result)
+        deployment, deploy_error = None, None
+        if deploy and result.succeeded:
+            await ctx.report_progress(steps + 1, None, "deploying")
+            deployment, deploy_error = await anyio.to_thread.run_sync(
+                _deploy, svc, caller, tenant_id, requirements, result
+            )
+        return _output(tenant_id, result, deployment, deploy_error, deploy)
+
+
+def _check_enabled(svc: Services) -> None:
+    if not svc.self_building_enabled:
+        raise ToolError(
+            "self-building is switched off on this server (setting enable_self_building / "
+            "SELF_BUILDING_ENABLE_SELF_BUILDING=false); an operator must turn it on"
+        )
+    if not svc.component_generation_enabled:
+        raise ToolError(
+            "component generation is switched off on this server (setting enable_component_generation / "
+            "SELF_BUILDING_ENABLE_COMPONENT_GENERATION=false); an operator must turn it on"
+        )
+
+
+def _audit_request(
+    svc: Services, caller: Caller, tenant: str, component_type: str, requirements: str, name: str | None
+) -> None:
+    detail = {"component_type": component_type, "name": name, "requirements": requirements[:EXCERPT_CHARS]}
+    svc.audit.append("generation_request", name or component_type, actor=caller.name, tenant=tenant, detail=detail)
+
+
+def _audit_failure(svc: Services, caller: Caller, tenant: str, error: str) -> None:
+    detail = {"succeeded": False, "error": error[:EXCERPT_CHARS]}
+    svc.audit.append("generation_result", "error", actor=caller.name, tenant=tenant, detail=detail)
+
+
+def _audit_result(svc: Services, caller: Caller, tenant: str, result: GenerationResult) -> None:
+    detail = {
+        "succeeded": result.succeeded,
+        "rounds": len(result.rounds),
+        "outcomes": [r.outcome for r in result.rounds],
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "files": sorted(result.change.files) if result.change else [],
+        "validation_passed": result.report.passed if result.report else None,
+    }
+    subject = result.target_path or "component"
+    svc.audit.append("generation_result", subject, actor=caller.name, tenant=tenant, detail=detail)
+
+
+def _deploy(
+    svc: Services, caller: Caller, tenant: str, requirements: str, result: GenerationResult
+) -> tuple[Deployment | None, str | None]:
+    """Deploy (or, for tenant ``system``, propose) the accepted change; a refusal comes back as its message."""
+    assert result.change is not None  # only called for a succeeded result
+    files = {path: text.encode("utf-8") for path, text in result.change.files.items()}
+    component = (result.target_path or "component").rsplit("/", 1)[-1].removesuffix(".py")
+    reason = f"generated: {requirements[:200]}"
+    detail = {"validation": result.report.to_dict() if result.report else None, "rounds": len(result.rounds)}
+    try:
+        with domain_errors():
+            if tenant == SYSTEM_TENANT:
+                done = svc.deployer.propose(
+                    tenant, component, files, actor=caller.name, reason=reason, hold_for_approval=True, detail=detail
+                )
+            else:
+                done = svc.deployer.deploy(tenant, component, files, actor=caller.name, reason=reason, detail=detail)
+    except ToolError as exc:
+        return None, str(exc)
+    return done, None
+
+
+def _output(
+    tenant: str, result: GenerationResult, deployment: Deployment | None, deploy_error: str | None, deploy: bool
+) -> GenerationOutput:
+    validation, cut = _bounded_report(result.report)
+    text = result.report.render() if result.report else ""
+    if deployment is not None:
+        action = f"; deployment {deployment.id} is {deployment.status}"
+    elif deploy_error is not None:
+        action = f"; not deployed: {deploy_error}"
+    else:
+        action = "; nothing was written (deploy=false)" if result.succeeded else ""
+    verdict = "accepted" if result.succeeded else "failed validation in every round"
+    return GenerationOutput(
+        succeeded=result.succeeded,
+        tenant_id=tenant,
+        target_path=result.target_path,
+        files=sorted(result.change.files) if result.change else [],
+        diff=result.diff[:MAX_DIFF_CHARS],
+        diff_truncated=len(result.diff) > MAX_DIFF_CHARS,
+        rounds=[_round(r) for r in result.rounds],
+        validation=validation,
+        validation_text=text[:MAX_REPORT_CHARS],
+        validation_truncated=cut or len(text) > MAX_REPORT_CHARS,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        deployment=DeploymentRef(deployment_id=deployment.id, status=deployment.status) if deployment else None,
+        deploy_error=deploy_error,
+        message=f"generation {verdict} after {len(result.rounds)} round(s){action}",
+    )
+
+
+def _round(record: RoundRecord) -> RoundSummary:
+    problems = [p[:MAX_PROBLEM_CHARS] for p in record.problems]
+    return RoundSummary(
+        number=record.number,
+        outcome=record.outcome,
+        problems=problems,
+        problems_truncated=any(len(p) > MAX_PROBLEM_CHARS for p in record.problems),
+        files=list(record.files),
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+    )
+
+
+def _bounded_report(report: ValidationReport | None) -> tuple[dict[str, Any] | None, bool]:
+    """The report as a dict with at most :data:`MAX_FINDINGS` findings and a short output tail per stage."""
+    if report is None:
+        return None, False
+    data = report.to_dict()
+    cut = False
+    for stage in data["stages"]:
+        if len(stage["findings"]) > MAX_FINDINGS:
+            stage["findings"], cut = stage["findings"][:MAX_FINDINGS], True
+        tail = stage["details"].get("output_tail")
+        if isinstance(tail, str) and len(tail) > MAX_OUTPUT_TAIL:
+            stage["details"]["output_tail"], cut = tail[-MAX_OUTPUT_TAIL:], True
+    if len(json.dumps(data)) > MAX_REPORT_CHARS:
+        # Still too big (long messages): keep the verdict and per-stage status only; the text form has the rest.
+        data = {
+            "passed": data["passed"],
+            "duration_ms": data["duration_ms"],
+            "stages": [{"name": s["name"], "status": s["status"], "note": s["note"]} for s in data["stages"]],
+        }
+        cut = True
+    return data, cut
