@@ -15,6 +15,7 @@ from server.settings import Settings
 from telemetry.gpu import GpuSource
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
+from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx2
+import pytest
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -123,3 +125,30 @@ class FaultServer:
     def count(self) -> int:
         with self._lock:
             return len(self.requests)
+
+
+def client(service: str) -> Any:
+    """A boto3 client for the moto server the environment points at (see :func:`aws_environment`)."""
+    import boto3
+
+    name: Any = service  # the stubs only type literal service names
+    return boto3.client(name, region_name="us-east-1")
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """A moto server for the module, with the AWS environment pointing at it."""
+    server = MotoServer(free_port())
+    server.start()
+    try:
+        with aws_environment(server.url):
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto: MotoServer) -> Iterator[MotoServer]:
+    """The module's moto server, emptied for this test."""
+    moto.reset()
+    yield moto

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from server.settings import Settings
@@ -18,30 +16,9 @@ from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
-from tests.moto_server import MotoServer, aws_environment, free_port
+from tests.moto_server import MotoServer, client
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer(free_port())
-    server.start()
-    try:
-        with aws_environment(server.url):
-            yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws(moto: MotoServer) -> Iterator[MotoServer]:
-    moto.reset()
-    yield moto
-
-
-def client(service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1")
 
 
 def put_metrics(namespace: str, name: str, dims: dict[str, str], values: list[float], now: float) -> None:

@@ -9,45 +9,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import boto3
 import pytest
 
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.setup import DEFAULT_QUEUE_NAME, DEFAULT_RULE_NAME, REQUIRED_PERMISSIONS
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.sqlite_store import SqliteTelemetryStore
-from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, aws_environment, free_port
+from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client, free_port
 
 CLI = [sys.executable, "-m", "server"]
 COMMAND = [*CLI, "cloudwatch", "setup"]
 ALARM_PATTERN = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    server = MotoServer(free_port())
-    server.start()
-    try:
-        with aws_environment(server.url):
-            yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws(moto: MotoServer) -> Iterator[MotoServer]:
-    moto.reset()
-    yield moto
-
-
-def client(service: str) -> Any:
-    name: Any = service  # the stubs only type literal service names
-    return boto3.client(name, region_name="us-east-1")
 
 
 def setup(

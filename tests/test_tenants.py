@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx2
 import pytest
 from mcp import Client, MCPError
@@ -28,7 +27,8 @@ from server.settings import ConfigFileError, Settings, load_settings
 from server.tenants import LEGACY_KEY_NAME, TenantsFileError, access_keys, load_tenants_file
 from telemetry.cloudwatch.config import CloudWatchConfig
 from tests.conftest import PUBLIC_TOOLS, ServerFactory, call, call_error, connect
-from tests.moto_server import MotoServer, aws_environment, free_port
+from tests.moto_server import MotoServer
+from tests.moto_server import client as aws_client
 from tests.test_cli import run as run_cli
 from tests.test_transports import HEADERS, INIT, start_http
 from tools.access import ALL_TENANTS, ROLES, Role, caller_from_token, scopes_for
@@ -292,20 +292,9 @@ async def test_resources_need_read(make_server: ServerFactory) -> None:
 # --- alarm states are filtered by tenant ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def aws() -> Iterator[MotoServer]:
-    server = MotoServer(free_port())
-    server.start()
-    try:
-        with aws_environment(server.url):
-            yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.anyio
 async def test_alarm_states_show_only_the_callers_tenants(aws: MotoServer, make_server: ServerFactory) -> None:
-    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    cw = aws_client("cloudwatch")
     for name, tenant in (("app-acme", "acme"), ("app-beta", "beta"), ("app-untagged", None)):
         cw.put_metric_alarm(
             AlarmName=name,

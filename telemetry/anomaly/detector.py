@@ -122,7 +122,8 @@ class SeriesDetector:
                 level = max(mid - values.q_hi, values.q_lo - mid) / (values.spread * cfg.level_threshold)
                 if level > raw:
                     raw = level
-        # Reference.add, inlined (the hottest line of the detector): the window and its sorted copy move together.
+        # The window and its sorted copy move together (two binary searches and a memmove per point, instead of a
+        # sort of the whole window at every refresh); inlined, as this is the detector's hottest path.
         window, ordered = values.recent, values.ordered
         if len(window) == window.maxlen:
             del ordered[bisect_left(ordered, window[0])]

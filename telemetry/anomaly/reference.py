@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections import deque
 from itertools import islice
 from typing import Any
@@ -13,9 +12,9 @@ _INF = float("inf")
 class Reference:
     """What is normal for one signal, learned from its past values only.
 
-    ``push`` is O(1); ``refresh`` (every ``refresh`` points) sorts the recent window once, so per-point cost stays
-    flat. ``hi``/``lo`` are the extremes over ``memory`` points (kept per block, updated on every push), the
-    quantiles come from the last ``window`` points.
+    The detector appends to ``recent`` (and, for the values, keeps ``ordered`` in step) and raises ``hi``/``lo``
+    point by point; ``refresh`` (every ``refresh`` points) closes a block, so per-point cost stays flat. ``hi``/``lo``
+    are the extremes over ``memory`` points (kept per block), the quantiles come from the last ``window`` points.
     """
 
     __slots__ = (
@@ -35,7 +34,7 @@ class Reference:
 
     def __init__(self, window: int, memory_blocks: int, min_count: int) -> None:
         self.recent: deque[float] = deque(maxlen=window)
-        self.ordered: list[float] = []  # ``recent`` kept sorted, for the quantiles (see ``add``)
+        self.ordered: list[float] = []  # ``recent`` kept sorted by whoever appends to it, for the quantiles
         self.blocks_hi: deque[float] = deque(maxlen=max(1, memory_blocks))
         self.blocks_lo: deque[float] = deque(maxlen=max(1, memory_blocks))
         self.min_count = min_count
@@ -44,23 +43,6 @@ class Reference:
         self.q_lo = self.q_hi = self.median = 0.0
         self.spread = 1.0
         self.ready = False
-
-    def push(self, x: float) -> None:
-        """Add one observation."""
-        self.recent.append(x)
-        if x > self.hi:
-            self.hi = x
-        if x < self.lo:
-            self.lo = x
-
-    def add(self, x: float) -> None:
-        """Append to ``recent`` and keep ``ordered`` in step: two binary searches and a memmove per point instead
-        of sorting the whole window at every refresh (the quantiles come out the same)."""
-        recent, ordered = self.recent, self.ordered
-        if len(recent) == recent.maxlen:
-            del ordered[bisect_left(ordered, recent[0])]
-        recent.append(x)
-        insort(ordered, x)
 
     def refresh(self, block: int, tail: float, quantiles: bool = True) -> None:
         """Close the current block of ``block`` points and recompute the scale.

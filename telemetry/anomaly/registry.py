@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any
 
 from telemetry.anomaly.config import DetectorConfig
 from telemetry.anomaly.detector import Detection, SeriesDetector
@@ -35,20 +34,9 @@ class AnomalyDetector:
 
     def update(self, key: Hashable, timestamp: float, value: float) -> Detection | None:
         """Feed one point of series ``key``; None when the point is out of order (already past it)."""
-        series = self._series
-        det = series.get(key)
-        if det is None:
-            det = SeriesDetector(self.config)
-            series[key] = det
-            if len(series) > self.max_series:
-                old, _ = series.popitem(last=False)
-                self._last_ts.pop(old, None)
-                self.evicted += 1
-        else:
-            last = self._last_ts.get(key)
-            if last is not None and timestamp <= last:
-                return None
-            series.move_to_end(key)
+        det, last = self._slot(key)
+        if timestamp <= last:
+            return None
         self._last_ts[key] = timestamp
         return det.update(timestamp, value)
 
@@ -56,19 +44,7 @@ class AnomalyDetector:
         """Feed several points of one series (oldest first); returns ``(timestamp, value, verdict)`` of those
         reported as anomalies. Cheaper than :meth:`update` per point: the series is looked up once.
         """
-        series = self._series
-        det = series.get(key)
-        if det is None:
-            det = SeriesDetector(self.config)
-            series[key] = det
-            if len(series) > self.max_series:
-                old, _ = series.popitem(last=False)
-                self._last_ts.pop(old, None)
-                self.evicted += 1
-            last = float("-inf")
-        else:
-            series.move_to_end(key)
-            last = self._last_ts.get(key, float("-inf"))
+        det, last = self._slot(key)
         update = det.update
         found: list[tuple[float, float, Detection]] = []
         for ts, value in points:
@@ -82,6 +58,21 @@ class AnomalyDetector:
             self._last_ts[key] = last
         return found
 
+    def _slot(self, key: Hashable) -> tuple[SeriesDetector, float]:
+        """The series' detector (created, evicting the least recently updated beyond the bound, or marked as just
+        used) and the timestamp of its last point (-inf for a new one)."""
+        series = self._series
+        det = series.get(key)
+        if det is not None:
+            series.move_to_end(key)
+            return det, self._last_ts.get(key, float("-inf"))
+        det = series[key] = SeriesDetector(self.config)
+        if len(series) > self.max_series:
+            old, _ = series.popitem(last=False)
+            self._last_ts.pop(old, None)
+            self.evicted += 1
+        return det, float("-inf")
+
     def detector(self, key: Hashable) -> SeriesDetector | None:
         """The detector of one series, or None when it is not tracked."""
         return self._series.get(key)
@@ -90,8 +81,3 @@ class AnomalyDetector:
         """Points consumed for ``key`` (0 when unknown)."""
         det = self._series.get(key)
         return det.count if det is not None else 0
-
-    def state_dict(self, key: Hashable) -> dict[str, Any] | None:
-        """The snapshot of one series' detector, or None when it is not tracked."""
-        det = self._series.get(key)
-        return det.state_dict() if det is not None else None

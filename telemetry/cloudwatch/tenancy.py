@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
+
+from telemetry.ingest import TENANT_PATTERN
 
 logger = logging.getLogger(__name__)
 TENANT_KEY = "TenantId"
-_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the same rule as ingest_telemetry's tenant_id
 
 
 def tenant_for(value: object, default: str) -> str:
@@ -16,7 +16,7 @@ def tenant_for(value: object, default: str) -> str:
     if value is None:
         return default
     text = str(value)
-    if _VALID.match(text):
+    if TENANT_PATTERN.match(text):  # the rule ingest_telemetry applies to tenant_id
         return text
     logger.debug("TenantId %r is not a valid tenant id; the item goes to tenant %r", text[:80], default)
     return default

@@ -15,6 +15,7 @@ from typing import Any
 
 from telemetry.anomaly import AnomalyDetector, DetectorConfig
 from telemetry.insights import Insight, Severity, insight_id
+from telemetry.learning import component_of
 from telemetry.store import EventRecord, MetricPoint, TelemetryStore
 from telemetry.trends import Direction, direction_for
 
@@ -23,13 +24,6 @@ DETECTOR_SOURCE = "detector"
 MAX_EVENTS_READ = 5_000
 
 SeriesId = tuple[str, str, tuple[tuple[str, str], ...], str]
-
-
-def _component(dimensions: dict[str, str]) -> str | None:
-    for key in ("Component", "component", "Service", "service"):
-        if key in dimensions:
-            return dimensions[key]
-    return None
 
 
 def _severity(score: float, occurrences: int) -> Severity:
@@ -139,7 +133,7 @@ class AnomalyWatch:
                     tenant=tenant,
                     metric=metric,
                     dimensions=dims,
-                    component=_component(dims),
+                    component=component_of(dims),
                     summary=f"{metric}: {len(group)} anomal{'y' if len(group) == 1 else 'ies'} in the window; latest "
                     f"{value:.4g} where {typical:.4g} is typical",
                     evidence={

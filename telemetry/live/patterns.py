@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 
 from telemetry.insights import Insight, Severity, insight_id
-from telemetry.logpatterns import LogPatternMiner, MinerConfig, is_error, parse_line
+from telemetry.logpatterns import LogPatternMiner, MinerConfig, parse_line
 from telemetry.store import LogRecord, TelemetryStore
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def _feed(state: _Tenant, record: LogRecord) -> None:
     match = state.miner.add(message, timestamp=record.timestamp, level=level, component=component)
     bucket = state.hours[match.pattern_id].setdefault(int(record.timestamp // HOUR), _Hour())
     bucket.count += 1
-    if is_error(message, level):
+    if match.is_error:  # judged once, by the miner
         bucket.errors += 1
     if record.timestamp < bucket.first:
         bucket.first = record.timestamp

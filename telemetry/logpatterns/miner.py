@@ -56,11 +56,13 @@ class MinerConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class PatternMatch:
-    """Where one message landed: the pattern's stable id, its template now, and whether the message created it."""
+    """Where one message landed: the pattern's stable id, its template now, whether the message created it, and
+    whether :meth:`LogPatternMiner.add` counted it as an error (``match`` does not judge that: always False)."""
 
     pattern_id: int
     template: str
     is_new: bool
+    is_error: bool = False
 
 
 class PatternStats(BaseModel):
@@ -131,8 +133,8 @@ class LogPatternMiner:
             pattern = self._merge_covered(created)
             is_new = pattern is created
         self._patterns.move_to_end(pattern.pattern_id)
-        self._record(pattern, message, now, level, component)
-        return PatternMatch(pattern.pattern_id, pattern.template, is_new)
+        error = self._record(pattern, message, now, level, component)
+        return PatternMatch(pattern.pattern_id, pattern.template, is_new, error)
 
     def match(self, message: str) -> PatternMatch | None:
         """The pattern ``message`` fits as it is, changing nothing; None when it fits none."""
@@ -257,16 +259,19 @@ class LogPatternMiner:
         if not bucket:
             del self._index[pattern.key]
 
-    def _record(self, pattern: _Pattern, message: str, now: float, level: str | None, component: str | None) -> None:
+    def _record(self, pattern: _Pattern, message: str, now: float, level: str | None, component: str | None) -> bool:
+        """Count one message of ``pattern``; returns whether it is an error."""
         pattern.count += 1
         pattern.last_seen = max(pattern.last_seen, now)
         upper = level.upper() if level else None
         if upper:
             pattern.levels[upper] += 1
-        if is_error(message, upper, self.config.max_message_chars):
+        error = is_error(message, upper, self.config.max_message_chars)
+        if error:
             pattern.error_count += 1
         if component:
             self._add_component(pattern, component)
+        return error
 
     def _add_component(self, pattern: _Pattern, component: str) -> None:
         if component not in pattern.components and len(pattern.components) < self.config.max_components:
