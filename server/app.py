@@ -16,10 +16,14 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.improvement import CycleConfig, SqliteCycleStore
+from generators.improvement.candidate import CandidateRunner
+from generators.improvement.cycle import ImprovementService
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
+from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
 from server.notifications import Notifier
 from server.settings import Settings, llm_config
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
@@ -39,6 +43,7 @@ from tools import (
     audit,
     deployments,
     generation,
+    improvement,
     insights,
     monitoring,
     patterns,
@@ -111,6 +116,28 @@ def create_server(
             max_age_seconds=settings.events_max_age_days * 86400,
             clock=clock,
         )
+        learning = LearningEngine(
+            raw_store, analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights], clock=clock
+        )
+        cycles = await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3")
+        runner = CandidateRunner(
+            store=cycles,
+            deployer=deployer,
+            audit=audit_log,
+            generator=generator,
+            figures=TelemetryFigures(raw_store),
+            config=cycle_config(settings),
+            clock=clock,
+        )
+        improvements = ImprovementService(
+            runner,
+            LearningOpportunities(learning),
+            ready=partial(_cycles_ready, settings, llm),
+            autonomous_tenants=tuple(settings.autonomous_tenants or [settings.default_tenant])
+            if settings.enable_autonomous_improvements
+            else (),
+            autonomous_interval_seconds=settings.autonomous_interval_hours * 3600,
+        )
         cloudwatch = (
             CloudWatchStreamer(settings.cloudwatch, telemetry_store, clock=clock)
             if settings.enable_cloudwatch_streaming
@@ -124,9 +151,7 @@ def create_server(
             scripts=ScriptGenerator(),
             scripts_dir=settings.scripts_dir,
             telemetry=telemetry_store,
-            learning=LearningEngine(
-                raw_store, analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights], clock=clock
-            ),
+            learning=learning,
             cloudwatch=cloudwatch,
             default_tenant=settings.default_tenant,
             anomalies=anomalies,
@@ -136,6 +161,8 @@ def create_server(
             audit=audit_log,
             llm=llm,
             generator=generator,
+            improvements=improvements,
+            improvement_wait_seconds=settings.improvement_wait_seconds,
             self_building_enabled=settings.enable_self_building,
             component_generation_enabled=settings.enable_component_generation,
             clock=clock,
@@ -146,6 +173,10 @@ def create_server(
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
                 sampler.add_listener(_recorder(telemetry_store, settings.default_tenant))
+                await improvements.open(task_group)
+                telemetry_store.event_listeners.append(
+                    alarm_listener(settings.critical_alarms, improvements.request_emergency)
+                )
                 await prune_once(telemetry_store, retention, clock)
                 task_group.start_soon(partial(prune_forever, telemetry_store, retention, clock=clock))
                 if cloudwatch is not None:
@@ -168,6 +199,7 @@ def create_server(
             telemetry_store.close()
             versions.close()
             audit_log.close()
+            cycles.close()
             with anyio.CancelScope(shield=True):
                 await llm.close()
 
@@ -197,6 +229,7 @@ def create_server(
     deployments.register(server)
     audit.register(server)
     generation.register(server)
+    improvement.register(server)
     return server
 
 
@@ -238,6 +271,30 @@ def _generator_factory(
         return CodeGenerator(llm, pipeline, settings.workspace, stages=stages)
 
     return build
+
+
+def cycle_config(settings: Settings) -> CycleConfig:
+    """The improvement cycle's configuration from the settings."""
+    return CycleConfig(
+        monitoring_seconds=settings.improvement_monitoring_seconds,
+        regression_percent=settings.improvement_regression_percent,
+        benchmark_runs=settings.improvement_benchmark_runs,
+        benchmark_timeout_seconds=settings.improvement_benchmark_timeout_seconds,
+        max_concurrency=settings.improvement_max_concurrency,
+        rollback_enabled=settings.enable_improvement_rollback,
+        review_required=settings.improvement_review_required,
+        review_components=frozenset(settings.improvement_review_components),
+        default_tenant=settings.default_tenant,
+    )
+
+
+def _cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
+    """Why cycles cannot run without a caller now, or ``None``."""
+    if not settings.enable_self_building:
+        return "self-building is switched off (enable_self_building)"
+    if not llm.configured:
+        return "no LLM is configured (SELF_BUILDING_LLM_MODEL and SELF_BUILDING_LLM_BASE_URL)"
+    return None
 
 
 def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:

@@ -109,7 +109,39 @@ class Settings(BaseSettings):
     enable_component_generation: bool = Field(True, description="Allow generation of new components.")
     enable_improvement_rollback: bool = Field(True, description="Roll back deployments that regress.")
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    improvement_monitoring_seconds: float = Field(
+        3600.0, gt=0, description="How long a deployed improvement is watched before it is kept or rolled back."
+    )
+    improvement_regression_percent: float = Field(
+        10.0, gt=0, description="A change this much worse (benchmark, metric or error rate) is rolled back."
+    )
+    improvement_benchmark_runs: int = Field(3, ge=1, le=50, description="Benchmark runs per side (interleaved).")
+    improvement_benchmark_timeout_seconds: float = Field(120.0, gt=0, description="Per benchmark or test run.")
+    improvement_max_concurrency: int = Field(2, ge=1, le=16, description="Candidates of a cycle worked at once.")
+    improvement_review_required: bool = Field(False, description="Hold every improvement for approval.")
+    improvement_review_components: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Components whose improvements wait for approval (comma-separated)."
+    )
+    improvement_wait_seconds: float = Field(
+        300.0, ge=0, description="How long trigger_improvement_cycle waits for the cycle before answering."
+    )
+    autonomous_interval_hours: float = Field(24.0, gt=0, description="Autonomous cycles run this often.")
+    autonomous_tenants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Tenants autonomous cycles cover (default: the default tenant)."
+    )
+    critical_alarms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["HighErrorRate", "HighLatency"],
+        description="CloudWatch alarms that start an emergency cycle for their Component when they enter ALARM.",
+    )
+
+    @field_validator(
+        "allowed_hosts",
+        "allowed_origins",
+        "improvement_review_components",
+        "autonomous_tenants",
+        "critical_alarms",
+        mode="before",
+    )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

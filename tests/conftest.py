@@ -60,6 +60,8 @@ PUBLIC_TOOLS = {
     "approve_change",
     "query_audit_log",
     "generate_component",
+    "trigger_improvement_cycle",
+    "get_improvement_cycle",
 }
 
 

@@ -222,6 +222,8 @@ REQUIRED: dict[str, tuple[Role, dict[str, Any]]] = {
     "approve_change": ("approve", {"change_id": "no-such-change", "approve": False, "reason": "role check"}),
     "query_audit_log": ("read", {}),
     "generate_component": ("improve", {"component_type": "utility", "requirements": "role check", "tenant_id": "acme"}),
+    "trigger_improvement_cycle": ("improve", {"tenant_id": "acme", "dry_run": True}),
+    "get_improvement_cycle": ("read", {"cycle_id": "no-such-cycle"}),
 }
 DENIED = ("needs role", "may not use tenant")
 

@@ -238,6 +238,10 @@ def register(server: MCPServer) -> None:
         found, caller = await visible_deployment(svc, change_id, "approve")
         with domain_errors():
             done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
+        if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
+            await svc.improvements.after_approval(done.id, done.updated_at)
+        elif done.status == "rejected":
+            await svc.improvements.after_rejection(done.id)
         verb = f"deployed {len(done.paths)} files" if approve else "rejected the change; nothing was written"
         return ActionResult(deployment=summary(done), message=verb)
 

@@ -118,7 +118,7 @@ def register(server: MCPServer) -> None:
         """
         caller = authorize("improve", tenant_id)
         svc = services(ctx)
-        _check_enabled(svc)
+        check_enabled(svc)
         if not svc.llm.configured:
             raise ToolError(str(LLMNotConfigured()))
         scoped = None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else tenant_id
@@ -149,7 +149,7 @@ def register(server: MCPServer) -> None:
         return _output(tenant_id, result, deployment, deploy_error, deploy)
 
 
-def _check_enabled(svc: Services) -> None:
+def check_enabled(svc: Services) -> None:
     if not svc.self_building_enabled:
         raise ToolError(
             "self-building is switched off on this server (setting enable_self_building / "

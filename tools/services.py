@@ -22,6 +22,7 @@ from telemetry.store import TelemetryStore
 
 if TYPE_CHECKING:
     from generators.generation import CodeGenerator
+    from generators.improvement.cycle import ImprovementService
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Services:
     audit: AuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]  # built on first use: start-up does not import the generation loop
+    improvements: ImprovementService
+    improvement_wait_seconds: float = 300.0
     self_building_enabled: bool = True
     component_generation_enabled: bool = True
     stats: ToolStats = field(default_factory=ToolStats)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +69,10 @@ class VersionStore(Protocol):
 
     def update(self, deployment_id: str, status: DeploymentStatus, at: float, **fields: str | None) -> None:
         """Set the status (and any of commit_sha, rollback_reason, rollback_commit_sha, error)."""
+        ...
+
+    def merge_detail(self, deployment_id: str, detail: Mapping[str, Any]) -> None:
+        """Add ``detail``'s keys to the deployment's detail record (figures, verdicts found after creation)."""
         ...
 
     def list(
@@ -150,6 +154,16 @@ class SqliteVersionStore:
             conn.execute(
                 f"UPDATE deployments SET status = ?, updated_at = ?{assignments} WHERE id = ?",
                 (status, at, *fields.values(), deployment_id),
+            )
+
+    def merge_detail(self, deployment_id: str, detail: Mapping[str, Any]) -> None:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT detail FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
+            if row is None:
+                return
+            merged = {**json.loads(row[0]), **detail}
+            conn.execute(
+                "UPDATE deployments SET detail = ? WHERE id = ?", (json.dumps(merged, default=str), deployment_id)
             )
 
     def list(

@@ -95,12 +95,12 @@ def run_tests(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            timed_out = _wait(process, timeout_s)
+            timed_out = wait_or_kill(process, timeout_s)
         output = _tail(log, config.max_output_chars)
     return _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
 
 
-def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """Wait for pytest; on timeout kill its whole process group. Strays are killed either way."""
     try:
         process.wait(timeout=timeout_s)

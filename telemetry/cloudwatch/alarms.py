@@ -20,6 +20,7 @@ from telemetry.store import EventRecord, TelemetryStore
 logger = logging.getLogger(__name__)
 SOURCE = "cloudwatch"
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+COMPONENT_KEYS = ("Component", "component", "Service", "service")
 AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
@@ -31,6 +32,7 @@ class AlarmState(BaseModel):
     metric: str | None = Field(None, description="Metric the alarm watches.")
     namespace: str | None = Field(None, description="Namespace of that metric.")
     tenant: str = Field(description="Tenant (TenantId dimension of the alarm's metric, else the default).")
+    component: str | None = Field(None, description="Component dimension of the alarm's metric, if any.")
 
 
 class Deduplicator:
@@ -70,6 +72,13 @@ class AlarmWatcher:
         self._previous: dict[str, str] = {}
         self.dedup = Deduplicator(config.dedup_window_seconds, clock)
 
+    @staticmethod
+    def _component(alarm: dict[str, Any]) -> str | None:
+        for dim in alarm.get("Dimensions", []):
+            if dim.get("Name") in COMPONENT_KEYS:
+                return str(dim.get("Value"))
+        return None
+
     def _tenant(self, alarm: dict[str, Any]) -> str:
         for dim in alarm.get("Dimensions", []):
             if dim.get("Name") == TENANT_KEY:
@@ -103,6 +112,7 @@ class AlarmWatcher:
                         metric=a.get("MetricName"),
                         namespace=a.get("Namespace"),
                         tenant=self._tenant(a),
+                        component=self._component(a),
                     )
                     for a in page.get("MetricAlarms", [])
                 ]
@@ -129,7 +139,14 @@ class AlarmWatcher:
                     alarm.tenant,
                     alarm.updated_at,
                     "alarm_state_change",
-                    {"alarm": alarm.name, "previous_state": before, "state": alarm.state, "reason": alarm.reason},
+                    {
+                        "alarm": alarm.name,
+                        "previous_state": before,
+                        "state": alarm.state,
+                        "reason": alarm.reason,
+                        "component": alarm.component,
+                        "metric": alarm.metric,
+                    },
                     SOURCE,
                     key,
                 )
@@ -178,8 +195,12 @@ class AlarmWatcher:
         name = str(detail.get("alarmName", "?"))
         key = str(event.get("id") or content_key(name, state.get("value"), state.get("timestamp")))
         dims: dict[str, Any] = {}
+        metric_name = None
         for metric in _mapping(detail.get("configuration")).get("metrics") or []:
-            dims |= _mapping(_mapping(_mapping(metric).get("metricStat")).get("metric")).get("dimensions") or {}
+            watched = _mapping(_mapping(_mapping(metric).get("metricStat")).get("metric"))
+            dims |= watched.get("dimensions") or {}
+            metric_name = metric_name or watched.get("name")
+        component = next((dims[k] for k in COMPONENT_KEYS if k in dims), None)
         tenant = detail.get(TENANT_KEY, dims.get(TENANT_KEY))
         return EventRecord(
             tenant_for(tenant, self._config.default_tenant),
@@ -191,6 +212,8 @@ class AlarmWatcher:
                 "state": state.get("value"),
                 "reason": state.get("reason", ""),
                 "event_id": event.get("id"),
+                "component": component,
+                "metric": metric_name,
             },
             SOURCE,
             key,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from telemetry.live.anomalies import AnomalyWatch
 from telemetry.live.patterns import PatternWatch
@@ -18,6 +19,8 @@ from telemetry.store import (
     TelemetryStore,
 )
 
+logger = logging.getLogger(__name__)
+
 
 class ObservedStore:
     """Stores through ``inner``; metric points then go through the anomaly detectors (detections are stored as
@@ -31,6 +34,7 @@ class ObservedStore:
         self.inner = inner
         self.anomalies = anomalies
         self.patterns = patterns
+        self.event_listeners: list[Callable[[Sequence[EventRecord]], None]] = []
 
     def add_metrics(self, points: Sequence[MetricPoint]) -> int:
         written = self.inner.add_metrics(points)
@@ -43,7 +47,14 @@ class ObservedStore:
         return self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))
 
     def add_events(self, events: Sequence[EventRecord]) -> int:
-        return self.inner.add_events(events)
+        """Store, then tell the listeners (critical alarms start emergency cycles); a listener's failure is logged."""
+        written = self.inner.add_events(events)
+        for listener in self.event_listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("an event listener failed")
+        return written
 
     def series(
         self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None

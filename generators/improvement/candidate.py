@@ -1,0 +1,300 @@
+"""One candidate of a cycle: improve the component's module with the LLM (validated), then the approval gate, the
+deployment, the monitoring period and the verdict (keep, or roll back the exact previous bytes)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from generators.deploy import AuditLog, Deployer, DeployError, Deployment
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
+from generators.improvement.store import CycleStore
+from generators.llm import LLMError
+
+if TYPE_CHECKING:
+    from generators.generation import CodeGenerator
+    from generators.generation_rounds import GenerationResult
+
+logger = logging.getLogger(__name__)
+ACTOR = "improvement-cycle"
+MAX_DIFF_CHARS = 20_000
+MAX_REPORT_CHARS = 8_000
+Progress = Callable[[str, str], Awaitable[None]]
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One candidate's fixed inputs."""
+
+    tenant: str
+    target: Target
+    dry_run: bool
+    progress: Progress
+
+
+class CandidateRunner:
+    """Runs candidates; shared by every cycle of the server."""
+
+    def __init__(
+        self,
+        *,
+        store: CycleStore,
+        deployer: Deployer,
+        audit: AuditLog,
+        generator: Callable[[], CodeGenerator],
+        figures: MetricFigures,
+        config: CycleConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.deployer = deployer
+        self.audit = audit
+        self.generator = generator
+        self.figures = figures
+        self.config = config
+        self.clock = clock
+
+    async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None:
+        record.status = status
+        record.updated_at = self.clock()
+        record.detail.update(detail)
+        await anyio.to_thread.run_sync(self.store.save_candidate, record)
+
+    async def improve_and_deploy(self, record: CandidateRecord, job: Job) -> bool:
+        """Generate, validate, gate and deploy; True when a deployment now needs monitoring."""
+        target = job.target
+        await self.save(record, "generating")
+        await job.progress("generate", f"{target.component}: asking the model to improve {target.metric}")
+        module = await anyio.to_thread.run_sync(self.locate, job.tenant, target.component)
+        if module is None:
+            await self.save(
+                record,
+                "skipped",
+                message=f"no module for component {target.component!r} in the "
+                f"workspace (looked for components/[{job.tenant}/]{target.component}.py)",
+            )
+            return False
+        text = (self.deployer.workspace / module).read_text(encoding="utf-8")
+        try:
+            result = await self._generate(job, module, text)
+        except LLMError as exc:
+            await self.save(record, "error", message=f"the LLM could not be asked: {exc}")
+            return False
+        await anyio.to_thread.run_sync(self._audit_generation, job, module, result)
+        record.detail.update(_generation_detail(result))
+        if not result.succeeded or result.change is None:
+            await self.save(record, "validation_failed", message="no change passed validation in every round")
+            return False
+        if job.dry_run:
+            await self.save(record, "dry_run", message="validated; dry_run: nothing was deployed")
+            return False
+        return await self._deploy(record, job, module, result)
+
+    def locate(self, tenant: str, component: str) -> str | None:
+        """The component's module: its tenant's folder first, then the shared root and shared packages."""
+        name = component.replace("-", "_")
+        if not _SAFE.match(name) or not _SAFE.match(tenant):
+            return None
+        root = "components"
+        folders = [] if tenant == self.config.default_tenant else [f"{root}/{tenant}"]
+        folders += [root, *(f"{root}/{p}" for p in sorted(self.config.shared_packages))]
+        for folder in folders:
+            path = f"{folder}/{name}.py"
+            if (self.deployer.workspace / path).is_file():
+                return path
+        return None
+
+    async def _generate(self, job: Job, module: str, text: str) -> GenerationResult:
+        from generators.prompts import Goal  # the generation modules load on first use, not at start-up
+
+        target = job.target
+        requirements = (
+            f"{target.goal} (component {target.component}, metric {target.metric}). "
+            f"What the telemetry shows: {target.evidence or 'see the goals'}. Make {module} better on "
+            f"{target.metric} without changing its public names or behaviour; its tests must still pass."
+        )
+        goals = [
+            Goal(
+                target.metric,
+                "higher" if target.direction == "down_is_bad" else "lower",
+                summary=target.evidence or target.goal,
+            )
+        ]
+        scoped = None if job.tenant == self.config.default_tenant else job.tenant
+
+        async def rounds(stage: str, number: int, message: str) -> None:
+            await job.progress(stage, f"{target.component} round {number}: {message}")
+
+        gen = self.generator()
+        return await gen.improve({module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds)
+
+    def _needs_review(self, tenant: str, component: str, module: str) -> str | None:
+        parts = PurePosixPath(module).parts
+        if tenant == "system":
+            return "tenant system: a system-wide change"
+        if len(parts) > 2 and parts[1] in self.config.shared_packages:
+            return f"{module} is a shared component"
+        if self.config.review_required:
+            return "the setting improvement_review_required holds every change for review"
+        if component in self.config.review_components:
+            return f"the setting improvement_review_components lists {component}"
+        return None
+
+    async def _deploy(self, record: CandidateRecord, job: Job, module: str, result: GenerationResult) -> bool:
+        assert result.change is not None
+        target = job.target
+        files = {path: content.encode("utf-8") for path, content in result.change.files.items()}
+        tests = sorted(p for p in {*files, *self._tests_of(module)} if PurePosixPath(p).name.startswith("test_"))
+        detail = {
+            "cycle_id": record.cycle_id,
+            "position": record.position,
+            "metric": target.metric,
+            "direction": target.direction,
+            "goal": target.goal,
+            "test_paths": tests,
+            "validation": result.report.to_dict() if result.report else None,
+        }
+        reason = f"improvement cycle {record.cycle_id}: {target.goal}"
+        review = self._needs_review(job.tenant, target.component, module)
+        propose = functools.partial(self.deployer.propose, hold_for_approval=True)
+        try:
+            if review is not None:
+                call = functools.partial(
+                    propose,
+                    job.tenant,
+                    target.component,
+                    files,
+                    actor=ACTOR,
+                    reason=reason,
+                    detail={**detail, "review": review},
+                )
+                held: Deployment = await anyio.to_thread.run_sync(call)
+                record.deployment_id = held.id
+                await job.progress("approval", f"{target.component}: waiting for approval ({review})")
+                await self.save(record, "pending_approval", message=f"held for approval: {review}", test_paths=tests)
+                return False
+            await self.save(record, "deploying", test_paths=tests)
+            await job.progress("deploy", f"{target.component}: deploying {len(files)} files")
+            call = functools.partial(
+                self.deployer.deploy, job.tenant, target.component, files, actor=ACTOR, reason=reason, detail=detail
+            )
+            deployed: Deployment = await anyio.to_thread.run_sync(call)
+        except DeployError as exc:
+            await self.save(record, "deploy_failed", message=str(exc))
+            return False
+        await self.start_monitoring(record, deployed.id, deployed.updated_at)
+        return True
+
+    async def start_monitoring(self, record: CandidateRecord, deployment_id: str, deployed_at: float) -> None:
+        record.deployment_id = deployment_id
+        record.monitor_until = deployed_at + self.config.monitoring_seconds
+        await self.save(
+            record,
+            "monitoring",
+            deployed_at=deployed_at,
+            message=f"deployed; monitoring for {self.config.monitoring_seconds:g} s",
+        )
+
+    def _tests_of(self, module: str) -> list[str]:
+        stem = PurePosixPath(module).stem
+        tests = self.deployer.workspace / "tests"
+        found = tests.rglob(f"test_{stem}.py") if tests.is_dir() else []
+        return [p.relative_to(self.deployer.workspace).as_posix() for p in found]
+
+    async def monitor(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
+        """Wait out the monitoring period, judge the change, keep it or roll it back."""
+        assert record.deployment_id is not None and record.monitor_until is not None
+        await anyio.sleep(max(0.0, record.monitor_until - self.clock()))
+        deployment = await anyio.to_thread.run_sync(self.deployer.store.get, record.deployment_id)
+        if deployment is None or deployment.status != "deployed":
+            state = deployment.status if deployment else "missing"
+            status: CandidateStatus = "rolled_back" if state == "rolled_back" else "error"
+            await self.save(record, status, message=f"the deployment is {state}; nothing left to judge")
+            return
+        await progress("measure", f"{record.component}: comparing before and after")
+        from generators.improvement.evaluation import Subject, evaluate
+
+        subject = Subject(
+            tenant,
+            record.component,
+            record.metric,
+            direction,  # type: ignore[arg-type]
+            float(record.detail.get("deployed_at", deployment.updated_at)),
+            record.monitor_until,
+            tuple(record.detail.get("test_paths", ())),
+        )
+        versions = await anyio.to_thread.run_sync(self.deployer.store.files, deployment.id)
+        judge = functools.partial(
+            evaluate, self.deployer.workspace, subject, versions, self.figures, self.generator().pipeline, self.config
+        )
+        verdict = await anyio.to_thread.run_sync(judge)
+        await anyio.to_thread.run_sync(
+            self.deployer.store.merge_detail, deployment.id, {"figures": verdict.figures, "reasons": verdict.reasons}
+        )
+        self.audit.append(
+            "improvement_verdict",
+            deployment.id,
+            actor=ACTOR,
+            tenant=tenant,
+            detail={
+                "component": record.component,
+                "regressed": verdict.regressed,
+                "reasons": verdict.reasons,
+                "figures": verdict.figures,
+            },
+        )
+        record.detail.update(figures=verdict.figures, reasons=verdict.reasons)
+        if not verdict.regressed:
+            await self.save(record, "kept", message="no regression: the change is kept")
+        elif not self.config.rollback_enabled:
+            await self.save(record, "regressed", message="worse, but enable_improvement_rollback is off: kept")
+        else:
+            await self._roll_back(record, deployment.id, "; ".join(verdict.reasons), progress)
+
+    async def _roll_back(self, record: CandidateRecord, deployment_id: str, why: str, progress: Progress) -> None:
+        await progress("rollback", f"{record.component}: rolling back ({why})")
+        call = functools.partial(self.deployer.rollback, deployment_id, actor=ACTOR, reason=f"regression: {why}")
+        try:
+            await anyio.to_thread.run_sync(call)
+        except DeployError as exc:
+            await self.save(record, "regressed", message=f"worse, and the rollback was refused: {exc}")
+            return
+        await self.save(record, "rolled_back", message=f"rolled back: {why}")
+
+    def _audit_generation(self, job: Job, module: str, result: GenerationResult) -> None:
+        detail = {
+            "cycle": True,
+            "module": module,
+            "succeeded": result.succeeded,
+            "rounds": len(result.rounds),
+            "outcomes": [r.outcome for r in result.rounds],
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "validation_passed": result.report.passed if result.report else None,
+        }
+        self.audit.append("generation_result", module, actor=ACTOR, tenant=job.tenant, detail=detail)
+
+
+def _generation_detail(result: GenerationResult) -> dict[str, Any]:
+    text = result.report.render() if result.report else ""
+    return {
+        "diff": result.diff[:MAX_DIFF_CHARS],
+        "diff_truncated": len(result.diff) > MAX_DIFF_CHARS,
+        "validation_passed": result.report.passed if result.report else None,
+        "validation_text": text[:MAX_REPORT_CHARS],
+        "rounds": [
+            {"number": r.number, "outcome": r.outcome, "problems": [p[:1000] for p in r.problems]}
+            for r in result.rounds
+        ],
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+    }

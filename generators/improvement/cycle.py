@@ -1,0 +1,339 @@
+"""The improvement service: runs cycles in the background (they outlive the request that started them), persists
+their state, resumes the monitoring of deployments after a restart, and starts cycles on its own — on a schedule
+(autonomous mode) and when a critical alarm fires (emergency cycles, at most one at a time per component).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup
+
+from generators.improvement.candidate import CandidateRunner, Job, Progress
+from generators.improvement.models import (
+    FINAL_STATUSES,
+    CandidateRecord,
+    CycleRecord,
+    CycleRequest,
+    CycleStatus,
+    OpportunitySource,
+    Target,
+)
+from generators.improvement.store import CycleStore
+
+logger = logging.getLogger(__name__)
+EMERGENCY_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Emergency:
+    tenant: str
+    component: str
+    alarm: str
+    reason: str
+    metric: str | None = None
+
+
+class CycleBusyError(Exception):
+    """Every opportunity's component is already being improved."""
+
+
+class ImprovementService:
+    """One per server, owned by the lifespan. Call :meth:`open` with the lifespan's task group before use."""
+
+    def __init__(
+        self,
+        runner: CandidateRunner,
+        opportunities: OpportunitySource,
+        *,
+        ready: Callable[[], str | None],
+        autonomous_tenants: tuple[str, ...] = (),
+        autonomous_interval_seconds: float = 0.0,
+        emergency_window_hours: float = 24.0,
+    ) -> None:
+        """``ready`` says why cycles cannot run now (``None``: they can), e.g. no LLM configured."""
+        self.runner = runner
+        self.store: CycleStore = runner.store
+        self._opportunities = opportunities
+        self._ready = ready
+        self._autonomous = autonomous_tenants
+        self._interval = autonomous_interval_seconds
+        self._emergency_hours = emergency_window_hours
+        self._tg: TaskGroup | None = None
+        self._done: dict[str, anyio.Event] = {}
+        self._listeners: dict[str, Progress] = {}
+        self._busy: set[tuple[str, str]] = set()
+        self._emergencies: queue.SimpleQueue[Emergency] = queue.SimpleQueue()
+        self._emergency_cycles: dict[tuple[str, str], str] = {}
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.runner.clock
+
+    async def open(self, task_group: TaskGroup) -> list[str]:
+        """Mark cycles a stop interrupted, resume monitoring their deployments, start the schedulers."""
+        self._tg = task_group
+        interrupted = await anyio.to_thread.run_sync(self.store.mark_interrupted, self.clock())
+        for cycle_id in interrupted:
+            logger.warning("improvement cycle %s was interrupted by a stop of the server", cycle_id)
+        for record in await anyio.to_thread.run_sync(self.store.by_status, "monitoring"):
+            cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
+            tenant = cycle.tenant if cycle else self.runner.config.default_tenant
+            self._busy.add((tenant, record.component))
+            task_group.start_soon(self._resume, record, tenant)
+        task_group.start_soon(self._emergency_loop)
+        if self._autonomous and self._interval > 0:
+            task_group.start_soon(self._autonomous_loop)
+        return interrupted
+
+    # -- starting and following cycles
+
+    async def start(self, request: CycleRequest) -> CycleRecord:
+        """Persist a new cycle and run it in the background; returns the record as started."""
+        if self._tg is None:
+            raise RuntimeError("the improvement service is not open")
+        now = self.clock()
+        params = {k: v for k, v in asdict(request).items() if k not in ("tenant", "actor", "trigger")}
+        cycle = CycleRecord(
+            uuid.uuid4().hex, request.tenant, request.actor, request.trigger, "running", now, now, params
+        )
+        await anyio.to_thread.run_sync(self.store.create, cycle)
+        self.runner.audit.append(
+            "improvement_cycle_started",
+            cycle.id,
+            actor=request.actor,
+            tenant=request.tenant,
+            detail={"trigger": request.trigger, **params},
+        )
+        self._done[cycle.id] = anyio.Event()
+        self._tg.start_soon(self._run, cycle, request)
+        return cycle
+
+    def listen(self, cycle_id: str, progress: Progress | None) -> None:
+        """Send the cycle's progress to ``progress`` (``None`` stops it)."""
+        if progress is None:
+            self._listeners.pop(cycle_id, None)
+        else:
+            self._listeners[cycle_id] = progress
+
+    async def wait(self, cycle_id: str, timeout: float) -> CycleRecord | None:
+        """The cycle once it has finished, or as it stands after ``timeout`` seconds."""
+        done = self._done.get(cycle_id)
+        if done is not None:
+            with anyio.move_on_after(timeout):
+                await done.wait()
+        return await anyio.to_thread.run_sync(self.store.get, cycle_id)
+
+    async def get(self, cycle_id: str) -> CycleRecord | None:
+        return await anyio.to_thread.run_sync(self.store.get, cycle_id)
+
+    def request_emergency(self, emergency: Emergency) -> None:
+        """Thread-safe: ask for an emergency cycle (picked up within a second)."""
+        self._emergencies.put(emergency)
+
+    async def after_approval(self, deployment_id: str, deployed_at: float) -> bool:
+        """An approved change of a cycle was deployed: monitor it like any other. False when not a cycle's."""
+        record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
+        if record is None or self._tg is None:
+            return False
+        cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
+        tenant = cycle.tenant if cycle else self.runner.config.default_tenant
+        await self.runner.start_monitoring(record, deployment_id, deployed_at)
+        self._busy.add((tenant, record.component))
+        self._tg.start_soon(self._resume, record, tenant)
+        return True
+
+    async def after_rejection(self, deployment_id: str) -> None:
+        record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
+        if record is not None:
+            await self.runner.save(record, "rejected", message="the change was rejected by an approver")
+
+    # -- the cycle
+
+    async def _run(self, cycle: CycleRecord, request: CycleRequest) -> None:
+        progress = self._progress(cycle.id)
+        status: CycleStatus = "completed"
+        error: str | None = None
+        ended = False  # False when cancelled (the server stops): the cycle stays running and is marked interrupted
+        try:
+            await progress("opportunities", f"analysing {request.analysis_window_hours:g} h of telemetry")
+            targets = await anyio.to_thread.run_sync(
+                self._opportunities,
+                request.tenant,
+                request.analysis_window_hours,
+                request.risk_tolerance,
+                request.component,
+            )
+            if request.component is not None and request.trigger == "emergency" and not targets:
+                targets = [self._emergency_target(request)]
+            picked = _one_per_component(targets)[: request.max_improvements]
+            await progress("opportunities", f"{len(picked)} opportunities picked of {len(targets)} found")
+            records = [
+                CandidateRecord(cycle.id, i, t.component, t.metric, "queued", self.clock(), detail=_target_detail(t))
+                for i, t in enumerate(picked)
+            ]
+            for record in records:
+                await anyio.to_thread.run_sync(self.store.save_candidate, record)
+            limiter = anyio.CapacityLimiter(self.runner.config.max_concurrency)
+            async with anyio.create_task_group() as group:
+                for record, target in zip(records, picked, strict=True):
+                    job = Job(request.tenant, target, request.dry_run, progress)
+                    group.start_soon(self._candidate, record, job, limiter)
+            ended = True
+        except Exception as exc:  # a broken cycle is reported, never takes the server down
+            logger.exception("improvement cycle %s failed", cycle.id)
+            status, error, ended = "failed", f"{type(exc).__name__}: {exc}", True
+        finally:
+            with anyio.CancelScope(shield=True):
+                if ended:
+                    await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
+                    self.runner.audit.append(
+                        "improvement_cycle_finished",
+                        cycle.id,
+                        actor=cycle.actor,
+                        tenant=cycle.tenant,
+                        detail={"status": status, "error": error},
+                    )
+                await progress("done", f"cycle {status}")
+                self._listeners.pop(cycle.id, None)
+                self._done[cycle.id].set()
+
+    async def _candidate(self, record: CandidateRecord, job: Job, limiter: anyio.CapacityLimiter) -> None:
+        key = (job.tenant, record.component)
+        if key in self._busy:
+            await self.runner.save(record, "skipped", message="another cycle is working on this component")
+            return
+        self._busy.add(key)
+        try:
+            async with limiter:
+                monitor = await self._guarded(record, job)
+            if monitor:
+                await self._judge(record, job.tenant, job.target.direction, job.progress)
+        finally:
+            self._busy.discard(key)
+
+    async def _guarded(self, record: CandidateRecord, job: Job) -> bool:
+        try:
+            return await self.runner.improve_and_deploy(record, job)
+        except Exception as exc:
+            logger.exception("improvement of %s failed", record.component)
+            await self.runner.save(record, "error", message=f"{type(exc).__name__}: {exc}")
+            return False
+
+    async def _judge(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
+        try:
+            await self.runner.monitor(record, tenant, direction, progress)
+        except Exception as exc:
+            logger.exception("judging the deployment of %s failed", record.component)
+            await self.runner.save(record, "error", message=f"judging the change failed: {type(exc).__name__}: {exc}")
+
+    async def _resume(self, record: CandidateRecord, tenant: str) -> None:
+        try:
+            await self._judge(record, tenant, str(record.detail.get("direction", "up_is_bad")), _quiet)
+        finally:
+            self._busy.discard((tenant, record.component))
+
+    def _progress(self, cycle_id: str) -> Progress:
+        async def send(stage: str, message: str) -> None:
+            listener = self._listeners.get(cycle_id)
+            if listener is None:
+                return
+            try:
+                await listener(stage, message)
+            except Exception:  # the caller went away; the cycle goes on
+                self._listeners.pop(cycle_id, None)
+
+        return send
+
+    # -- cycles nobody asked for
+
+    async def _autonomous_loop(self) -> None:
+        while True:
+            await anyio.sleep(self._interval)
+            why = self._ready()
+            if why is not None:
+                logger.warning("autonomous improvement cycle not started: %s", why)
+                continue
+            for tenant in self._autonomous:
+                await self.start(CycleRequest(tenant, "autonomous", trigger="autonomous"))
+
+    async def _emergency_loop(self) -> None:
+        while True:
+            try:
+                emergency = self._emergencies.get_nowait()
+            except queue.Empty:
+                await anyio.sleep(EMERGENCY_POLL_SECONDS)
+                continue
+            await self._emergency(emergency)
+
+    async def _emergency(self, e: Emergency) -> None:
+        key = (e.tenant, e.component)
+        why = self._ready()
+        running = self._emergency_cycles.get(key)
+        if why is None and (key in self._busy or (running is not None and not self._done[running].is_set())):
+            why = "a cycle is already working on this component"
+        if why is not None:
+            logger.warning("emergency cycle for %s (alarm %s) not started: %s", e.component, e.alarm, why)
+            self.runner.audit.append(
+                "emergency_cycle_skipped",
+                e.component,
+                actor=f"alarm:{e.alarm}",
+                tenant=e.tenant,
+                detail={"alarm": e.alarm, "why": why},
+            )
+            return
+        request = CycleRequest(
+            e.tenant,
+            f"alarm:{e.alarm}",
+            self._emergency_hours,
+            1,
+            risk_tolerance="high",
+            trigger="emergency",
+            component=e.component,
+            metric=e.metric,
+            reason=f"alarm {e.alarm}: {e.reason}",
+        )
+        cycle = await self.start(request)
+        self._emergency_cycles[key] = cycle.id
+        logger.warning("alarm %s started emergency improvement cycle %s for %s", e.alarm, cycle.id, e.component)
+
+    def _emergency_target(self, request: CycleRequest) -> Target:
+        assert request.component is not None
+        metric = request.metric or "errors"
+        return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)
+
+
+async def _quiet(stage: str, message: str) -> None:
+    logger.info("improvement %s: %s", stage, message)
+
+
+def _one_per_component(targets: list[Target]) -> list[Target]:
+    seen: set[str] = set()
+    out = []
+    for target in targets:
+        if target.component not in seen:
+            seen.add(target.component)
+            out.append(target)
+    return out
+
+
+def _target_detail(target: Target) -> dict[str, Any]:
+    return {
+        "goal": target.goal,
+        "impact_score": target.impact_score,
+        "risk": target.risk,
+        "direction": target.direction,
+        "evidence": target.evidence,
+        "insight_ids": list(target.insight_ids),
+    }
+
+
+def is_final(record: CandidateRecord) -> bool:
+    return record.status in FINAL_STATUSES

@@ -1,0 +1,216 @@
+"""Where cycles are kept, so an interrupted one is reported as such after a restart and its deployments are still
+monitored. :class:`CycleStore` is the seam; :class:`SqliteCycleStore` keeps it in one SQLite file (WAL)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cycles (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    params TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS cycles_by_tenant ON cycles (tenant, started_at);
+CREATE TABLE IF NOT EXISTS candidates (
+    cycle_id TEXT NOT NULL REFERENCES cycles (id),
+    position INTEGER NOT NULL,
+    component TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    deployment_id TEXT,
+    monitor_until REAL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (cycle_id, position)
+);
+CREATE INDEX IF NOT EXISTS candidates_by_status ON candidates (status);
+CREATE INDEX IF NOT EXISTS candidates_by_deployment ON candidates (deployment_id);
+"""
+
+
+class CycleStore(Protocol):
+    """Persistence of cycles and their candidates. Blocking: async callers use a worker thread."""
+
+    def create(self, cycle: CycleRecord) -> None: ...
+    def save_candidate(self, candidate: CandidateRecord) -> None: ...
+    def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None: ...
+    def get(self, cycle_id: str) -> CycleRecord | None: ...
+    def recent(self, tenant: str | None, limit: int) -> tuple[list[CycleRecord], bool]: ...
+    def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
+    def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
+    def mark_interrupted(self, at: float) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+class SqliteCycleStore:
+    """Cycles in one SQLite file; one connection behind a lock (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def create(self, cycle: CycleRecord) -> None:
+        c = cycle
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO cycles (id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params,"
+                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.id,
+                    c.tenant,
+                    c.actor,
+                    c.trigger,
+                    c.status,
+                    c.started_at,
+                    c.updated_at,
+                    c.finished_at,
+                    json.dumps(c.params),
+                    c.error,
+                ),
+            )
+
+    def save_candidate(self, candidate: CandidateRecord) -> None:
+        c = candidate
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO candidates (cycle_id, position, component, metric, status, updated_at,"
+                " deployment_id, monitor_until, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    c.cycle_id,
+                    c.position,
+                    c.component,
+                    c.metric,
+                    c.status,
+                    c.updated_at,
+                    c.deployment_id,
+                    c.monitor_until,
+                    json.dumps(c.detail, default=str),
+                ),
+            )
+            conn.execute("UPDATE cycles SET updated_at = MAX(updated_at, ?) WHERE id = ?", (c.updated_at, c.cycle_id))
+
+    def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE cycles SET status = ?, updated_at = ?, finished_at = ?, error = ? WHERE id = ?",
+                (status, at, at, error, cycle_id),
+            )
+
+    def get(self, cycle_id: str) -> CycleRecord | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_CYCLE} FROM cycles WHERE id = ?", (cycle_id,)).fetchone()
+            if row is None:
+                return None
+            cycle = _cycle(row)
+            rows = self._conn.execute(
+                f"SELECT {_CANDIDATE} FROM candidates WHERE cycle_id = ? ORDER BY position", (cycle_id,)
+            ).fetchall()
+        cycle.candidates = [_candidate(r) for r in rows]
+        return cycle
+
+    def recent(self, tenant: str | None, limit: int) -> tuple[list[CycleRecord], bool]:
+        clause, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_CYCLE} FROM cycles {clause} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        return [_cycle(r) for r in rows[:limit]], len(rows) > limit
+
+    def by_status(self, status: CandidateStatus) -> list[CandidateRecord]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_CANDIDATE} FROM candidates WHERE status = ?", (status,)).fetchall()
+        return [_candidate(r) for r in rows]
+
+    def by_deployment(self, deployment_id: str) -> CandidateRecord | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_CANDIDATE} FROM candidates WHERE deployment_id = ?", (deployment_id,)
+            ).fetchone()
+        return None if row is None else _candidate(row)
+
+    def mark_interrupted(self, at: float) -> list[str]:
+        """After a restart: running cycles become ``interrupted``, and so do their candidates that were between
+        steps (queued, generating, deploying). Candidates being monitored stay so (the caller resumes them)."""
+        with self._transaction() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM cycles WHERE status = 'running'").fetchall()]
+            conn.execute(
+                "UPDATE cycles SET status = 'interrupted', updated_at = ?, finished_at = ?,"
+                " error = 'the server stopped while this cycle ran' WHERE status = 'running'",
+                (at, at),
+            )
+            conn.execute(
+                "UPDATE candidates SET status = 'interrupted', updated_at = ?"
+                " WHERE status IN ('queued', 'generating', 'deploying')",
+                (at,),
+            )
+        return ids
+
+
+_CYCLE = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error"
+_CANDIDATE = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"
+
+
+def _cycle(row: tuple[Any, ...]) -> CycleRecord:
+    return CycleRecord(
+        id=row[0],
+        tenant=row[1],
+        actor=row[2],
+        trigger=row[3],
+        status=row[4],
+        started_at=row[5],
+        updated_at=row[6],
+        finished_at=row[7],
+        params=json.loads(row[8]),
+        error=row[9],
+    )
+
+
+def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
+    return CandidateRecord(
+        cycle_id=row[0],
+        position=row[1],
+        component=row[2],
+        metric=row[3],
+        status=row[4],
+        updated_at=row[5],
+        deployment_id=row[6],
+        monitor_until=row[7],
+        detail=json.loads(row[8]),
+    )

@@ -1,0 +1,100 @@
+"""Wiring of the improvement cycle to telemetry (``generators`` and ``telemetry`` do not import each other): the
+learning engine's opportunities as cycle targets, the telemetry store's figures for the verdict, and critical alarms
+turned into emergency cycles."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+
+from generators.improvement import Target
+from generators.improvement.cycle import Emergency
+from generators.improvement.models import Risk
+from telemetry.learning import LearningEngine, component_of
+from telemetry.logpatterns.miner import is_error
+from telemetry.store import EventRecord, TelemetryStore
+from telemetry.trends import direction_for
+
+logger = logging.getLogger(__name__)
+MAX_LOGS_JUDGED = 200_000
+
+
+class LearningOpportunities:
+    """:class:`generators.improvement.OpportunitySource` over the learning engine."""
+
+    def __init__(self, learning: LearningEngine) -> None:
+        self._learning = learning
+
+    def __call__(self, tenant: str, window_hours: float, risk_tolerance: Risk, component: str | None) -> list[Target]:
+        analysis = self._learning.analyze(tenant, window_hours=window_hours, risk_tolerance=risk_tolerance)
+        summaries = {i.id: i.summary for i in analysis.insights}
+        targets = []
+        for o in analysis.opportunities:
+            if component is not None and o.component != component:
+                continue
+            evidence = "; ".join(summaries[i] for i in o.insight_ids if i in summaries)[:1000]
+            direction = direction_for(o.metric)
+            targets.append(
+                Target(
+                    o.component, o.metric, o.goal, o.impact_score, o.risk,
+                    direction="up_is_bad" if direction == "neutral" else direction,
+                    evidence=evidence, insight_ids=tuple(o.insight_ids),
+                )
+            )  # fmt: skip
+        return targets
+
+
+class TelemetryFigures:
+    """:class:`generators.improvement.MetricFigures` over the telemetry store."""
+
+    def __init__(self, store: TelemetryStore) -> None:
+        self._store = store
+
+    def metric_mean(self, tenant: str, component: str, metric: str, start: float, end: float) -> tuple[float, int]:
+        total, count = 0.0, 0
+        for series in self._store.series(tenant, name=metric, start=start, end=end):
+            if component_of(dict(series.key.dimensions)) == component:
+                total += sum(series.values)
+                count += len(series.values)
+        return (total / count if count else 0.0), count
+
+    def error_count(self, tenant: str, component: str, start: float, end: float) -> int:
+        logs = self._store.logs(tenant, start=start, end=end, limit=MAX_LOGS_JUDGED)
+        return sum(1 for r in logs if r.component == component and is_error(r.message, r.level))
+
+
+def alarm_listener(
+    critical: Collection[str], request: Callable[[Emergency], None]
+) -> Callable[[Sequence[EventRecord]], None]:
+    """A store-events listener: an alarm on the ``critical`` list entering ALARM, with a Component dimension, asks
+    for an emergency cycle. A name matches exactly or as its last ``-``/``_``/``.`` separated part (e.g.
+    ``checkout-HighErrorRate`` matches ``HighErrorRate``)."""
+    names = frozenset(critical)
+
+    def on_events(events: Sequence[EventRecord]) -> None:
+        for event in events:
+            # Only CloudWatch's word counts: an agent with the ingest role must not be able to start code changes.
+            if (
+                event.source != "cloudwatch"
+                or event.type != "alarm_state_change"
+                or event.detail.get("state") != "ALARM"
+            ):
+                continue
+            alarm = str(event.detail.get("alarm", ""))
+            if not _critical(alarm, names):
+                continue
+            component = event.detail.get("component")
+            if not component:
+                logger.warning("critical alarm %s has no Component dimension: no emergency cycle", alarm)
+                continue
+            metric = event.detail.get("metric")
+            request(
+                Emergency(event.tenant, str(component), alarm, str(event.detail.get("reason", ""))[:500],
+                          str(metric) if metric else None)
+            )  # fmt: skip
+
+    return on_events
+
+
+def _critical(alarm: str, names: frozenset[str]) -> bool:
+    return alarm in names or any(sep in alarm and alarm.rsplit(sep, 1)[1] in names for sep in ("-", "_", "."))

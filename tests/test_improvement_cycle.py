@@ -1,0 +1,373 @@
+"""The improvement cycle end to end through the MCP tools, against a scripted local OpenAI-compatible server and the
+demo workspace of ``examples/demo``: a faster change is kept, a slower one rolled back to the exact previous bytes,
+dry runs write nothing, reviewed changes wait for approval and are monitored once approved, a regression seen only
+in telemetry is rolled back, LLM failures are reported per candidate, and an interrupted cycle is reported as such
+after a restart while its deployment is still judged."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from pydantic import SecretStr
+
+from generators.validation import StageName
+from server.app import create_server
+from server.settings import Settings
+from telemetry.cloudwatch.config import CloudWatchConfig
+from tests.conftest import call, call_error, connect
+from tests.fakes import FakeHostSource, NoGpu
+from tests.llm_server import ScriptedLLM
+from tests.moto_server import MotoServer
+from tests.moto_server import client as aws_client
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "workspace"
+STAGES: tuple[StageName, ...] = ("syntax", "imports", "security", "quality", "tenancy", "tests")
+FAST_STATS = """Sort once with the built-in sort.
+
+components/slow_stats.py
+```python
+<<<<<<< SEARCH
+    ordered: list[float] = []
+    for value in values:
+        index = 0
+        while index < len(ordered) and ordered[index] < value:
+            index += 1
+        ordered.insert(index, value)
+=======
+    ordered = sorted(values)
+>>>>>>> REPLACE
+```
+"""
+SLOW_WORDS = """Count with list.count.
+
+components/word_index.py
+```python
+<<<<<<< SEARCH
+    counts: dict[str, int] = {}
+    for raw in text.lower().split():
+        word = raw.strip(".,;:!?\\"'()")
+        if word:
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+=======
+    words = [w for w in (raw.strip(".,;:!?\\"'()") for raw in text.lower().split()) if w]
+    return {word: words.count(word) for word in sorted(set(words))}
+>>>>>>> REPLACE
+```
+"""
+UNMATCHED = """components/slow_stats.py
+```python
+<<<<<<< SEARCH
+    ordered = something_that_is_not_there()
+=======
+    ordered = sorted(values)
+>>>>>>> REPLACE
+```
+"""
+
+
+def latency_points(component: str, baseline: float, recent: float, now: float) -> list[dict[str, Any]]:
+    """24 h of latency every 20 minutes; the newest quarter of the window at ``recent``."""
+    points = []
+    for i in range(72):
+        ts = now - 24 * 3600 + 60 + i * 1200
+        value = (recent if ts >= now - 6 * 3600 + 60 else baseline) + (i % 5)
+        points.append(
+            {"name": "latency_ms", "value": value, "timestamp": ts, "unit": "Milliseconds",
+             "dimensions": {"Component": component}}
+        )  # fmt: skip
+    return points
+
+
+def build(settings: Settings, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
+    shutil.copytree(DEMO, settings.workspace, dirs_exist_ok=True)
+    merged = settings.model_copy(
+        update={
+            "llm_model": "m",
+            "llm_base_url": llm.base_url,
+            "llm_api_key": SecretStr("k"),
+            "llm_max_retries": 0,
+            "improvement_monitoring_seconds": 0.5,
+            "improvement_max_concurrency": 1,  # candidates ask the scripted LLM in impact order
+            "improvement_benchmark_runs": 3,
+        }
+        | overrides
+    )
+    return create_server(merged, host_source=FakeHostSource(), gpu_source=NoGpu(), validation_stages=STAGES)
+
+
+async def push_degradations(client: Client, *components: tuple[str, float]) -> None:
+    now = time.time()
+    for component, recent in components:
+        pushed = await call(
+            client, "ingest_telemetry", {"tenant_id": "default", "metrics": latency_points(component, 100, recent, now)}
+        )
+        assert pushed["accepted"]["metrics"] == 72
+
+
+def snapshot(workspace: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(workspace).as_posix(): p.read_bytes()
+        for p in workspace.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+async def test_faster_change_is_kept_slower_one_rolled_back_byte_identical(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(FAST_STATS)
+    scripted_llm.reply(SLOW_WORDS)
+    server = build(settings, scripted_llm)
+    before = snapshot(settings.workspace) if settings.workspace.exists() else {}
+    progress: list[str] = []
+
+    async def on_progress(current: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with connect(server) as client:
+        before = snapshot(settings.workspace)
+        await push_degradations(client, ("slow_stats", 180), ("word_index", 130))
+        result = await client.call_tool(
+            "trigger_improvement_cycle", {"max_improvements": 2}, progress_callback=on_progress
+        )
+        assert not result.is_error, result.content
+        cycle = result.structured_content
+        assert cycle is not None
+        assert cycle["status"] == "completed", cycle
+        stats, words = cycle["candidates"]
+        assert (stats["component"], words["component"]) == ("slow_stats", "word_index"), "ranked by impact"
+        assert stats["impact_score"] > words["impact_score"]
+
+        assert stats["status"] == "kept", stats
+        assert "+    ordered = sorted(values)" in stats["diff"] and stats["validation_passed"] is True
+        bench = stats["figures"]["benchmark"]
+        assert bench["script"] == "benchmarks/bench_slow_stats.py" and len(bench["before"]) == 3
+        assert bench["after_median"] < bench["before_median"] and bench["change_percent"] < -10
+        assert stats["figures"]["tests"]["status"] == "passed" and stats["reasons"] == []
+        assert "ordered = sorted(values)" in (settings.workspace / "components/slow_stats.py").read_text()
+
+        assert words["status"] == "rolled_back", words
+        assert words["figures"]["benchmark"]["change_percent"] > 10
+        assert any("bench_word_index.py is" in r and "slower" in r for r in words["reasons"])
+        assert (settings.workspace / "components/word_index.py").read_bytes() == before["components/word_index.py"]
+
+        detail = await call(client, "get_deployment", {"deployment_id": words["deployment_id"]})
+        assert detail["status"] == "rolled_back" and detail["rollback_reason"].startswith("regression:")
+        assert detail["detail"]["figures"]["benchmark"]["change_percent"] > 10
+        assert detail["detail"]["validation"]["passed"] is True and detail["detail"]["cycle_id"] == cycle["cycle_id"]
+        kept = await call(client, "get_deployment", {"deployment_id": stats["deployment_id"]})
+        assert kept["status"] == "deployed" and kept["detail"]["reasons"] == []
+
+        audit = await call(client, "query_audit_log", {"limit": 100})
+        kinds = [e["kind"] for e in audit["entries"]]
+        for kind in ("improvement_cycle_started", "generation_result", "deployment", "improvement_verdict",
+                     "rollback", "improvement_cycle_finished"):  # fmt: skip
+            assert kind in kinds, kinds
+        again = await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]})
+        assert [c["status"] for c in again["candidates"]] == ["kept", "rolled_back"]
+
+    after = snapshot(settings.workspace)
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    assert changed == {"components/slow_stats.py"}, "only the kept change remains"
+    stages = {m.split(":", 1)[0] for m in progress}
+    assert {"opportunities", "generate", "validate", "deploy", "measure", "rollback", "done"} <= stages, progress
+
+
+async def test_dry_run_validates_and_writes_nothing(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        before = snapshot(settings.workspace)
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"dry_run": True, "max_improvements": 1})
+        listed = await call(client, "list_deployments", {})
+    (only,) = cycle["candidates"]
+    assert cycle["dry_run"] is True and only["status"] == "dry_run" and only["deployment_id"] is None
+    assert "+    ordered = sorted(values)" in only["diff"] and only["validation_passed"] is True
+    assert listed["deployments"] == []
+    assert snapshot(settings.workspace) == before
+
+
+async def test_reviewed_change_waits_for_approval_then_is_monitored(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm, improvement_review_components=["slow_stats"])
+    async with connect(server) as client:
+        before = snapshot(settings.workspace)
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+        (held,) = cycle["candidates"]
+        assert held["status"] == "pending_approval" and "improvement_review_components" in held["message"]
+        assert snapshot(settings.workspace) == before
+        pending = await call(client, "list_pending_approvals")
+        assert [c["deployment_id"] for c in pending["changes"]] == [held["deployment_id"]]
+        await call(client, "approve_change", {"change_id": held["deployment_id"], "approve": True, "reason": "ok"})
+        with anyio.fail_after(60):
+            while found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}):
+                if found["candidates"][0]["status"] not in ("pending_approval", "monitoring"):
+                    break
+                await anyio.sleep(0.1)
+    assert found["candidates"][0]["status"] == "kept", found
+    assert found["candidates"][0]["figures"]["benchmark"]["change_percent"] < -10
+
+
+async def test_regression_seen_in_telemetry_is_rolled_back(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm, improvement_monitoring_seconds=3.0, improvement_wait_seconds=0)
+    async with connect(server) as client:
+        before = snapshot(settings.workspace)
+        shutil.rmtree(settings.workspace / "benchmarks")  # telemetry is the only evidence
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+        with anyio.fail_after(60):
+            while (await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
+                "status"
+            ] != "monitoring":
+                await anyio.sleep(0.05)
+        worse = [
+            {
+                "name": "latency_ms",
+                "value": 450.0 + i,
+                "timestamp": time.time(),
+                "dimensions": {"Component": "slow_stats"},
+            }
+            for i in range(5)
+        ]
+        await call(client, "ingest_telemetry", {"tenant_id": "default", "metrics": worse})
+        with anyio.fail_after(60):
+            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))[
+                "status"
+            ] == "running":
+                await anyio.sleep(0.1)
+    (only,) = found["candidates"]
+    assert only["status"] == "rolled_back", only
+    telemetry = only["figures"]["telemetry"]
+    assert telemetry["after_points"] == 5 and telemetry["worse_percent"] > 10
+    assert any("latency_ms is" in r and "worse since the deployment" in r for r in only["reasons"])
+    assert (settings.workspace / "components/slow_stats.py").read_bytes() == before["components/slow_stats.py"]
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_llm_errors_are_reported_per_candidate(
+    settings: Settings, scripted_llm: ScriptedLLM, status: int
+) -> None:
+    scripted_llm.fail(status)
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+    (only,) = cycle["candidates"]
+    assert cycle["status"] == "completed" and only["status"] == "error"
+    assert "the LLM could not be asked" in only["message"] and only["deployment_id"] is None
+
+
+async def test_llm_timeout_is_reported(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.stall(3.0)
+    server = build(settings, scripted_llm, llm_timeout_seconds=0.5)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+    (only,) = cycle["candidates"]
+    assert only["status"] == "error" and "could not be asked" in only["message"]
+
+
+async def test_unmatched_search_is_fed_back_and_a_later_round_succeeds(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(UNMATCHED)
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"dry_run": True, "max_improvements": 1})
+    (only,) = cycle["candidates"]
+    assert only["status"] == "dry_run"
+    retry = scripted_llm.requests[1]["messages"][-1]["content"]
+    assert "the SEARCH text matches nothing in the file" in retry, retry
+
+
+async def test_no_llm_and_no_opportunities(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    server = build(settings, scripted_llm, llm_model=None)
+    async with connect(server) as client:
+        error = await call_error(client, "trigger_improvement_cycle", {})
+    assert "SELF_BUILDING_LLM" in error
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        cycle = await call(client, "trigger_improvement_cycle", {})
+        missing = await call_error(client, "get_improvement_cycle", {"cycle_id": "nope"})
+    assert cycle["status"] == "completed" and cycle["candidates"] == []
+    assert "no opportunities" in cycle["message"] and "no improvement cycle has id 'nope'" in missing
+    assert scripted_llm.requests == []
+
+
+async def test_interrupted_cycle_is_reported_and_its_deployment_still_judged(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm, improvement_monitoring_seconds=2.0, improvement_wait_seconds=0)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+        with anyio.fail_after(60):
+            while (await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
+                "status"
+            ] != "monitoring":
+                await anyio.sleep(0.05)
+    # The server stopped mid-monitoring; a new process on the same data picks it up.
+    restarted = build(settings, scripted_llm, improvement_monitoring_seconds=2.0)
+    async with connect(restarted) as client:
+        first = await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]})
+        assert first["status"] == "interrupted" and "stopped" in (first["error"] or "")
+        with anyio.fail_after(60):
+            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][
+                0
+            ]["status"] == "monitoring":
+                await anyio.sleep(0.1)
+    assert found["candidates"][0]["status"] == "kept", found
+
+
+async def test_critical_alarm_starts_one_emergency_cycle_per_component(
+    settings: Settings, scripted_llm: ScriptedLLM, aws: MotoServer
+) -> None:
+    cw = aws_client("cloudwatch")
+    for name in ("shop-HighLatency", "shop-HighErrorRate", "shop-LowDisk"):
+        cw.put_metric_alarm(
+            AlarmName=name, MetricName="Latency", Namespace="Shop", Statistic="Average", Period=60,
+            EvaluationPeriods=1, Threshold=100, ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": "Component", "Value": "slow_stats"}],
+        )  # fmt: skip
+    scripted_llm.reply(FAST_STATS)
+    watch = CloudWatchConfig(alarm_name_prefix="shop-", alarm_cache_seconds=0, poll_interval_seconds=0.2,
+                             retry_attempts=2, retry_initial_seconds=0.01)  # fmt: skip
+    server = build(settings, scripted_llm, enable_cloudwatch_streaming=True, cloudwatch=watch)
+    async with connect(server) as client:
+        await anyio.sleep(0.6)  # the first polls record the alarms' initial states
+        for name in ("shop-HighLatency", "shop-HighErrorRate", "shop-LowDisk"):
+            cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: p99 above 100 ms")
+        with anyio.fail_after(30):  # the issue's bound: a cycle within 30 s of the alarm
+            while not (started := await call(client, "query_audit_log", {"kind": "improvement_cycle_started"}))[
+                "entries"
+            ]:
+                await anyio.sleep(0.1)
+        cycle_id = started["entries"][0]["subject"]
+        with anyio.fail_after(60):
+            while (cycle := await call(client, "get_improvement_cycle", {"cycle_id": cycle_id}))["status"] == "running":
+                await anyio.sleep(0.1)
+        skipped = await call(client, "query_audit_log", {"kind": "emergency_cycle_skipped"})
+        started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
+    assert cycle["trigger"] == "emergency" and len(started["entries"]) == 1
+    (only,) = cycle["candidates"]
+    assert (only["component"], only["metric"], only["status"]) == ("slow_stats", "Latency", "kept"), only
+    assert "alarm shop-High" in only["goal"]
+    assert len(skipped["entries"]) == 1 and "already working" in skipped["entries"][0]["detail"]["why"]

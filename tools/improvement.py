@@ -1,0 +1,179 @@
+"""``trigger_improvement_cycle`` and ``get_improvement_cycle``: the learning engine's opportunities, improved by the
+LLM, validated, held for approval or deployed, monitored, and kept or rolled back.
+
+A cycle runs in the server's background (it outlives the request, and its state is persisted): the tool waits for it
+up to ``improvement_wait_seconds`` while sending progress notifications, then answers with the cycle as it stands;
+``get_improvement_cycle`` follows it later. Role ``improve`` on the tenant (``dry_run`` too: it asks the LLM).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
+from generators.llm import LLMNotConfigured
+from tools.access import authorize
+from tools.generation import check_enabled
+from tools.services import Services, services
+
+if TYPE_CHECKING:
+    from generators.improvement import CandidateRecord, CycleRecord
+
+CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle id from trigger_improvement_cycle.")]
+
+
+class CandidateView(BaseModel):
+    component: str = Field(description="Component the opportunity points at.")
+    metric: str = Field(description="Metric the change must improve.")
+    goal: str = Field(description="What the change had to achieve.")
+    impact_score: float = Field(description="The opportunity's impact score (0-10,000).")
+    risk: str = Field(description="low, medium or high.")
+    status: CandidateStatus = Field(
+        description="queued, generating, validation_failed, skipped, dry_run, pending_approval, rejected, deploying, "
+        "deploy_failed, monitoring, kept, rolled_back, regressed (worse but rollback off), error, interrupted."
+    )
+    message: str = Field(description="What happened to it, in one sentence.")
+    deployment_id: str | None = Field(description="Its deployment (get_deployment / approve_change), if any.")
+    monitor_until: float | None = Field(description="Unix time the monitoring period ends, once deployed.")
+    diff: str = Field(description="Unified diff of the validated change (bounded); empty when none passed.")
+    diff_truncated: bool = Field(description="True when the diff was cut.")
+    validation_passed: bool | None = Field(description="Last validation verdict; null when no change was validated.")
+    validation_text: str = Field(description="The last validation report as compact text (bounded).")
+    figures: dict[str, Any] = Field(
+        description="Before/after figures once judged: benchmark medians, telemetry means, error rates, tests."
+    )
+    reasons: list[str] = Field(description="Why it was judged worse (empty when kept).")
+    prompt_tokens: int = Field(description="LLM prompt tokens spent on it.")
+    completion_tokens: int = Field(description="LLM completion tokens spent on it.")
+
+
+class CycleView(BaseModel):
+    cycle_id: str = Field(description="Id for get_improvement_cycle.")
+    tenant_id: str = Field(description="Tenant whose telemetry and components the cycle works on.")
+    trigger: Literal["manual", "autonomous", "emergency"] = Field(description="Who started it.")
+    status: CycleStatus = Field(
+        description="running (deployments may still be monitored), completed, interrupted (the server stopped; "
+        "its deployments are still judged after the restart) or failed."
+    )
+    dry_run: bool = Field(description="True when nothing was to be deployed.")
+    started_at: float = Field(description="Unix time it started.")
+    finished_at: float | None = Field(description="Unix time it finished; null while running.")
+    error: str | None = Field(description="Why it failed or was interrupted.")
+    candidates: list[CandidateView] = Field(description="Every opportunity picked, in order of impact.")
+    message: str = Field(description="A one-line summary of the outcomes.")
+
+
+def register(server: MCPServer) -> None:
+    """Add the improvement-cycle tools to ``server``."""
+
+    @server.tool(
+        title="Run an improvement cycle",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def trigger_improvement_cycle(
+        ctx: Context[Services, Any],
+        analysis_window_hours: Annotated[
+            float, Field(gt=0, le=24 * 30, description="Telemetry window the opportunities come from (hours).")
+        ] = 24.0,
+        max_improvements: Annotated[int, Field(ge=1, le=10, description="Most opportunities to act on.")] = 3,
+        tenant_id: Annotated[str, Field(min_length=1, max_length=64, description="Tenant to improve.")] = "default",
+        dry_run: Annotated[bool, Field(description="Generate and validate only; deploy nothing.")] = False,
+        risk_tolerance: Annotated[
+            Literal["low", "medium", "high"], Field(description="Highest opportunity risk to act on.")
+        ] = "medium",
+    ) -> CycleView:
+        """Improve the components behind the tenant's top-ranked opportunities: for each (a few at a time), the
+        LLM proposes SEARCH/REPLACE edits, which are validated (syntax, imports, security, types, quality, tenant
+        isolation, sandboxed tests; up to 3 rounds), held for approval when system-wide or marked for review, else
+        deployed atomically; after the monitoring period the benchmark (old and new code interleaved), the metric,
+        the error rate and the tests decide: keep, or roll back the exact previous bytes. Progress notifications
+        per stage. Answers when the cycle ends or after the server's wait limit (then follow it with
+        get_improvement_cycle).
+        """
+        caller = authorize("improve", tenant_id)
+        svc = services(ctx)
+        check_enabled(svc)
+        if not svc.llm.configured:
+            raise ToolError(str(LLMNotConfigured()))
+        request = CycleRequest(
+            tenant_id, caller.name, analysis_window_hours, max_improvements, dry_run, risk_tolerance, "manual"
+        )
+        steps = 0
+
+        async def progress(stage: str, message: str) -> None:
+            nonlocal steps
+            steps += 1
+            await ctx.report_progress(steps, None, f"{stage}: {message}")
+
+        cycle = await svc.improvements.start(request)
+        svc.improvements.listen(cycle.id, progress)
+        try:
+            found = await svc.improvements.wait(cycle.id, svc.improvement_wait_seconds)
+        finally:
+            svc.improvements.listen(cycle.id, None)
+        return view(found or cycle)
+
+    @server.tool(
+        title="Improvement cycle status", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    )
+    async def get_improvement_cycle(ctx: Context[Services, Any], cycle_id: CYCLE_ID) -> CycleView:
+        """One improvement cycle as it stands: every candidate's status, diff, validation report, deployment and
+        before/after figures."""
+        caller = authorize("read")
+        svc = services(ctx)
+        found = await svc.improvements.get(cycle_id)
+        if found is None or not caller.may_use(found.tenant):
+            raise ToolError(f"no improvement cycle has id {cycle_id!r}; trigger_improvement_cycle returns the ids")
+        authorize("read", found.tenant)
+        return view(found)
+
+
+def view(cycle: CycleRecord) -> CycleView:
+    """The tool view of a cycle record."""
+    candidates = [_candidate(c) for c in cycle.candidates]
+    counts: dict[str, int] = {}
+    for c in candidates:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    outcome = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no opportunities to act on"
+    return CycleView(
+        cycle_id=cycle.id,
+        tenant_id=cycle.tenant,
+        trigger=cycle.trigger,
+        status=cycle.status,
+        dry_run=bool(cycle.params.get("dry_run", False)),
+        started_at=cycle.started_at,
+        finished_at=cycle.finished_at,
+        error=cycle.error,
+        candidates=candidates,
+        message=f"cycle {cycle.status}: {outcome}",
+    )
+
+
+def _candidate(c: CandidateRecord) -> CandidateView:
+    d = c.detail
+    return CandidateView(
+        component=c.component,
+        metric=c.metric,
+        goal=str(d.get("goal", "")),
+        impact_score=float(d.get("impact_score", 0.0)),
+        risk=str(d.get("risk", "")),
+        status=c.status,
+        message=str(d.get("message", "")),
+        deployment_id=c.deployment_id,
+        monitor_until=c.monitor_until,
+        diff=str(d.get("diff", "")),
+        diff_truncated=bool(d.get("diff_truncated", False)),
+        validation_passed=d.get("validation_passed"),
+        validation_text=str(d.get("validation_text", "")),
+        figures=dict(d.get("figures", {})),
+        reasons=list(d.get("reasons", [])),
+        prompt_tokens=int(d.get("prompt_tokens", 0)),
+        completion_tokens=int(d.get("completion_tokens", 0)),
+    )
