@@ -139,7 +139,9 @@ def create_server(
             autonomous_interval_seconds=settings.autonomous_interval_hours * 3600,
         )
         cloudwatch = (
-            CloudWatchStreamer(settings.cloudwatch, telemetry_store, clock=clock)
+            CloudWatchStreamer(
+                settings.cloudwatch, telemetry_store, clock=clock, on_access=partial(_audit_cloudwatch, audit_log)
+            )
             if settings.enable_cloudwatch_streaming
             else None
         )
@@ -286,6 +288,10 @@ def cycle_config(settings: Settings) -> CycleConfig:
         review_components=frozenset(settings.improvement_review_components),
         default_tenant=settings.default_tenant,
     )
+
+
+def _audit_cloudwatch(audit_log: SqliteAuditLog, kind: str, detail: dict[str, Any]) -> None:
+    audit_log.append(kind, "cloudwatch", actor="server", tenant="system", detail=detail)
 
 
 def _cycles_ready(settings: Settings, llm: LLMClient) -> str | None:

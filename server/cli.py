@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,6 +168,22 @@ def _offline(command: str, path: Path) -> int:
     return mine_file(path, sys.stdout)
 
 
+def _audit_setup(settings: Settings, outcome: dict[str, Any]) -> None:
+    """Record the AWS changes in the server's audit log; a data folder that cannot be written is only a warning."""
+    from generators.deploy import SqliteAuditLog
+
+    try:
+        audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3")
+    except (OSError, sqlite3.Error) as exc:
+        logger.warning("cloudwatch setup not recorded in the audit log (%s): %s", settings.data_dir, exc)
+        return
+    try:
+        detail = {**outcome, "region": settings.cloudwatch.region}
+        audit_log.append("cloudwatch_setup", "alarm-event-pipeline", actor="cli", tenant="system", detail=detail)
+    finally:
+        audit_log.close()
+
+
 def _cloudwatch_setup(settings: Settings, queue_name: str, rule_name: str, as_json: bool) -> int:
     """Create the alarm event pipeline in AWS; AWS trouble is one line on stderr and exit code 1."""
     from telemetry.cloudwatch.setup import SetupError, ensure_alarm_event_pipeline
@@ -176,6 +193,7 @@ def _cloudwatch_setup(settings: Settings, queue_name: str, rule_name: str, as_js
     except SetupError as exc:
         sys.stderr.write(f"self-building-mcp: error: {exc}\n")
         return 1
+    _audit_setup(settings, result.model_dump(include={"actions", "changed"}))
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return 0

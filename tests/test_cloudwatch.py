@@ -233,6 +233,10 @@ async def test_alarm_polling_fallback_and_tools(
         assert names["local"]["breaker"] is None
         status = await call(mcp, "get_system_status")
         assert {s["name"] for s in status["telemetry_sources"]} == set(names)
+        access = await call(mcp, "query_audit_log", {"kind": "cloudwatch_access"})
+        assert len(access["entries"]) == 2 and access["entries"][0]["detail"]["api"] == "DescribeAlarms"
+        started = await call(mcp, "query_audit_log", {"kind": "cloudwatch_stream_started"})
+        assert started["entries"][0]["detail"]["sources"] == ["cloudwatch.alarms"]
 
 
 async def test_alarm_tool_without_cloudwatch(make_server: ServerFactory) -> None:
@@ -272,6 +276,9 @@ async def test_moto_down_opens_breaker_local_insights_continue_and_recovery(
         put_metrics("Shop", "Latency", {"Component": "api"}, [60], time.time())
         recovered = await wait_for(mcp, lambda m: m["breaker"]["state"] == "closed" and m["last_error"] is None)
         assert recovered["failures"] >= 2 and recovered["last_success"] is not None
+        breaker = await call(mcp, "query_audit_log", {"kind": "cloudwatch_breaker"})
+    moves = [(e["detail"]["from"], e["detail"]["to"]) for e in reversed(breaker["entries"])]
+    assert moves[0] == ("closed", "open") and moves[-1][1] == "closed", moves
 
 
 async def wait_for(mcp: Any, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from generators.deploy import SqliteAuditLog
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.setup import DEFAULT_QUEUE_NAME, DEFAULT_RULE_NAME, REQUIRED_PERMISSIONS
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
@@ -98,6 +99,15 @@ def test_setup_creates_the_pipeline_and_a_second_run_changes_nothing(aws: MotoSe
     assert f"SELF_BUILDING_CLOUDWATCH__SQS_QUEUE_URL={url}\n" in summary.stdout
     configured = setup(tmp_path, aws.url, env={"SELF_BUILDING_CLOUDWATCH__SQS_QUEUE_URL": url})
     assert "already points at this queue" in configured.stdout and "SQS_QUEUE_URL=" not in configured.stdout
+
+    audit = SqliteAuditLog(tmp_path / "data" / "audit.sqlite3")
+    try:
+        entries = audit.query(kind="cloudwatch_setup", limit=10).entries
+    finally:
+        audit.close()
+    assert len(entries) == 4 and {e.actor for e in entries} == {"cli"}
+    assert [e.detail["changed"] for e in reversed(entries)] == [True, False, False, False]
+    assert entries[-1].detail["actions"] == first["actions"]
 
 
 @pytest.mark.slow

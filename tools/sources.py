@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -73,5 +75,9 @@ def register(server: MCPServer) -> None:
             )
         with domain_errors():
             alarms = await svc.cloudwatch.alarm_states()
+        detail = {"api": "DescribeAlarms", "cache_seconds": svc.cloudwatch.config.alarm_cache_seconds, "state": state}
+        await anyio.to_thread.run_sync(
+            partial(svc.audit.append, "cloudwatch_access", "alarms", actor=caller.name, tenant="system", detail=detail)
+        )
         chosen = [a for a in alarms if (state is None or a.state == state) and caller.may_use(a.tenant)]
         return AlarmStates(alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit)

@@ -73,8 +73,12 @@ class CloudWatchStreamer:
         *,
         clients: AwsClients | None = None,
         clock: Callable[[], float] = time.time,
+        on_access: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        """``on_access(kind, detail)`` (blocking; run in a worker thread) hears when streaming starts and when a
+        source's breaker opens or closes: the server writes these to its audit log."""
         self.config = config
+        self._on_access = on_access
         self._clients = clients or AwsClients(config)
         self._clock = clock
         self._metrics = MetricFetcher(config, store, clock)
@@ -117,6 +121,7 @@ class CloudWatchStreamer:
             if not source.breaker.allow():
                 return 0
             source.polls += 1
+            before = source.breaker.state
             try:
                 stored = await anyio.to_thread.run_sync(source.poll, abandon_on_cancel=True)
             except Exception as exc:  # any AWS or network failure counts against the breaker
@@ -124,14 +129,29 @@ class CloudWatchStreamer:
                 source.last_error, source.last_error_at = _describe(exc), self._clock()
                 source.breaker.record_failure()
                 logger.warning("%s poll failed (%s); breaker %s", name, source.last_error, source.breaker.state)
-                return 0
-            source.breaker.record_success()
-            source.items += stored
-            source.last_success, source.last_error = self._clock(), None
+                stored = 0
+            else:
+                source.breaker.record_success()
+                source.items += stored
+                source.last_success, source.last_error = self._clock(), None
+            await self._breaker_changed(source, before)
             return stored
+
+    async def _breaker_changed(self, source: _Source, before: str) -> None:
+        after = source.breaker.state
+        if after != before and after in ("open", "closed") and self._on_access is not None:
+            detail = {"source": source.name, "from": before, "to": after, "error": source.last_error}
+            await anyio.to_thread.run_sync(self._on_access, "cloudwatch_breaker", detail)
 
     async def run(self) -> None:
         """Poll every enabled source until cancelled."""
+        if self._on_access is not None:
+            detail = {
+                "region": self.config.region,
+                "endpoint_url": self.config.endpoint_url,
+                "sources": sorted(name for name, source in self._sources.items() if source.enabled),
+            }
+            await anyio.to_thread.run_sync(self._on_access, "cloudwatch_stream_started", detail)
         async with anyio.create_task_group() as group:
             for name, source in self._sources.items():
                 if source.enabled:
