@@ -270,7 +270,14 @@ def _generator_factory(
         from generators.validation import ValidationConfig, ValidationPipeline
 
         pipeline = ValidationPipeline(ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache"))
-        return CodeGenerator(llm, pipeline, settings.workspace, stages=stages)
+        return CodeGenerator(
+            llm,
+            pipeline,
+            settings.workspace,
+            max_rounds=settings.generation_max_rounds,
+            stages=stages,
+            test_timeout=settings.validation_test_timeout_seconds,
+        )
 
     return build
 

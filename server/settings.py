@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     enable_component_generation: bool = Field(True, description="Allow generation of new components.")
     enable_improvement_rollback: bool = Field(True, description="Roll back deployments that regress.")
 
+    generation_max_rounds: int = Field(
+        3, ge=1, le=10, description="Ask → apply → validate rounds per generation before it fails with the report."
+    )
+    validation_test_timeout_seconds: float = Field(
+        120.0, gt=0, description="Wall-clock limit of the sandboxed test run of generated code (killed after)."
+    )
+
     improvement_monitoring_seconds: float = Field(
         3600.0, gt=0, description="How long a deployed improvement is watched before it is kept or rolled back."
     )

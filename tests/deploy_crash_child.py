@@ -26,8 +26,9 @@ def new_files() -> dict[str, bytes]:
 
 
 def open_deployer(workspace: Path, data_dir: Path, hook: StepHook | None = None) -> Deployer:
-    store = SqliteVersionStore(data_dir / "deploy.sqlite3")
-    audit = SqliteAuditLog(data_dir / "deploy.sqlite3")
+    # The server's own file names, so that a real server can start on what the killed process left.
+    store = SqliteVersionStore(data_dir / "versions.sqlite3")
+    audit = SqliteAuditLog(data_dir / "audit.sqlite3")
     return Deployer(workspace, data_dir, store, audit, hook=hook)
 
 

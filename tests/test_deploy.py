@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from generators.deploy import (
     Deployer,
@@ -391,3 +393,38 @@ def test_audit_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
         conn.execute("DELETE FROM audit_log")
     assert conn.execute("SELECT actor FROM audit_log").fetchall() == [("bob",)]
     conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("step", "expected", "status"), [("temp_written", "old", "failed"), ("replaced", "new", "deployed")]
+)
+async def test_real_server_started_after_a_sigkill_mid_deploy_finds_the_workspace_consistent(
+    tmp_path: Path, step: str, expected: str, status: str
+) -> None:
+    """A process is SIGKILLed in the middle of a deploy (files half replaced); the real server, started as a
+    subprocess on the same workspace and data, recovers at start-up before it serves, and its tools report it."""
+    ws, data = tmp_path / "ws", tmp_path / "data"
+    write_files(ws, OLD)
+    kill_when_ready(spawn(ws, data, "deploy", step, "2", "0"))
+    if step == "replaced":
+        assert state_of(ws, OLD, new_files()).startswith("MIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SELF_BUILDING_")}
+    env.update(SELF_BUILDING_DATA_DIR=str(data), SELF_BUILDING_WORKSPACE=str(ws))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env, cwd=str(ROOT))
+    with (tmp_path / "stderr.log").open("w", encoding="utf-8") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            listed = (await client.call_tool("list_deployments", {})).structured_content
+            assert listed is not None
+            [deployment] = listed["deployments"]
+            detail = await client.call_tool("get_deployment", {"deployment_id": deployment["deployment_id"]})
+            recovery = (await client.call_tool("query_audit_log", {"kind": "recovery"})).structured_content
+    assert state_of(ws, OLD, new_files()) == expected
+    assert deployment["status"] == status
+    files = detail.structured_content["files"]  # type: ignore[index]
+    side = "new_sha256" if expected == "new" else "previous_sha256"
+    assert all(f["current_sha256"] == f[side] for f in files), files
+    assert recovery is not None and recovery["entries"][0]["subject"] == deployment["deployment_id"]
+    assert leftovers(ws) == [] and read_journals(data / "deploy-journal") == []
+    assert "start-up recovery of deployment" in (tmp_path / "stderr.log").read_text(encoding="utf-8")

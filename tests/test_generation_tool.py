@@ -223,3 +223,38 @@ async def test_progress_is_reported_per_stage(
     assert any(m.startswith("round 1 accepted:") for m in messages)
     assert messages[-1] == "deploying"
     assert [p for p, _ in seen] == sorted(p for p, _ in seen)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_rate_limit_and_unavailable_are_tool_errors(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM, status: int
+) -> None:
+    scripted_llm.fail(status)
+    async with connect(build(settings, host, scripted_llm)) as client:
+        text = await call_error(client, "generate_component", ARGS)
+    assert "the LLM at" in text and str(status) in text, text
+    assert files(settings.workspace) == {}
+
+
+async def test_llm_timeout_is_a_tool_error(settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.stall(3.0)
+    async with connect(build(settings, host, scripted_llm, llm_timeout_seconds=0.5)) as client:
+        text = await call_error(client, "generate_component", ARGS)
+    assert "the LLM at" in text and "time" in text.lower(), text
+
+
+async def test_generated_test_that_loops_forever_is_killed_by_the_sandbox_timeout(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    looping = slugify_reply().replace(
+        '    assert slugify("Hello, World") == "hello-world"',
+        '    while slugify("Hello, World") == "hello-world":\n        pass',
+    )
+    scripted_llm.reply(looping)
+    server = build(settings, host, scripted_llm, generation_max_rounds=1, validation_test_timeout_seconds=2.0)
+    async with connect(server) as client:
+        out = await call(client, "generate_component", ARGS)
+    assert out["succeeded"] is False and out["rounds"][0]["outcome"] == "validation_failed"
+    tests = next(s for s in out["validation"]["stages"] if s["name"] == "tests")
+    assert tests["status"] == "failed" and tests["details"]["timed_out"] is True
+    assert "TST002" in [f["rule"] for f in tests["findings"]] and "killed" in out["validation_text"]
