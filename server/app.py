@@ -97,7 +97,7 @@ def create_server(
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
         deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock)
         llm = LLMClient(llm_config(settings))
-        generator = _generator_factory(llm, settings, validation_stages)
+        generator, close_generator = _generator_factory(llm, settings, validation_stages)
         anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
         retention = settings.telemetry_retention_days * 86400
         pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
@@ -202,6 +202,7 @@ def create_server(
             versions.close()
             audit_log.close()
             cycles.close()
+            await anyio.to_thread.run_sync(close_generator)
             with anyio.CancelScope(shield=True):
                 await llm.close()
 
@@ -261,25 +262,33 @@ def _open_deployer(
 
 def _generator_factory(
     llm: LLMClient, settings: Settings, stages: Collection[StageName] | None
-) -> Callable[[], CodeGenerator]:
-    """The code generator, built (and its modules imported) on first use rather than at start-up."""
+) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
+    """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
+    that stops what it started (its long-lived mypy process)."""
+    built: list[CodeGenerator] = []
 
     @functools.cache
     def build() -> CodeGenerator:
         from generators.generation import CodeGenerator
         from generators.validation import ValidationConfig, ValidationPipeline
 
-        pipeline = ValidationPipeline(ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache"))
-        return CodeGenerator(
+        config = ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache", mypy_persistent=True)
+        generator = CodeGenerator(
             llm,
-            pipeline,
+            ValidationPipeline(config),
             settings.workspace,
             max_rounds=settings.generation_max_rounds,
             stages=stages,
             test_timeout=settings.validation_test_timeout_seconds,
         )
+        built.append(generator)
+        return generator
 
-    return build
+    def close() -> None:
+        for generator in built:
+            generator.pipeline.close()
+
+    return build, close
 
 
 def cycle_config(settings: Settings) -> CycleConfig:

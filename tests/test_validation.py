@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -408,3 +409,26 @@ def test_bandit_runs_when_installed_and_is_skipped_with_a_note_otherwise(workspa
     else:
         assert "bandit not installed: skipped" in report.stage("security").note
         assert report.stage("security").status == "passed"
+
+
+@pytest.mark.slow
+def test_long_lived_mypy_worker_finds_the_same_errors_and_survives_a_timeout(workspace: Path, tmp_path: Path) -> None:
+    config = ValidationConfig(mypy_cache_dir=tmp_path / "cache", mypy_persistent=True)
+    pipeline = ValidationPipeline(config)
+    bad = {"components/shop/new.py": "def f(x: int) -> str:\n    return x\n"}
+    good = {"components/shop/new.py": "def f(x: int) -> str:\n    return str(x)\n"}
+    try:
+        first = pipeline.run(workspace, bad, stages=["types"]).stage("types")
+        assert first.status == "failed" and [(f.line, f.rule) for f in first.findings] == [(2, "mypy:return-value")]
+        assert pipeline.run(workspace, good, stages=["types"]).stage("types").status == "passed"
+        hurried = ValidationPipeline(dataclasses.replace(config, mypy_timeout_s=0.001))
+        try:
+            late = hurried.run(workspace, bad, stages=["types"]).stage("types")
+            assert late.status == "failed" and late.findings[0].rule == "TYP000" and "timed out" in late.note
+            again = hurried.run(workspace, bad, stages=["types"]).stage("types")
+            assert again.findings[0].rule == "TYP000"  # a new worker each time: the timeout killed the last one
+        finally:
+            hurried.close()
+        assert pipeline.run(workspace, bad, stages=["types"]).stage("types").findings[0].rule == "mypy:return-value"
+    finally:
+        pipeline.close()

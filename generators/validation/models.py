@@ -114,6 +114,7 @@ class ValidationConfig:
     network_component_types: frozenset[str] = frozenset({"network", "http_client", "api_client", "integration"})
     mypy_timeout_s: float = 60.0
     mypy_cache_dir: Path | None = None
+    mypy_persistent: bool = False  # keep one mypy process up between checks (the server does)
     bandit_timeout_s: float = 60.0
     test_timeout_s: float = 120.0
     test_memory_bytes: int = 1 << 30

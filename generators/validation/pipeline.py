@@ -20,6 +20,7 @@ from generators.validation.models import (
     ValidationConfig,
     ValidationReport,
 )
+from generators.validation.mypy_worker import MypyWorker
 from generators.validation.overlay import Overlay
 from generators.validation.quality import check_quality
 from generators.validation.sandbox import run_tests
@@ -53,15 +54,21 @@ class ValidationPipeline:
 
     def __init__(self, config: ValidationConfig | None = None) -> None:
         self.config = config or ValidationConfig()
+        self._mypy = MypyWorker() if self.config.mypy_persistent else None
         self._stages: dict[StageName, Callable[[_Request], StageOutcome]] = {
             "syntax": lambda r: check_syntax(r.overlay),
             "imports": lambda r: check_imports(r.overlay, self.config),
             "security": self._security,
-            "types": lambda r: check_types(r.overlay, self.config),
+            "types": lambda r: check_types(r.overlay, self.config, self._mypy),
             "quality": lambda r: check_quality(r.overlay.parsed_sources(), self.config),
             "tenancy": self._tenancy,
             "tests": lambda r: run_tests(r.overlay, self.config, r.test_paths, r.timeout_s, r.extra_env),
         }
+
+    def close(self) -> None:
+        """Stop the long-lived mypy process, if one runs."""
+        if self._mypy is not None:
+            self._mypy.close()
 
     def run(
         self,

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from generators.validation.models import Finding, Severity, StageOutcome, ValidationConfig
+from generators.validation.mypy_worker import MypyResult, MypyTimeout, MypyWorker
 from generators.validation.overlay import Overlay
 
 _LINE = re.compile(
@@ -36,13 +37,10 @@ def has_annotations(tree: ast.Module) -> bool:
     return False
 
 
-def mypy_command(files: list[str], cache_dir: Path | None) -> list[str]:
-    """The mypy command line: strict, no config file, missing imports left to the imports stage."""
+def mypy_args(files: list[str], cache_dir: Path | None) -> list[str]:
+    """mypy's arguments: strict, no config file, missing imports left to the imports stage."""
     cache = ["--cache-dir", str(cache_dir)] if cache_dir is not None else ["--cache-dir", "/dev/null"]
     return [
-        sys.executable,
-        "-m",
-        "mypy",
         "--strict",
         "--config-file",
         "",
@@ -61,8 +59,16 @@ def mypy_command(files: list[str], cache_dir: Path | None) -> list[str]:
     ]
 
 
-def check_types(overlay: Overlay, config: ValidationConfig) -> StageOutcome:
-    """mypy's errors in the annotated changed files; skipped with a note when none is annotated or mypy is missing."""
+def mypy_command(files: list[str], cache_dir: Path | None) -> list[str]:
+    """The command line of a one-off mypy process."""
+    return [sys.executable, "-m", "mypy", *mypy_args(files, cache_dir)]
+
+
+def check_types(overlay: Overlay, config: ValidationConfig, worker: MypyWorker | None = None) -> StageOutcome:
+    """mypy's errors in the annotated changed files; skipped with a note when none is annotated or mypy is missing.
+
+    With a ``worker`` mypy runs in that long-lived process, else in a new one.
+    """
     files = [path for path, tree in overlay.parsed_sources() if has_annotations(tree)]
     if not files:
         return StageOutcome(note="no annotated Python files: skipped", skipped=True)
@@ -71,20 +77,37 @@ def check_types(overlay: Overlay, config: ValidationConfig) -> StageOutcome:
     with tempfile.TemporaryDirectory(prefix="validate-mypy-") as tmp:
         root = Path(tmp) / "ws"
         overlay.link_tree(root)
-        command = mypy_command(files, config.mypy_cache_dir)
-        env = {**os.environ, "MYPYPATH": os.pathsep.join(str(root / r) for r in config.source_roots)}
+        mypypath = os.pathsep.join(str(root / r) for r in config.source_roots)
         try:
-            done = subprocess.run(
-                command, cwd=root, env=env, capture_output=True, text=True, timeout=config.mypy_timeout_s, check=False
-            )
-        except subprocess.TimeoutExpired:
+            done = _run(files, root, mypypath, config, worker)
+        except (subprocess.TimeoutExpired, MypyTimeout):
             message = f"{_TIMED_OUT} after {config.mypy_timeout_s:g} s; simplify the module or raise mypy_timeout_s"
             return StageOutcome([Finding(files[0], 0, message, "TYP000")], note=_TIMED_OUT)
+        except OSError as exc:
+            return StageOutcome([Finding(files[0], 0, f"mypy failed to run: {exc}", "TYP000")], note="mypy crashed")
     findings = parse_mypy(done.stdout, set(files))
-    if done.returncode not in (0, 1) or (done.returncode == 1 and not findings):
+    if done.code not in (0, 1) or (done.code == 1 and not findings):
         tail = (done.stderr or done.stdout)[-500:]
         return StageOutcome([Finding(files[0], 0, f"mypy failed to run: {tail}", "TYP000")], note="mypy crashed")
     return StageOutcome(findings, note=f"mypy --strict on {len(files)} file(s)")
+
+
+def _run(
+    files: list[str], root: Path, mypypath: str, config: ValidationConfig, worker: MypyWorker | None
+) -> MypyResult:
+    if worker is not None:
+        return worker.run(mypy_args(files, config.mypy_cache_dir), str(root), mypypath, config.mypy_timeout_s)
+    env = {**os.environ, "MYPYPATH": mypypath}
+    done = subprocess.run(
+        mypy_command(files, config.mypy_cache_dir),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=config.mypy_timeout_s,
+        check=False,
+    )
+    return MypyResult(done.returncode, done.stdout, done.stderr)
 
 
 def parse_mypy(output: str, files: set[str]) -> list[Finding]:

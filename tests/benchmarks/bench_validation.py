@@ -79,7 +79,9 @@ def best_ms(
     pipeline: ValidationPipeline, ws: Path, change: dict[str, str], stages: tuple[StageName, ...]
 ) -> tuple[float, float]:
     times = []
-    for _ in range(ROUNDS):
+    for index in range(ROUNDS):
+        # A new version each round, as each generation round brings: nothing is served from the mypy cache.
+        change = {path: text.replace("0.9", f"0.{index + 1}") for path, text in change.items()}
         started = time.perf_counter()
         report = pipeline.run(ws, change, stages=stages, tenant="shop")
         times.append((time.perf_counter() - started) * 1000)
@@ -102,9 +104,17 @@ def main() -> None:
                 ValidationPipeline(ValidationConfig(mypy_cache_dir=Path(tmp) / "cache")),
                 (*STATIC, "types"),
             ),
+            (
+                "+ mypy in the long-lived worker (as the server runs it)",
+                ValidationPipeline(ValidationConfig(mypy_cache_dir=Path(tmp) / "cache2", mypy_persistent=True)),
+                (*STATIC, "types"),
+            ),
         ]
         for label, pipeline, stages in figures:
+            if pipeline.config.mypy_persistent:
+                pipeline.run(ws, change, stages=stages, tenant="shop")  # starts the worker and fills the cache
             best, median = best_ms(pipeline, ws, change, stages)
+            pipeline.close()
             sys.stdout.write(
                 f"validation of a 500-line module, {label}: best {best:.1f} ms, median {median:.1f} ms "
                 "(target <= 150 ms)\n"
