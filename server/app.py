@@ -71,8 +71,10 @@ It also learns from telemetry per tenant: push metrics, logs and events with ing
 stream in too); query_telemetry_insights gives trends, degradations, anomalies, error patterns and ranked
 improvement opportunities; query_error_patterns groups log lines into templates; get_telemetry_sources and
 get_alarm_states show the sources' health and CloudWatch alarms.
-With an LLM configured, generate_component writes, validates and (on request) deploys new components;
-list_deployments, get_deployment, rollback_deployment, approve_change and query_audit_log manage what was deployed."""
+With an LLM configured, generate_component writes, validates and (on request) deploys new components, and
+trigger_improvement_cycle improves the components behind the top opportunities (validate, deploy, measure, keep or
+roll back; dry_run to only look); get_improvement_cycle follows a cycle. list_deployments, get_deployment,
+rollback_deployment, approve_change and query_audit_log manage what was deployed."""
 
 
 def create_server(

@@ -7,6 +7,7 @@ import argparse
 from tests.benchmarks import (
     bench_anomaly,
     bench_cold_start,
+    bench_cycle,
     bench_ingest,
     bench_insights,
     bench_logpatterns,
@@ -28,3 +29,4 @@ bench_logpatterns.main()
 bench_insights.main()
 bench_validation.main()
 bench_rollback.main()
+bench_cycle.main()
