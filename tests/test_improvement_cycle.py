@@ -17,6 +17,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
+from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStore
 from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
@@ -371,3 +373,43 @@ async def test_critical_alarm_starts_one_emergency_cycle_per_component(
     assert (only["component"], only["metric"], only["status"]) == ("slow_stats", "Latency", "kept"), only
     assert "alarm shop-High" in only["goal"]
     assert len(skipped["entries"]) == 1 and "already working" in skipped["entries"][0]["detail"]["why"]
+
+
+async def test_candidate_caught_mid_deploy_is_judged_after_the_restart(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    """What a stop mid-deploy leaves (recorded as deploying, the deploy finished by start-up recovery) is monitored
+    and judged by the next server; one whose deployment never happened is reported interrupted."""
+    shutil.copytree(DEMO, settings.workspace)
+    data = settings.data_dir
+    cycles = SqliteCycleStore(data / "cycles.sqlite3")
+    versions, audit = SqliteVersionStore(data / "versions.sqlite3"), SqliteAuditLog(data / "audit.sqlite3")
+    try:
+        deployer = Deployer(settings.workspace, data, versions, audit)
+        module = settings.workspace / "components/slow_stats.py"
+        faster = module.read_text().replace("    ordered: list[float] = []\n", "    ordered = sorted(values)\n")
+        faster = faster.split("    for value in values:")[0] + "    rank" + faster.split("    rank", 1)[1]
+        done = deployer.deploy("default", "slow_stats", {"components/slow_stats.py": faster.encode()},
+                               actor="improvement-cycle", reason="test", deployment_id="d" * 32)  # fmt: skip
+        now = time.time()
+        cycles.create(CycleRecord("c" * 32, "default", "local", "manual", "running", now, now, {}))
+        for position, (component, deployment) in enumerate((("slow_stats", done.id), ("word_index", "e" * 32))):
+            cycles.save_candidate(
+                CandidateRecord("c" * 32, position, component, "latency_ms", "deploying", now, deployment,
+                                detail={"direction": "up_is_bad", "test_paths": [f"tests/test_{component}.py"]})
+            )  # fmt: skip
+    finally:
+        cycles.close()
+        versions.close()
+        audit.close()
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        with anyio.fail_after(60):
+            while (found := await call(client, "get_improvement_cycle", {"cycle_id": "c" * 32}))["candidates"][0][
+                "status"
+            ] in ("deploying", "monitoring"):
+                await anyio.sleep(0.1)
+    assert found["status"] == "interrupted"
+    stats, words = found["candidates"]
+    assert stats["status"] == "kept" and stats["figures"]["benchmark"]["change_percent"] < -10, stats
+    assert words["status"] == "interrupted" and "never recorded" in words["message"]

@@ -75,10 +75,12 @@ class Deployer:
         reason: str,
         hold_for_approval: bool = False,
         detail: Mapping[str, Any] | None = None,
+        deployment_id: str | None = None,
     ) -> Deployment:
         """Record a change (the workspace's current bytes as "previous") without writing it.
 
         Its status is ``pending_approval`` when held, else ``deploying`` (the caller goes on with :meth:`apply`).
+        ``deployment_id`` (a new random id by default) lets a caller record the id before anything happens.
 
         Raises:
             UnsafePathError: a path is not a plain file path inside the workspace.
@@ -93,7 +95,7 @@ class Deployer:
             versions.append(FileVersion.of(path, previous, files[path]))
         status: DeploymentStatus = "pending_approval" if hold_for_approval else "deploying"
         deployment = Deployment(
-            uuid.uuid4().hex, tenant, component, actor, status, now, now, reason,
+            deployment_id or uuid.uuid4().hex, tenant, component, actor, status, now, now, reason,
             paths=tuple(v.path for v in versions), detail=dict(detail or {}),
         )  # fmt: skip
         self.store.create(deployment, versions)
@@ -109,6 +111,7 @@ class Deployer:
         actor: str,
         reason: str,
         detail: Mapping[str, Any] | None = None,
+        deployment_id: str | None = None,
     ) -> Deployment:
         """Record and write ``files`` ({relative path: bytes}) as one transaction; return the deployed record.
 
@@ -120,7 +123,9 @@ class Deployer:
         with self._lock:
             if self.git is not None:
                 self.git.check_clean(sorted(files), f"deploy {component}")
-            deployment = self.propose(tenant, component, files, actor=actor, reason=reason, detail=detail)
+            deployment = self.propose(
+                tenant, component, files, actor=actor, reason=reason, detail=detail, deployment_id=deployment_id
+            )
             return self._apply(deployment, actor)
 
     def apply(self, deployment_id: str, *, actor: str) -> Deployment:

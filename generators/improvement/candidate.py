@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -83,7 +84,7 @@ class CandidateRunner:
                 f"workspace (looked for components/[{job.tenant}/]{target.component}.py)",
             )
             return False
-        text = (self.deployer.workspace / module).read_text(encoding="utf-8")
+        text = await anyio.to_thread.run_sync((self.deployer.workspace / module).read_text, "utf-8")
         try:
             result = await self._generate(job, module, text)
         except LLMError as exc:
@@ -182,11 +183,15 @@ class CandidateRunner:
                 await job.progress("approval", f"{target.component}: waiting for approval ({review})")
                 await self.save(record, "pending_approval", message=f"held for approval: {review}", test_paths=tests)
                 return False
+            # The id is recorded before the deploy: after a crash mid-deploy, start-up recovery finishes or undoes
+            # it, and the cycle finds and judges it.
+            record.deployment_id = uuid.uuid4().hex
             await self.save(record, "deploying", test_paths=tests)
             await job.progress("deploy", f"{target.component}: deploying {len(files)} files")
             call = functools.partial(
-                self.deployer.deploy, job.tenant, target.component, files, actor=ACTOR, reason=reason, detail=detail
-            )
+                self.deployer.deploy, job.tenant, target.component, files, actor=ACTOR, reason=reason, detail=detail,
+                deployment_id=record.deployment_id,
+            )  # fmt: skip
             deployed: Deployment = await anyio.to_thread.run_sync(call)
         except DeployError as exc:
             await self.save(record, "deploy_failed", message=str(exc))

@@ -83,6 +83,7 @@ class ImprovementService:
         interrupted = await anyio.to_thread.run_sync(self.store.mark_interrupted, self.clock())
         for cycle_id in interrupted:
             logger.warning("improvement cycle %s was interrupted by a stop of the server", cycle_id)
+        await self._adopt_recovered_deployments()
         for record in await anyio.to_thread.run_sync(self.store.by_status, "monitoring"):
             cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
             tenant = cycle.tenant if cycle else self.runner.config.default_tenant
@@ -92,6 +93,16 @@ class ImprovementService:
         if self._autonomous and self._interval > 0:
             task_group.start_soon(self._autonomous_loop)
         return interrupted
+
+    async def _adopt_recovered_deployments(self) -> None:
+        """Candidates a stop caught mid-deploy: start-up recovery finished the deploy (monitor it now) or undid it."""
+        for record in await anyio.to_thread.run_sync(self.store.by_status, "deploying"):
+            found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
+            if found is not None and found.status == "deployed":
+                await self.runner.start_monitoring(record, found.id, found.updated_at)
+            else:
+                state = found.status if found else "never recorded"
+                await self.runner.save(record, "interrupted", message=f"the server stopped mid-deploy; it is {state}")
 
     # -- starting and following cycles
 

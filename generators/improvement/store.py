@@ -166,8 +166,8 @@ class SqliteCycleStore:
         return None if row is None else _candidate(row)
 
     def mark_interrupted(self, at: float) -> list[str]:
-        """After a restart: running cycles become ``interrupted``, and so do their candidates that were between
-        steps (queued, generating, deploying). Candidates being monitored stay so (the caller resumes them)."""
+        """After a restart: running cycles become ``interrupted``, and so do their candidates that were queued or
+        generating. Candidates that were deploying or monitored are left for the caller (their deployment decides)."""
         with self._transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM cycles WHERE status = 'running'").fetchall()]
             conn.execute(
@@ -176,8 +176,7 @@ class SqliteCycleStore:
                 (at, at),
             )
             conn.execute(
-                "UPDATE candidates SET status = 'interrupted', updated_at = ?"
-                " WHERE status IN ('queued', 'generating', 'deploying')",
+                "UPDATE candidates SET status = 'interrupted', updated_at = ? WHERE status IN ('queued', 'generating')",
                 (at,),
             )
         return ids
