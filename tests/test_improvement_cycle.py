@@ -15,6 +15,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ElicitResult
 from pydantic import SecretStr
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
@@ -413,3 +414,34 @@ async def test_candidate_caught_mid_deploy_is_judged_after_the_restart(
     stats, words = found["candidates"]
     assert stats["status"] == "kept" and stats["figures"]["benchmark"]["change_percent"] < -10, stats
     assert words["status"] == "interrupted" and "never recorded" in words["message"]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_held_change_is_put_to_a_client_that_supports_elicitation(
+    settings: Settings, scripted_llm: ScriptedLLM, mode: str
+) -> None:
+    """A legacy session can be asked (push elicitation): the user's approval deploys the change, which is then
+    judged. A 2026-era session has no back channel: the change waits for approve_change."""
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm, improvement_review_components=["slow_stats"])
+    asked: list[str] = []
+
+    async def answer(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"approve": True, "reason": "looks right"})
+
+    async with Client(server, raise_exceptions=True, mode=mode, elicitation_callback=answer) as client:  # type: ignore[arg-type]
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+        with anyio.fail_after(60):
+            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][
+                0
+            ]["status"] == "monitoring":
+                await anyio.sleep(0.1)
+        decisions = await call(client, "query_audit_log", {"kind": "approval_decision"})
+    status = found["candidates"][0]["status"]
+    if mode == "legacy":
+        assert len(asked) == 1 and "slow_stats" in asked[0] and "ordered = sorted(values)" in asked[0]
+        assert status == "kept" and decisions["entries"][0]["detail"]["reason"] == "looks right"
+    else:
+        assert status == "pending_approval" and decisions["entries"] == []

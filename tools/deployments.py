@@ -237,13 +237,23 @@ def register(server: MCPServer) -> None:
         svc = services(ctx)
         found, caller = await visible_deployment(svc, change_id, "approve")
         with domain_errors():
-            done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
-        if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
-            await svc.improvements.after_approval(done.id, done.updated_at)
-        elif done.status == "rejected":
-            await svc.improvements.after_rejection(done.id)
+            done = await decide(svc, found, caller, approve, reason)
         verb = f"deployed {len(done.paths)} files" if approve else "rejected the change; nothing was written"
         return ActionResult(deployment=summary(done), message=verb)
+
+
+async def decide(svc: Services, found: Deployment, caller: Caller, approve: bool, reason: str) -> Deployment:
+    """Decide a pending change (audited); an improvement cycle's change is monitored once deployed.
+
+    Raises:
+        DeployError: the change is not pending, or applying it failed.
+    """
+    done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
+    if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
+        await svc.improvements.after_approval(done.id, done.updated_at)
+    elif done.status == "rejected":
+        await svc.improvements.after_rejection(done.id)
+    return done
 
 
 def _decide(svc: Services, found: Deployment, caller: Caller, approve: bool, reason: str) -> Deployment:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio.to_thread
+from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -17,13 +19,16 @@ from pydantic import BaseModel, Field
 
 from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
 from generators.llm import LLMNotConfigured
-from tools.access import authorize
+from tools.access import Caller, authorize
+from tools.deployments import decide
+from tools.errors import domain_errors
 from tools.generation import check_enabled
 from tools.services import Services, services
 
 if TYPE_CHECKING:
     from generators.improvement import CandidateRecord, CycleRecord
 
+ELICIT_DIFF_CHARS = 4_000
 CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle id from trigger_improvement_cycle.")]
 
 
@@ -118,6 +123,8 @@ def register(server: MCPServer) -> None:
             found = await svc.improvements.wait(cycle.id, svc.improvement_wait_seconds)
         finally:
             svc.improvements.listen(cycle.id, None)
+        if found is not None and await ask_approvals(ctx, svc, caller, found):
+            found = await svc.improvements.get(cycle.id)
         return view(found or cycle)
 
     @server.tool(
@@ -133,6 +140,41 @@ def register(server: MCPServer) -> None:
             raise ToolError(f"no improvement cycle has id {cycle_id!r}; trigger_improvement_cycle returns the ids")
         authorize("read", found.tenant)
         return view(found)
+
+
+class ApprovalAnswer(BaseModel):
+    approve: bool = Field(description="Deploy this change now (it is then monitored and kept or rolled back)?")
+    reason: str = Field("decided in the client", max_length=500, description="Why; kept in the audit log.")
+
+
+async def ask_approvals(ctx: Context[Services, Any], svc: Services, caller: Caller, cycle: CycleRecord) -> bool:
+    """Ask the user of a client that supports elicitation to decide the cycle's held changes, when the caller may
+    approve; True when something was decided. Clients without a back channel are left to approve_change."""
+    held = [c for c in cycle.candidates if c.status == "pending_approval" and c.deployment_id]
+    capabilities = ctx.client_capabilities
+    if not held or capabilities is None or capabilities.elicitation is None or not caller.has_role("approve"):
+        return False
+    decided = False
+    for candidate in held:
+        assert candidate.deployment_id is not None
+        diff = str(candidate.detail.get("diff", ""))[:ELICIT_DIFF_CHARS]
+        message = (
+            f"Improvement of {candidate.component} is held for approval "
+            f"({candidate.detail.get('message', 'review required')}). Deploy it?\n\n{diff}"
+        )
+        try:
+            answer = await ctx.elicit(message, ApprovalAnswer)
+        except MCPError:  # no back channel on this session (2026 era, stateless HTTP)
+            return decided
+        if answer.action != "accept":
+            continue
+        found = await anyio.to_thread.run_sync(svc.versions.get, candidate.deployment_id)
+        if found is None or found.status != "pending_approval":
+            continue
+        with domain_errors():
+            await decide(svc, found, caller, answer.data.approve, answer.data.reason)
+        decided = True
+    return decided
 
 
 def view(cycle: CycleRecord) -> CycleView:
