@@ -258,3 +258,25 @@ async def test_generated_test_that_loops_forever_is_killed_by_the_sandbox_timeou
     tests = next(s for s in out["validation"]["stages"] if s["name"] == "tests")
     assert tests["status"] == "failed" and tests["details"]["timed_out"] is True
     assert "TST002" in [f["rule"] for f in tests["findings"]] and "killed" in out["validation_text"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "old", "new", "says"),
+    [
+        ("imports", "import re\n", "import re\nimport no_such_package_xyz\n", "no_such_package_xyz"),
+        ("security", 'return "-".join(re.findall(r"[a-z0-9]+", title.lower()))', "return str(eval(title))", "eval"),
+        ("tests", '== "hello-world"', '== "hello_world"', "1 failed"),
+    ],
+)
+async def test_rejected_code_is_reported_with_the_failing_stage(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM, stage: str, old: str, new: str, says: str
+) -> None:
+    reply = slugify_reply()
+    assert old in reply
+    scripted_llm.reply(reply.replace(old, new))
+    async with connect(build(settings, host, scripted_llm, generation_max_rounds=1)) as client:
+        out = await call(client, "generate_component", {**ARGS, "deploy": True})
+    assert out["succeeded"] is False and out["deployment"] is None and files(settings.workspace) == {}
+    failed = [s["name"] for s in out["validation"]["stages"] if s["status"] == "failed"]
+    assert failed == [stage], out["validation_text"]
+    assert says in out["validation_text"]

@@ -176,6 +176,8 @@ async def test_faster_change_is_kept_slower_one_rolled_back_byte_identical(
         for kind in ("improvement_cycle_started", "generation_result", "deployment", "improvement_verdict",
                      "rollback", "improvement_cycle_finished"):  # fmt: skip
             assert kind in kinds, kinds
+        requests = [e for e in audit["entries"] if e["kind"] == "generation_request"]
+        assert {e["actor"] for e in requests} == {"local"} and len(requests) == 2
         again = await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]})
         assert [c["status"] for c in again["candidates"]] == ["kept", "rolled_back"]
 

@@ -40,6 +40,8 @@ class Job:
     target: Target
     dry_run: bool
     progress: Progress
+    requested_by: str = ACTOR  # who started the cycle (a key name, "autonomous", "alarm:<name>")
+    cycle_id: str = ""
 
 
 class CandidateRunner:
@@ -135,6 +137,11 @@ class CandidateRunner:
         async def rounds(stage: str, number: int, message: str) -> None:
             await job.progress(stage, f"{target.component} round {number}: {message}")
 
+        request = {"cycle_id": job.cycle_id, "module": module, "goal": target.goal, "metric": target.metric}
+        await anyio.to_thread.run_sync(
+            functools.partial(self.audit.append, "generation_request", module, actor=job.requested_by,
+                              tenant=job.tenant, detail=request)
+        )  # fmt: skip
         gen = self.generator()
         return await gen.improve({module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds)
 
@@ -277,7 +284,7 @@ class CandidateRunner:
 
     def _audit_generation(self, job: Job, module: str, result: GenerationResult) -> None:
         detail = {
-            "cycle": True,
+            "cycle_id": job.cycle_id,
             "module": module,
             "succeeded": result.succeeded,
             "rounds": len(result.rounds),
@@ -286,7 +293,7 @@ class CandidateRunner:
             "completion_tokens": result.completion_tokens,
             "validation_passed": result.report.passed if result.report else None,
         }
-        self.audit.append("generation_result", module, actor=ACTOR, tenant=job.tenant, detail=detail)
+        self.audit.append("generation_result", module, actor=job.requested_by, tenant=job.tenant, detail=detail)
 
 
 def _generation_detail(result: GenerationResult) -> dict[str, Any]:

@@ -195,7 +195,7 @@ class ImprovementService:
             limiter = anyio.CapacityLimiter(self.runner.config.max_concurrency)
             async with anyio.create_task_group() as group:
                 for record, target in zip(records, picked, strict=True):
-                    job = Job(request.tenant, target, request.dry_run, progress)
+                    job = Job(request.tenant, target, request.dry_run, progress, request.actor, cycle.id)
                     group.start_soon(self._candidate, record, job, limiter)
             ended = True
         except Exception as exc:  # a broken cycle is reported, never takes the server down
