@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.deploy.failpoint import failpoint_hook
 from generators.improvement import CycleConfig, SqliteCycleStore
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.cycle import ImprovementService
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 SERVER_NAME = "self-building-mcp"
+FAILPOINT_VARIABLE = "SELF_BUILDING_DEPLOY_FAILPOINT"  # fault injection for crash drills (generators/deploy/failpoint)
 INSTRUCTIONS = """\
 self-building-mcp watches the host it runs on (CPU, memory, disks, I/O, NVIDIA GPUs), raises monitoring events
 when thresholds are crossed, explains bottlenecks and writes remediation scripts (dry-run by default) that a
@@ -249,7 +252,11 @@ def _open_deployer(
     try:
         audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)
         settings.workspace.mkdir(parents=True, exist_ok=True)
-        deployer = Deployer(settings.workspace, settings.data_dir, versions, audit_log, clock=clock)
+        failpoint = os.environ.get(FAILPOINT_VARIABLE)
+        hook = failpoint_hook(failpoint) if failpoint else None
+        if hook is not None:
+            logger.warning("%s is set: deploys stop at %s (crash drills only)", FAILPOINT_VARIABLE, failpoint)
+        deployer = Deployer(settings.workspace, settings.data_dir, versions, audit_log, clock=clock, hook=hook)
         for done in deployer.recover():
             level = logging.ERROR if done.outcome == "unresolved" else logging.WARNING
             logger.log(level, "start-up recovery of deployment %s: %s, now %s (%s)",

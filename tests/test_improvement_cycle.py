@@ -447,3 +447,38 @@ async def test_held_change_is_put_to_a_client_that_supports_elicitation(
         assert status == "kept" and decisions["entries"][0]["detail"]["reason"] == "looks right"
     else:
         assert status == "pending_approval" and decisions["entries"] == []
+
+
+async def test_autonomous_mode_runs_cycles_on_its_schedule(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.reply(FAST_STATS)
+    scripted_llm.reply("Nothing to change.", times=20)  # later scheduled cycles find no matching edit
+    server = build(settings, scripted_llm, enable_autonomous_improvements=True, autonomous_interval_hours=1 / 3600)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        with anyio.fail_after(60):
+            cycle = await first_judged_cycle(client)
+    assert cycle["trigger"] == "autonomous" and cycle["candidates"][0]["status"] == "kept", cycle
+
+
+async def first_judged_cycle(client: Client) -> dict[str, Any]:
+    """The oldest started cycle that acted on an opportunity, once it has finished (a scheduled cycle may start
+    before the telemetry is in and find nothing)."""
+    while True:
+        started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
+        for entry in reversed(started["entries"]):
+            assert entry["actor"] == "autonomous" and entry["detail"]["trigger"] == "autonomous"
+            cycle = await call(client, "get_improvement_cycle", {"cycle_id": entry["subject"]})
+            if cycle["candidates"]:
+                if cycle["status"] != "running":
+                    return cycle
+                break
+        await anyio.sleep(0.1)
+
+
+async def test_autonomous_mode_off_by_default(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    server = build(settings, scripted_llm, autonomous_interval_hours=1 / 3600)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        await anyio.sleep(2.5)
+        started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
+    assert started["entries"] == [] and scripted_llm.requests == []
