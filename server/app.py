@@ -207,9 +207,11 @@ def create_server(
             versions.close()
             audit_log.close()
             cycles.close()
-            await anyio.to_thread.run_sync(close_generator)
-            with anyio.CancelScope(shield=True):
-                await llm.close()
+            with anyio.CancelScope(shield=True):  # the lifespan may end by cancellation: close regardless
+                try:
+                    await anyio.to_thread.run_sync(close_generator)
+                finally:
+                    await llm.close()
 
     verifier = key_verifier(settings)
     server = MCPServer(

@@ -482,3 +482,41 @@ async def test_autonomous_mode_off_by_default(settings: Settings, scripted_llm: 
         await anyio.sleep(2.5)
         started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
     assert started["entries"] == [] and scripted_llm.requests == []
+
+
+async def test_a_tenant_cycle_never_touches_the_shared_root(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    """Tenant acme's opportunity for slow_stats finds no components/acme/slow_stats.py: the root module (the default
+    tenant's) is not a fallback, so nothing is asked or written."""
+    server = build(settings, scripted_llm)
+    async with connect(server) as client:
+        before = snapshot(settings.workspace)
+        points = latency_points("slow_stats", 100, 180, time.time())
+        await call(client, "ingest_telemetry", {"tenant_id": "acme", "metrics": points})
+        cycle = await call(client, "trigger_improvement_cycle", {"tenant_id": "acme", "max_improvements": 1})
+    (only,) = cycle["candidates"]
+    assert only["status"] == "skipped" and "components/[acme/]slow_stats.py" in only["message"]
+    assert scripted_llm.requests == [] and snapshot(settings.workspace) == before
+
+
+async def test_a_module_changed_while_the_model_worked_is_not_overwritten(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.stall(2.0, FAST_STATS)
+    server = build(settings, scripted_llm, improvement_wait_seconds=0)
+    async with connect(server) as client:
+        await push_degradations(client, ("slow_stats", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
+        with anyio.fail_after(30):
+            while not scripted_llm.requests:
+                await anyio.sleep(0.05)
+        module = settings.workspace / "components/slow_stats.py"
+        edited = module.read_bytes() + b"\n# edited by a person meanwhile\n"
+        module.write_bytes(edited)
+        with anyio.fail_after(60):
+            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))[
+                "status"
+            ] == "running":
+                await anyio.sleep(0.1)
+    (only,) = found["candidates"]
+    assert only["status"] == "deploy_failed" and "changed since the change was generated" in only["message"], only
+    assert module.read_bytes() == edited

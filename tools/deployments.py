@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any
 
+import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -248,11 +249,12 @@ async def decide(svc: Services, found: Deployment, caller: Caller, approve: bool
     Raises:
         DeployError: the change is not pending, or applying it failed.
     """
-    done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
-    if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
-        await svc.improvements.after_approval(done.id, done.updated_at)
-    elif done.status == "rejected":
-        await svc.improvements.after_rejection(done.id)
+    with anyio.CancelScope(shield=True):  # a caller who goes away must not leave a deployed change unmonitored
+        done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
+        if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
+            await svc.improvements.after_approval(done.id, done.updated_at)
+        elif done.status == "rejected":
+            await svc.improvements.after_rejection(done.id)
     return done
 
 

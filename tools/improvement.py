@@ -8,6 +8,7 @@ up to ``improvement_wait_seconds`` while sending progress notifications, then an
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
@@ -17,17 +18,18 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from generators.deploy import DeployError
 from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize
 from tools.deployments import decide
-from tools.errors import domain_errors
 from tools.generation import check_enabled
 from tools.services import Services, services
 
 if TYPE_CHECKING:
     from generators.improvement import CandidateRecord, CycleRecord
 
+logger = logging.getLogger(__name__)
 ELICIT_DIFF_CHARS = 4_000
 CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle id from trigger_improvement_cycle.")]
 
@@ -119,6 +121,7 @@ def register(server: MCPServer) -> None:
 
         cycle = await svc.improvements.start(request)
         svc.improvements.listen(cycle.id, progress)
+        await progress("started", f"cycle {cycle.id} (follow it with get_improvement_cycle)")
         try:
             found = await svc.improvements.wait(cycle.id, svc.improvement_wait_seconds)
         finally:
@@ -171,8 +174,11 @@ async def ask_approvals(ctx: Context[Services, Any], svc: Services, caller: Call
         found = await anyio.to_thread.run_sync(svc.versions.get, candidate.deployment_id)
         if found is None or found.status != "pending_approval":
             continue
-        with domain_errors():
+        try:
             await decide(svc, found, caller, answer.data.approve, answer.data.reason)
+        except DeployError as exc:  # e.g. the files changed meanwhile: the candidate says so, the cycle is returned
+            logger.warning("decision on %s from the client failed: %s", found.id, exc)
+            continue
         decided = True
     return decided
 

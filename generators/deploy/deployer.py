@@ -76,6 +76,7 @@ class Deployer:
         hold_for_approval: bool = False,
         detail: Mapping[str, Any] | None = None,
         deployment_id: str | None = None,
+        expected: Mapping[str, str | None] | None = None,
     ) -> Deployment:
         """Record a change (the workspace's current bytes as "previous") without writing it.
 
@@ -87,6 +88,7 @@ class Deployer:
         """
         if not files:
             raise DeployError("a deployment needs at least one file; give {relative path: content}")
+        self._check_expected(expected or {}, component)
         now = self._clock()
         versions = []
         for path in sorted(files):
@@ -112,8 +114,12 @@ class Deployer:
         reason: str,
         detail: Mapping[str, Any] | None = None,
         deployment_id: str | None = None,
+        expected: Mapping[str, str | None] | None = None,
     ) -> Deployment:
         """Record and write ``files`` ({relative path: bytes}) as one transaction; return the deployed record.
+
+        ``expected`` ({path: sha256, or None for "absent"}) is what the caller based the change on: a file that no
+        longer matches refuses the deploy (``WorkspaceChangedError``) instead of overwriting what changed meanwhile.
 
         Raises:
             UnsafePathError: a path is not a plain file path inside the workspace.
@@ -121,6 +127,7 @@ class Deployer:
             DeployError: writing or committing failed; the workspace holds its old bytes and the record is ``failed``.
         """
         with self._lock:
+            self._check_expected(expected or {}, component)
             if self.git is not None:
                 self.git.check_clean(sorted(files), f"deploy {component}")
             deployment = self.propose(
@@ -195,6 +202,15 @@ class Deployer:
             self._audit("rollback", deployment, actor, detail)
             logger.info("rolled back deployment %s (%s): %s", deployment_id, deployment.component, reason)
             return self._get(deployment_id)
+
+    def _check_expected(self, expected: Mapping[str, str | None], component: str) -> None:
+        changed = sorted(p for p, sha in expected.items() if file_sha256(target_path(self.workspace, p)) != sha)
+        if changed:
+            raise WorkspaceChangedError(
+                f"not deploying {component}: {changed} changed since the change was generated from them; "
+                "generate it again from the current files",
+                changed,
+            )
 
     def _apply(self, deployment: Deployment, actor: str) -> Deployment:
         versions = self.store.files(deployment.id)

@@ -2,8 +2,8 @@
 step and wait there to be killed.
 
 The spec is ``STEP:INDEX:MARKER`` (``SELF_BUILDING_DEPLOY_FAILPOINT``): when the transaction reaches its INDEX-th
-STEP (``journaled``, ``temp_written``, ``replaced``, ``deleted``, ``committed``), the process writes its pid to the file MARKER
-and sleeps. Meant for tests and drills only; unset (the default), nothing is hooked.
+STEP (``journaled``, ``temp_written``, ``replaced``, ``deleted``, ``committed``), the process writes its pid to the
+file MARKER and sleeps. Meant for tests and drills only; unset (the default), nothing is hooked.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def failpoint_hook(spec: str) -> StepHook:
     """
     step, _, rest = spec.partition(":")
     index, _, marker = rest.partition(":")
-    if step not in STEPS or not index.isdigit() or int(index) < 1 or not marker:
+    if step not in STEPS or not index.isdecimal() or int(index) < 1 or not marker:
         raise DeployError(f"deploy failpoint {spec!r} must be STEP:INDEX:MARKER with STEP one of {', '.join(STEPS)}")
     seen = 0
 

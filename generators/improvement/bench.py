@@ -2,13 +2,15 @@
 
 Convention: the benchmark of ``components/[<tenant>/]<name>.py`` is ``benchmarks/[<tenant>/]bench_<name>.py`` in the
 workspace; it prints a figure where **lower is better** (seconds, milliseconds), and the last number on its stdout is
-taken. Both versions run in their own copy of the workspace (the same sandbox environment and limits as the test
-stage), alternating before/after/after/before..., so a machine that gets busier halfway hurts both sides alike.
+taken (stderr is kept apart). Both versions run in their own copy of the workspace (the same sandbox environment and
+resource limits as the test stage), alternating before/after/after/before..., so a machine that gets busier halfway
+hurts both sides alike.
 The medians are compared.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -18,6 +20,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from generators.validation.models import ValidationConfig
 from generators.validation.sandbox import sandbox_env, wait_or_kill
@@ -26,7 +29,11 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 class BenchmarkError(Exception):
-    """The benchmark failed, timed out or printed no figure."""
+    """The benchmark failed, timed out or printed no figure; ``side`` says on which code (before or after)."""
+
+    def __init__(self, message: str, side: str) -> None:
+        super().__init__(message)
+        self.side = side
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,7 @@ def run_interleaved(
         for index in range(runs):
             order = ("before", "after") if index % 2 == 0 else ("after", "before")
             for name in order:
-                samples[name].append(_run_once(sides[name], home, script, timeout))
+                samples[name].append(_run_once(sides[name], home, script, timeout, config, name))
     return BenchFigures(script, samples["before"], samples["after"])
 
 
@@ -104,39 +111,62 @@ def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None],
     shutil.copytree(workspace, dest, symlinks=True, ignore=shutil.ignore_patterns(*ignore))
     for rel, content in files.items():
         target = dest / rel
-        if content is None:
-            target.unlink(missing_ok=True)
-        else:
+        if not target.parent.resolve().is_relative_to(dest.resolve()):
+            raise BenchmarkError(f"{rel} lies behind a symlink out of the workspace copy", "before")
+        target.unlink(missing_ok=True)  # a symlink is replaced, never written through
+        if content is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
 
 
-def _run_once(root: Path, home: Path, script: str, timeout: float) -> float:
-    with tempfile.TemporaryFile() as out:
+def _run_once(root: Path, home: Path, script: str, timeout: float, config: ValidationConfig, side: str) -> float:
+    """One run under the test sandbox's limits; the figure is the last number on stdout (stderr kept apart)."""
+    limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _RUNNER, script],
+            [sys.executable, "-I", "-c", _LAUNCHER, *limits, script],
             cwd=root,
             env=sandbox_env(root, home),
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err,
             start_new_session=True,
         )
         timed_out = wait_or_kill(process, timeout)
-        out.seek(0)
-        text = out.read()[-20_000:].decode("utf-8", errors="replace")
+        text, errors = _tail(out), _tail(err)
     if timed_out:
-        raise BenchmarkError(f"benchmark {script} did not finish within {timeout:g} s")
+        raise BenchmarkError(f"benchmark {script} did not finish within {timeout:g} s on the {side} code", side)
     if process.returncode != 0:
-        raise BenchmarkError(f"benchmark {script} exited with {process.returncode}: {text[-500:]}")
+        raise BenchmarkError(
+            f"benchmark {script} exited with {process.returncode} on the {side} code: {(errors or text)[-500:]}", side
+        )
     numbers = _NUMBER.findall(text)
     if not numbers:
-        raise BenchmarkError(f"benchmark {script} printed no figure: {text[-500:]}")
+        raise BenchmarkError(f"benchmark {script} printed no figure on the {side} code: {text[-500:]}", side)
     return float(numbers[-1])
 
 
-# -I drops PYTHONPATH; put the workspace copy first on sys.path, then run the script as __main__.
-_RUNNER = (
-    "import os, runpy, sys; sys.path.insert(0, os.getcwd()); sys.argv = sys.argv[1:]; "
-    "runpy.run_path(sys.argv[0], run_name='__main__')"
-)
+def _tail(handle: IO[bytes]) -> str:
+    """The last :data:`TAIL_BYTES` of a captured stream (a benchmark may print without end)."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - TAIL_BYTES))
+    return handle.read().decode("utf-8", errors="replace")
+
+
+TAIL_BYTES = 20_000
+# The test sandbox's limits (memory, CPU, file size, no core dumps), then the script as __main__ with the workspace
+# copy first on sys.path (-I drops PYTHONPATH).
+_LAUNCHER = """
+import os, resource, runpy, sys
+memory, cpu, fsize = (int(value) for value in sys.argv[1:4])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if memory > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+if cpu > 0:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+if fsize > 0:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+sys.path.insert(0, os.getcwd())
+sys.argv = sys.argv[4:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""

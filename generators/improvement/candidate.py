@@ -16,6 +16,7 @@ import anyio
 import anyio.to_thread
 
 from generators.deploy import AuditLog, Deployer, DeployError, Deployment
+from generators.deploy.models import sha256_hex
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
 from generators.improvement.store import CycleStore
 from generators.llm import LLMError
@@ -86,7 +87,12 @@ class CandidateRunner:
                 f"workspace (looked for components/[{job.tenant}/]{target.component}.py)",
             )
             return False
-        text = await anyio.to_thread.run_sync((self.deployer.workspace / module).read_text, "utf-8")
+        raw = await anyio.to_thread.run_sync((self.deployer.workspace / module).read_bytes)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            await self.save(record, "skipped", message=f"{module} is not UTF-8 text")
+            return False
         try:
             result = await self._generate(job, module, text)
         except LLMError as exc:
@@ -100,16 +106,21 @@ class CandidateRunner:
         if job.dry_run:
             await self.save(record, "dry_run", message="validated; dry_run: nothing was deployed")
             return False
-        return await self._deploy(record, job, module, result)
+        return await self._deploy(record, job, module, sha256_hex(raw), result)
+
+    def is_default(self, tenant: str) -> bool:
+        """The default tenant's components live in the root folder, not in a tenant folder."""
+        return tenant in ("default", self.config.default_tenant)
 
     def locate(self, tenant: str, component: str) -> str | None:
-        """The component's module: its tenant's folder first, then the shared root and shared packages."""
+        """The component's module: a tenant's own folder (the root for the default tenant), then the shared
+        packages (whose changes always wait for review). Never another tenant's, nor the root for a tenant."""
         name = component.replace("-", "_")
         if not _SAFE.match(name) or not _SAFE.match(tenant):
             return None
         root = "components"
-        folders = [] if tenant == self.config.default_tenant else [f"{root}/{tenant}"]
-        folders += [root, *(f"{root}/{p}" for p in sorted(self.config.shared_packages))]
+        folders = [root] if self.is_default(tenant) else [f"{root}/{tenant}"]
+        folders += [f"{root}/{p}" for p in sorted(self.config.shared_packages)]
         for folder in folders:
             path = f"{folder}/{name}.py"
             if (self.deployer.workspace / path).is_file():
@@ -132,7 +143,7 @@ class CandidateRunner:
                 summary=target.evidence or target.goal,
             )
         ]
-        scoped = None if job.tenant == self.config.default_tenant else job.tenant
+        scoped = None if self.is_default(job.tenant) else job.tenant
 
         async def rounds(stage: str, number: int, message: str) -> None:
             await job.progress(stage, f"{target.component} round {number}: {message}")
@@ -145,8 +156,12 @@ class CandidateRunner:
         gen = self.generator()
         return await gen.improve({module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds)
 
-    def _needs_review(self, tenant: str, component: str, module: str) -> str | None:
+    def _needs_review(self, tenant: str, component: str, module: str, paths: list[str]) -> str | None:
         parts = PurePosixPath(module).parts
+        own_tests = {p for p in paths if PurePosixPath(p).name == f"test_{PurePosixPath(module).stem}.py"}
+        beyond = sorted(set(paths) - {module} - {p for p in own_tests if p.startswith("tests/")})
+        if beyond:
+            return f"the change also writes {beyond}, beyond the component and its tests"
         if tenant == "system":
             return "tenant system: a system-wide change"
         if len(parts) > 2 and parts[1] in self.config.shared_packages:
@@ -157,7 +172,9 @@ class CandidateRunner:
             return f"the setting improvement_review_components lists {component}"
         return None
 
-    async def _deploy(self, record: CandidateRecord, job: Job, module: str, result: GenerationResult) -> bool:
+    async def _deploy(
+        self, record: CandidateRecord, job: Job, module: str, shown_sha: str, result: GenerationResult
+    ) -> bool:
         assert result.change is not None
         target = job.target
         files = {path: content.encode("utf-8") for path, content in result.change.files.items()}
@@ -172,32 +189,28 @@ class CandidateRunner:
             "validation": result.report.to_dict() if result.report else None,
         }
         reason = f"improvement cycle {record.cycle_id}: {target.goal}"
-        review = self._needs_review(job.tenant, target.component, module)
-        propose = functools.partial(self.deployer.propose, hold_for_approval=True)
+        review = self._needs_review(job.tenant, target.component, module, sorted(files))
+        expected = {module: shown_sha}
+        # The id is recorded before the change: after a crash mid-deploy, start-up recovery finishes or undoes it,
+        # and the cycle finds it (and a held change, once decided).
+        record.deployment_id = uuid.uuid4().hex
         try:
             if review is not None:
+                await self.save(record, "deploying", test_paths=tests)
                 call = functools.partial(
-                    propose,
-                    job.tenant,
-                    target.component,
-                    files,
-                    actor=ACTOR,
-                    reason=reason,
-                    detail={**detail, "review": review},
-                )
-                held: Deployment = await anyio.to_thread.run_sync(call)
-                record.deployment_id = held.id
+                    self.deployer.propose, job.tenant, target.component, files, actor=ACTOR, reason=reason,
+                    hold_for_approval=True, detail={**detail, "review": review}, deployment_id=record.deployment_id,
+                    expected=expected,
+                )  # fmt: skip
+                await anyio.to_thread.run_sync(call)
                 await job.progress("approval", f"{target.component}: waiting for approval ({review})")
                 await self.save(record, "pending_approval", message=f"held for approval: {review}", test_paths=tests)
                 return False
-            # The id is recorded before the deploy: after a crash mid-deploy, start-up recovery finishes or undoes
-            # it, and the cycle finds and judges it.
-            record.deployment_id = uuid.uuid4().hex
             await self.save(record, "deploying", test_paths=tests)
             await job.progress("deploy", f"{target.component}: deploying {len(files)} files")
             call = functools.partial(
                 self.deployer.deploy, job.tenant, target.component, files, actor=ACTOR, reason=reason, detail=detail,
-                deployment_id=record.deployment_id,
+                deployment_id=record.deployment_id, expected=expected,
             )  # fmt: skip
             deployed: Deployment = await anyio.to_thread.run_sync(call)
         except DeployError as exc:

@@ -5,10 +5,11 @@ their state, resumes the monitoring of deployments after a restart, and starts c
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,6 @@ from anyio.abc import TaskGroup
 
 from generators.improvement.candidate import CandidateRunner, Job, Progress
 from generators.improvement.models import (
-    FINAL_STATUSES,
     CandidateRecord,
     CycleRecord,
     CycleRequest,
@@ -30,6 +30,8 @@ from generators.improvement.store import CycleStore
 
 logger = logging.getLogger(__name__)
 EMERGENCY_POLL_SECONDS = 0.5
+MAX_FINISHED_KEPT = 200
+SKIP_AUDIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +43,9 @@ class Emergency:
     metric: str | None = None
 
 
-class CycleBusyError(Exception):
-    """Every opportunity's component is already being improved."""
+def busy_key(tenant: str, component: str) -> tuple[str, str]:
+    """One component, however its name is spelt (``my-comp`` and ``my_comp`` are one module)."""
+    return tenant, component.replace("-", "_")
 
 
 class ImprovementService:
@@ -72,6 +75,7 @@ class ImprovementService:
         self._busy: set[tuple[str, str]] = set()
         self._emergencies: queue.SimpleQueue[Emergency] = queue.SimpleQueue()
         self._emergency_cycles: dict[tuple[str, str], str] = {}
+        self._skips_audited: dict[tuple[str, str, str], float] = {}
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -85,24 +89,42 @@ class ImprovementService:
             logger.warning("improvement cycle %s was interrupted by a stop of the server", cycle_id)
         await self._adopt_recovered_deployments()
         for record in await anyio.to_thread.run_sync(self.store.by_status, "monitoring"):
-            cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
-            tenant = cycle.tenant if cycle else self.runner.config.default_tenant
-            self._busy.add((tenant, record.component))
-            task_group.start_soon(self._resume, record, tenant)
-        task_group.start_soon(self._emergency_loop)
+            await self._watch(record)
+        task_group.start_soon(_forever, "the emergency-cycle loop", self._emergency_loop)
         if self._autonomous and self._interval > 0:
-            task_group.start_soon(self._autonomous_loop)
+            task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop)
         return interrupted
 
+    async def _tenant_of(self, record: CandidateRecord) -> str:
+        cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
+        return cycle.tenant if cycle else self.runner.config.default_tenant
+
+    async def _watch(self, record: CandidateRecord) -> None:
+        """Judge a monitored deployment in the background (after a restart, or an approval)."""
+        assert self._tg is not None
+        tenant = await self._tenant_of(record)
+        key = busy_key(tenant, record.component)
+        owned = key not in self._busy  # a cycle that holds the component keeps holding it
+        self._busy.add(key)
+        self._tg.start_soon(self._resume, record, tenant, key if owned else None)
+
     async def _adopt_recovered_deployments(self) -> None:
-        """Candidates a stop caught mid-deploy: start-up recovery finished the deploy (monitor it now) or undid it."""
-        for record in await anyio.to_thread.run_sync(self.store.by_status, "deploying"):
-            found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
-            if found is not None and found.status == "deployed":
-                await self.runner.start_monitoring(record, found.id, found.updated_at)
-            else:
+        """Candidates a stop caught mid-deploy (start-up recovery finished the deploy, or undid it) and held ones
+        decided while no cycle heard of it (an approval whose caller went away): monitor what is deployed."""
+        for status in ("deploying", "pending_approval"):
+            for record in await anyio.to_thread.run_sync(self.store.by_status, status):
+                found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
                 state = found.status if found else "never recorded"
-                await self.runner.save(record, "interrupted", message=f"the server stopped mid-deploy; it is {state}")
+                if found is not None and state == "deployed":
+                    await self.runner.start_monitoring(record, found.id, found.updated_at)
+                elif state == "rejected":
+                    await self.runner.save(record, "rejected", message="the change was rejected by an approver")
+                elif status == "deploying" and state != "pending_approval":
+                    await self.runner.save(
+                        record, "interrupted", message=f"the server stopped mid-deploy; it is {state}"
+                    )
+                elif status == "deploying":
+                    await self.runner.save(record, "pending_approval", message="held for approval")
 
     # -- starting and following cycles
 
@@ -115,17 +137,18 @@ class ImprovementService:
         cycle = CycleRecord(
             uuid.uuid4().hex, request.tenant, request.actor, request.trigger, "running", now, now, params
         )
-        await anyio.to_thread.run_sync(self.store.create, cycle)
-        self.runner.audit.append(
-            "improvement_cycle_started",
-            cycle.id,
-            actor=request.actor,
-            tenant=request.tenant,
-            detail={"trigger": request.trigger, **params},
-        )
+        self._prune()
         self._done[cycle.id] = anyio.Event()
+        await anyio.to_thread.run_sync(self.store.create, cycle)
         self._tg.start_soon(self._run, cycle, request)
         return cycle
+
+    def _prune(self) -> None:
+        """Forget finished cycles' events beyond the newest few hundred (their records stay in the store)."""
+        finished = [cycle_id for cycle_id, done in self._done.items() if done.is_set()]
+        for cycle_id in finished[: max(0, len(finished) - MAX_FINISHED_KEPT)]:
+            del self._done[cycle_id]
+        self._emergency_cycles = {k: v for k, v in self._emergency_cycles.items() if v in self._done}
 
     def listen(self, cycle_id: str, progress: Progress | None) -> None:
         """Send the cycle's progress to ``progress`` (``None`` stops it)."""
@@ -154,11 +177,8 @@ class ImprovementService:
         record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
         if record is None or self._tg is None:
             return False
-        cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
-        tenant = cycle.tenant if cycle else self.runner.config.default_tenant
         await self.runner.start_monitoring(record, deployment_id, deployed_at)
-        self._busy.add((tenant, record.component))
-        self._tg.start_soon(self._resume, record, tenant)
+        await self._watch(record)
         return True
 
     async def after_rejection(self, deployment_id: str) -> None:
@@ -174,6 +194,8 @@ class ImprovementService:
         error: str | None = None
         ended = False  # False when cancelled (the server stops): the cycle stays running and is marked interrupted
         try:
+            await self._audit("improvement_cycle_started", cycle.id, cycle.actor, cycle.tenant,
+                              {"trigger": cycle.trigger, **cycle.params})  # fmt: skip
             await progress("opportunities", f"analysing {request.analysis_window_hours:g} h of telemetry")
             targets = await anyio.to_thread.run_sync(
                 self._opportunities,
@@ -203,32 +225,36 @@ class ImprovementService:
             status, error, ended = "failed", f"{type(exc).__name__}: {exc}", True
         finally:
             with anyio.CancelScope(shield=True):
-                if ended:
-                    await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
-                    self.runner.audit.append(
-                        "improvement_cycle_finished",
-                        cycle.id,
-                        actor=cycle.actor,
-                        tenant=cycle.tenant,
-                        detail={"status": status, "error": error},
-                    )
-                await progress("done", f"cycle {status}")
-                self._listeners.pop(cycle.id, None)
-                self._done[cycle.id].set()
+                try:
+                    if ended:
+                        await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
+                        await self._audit("improvement_cycle_finished", cycle.id, cycle.actor, cycle.tenant,
+                                          {"status": status, "error": error})  # fmt: skip
+                    await progress("done", f"cycle {status}" if ended else "cycle interrupted: the server is stopping")
+                except Exception:
+                    logger.exception("could not record the end of improvement cycle %s", cycle.id)
+                finally:
+                    self._listeners.pop(cycle.id, None)
+                    self._done[cycle.id].set()
 
     async def _candidate(self, record: CandidateRecord, job: Job, limiter: anyio.CapacityLimiter) -> None:
-        key = (job.tenant, record.component)
-        if key in self._busy:
-            await self.runner.save(record, "skipped", message="another cycle is working on this component")
-            return
-        self._busy.add(key)
+        """One candidate; nothing it raises reaches its siblings (each outcome is recorded instead)."""
+        key = busy_key(job.tenant, record.component)
         try:
-            async with limiter:
-                monitor = await self._guarded(record, job)
-            if monitor:
-                await self._judge(record, job.tenant, job.target.direction, job.progress)
-        finally:
-            self._busy.discard(key)
+            if key in self._busy:
+                await self.runner.save(record, "skipped", message="another cycle is working on this component")
+                return
+            self._busy.add(key)
+            try:
+                async with limiter:
+                    monitor = await self._guarded(record, job)
+                if monitor:
+                    await self._judge(record, job.tenant, job.target.direction, job.progress)
+            finally:
+                self._busy.discard(key)
+        except Exception:
+            logger.exception("improvement candidate %s of cycle %s could not be recorded", record.component,
+                             record.cycle_id)  # fmt: skip
 
     async def _guarded(self, record: CandidateRecord, job: Job) -> bool:
         try:
@@ -243,13 +269,18 @@ class ImprovementService:
             await self.runner.monitor(record, tenant, direction, progress)
         except Exception as exc:
             logger.exception("judging the deployment of %s failed", record.component)
-            await self.runner.save(record, "error", message=f"judging the change failed: {type(exc).__name__}: {exc}")
+            message = f"judging the change failed: {type(exc).__name__}: {exc}"
+            try:
+                await self.runner.save(record, "error", message=message)
+            except Exception:
+                logger.exception("could not record that judging %s failed", record.component)
 
-    async def _resume(self, record: CandidateRecord, tenant: str) -> None:
+    async def _resume(self, record: CandidateRecord, tenant: str, key: tuple[str, str] | None) -> None:
         try:
             await self._judge(record, tenant, str(record.detail.get("direction", "up_is_bad")), _quiet)
         finally:
-            self._busy.discard((tenant, record.component))
+            if key is not None:
+                self._busy.discard(key)
 
     def _progress(self, cycle_id: str) -> Progress:
         async def send(stage: str, message: str) -> None:
@@ -273,7 +304,10 @@ class ImprovementService:
                 logger.warning("autonomous improvement cycle not started: %s", why)
                 continue
             for tenant in self._autonomous:
-                await self.start(CycleRequest(tenant, "autonomous", trigger="autonomous"))
+                try:
+                    await self.start(CycleRequest(tenant, "autonomous", trigger="autonomous"))
+                except Exception:
+                    logger.exception("could not start the autonomous improvement cycle of %s", tenant)
 
     async def _emergency_loop(self) -> None:
         while True:
@@ -282,23 +316,24 @@ class ImprovementService:
             except queue.Empty:
                 await anyio.sleep(EMERGENCY_POLL_SECONDS)
                 continue
-            await self._emergency(emergency)
+            try:
+                await self._emergency(emergency)
+            except Exception:
+                logger.exception("could not start an emergency cycle for %s", emergency.component)
 
     async def _emergency(self, e: Emergency) -> None:
-        key = (e.tenant, e.component)
+        key = busy_key(e.tenant, e.component)
         why = self._ready()
         running = self._emergency_cycles.get(key)
         if why is None and (key in self._busy or (running is not None and not self._done[running].is_set())):
             why = "a cycle is already working on this component"
         if why is not None:
             logger.warning("emergency cycle for %s (alarm %s) not started: %s", e.component, e.alarm, why)
-            self.runner.audit.append(
-                "emergency_cycle_skipped",
-                e.component,
-                actor=f"alarm:{e.alarm}",
-                tenant=e.tenant,
-                detail={"alarm": e.alarm, "why": why},
-            )
+            last = self._skips_audited.get((*key, e.alarm), float("-inf"))
+            if self.clock() - last >= SKIP_AUDIT_SECONDS:  # a flapping alarm is recorded once a minute, not per event
+                self._skips_audited[(*key, e.alarm)] = self.clock()
+                await self._audit("emergency_cycle_skipped", e.component, f"alarm:{e.alarm}", e.tenant,
+                                  {"alarm": e.alarm, "why": why})  # fmt: skip
             return
         request = CycleRequest(
             e.tenant,
@@ -315,10 +350,24 @@ class ImprovementService:
         self._emergency_cycles[key] = cycle.id
         logger.warning("alarm %s started emergency improvement cycle %s for %s", e.alarm, cycle.id, e.component)
 
+    async def _audit(self, kind: str, subject: str, actor: str, tenant: str, detail: dict[str, Any]) -> None:
+        call = functools.partial(self.runner.audit.append, kind, subject, actor=actor, tenant=tenant, detail=detail)
+        await anyio.to_thread.run_sync(call)
+
     def _emergency_target(self, request: CycleRequest) -> Target:
         assert request.component is not None
         metric = request.metric or "errors"
         return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)
+
+
+async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run a service loop; should it ever raise, log it and start it again rather than stop the server."""
+    while True:
+        try:
+            await loop()
+        except Exception:
+            logger.exception("%s failed; restarting it", name)
+            await anyio.sleep(1.0)
 
 
 async def _quiet(stage: str, message: str) -> None:
@@ -344,7 +393,3 @@ def _target_detail(target: Target) -> dict[str, Any]:
         "evidence": target.evidence,
         "insight_ids": list(target.insight_ids),
     }
-
-
-def is_final(record: CandidateRecord) -> bool:
-    return record.status in FINAL_STATUSES

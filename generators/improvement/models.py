@@ -31,21 +31,6 @@ CandidateStatus = Literal[
     "error",
     "interrupted",
 ]
-FINAL_STATUSES: frozenset[CandidateStatus] = frozenset(
-    {
-        "validation_failed",
-        "skipped",
-        "dry_run",
-        "pending_approval",
-        "rejected",
-        "deploy_failed",
-        "kept",
-        "rolled_back",
-        "regressed",
-        "error",
-        "interrupted",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +62,8 @@ class MetricFigures(Protocol):
         """Mean and number of points of ``metric`` for ``component`` in [start, end] (0, 0 without points)."""
         ...
 
-    def error_count(self, tenant: str, component: str, start: float, end: float) -> int:
-        """Error log lines of ``component`` in [start, end]."""
+    def error_count(self, tenant: str, component: str, start: float, end: float) -> int | None:
+        """Error log lines of ``component`` in [start, end]; ``None`` when too many lines to count."""
         ...
 
 

@@ -8,6 +8,7 @@ its stdin, so it never outlives the server. It is replaced after ``max_checks`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -34,6 +35,10 @@ for line in sys.stdin:
     out.write(json.dumps({"stdout": stdout, "stderr": stderr, "code": code}) + "\n")
     out.flush()
 """
+
+
+class _WorkerLost(Exception):
+    """The worker died or its reply was unreadable."""
 
 
 class MypyTimeout(Exception):
@@ -63,29 +68,43 @@ class MypyWorker:
             MypyTimeout: no answer within ``timeout`` seconds.
             OSError: the worker could not be started or died mid-check.
         """
+        request = (json.dumps({"args": args, "cwd": cwd, "mypypath": mypypath}) + "\n").encode()
         with self._lock:
-            process = self._ensure()
-            assert process.stdin is not None and process.stdout is not None
-            request = json.dumps({"args": args, "cwd": cwd, "mypypath": mypypath}) + "\n"
             try:
-                process.stdin.write(request.encode())
-                process.stdin.flush()
-            except OSError:
-                self._stop()
-                raise
-            ready, _, _ = select.select([process.stdout], [], [], timeout)
-            if not ready:
-                self._stop()
-                raise MypyTimeout(f"mypy did not answer within {timeout:g} s")
-            line = process.stdout.readline()
-            if not line:
-                self._stop()
-                raise OSError("the mypy worker exited mid-check")
-            self._checks += 1
-            if self._checks >= self.max_checks:
-                self._stop()
+                return self._ask(request, timeout)
+            except _WorkerLost:
+                # The worker died between checks (killed, out of memory): one more try on a fresh one, so a crash
+                # of the tool is not reported as a problem of the code.
+                logger.warning("the mypy worker was lost; starting a new one")
+                try:
+                    return self._ask(request, timeout)
+                except _WorkerLost as exc:
+                    raise OSError(f"the mypy worker failed twice: {exc}") from exc
+
+    def _ask(self, request: bytes, timeout: float) -> MypyResult:
+        process = self._ensure()
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(request)
+            process.stdin.flush()
+        except OSError as exc:
+            self._stop()
+            raise _WorkerLost(str(exc)) from exc
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        if not ready:
+            self._stop()
+            raise MypyTimeout(f"mypy did not answer within {timeout:g} s")
+        line = process.stdout.readline()
+        try:
             reply = json.loads(line)
-            return MypyResult(int(reply["code"]), str(reply["stdout"]), str(reply["stderr"]))
+            result = MypyResult(int(reply["code"]), str(reply["stdout"]), str(reply["stderr"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._stop()
+            raise _WorkerLost("the mypy worker exited or answered garbage mid-check") from exc
+        self._checks += 1
+        if self._checks >= self.max_checks:
+            self._stop()
+        return result
 
     def close(self) -> None:
         """Stop the worker (a later check starts a new one)."""
@@ -93,7 +112,9 @@ class MypyWorker:
             self._stop()
 
     def _ensure(self) -> subprocess.Popen[bytes]:
-        if self._process is None or self._process.poll() is not None:
+        if self._process is not None and self._process.poll() is not None:
+            self._stop()  # died since the last check: release its pipes
+        if self._process is None:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-c", _WORKER],
                 stdin=subprocess.PIPE,
@@ -109,7 +130,8 @@ class MypyWorker:
         if process is None:
             return
         if process.stdin is not None:
-            process.stdin.close()
+            with contextlib.suppress(OSError):  # a dead worker's pipe
+                process.stdin.close()
         try:
             process.wait(timeout=2)
         except subprocess.TimeoutExpired:
