@@ -117,6 +117,16 @@ async def push_degradations(client: Client, *components: tuple[str, float]) -> N
         assert pushed["accepted"]["metrics"] == 72
 
 
+async def wait_for_status(client: Client, cycle_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    """The cycle once its first candidate has ``status`` (candidates appear once the opportunities are analysed)."""
+    with anyio.fail_after(timeout):
+        while True:
+            cycle = await call(client, "get_improvement_cycle", {"cycle_id": cycle_id})
+            if cycle["candidates"] and cycle["candidates"][0]["status"] == status:
+                return cycle
+            await anyio.sleep(0.05)
+
+
 def snapshot(workspace: Path) -> dict[str, bytes]:
     return {
         p.relative_to(workspace).as_posix(): p.read_bytes()
@@ -235,11 +245,7 @@ async def test_regression_seen_in_telemetry_is_rolled_back(settings: Settings, s
         shutil.rmtree(settings.workspace / "benchmarks")  # telemetry is the only evidence
         await push_degradations(client, ("slow_stats", 180))
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
-        with anyio.fail_after(60):
-            while (await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
-                "status"
-            ] != "monitoring":
-                await anyio.sleep(0.05)
+        await wait_for_status(client, cycle["cycle_id"], "monitoring")
         worse = [
             {
                 "name": "latency_ms",
@@ -324,11 +330,7 @@ async def test_interrupted_cycle_is_reported_and_its_deployment_still_judged(
     async with connect(server) as client:
         await push_degradations(client, ("slow_stats", 180))
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
-        with anyio.fail_after(60):
-            while (await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
-                "status"
-            ] != "monitoring":
-                await anyio.sleep(0.05)
+        await wait_for_status(client, cycle["cycle_id"], "monitoring")
     # The server stopped mid-monitoring; a new process on the same data picks it up.
     restarted = build(settings, scripted_llm, improvement_monitoring_seconds=2.0)
     async with connect(restarted) as client:
