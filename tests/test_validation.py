@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from generators.validation import ValidationConfig, ValidationInputError, ValidationPipeline, ValidationReport
+from generators.validation import (
+    StageName,
+    ValidationConfig,
+    ValidationInputError,
+    ValidationPipeline,
+    ValidationReport,
+)
 from generators.validation.quality import complexity
 
 STATIC = ("syntax", "imports", "security", "quality", "tenancy")
@@ -430,5 +436,21 @@ def test_long_lived_mypy_worker_finds_the_same_errors_and_survives_a_timeout(wor
         finally:
             hurried.close()
         assert pipeline.run(workspace, bad, stages=["types"]).stage("types").findings[0].rule == "mypy:return-value"
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.slow
+def test_type_check_alongside_the_other_stages_keeps_order_and_blocking(workspace: Path, tmp_path: Path) -> None:
+    pipeline = ValidationPipeline(ValidationConfig(mypy_cache_dir=tmp_path / "cache", mypy_persistent=True))
+    stages: list[StageName] = ["syntax", "imports", "security", "types", "quality", "tenancy"]
+    try:
+        report = pipeline.run(workspace, {"components/shop/new.py": "def f(x: int) -> str:\n    return x\n"},
+                              stages=stages, tenant="shop")  # fmt: skip
+        assert [s.name for s in report.stages] == stages
+        assert report.stage("types").status == "failed" and report.stage("quality").status == "passed"
+        broken = pipeline.run(workspace, {"components/shop/new.py": "def f(x: int) -> str\n"}, stages=stages)
+        assert [s.name for s in broken.stages] == stages
+        assert broken.stage("syntax").status == "failed" and broken.stage("types").status == "skipped"
     finally:
         pipeline.close()

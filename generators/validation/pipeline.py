@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class ValidationPipeline:
     def __init__(self, config: ValidationConfig | None = None) -> None:
         self.config = config or ValidationConfig()
         self._mypy = MypyWorker() if self.config.mypy_persistent else None
+        self._executor: ThreadPoolExecutor | None = None
         self._stages: dict[StageName, Callable[[_Request], StageOutcome]] = {
             "syntax": lambda r: check_syntax(r.overlay),
             "imports": lambda r: check_imports(r.overlay, self.config),
@@ -67,6 +69,9 @@ class ValidationPipeline:
 
     def close(self) -> None:
         """Stop the long-lived mypy process, if one runs."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self._mypy is not None:
             self._mypy.close()
 
@@ -106,15 +111,33 @@ class ValidationPipeline:
             extra_env=extra_env,
         )
         results: list[StageResult] = []
+        types: Future[StageResult] | None = None
         for name in (s for s in STAGES if s in wanted):
+            if types is None and "types" in wanted and name != "syntax":
+                types = self._start_types(request, results)
+            if name == "tests" and types is not None:  # collect the type check before the slow stage
+                results = _with_types(results, types.result())
+                types = None
             failed = [r.name for r in results if r.status == "failed" and r.name in BLOCKED_BY.get(name, ())]
             if failed:
                 results.append(StageResult(name, "skipped", 0.0, note=f"not run: {', '.join(failed)} failed"))
-                continue
-            results.append(self._run_stage(name, request))
+            elif name != "types" or types is None:
+                results.append(self._run_stage(name, request))
+        if types is not None:
+            results = _with_types(results, types.result())
         report = ValidationReport(results, round((time.perf_counter() - started) * 1000, 2))
         logger.info("validated %d file(s): %s", len(request.overlay.change), "passed" if report.passed else "failed")
         return report
+
+    def _start_types(self, request: _Request, results: list[StageResult]) -> Future[StageResult] | None:
+        """With the long-lived mypy worker, the type check runs alongside the other stages after syntax (its thread
+        waits on another process); its result takes its place in the report in stage order. No stage depends on it."""
+        if self._mypy is None or any(r.name == "syntax" and r.status == "failed" for r in results):
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-types")
+        request.overlay.parsed_sources()  # parse here, once, before two threads read the overlay
+        return self._executor.submit(self._run_stage, "types", request)
 
     def _run_stage(self, name: StageName, request: _Request) -> StageResult:
         started = time.perf_counter()
@@ -141,3 +164,9 @@ class ValidationPipeline:
         return check_tenancy(
             overlay.parsed_sources(), sorted(overlay.change), self.config, request.tenant, overlay.is_dir
         )
+
+
+def _with_types(results: list[StageResult], types: StageResult) -> list[StageResult]:
+    """``results`` with the type stage's result in its place in pipeline order."""
+    merged = [*results, types]
+    return sorted(merged, key=lambda r: STAGES.index(r.name))
