@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
@@ -26,6 +26,8 @@ from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
+from server.metrics import ServerMetrics
+from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
 from server.settings import Settings, llm_config
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
@@ -93,6 +95,7 @@ def create_server(
     ``validation_stages`` limits the validation of generated code (every stage by default; tests skip slow ones).
     """
     bus = InMemorySubscriptionBus()
+    metrics = ServerMetrics()
     notifier = Notifier(bus)
     ref = ServicesRef()
 
@@ -179,6 +182,9 @@ def create_server(
             async with anyio.create_task_group() as task_group:
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
+                monitor.add_listener(metrics.on_monitoring_events)
+                telemetry_store.stored_listeners.append(metrics.on_stored)
+                metrics.services = services
                 sampler.add_listener(_recorder(telemetry_store, settings.default_tenant))
                 await improvements.open(task_group)
                 telemetry_store.event_listeners.append(
@@ -224,9 +230,10 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        middleware=[_count_tool_calls],
+        middleware=[_tool_call_counter(metrics)],
     )
     notifier.install(server)
+    add_metrics_route(server, metrics, settings, verifier)
     status.register(server, ref)
     monitoring.register(server, ref)
     performance.register(server)
@@ -339,19 +346,24 @@ def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaita
     return record
 
 
-async def _count_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Count tool calls and failures per tool, for get_system_status."""
-    if ctx.method != "tools/call":
-        return await call_next(ctx)
-    name = str((ctx.params or {}).get("name", "?"))
-    stats = getattr(ctx.lifespan_context, "stats", None)
-    try:
-        result = await call_next(ctx)
-    except BaseException:
-        if stats is not None:
-            stats.record(name, failed=True)
-        raise
-    failed = bool(getattr(result, "is_error", False)) or (isinstance(result, dict) and bool(result.get("isError")))
-    if stats is not None:
-        stats.record(name, failed=failed)
-    return result
+def _tool_call_counter(metrics: ServerMetrics) -> ServerMiddleware[Any]:
+    async def count_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Count tool calls, failures and latency per tool: get_system_status and /metrics report them."""
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        name = str((ctx.params or {}).get("name", "?"))
+        stats = getattr(ctx.lifespan_context, "stats", None)
+        started = time.perf_counter()
+        failed = True
+        try:
+            result = await call_next(ctx)
+            failed = bool(getattr(result, "is_error", False)) or (
+                isinstance(result, dict) and bool(result.get("isError"))
+            )
+            return result
+        finally:
+            if stats is not None:
+                stats.record(name, failed=failed)
+            metrics.tool_call(name, failed, time.perf_counter() - started)
+
+    return count_tool_calls

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Origin headers accepted on /mcp; loopback origins are always allowed."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
+    metrics_open_on_loopback: bool = Field(
+        False, description="Serve GET /metrics without a key to clients on this machine (a local Prometheus)."
+    )
 
     monitoring_autostart: bool = Field(False, description="Start threshold monitoring when the server starts.")
     monitoring_interval_seconds: float = Field(30.0, ge=0.05, le=3600, description="Default sampling interval.")

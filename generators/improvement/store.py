@@ -55,6 +55,7 @@ class CycleStore(Protocol):
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
     def mark_interrupted(self, at: float) -> list[str]: ...
+    def tallies(self) -> dict[str, dict[str, int]]: ...
     def close(self) -> None: ...
 
 
@@ -164,6 +165,13 @@ class SqliteCycleStore:
                 f"SELECT {_CANDIDATE} FROM candidates WHERE deployment_id = ?", (deployment_id,)
             ).fetchone()
         return None if row is None else _candidate(row)
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        """How many cycles and candidates there are in each status (all time): ``{"cycles": .., "candidates": ..}``."""
+        with self._lock:
+            cycles = self._conn.execute("SELECT status, COUNT(*) FROM cycles GROUP BY status").fetchall()
+            candidates = self._conn.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall()
+        return {"cycles": dict(cycles), "candidates": dict(candidates)}
 
     def mark_interrupted(self, at: float) -> list[str]:
         """After a restart: running cycles become ``interrupted``, and so do their candidates that were queued or

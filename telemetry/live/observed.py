@@ -35,26 +35,38 @@ class ObservedStore:
         self.anomalies = anomalies
         self.patterns = patterns
         self.event_listeners: list[Callable[[Sequence[EventRecord]], None]] = []
+        # Told (kind, [(source, tenant) of each item]) after each stored batch: the server's metrics count them.
+        self.stored_listeners: list[Callable[[str, Sequence[tuple[str, str]]], None]] = []
 
     def add_metrics(self, points: Sequence[MetricPoint]) -> int:
         written = self.inner.add_metrics(points)
+        self._stored("metric", points)
         detections = self.anomalies.observe(points)
         if detections:
             self.inner.add_events(detections)
         return written
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
-        return self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))
+        written = self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))
+        self._stored("log", logs)
+        return written
 
     def add_events(self, events: Sequence[EventRecord]) -> int:
         """Store, then tell the listeners (critical alarms start emergency cycles); a listener's failure is logged."""
         written = self.inner.add_events(events)
+        self._stored("event", events)
         for listener in self.event_listeners:
             try:
                 listener(events)
             except Exception:
                 logger.exception("an event listener failed")
         return written
+
+    def _stored(self, kind: str, records: Sequence[MetricPoint] | Sequence[LogRecord] | Sequence[EventRecord]) -> None:
+        if self.stored_listeners and records:
+            items = [(r.source, r.tenant) for r in records]
+            for listener in self.stored_listeners:
+                listener(kind, items)
 
     def series(
         self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None

@@ -1,0 +1,138 @@
+"""Prometheus metrics of one server: ``GET /metrics`` on the HTTP transport, in the text exposition format.
+
+Counters that move with events (tool calls with their latency, monitoring events raised, telemetry items stored)
+are updated as they happen; figures that live elsewhere (CloudWatch breakers, improvement cycles and their outcomes,
+code generation by the LLM) are read at scrape time. One registry per server (nothing global), so two servers in one
+process never mix their figures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from telemetry.events import MonitoringEvent
+
+if TYPE_CHECKING:
+    from tools.services import Services
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class ServerMetrics:
+    """The server's metrics; ``services`` is set by the lifespan (scrape-time figures need it)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.services: Services | None = None
+        self.tool_calls = Counter(
+            "mcp_tool_calls", "Tool calls by tool and outcome (ok or error).", ["tool", "outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.tool_seconds = Histogram(
+            "mcp_tool_call_duration_seconds", "Tool call latency by tool.", ["tool"], buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )  # fmt: skip
+        self.monitoring_events = Counter(
+            "monitoring_events", "Monitoring events raised, by type and severity.", ["type", "severity"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.telemetry_items = Counter(
+            "telemetry_items_ingested", "Telemetry items stored, by kind (metric, log, event), source and tenant.",
+            ["kind", "source", "tenant"], registry=self.registry,
+        )  # fmt: skip
+        self._last_event_id = 0
+        self.registry.register(_LiveCollector(self))
+
+    def tool_call(self, tool: str, failed: bool, seconds: float) -> None:
+        self.tool_calls.labels(tool, "error" if failed else "ok").inc()
+        self.tool_seconds.labels(tool).observe(seconds)
+
+    async def on_monitoring_events(self, events: list[MonitoringEvent]) -> None:
+        """Monitor listener: count each event once, when it is raised (updates keep their id)."""
+        for event in events:
+            if event.id > self._last_event_id:
+                self.monitoring_events.labels(event.event_type, event.severity).inc()
+        self._last_event_id = max([self._last_event_id, *(e.id for e in events)])
+
+    def on_stored(self, kind: str, items: Sequence[tuple[str, str]]) -> None:
+        """Telemetry store hook: ``items`` are the (source, tenant) of each stored item."""
+        for (source, tenant), count in Tally(items).items():
+            self.telemetry_items.labels(kind, source, tenant).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    """Figures read from the services at scrape time."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected fresh each scrape
+
+    def collect(self) -> Iterator[Metric]:
+        svc = self._metrics.services
+        if svc is None:
+            return
+        yield from _breakers(svc)
+        yield from _improvements(svc)
+        yield from _generation(svc)
+
+
+def _breakers(svc: Services) -> Iterator[Metric]:
+    gauge = GaugeMetricFamily(
+        "cloudwatch_breaker_state", "CloudWatch circuit breaker per source: 0 closed, 1 half open, 2 open.",
+        labels=["source"],
+    )  # fmt: skip
+    if svc.cloudwatch is not None:
+        for health in svc.cloudwatch.health():
+            if health.enabled and health.breaker is not None:
+                gauge.add_metric([health.name], BREAKER_VALUE[health.breaker.state])
+    yield gauge
+
+
+def _improvements(svc: Services) -> Iterator[Metric]:
+    tallies = svc.improvements.store.tallies()
+    started = CounterMetricFamily("improvement_cycles_started", "Improvement cycles started (all time).")
+    started.add_metric([], sum(tallies["cycles"].values()))
+    finished = CounterMetricFamily(
+        "improvement_cycles_completed", "Improvement cycles that ended, by status.", labels=["status"]
+    )
+    for status in ("completed", "failed", "interrupted"):
+        finished.add_metric([status], tallies["cycles"].get(status, 0))
+    outcomes = CounterMetricFamily(
+        "improvement_deployments", "Deployed improvements judged, by outcome.", labels=["outcome"]
+    )
+    for outcome in ("kept", "rolled_back", "regressed"):
+        outcomes.add_metric([outcome], tallies["candidates"].get(outcome, 0))
+    yield from (started, finished, outcomes)
+
+
+def _generation(svc: Services) -> Iterator[Metric]:
+    stats = svc.llm.stats
+    requests = CounterMetricFamily("codegen_requests", "Code-generation requests to the LLM.")
+    requests.add_metric([], stats.calls)
+    successes = CounterMetricFamily("codegen_successes", "Code-generation requests the LLM answered.")
+    successes.add_metric([], stats.calls - stats.failures)
+    seconds = CounterMetricFamily("codegen_duration_seconds", "Time spent waiting for the LLM.")
+    seconds.add_metric([], stats.latency_ms_total / 1000)
+    tokens = CounterMetricFamily("codegen_tokens", "LLM tokens used, by kind.", labels=["kind"])
+    tokens.add_metric(["prompt"], stats.prompt_tokens)
+    tokens.add_metric(["completion"], stats.completion_tokens)
+    yield from (requests, successes, seconds, tokens)
+
+
+def items_of(records: Sequence[Any]) -> list[tuple[str, str]]:
+    """(source, tenant) of each telemetry record."""
+    return [(r.source, r.tenant) for r in records]
