@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -99,3 +100,37 @@ def test_a_key_limited_to_some_tenants_may_not_read_metrics(tmp_path: Path) -> N
         proc.communicate(timeout=30)
     assert limited.status_code == 403 and "every tenant" in limited.text
     assert admin.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_monitoring_events_and_breaker_state_are_scraped(tmp_path: Path) -> None:
+    """A memory threshold every host exceeds raises a monitoring event; CloudWatch at an address where nothing
+    listens opens the alarms breaker. Both show in the scrape."""
+    unreachable = (
+        '{"alarm_names": ["HighLatency"], "endpoint_url": "http://127.0.0.1:9", "poll_interval_seconds": 0.1,'
+        ' "breaker_failure_threshold": 1, "breaker_cooldown_seconds": 3600, "retry_attempts": 1}'
+    )
+    proc, base = start_http(
+        tmp_path, SELF_BUILDING_MCP_API_KEY=KEY, SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING="true",
+        SELF_BUILDING_CLOUDWATCH=unreachable, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    )  # fmt: skip
+    try:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http,
+            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+        ):
+            await client.call_tool("set_monitoring_thresholds", {"memory_percent": 1, "consecutive_samples": 1})
+            await client.call_tool("start_monitoring", {"interval_seconds": 0.2})
+            with anyio.fail_after(30):
+                while True:
+                    samples = scrape(base)
+                    raised = [v for (name, labels), v in samples.items()
+                              if name == "monitoring_events_total" and ("type", "memory_high") in labels]  # fmt: skip
+                    breaker = samples.get(("cloudwatch_breaker_state", (("source", "cloudwatch.alarms"),)))
+                    if raised and breaker == 2:
+                        break
+                    await anyio.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert raised == [1.0], "counted once when raised, not on every update"
