@@ -8,9 +8,8 @@ process never mix their figures.
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,9 +62,9 @@ class ServerMetrics:
                 self.monitoring_events.labels(event.event_type, event.severity).inc()
         self._last_event_id = max([self._last_event_id, *(e.id for e in events)])
 
-    def on_stored(self, kind: str, items: Sequence[tuple[str, str]]) -> None:
-        """Telemetry store hook: ``items`` are the (source, tenant) of each stored item."""
-        for (source, tenant), count in Tally(items).items():
+    def on_stored(self, kind: str, tally: Mapping[tuple[str, str], int]) -> None:
+        """Telemetry store hook: how many items of ``kind`` were stored per (source, tenant)."""
+        for (source, tenant), count in tally.items():
             self.telemetry_items.labels(kind, source, tenant).inc(count)
 
     def render(self) -> bytes:
@@ -131,8 +130,3 @@ def _generation(svc: Services) -> Iterator[Metric]:
     tokens.add_metric(["prompt"], stats.prompt_tokens)
     tokens.add_metric(["completion"], stats.completion_tokens)
     yield from (requests, successes, seconds, tokens)
-
-
-def items_of(records: Sequence[Any]) -> list[tuple[str, str]]:
-    """(source, tenant) of each telemetry record."""
-    return [(r.source, r.tenant) for r in records]

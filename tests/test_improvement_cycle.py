@@ -6,6 +6,7 @@ after a restart while its deployment is still judged."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -34,39 +35,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "workspace"
 STAGES: tuple[StageName, ...] = ("syntax", "imports", "security", "quality", "tenancy", "tests")
-FAST_STATS = """Sort once with the built-in sort.
-
-components/slow_stats.py
-```python
-<<<<<<< SEARCH
-    ordered: list[float] = []
-    for value in values:
-        index = 0
-        while index < len(ordered) and ordered[index] < value:
-            index += 1
-        ordered.insert(index, value)
-=======
-    ordered = sorted(values)
->>>>>>> REPLACE
-```
-"""
-SLOW_WORDS = """Count with list.count.
-
-components/word_index.py
-```python
-<<<<<<< SEARCH
-    counts: dict[str, int] = {}
-    for raw in text.lower().split():
-        word = raw.strip(".,;:!?\\"'()")
-        if word:
-            counts[word] = counts.get(word, 0) + 1
-    return counts
-=======
-    words = [w for w in (raw.strip(".,;:!?\\"'()") for raw in text.lower().split()) if w]
-    return {word: words.count(word) for word in sorted(set(words))}
->>>>>>> REPLACE
-```
-"""
+# The demo's scripted replies: the same edits the README's demo shows (one faster, one slower).
+_DEMO_LLM_SPEC = importlib.util.spec_from_file_location("demo_scripted_llm", DEMO.parent / "scripted_llm.py")
+assert _DEMO_LLM_SPEC is not None and _DEMO_LLM_SPEC.loader is not None
+_DEMO_LLM = importlib.util.module_from_spec(_DEMO_LLM_SPEC)
+_DEMO_LLM_SPEC.loader.exec_module(_DEMO_LLM)
+FAST_STATS: str = _DEMO_LLM.FASTER
+SLOW_WORDS: str = _DEMO_LLM.SLOWER
 UNMATCHED = """components/slow_stats.py
 ```python
 <<<<<<< SEARCH
@@ -115,6 +90,14 @@ async def push_degradations(client: Client, *components: tuple[str, float]) -> N
             client, "ingest_telemetry", {"tenant_id": "default", "metrics": latency_points(component, 100, recent, now)}
         )
         assert pushed["accepted"]["metrics"] == 72
+
+
+async def wait_until_finished(client: Client, cycle_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The cycle once it is no longer running."""
+    with anyio.fail_after(timeout):
+        while (cycle := await call(client, "get_improvement_cycle", {"cycle_id": cycle_id}))["status"] == "running":
+            await anyio.sleep(0.1)
+    return cycle
 
 
 async def wait_for_status(client: Client, cycle_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
@@ -256,11 +239,7 @@ async def test_regression_seen_in_telemetry_is_rolled_back(settings: Settings, s
             for i in range(5)
         ]
         await call(client, "ingest_telemetry", {"tenant_id": "default", "metrics": worse})
-        with anyio.fail_after(60):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))[
-                "status"
-            ] == "running":
-                await anyio.sleep(0.1)
+        found = await wait_until_finished(client, cycle["cycle_id"])
     (only,) = found["candidates"]
     assert only["status"] == "rolled_back", only
     telemetry = only["figures"]["telemetry"]
@@ -368,9 +347,7 @@ async def test_critical_alarm_starts_one_emergency_cycle_per_component(
             ]:
                 await anyio.sleep(0.1)
         cycle_id = started["entries"][0]["subject"]
-        with anyio.fail_after(60):
-            while (cycle := await call(client, "get_improvement_cycle", {"cycle_id": cycle_id}))["status"] == "running":
-                await anyio.sleep(0.1)
+        cycle = await wait_until_finished(client, cycle_id)
         skipped = await call(client, "query_audit_log", {"kind": "emergency_cycle_skipped"})
         started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
     assert cycle["trigger"] == "emergency" and len(started["entries"]) == 1
@@ -514,11 +491,7 @@ async def test_a_module_changed_while_the_model_worked_is_not_overwritten(
         module = settings.workspace / "components/slow_stats.py"
         edited = module.read_bytes() + b"\n# edited by a person meanwhile\n"
         module.write_bytes(edited)
-        with anyio.fail_after(60):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))[
-                "status"
-            ] == "running":
-                await anyio.sleep(0.1)
+        found = await wait_until_finished(client, cycle["cycle_id"])
     (only,) = found["candidates"]
     assert only["status"] == "deploy_failed" and "changed since the change was generated" in only["message"], only
     assert module.read_bytes() == edited

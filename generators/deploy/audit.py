@@ -8,14 +8,13 @@ store's file or have its own.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from generators.deploy.models import AuditEntry, AuditPage
+from generators.sqlite_db import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -57,20 +56,14 @@ class SqliteAuditLog:
     """The audit log in a SQLite file (WAL). Thread-safe: one connection behind a lock."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
+        self._db = Database(path, _SCHEMA)
+        self._conn, self._lock = self._db.conn, self._db.lock
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def append(
         self, kind: str, subject: str, *, actor: str, tenant: str, detail: Mapping[str, Any] | None = None

@@ -7,14 +7,12 @@ implement the same Protocol.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from generators.deploy.models import Deployment, DeploymentStatus, FileVersion
+from generators.sqlite_db import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -86,36 +84,17 @@ class SqliteVersionStore:
     """The version store in one SQLite file. Thread-safe: one connection behind a lock."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: the record of what a deployment replaced must survive an OS crash, like the files themselves.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
+        self._db = Database(path, _SCHEMA, foreign_keys=True)
+        self._conn, self._lock = self._db.conn, self._db.lock
 
     def close(self) -> None:
         """Close the connection."""
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._db.close()
 
     def create(self, deployment: Deployment, files: Sequence[FileVersion]) -> None:
         d = deployment
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO deployments (id, tenant, component, actor, status, created_at, updated_at, reason,"
                 " commit_sha, rollback_reason, rollback_commit_sha, error, detail)"
@@ -150,14 +129,14 @@ class SqliteVersionStore:
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}; updatable fields are {list(_UPDATABLE)}")
         assignments = "".join(f", {name} = ?" for name in fields)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 f"UPDATE deployments SET status = ?, updated_at = ?{assignments} WHERE id = ?",
                 (status, at, *fields.values(), deployment_id),
             )
 
     def merge_detail(self, deployment_id: str, detail: Mapping[str, Any]) -> None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute("SELECT detail FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
             if row is None:
                 return

@@ -15,7 +15,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from generators.validation.models import ValidationConfig
-from generators.validation.sandbox import sandbox_env, wait_or_kill
+from generators.validation.sandbox import limited_command, sandbox_env, wait_or_kill
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
@@ -121,10 +120,9 @@ def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None],
 
 def _run_once(root: Path, home: Path, script: str, timeout: float, config: ValidationConfig, side: str) -> float:
     """One run under the test sandbox's limits; the figure is the last number on stdout (stderr kept apart)."""
-    limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _LAUNCHER, *limits, script],
+            limited_command(config, _RUN_SCRIPT, [script]),
             cwd=root,
             env=sandbox_env(root, home),
             stdin=subprocess.DEVNULL,
@@ -154,18 +152,10 @@ def _tail(handle: IO[bytes]) -> str:
 
 
 TAIL_BYTES = 20_000
-# The test sandbox's limits (memory, CPU, file size, no core dumps), then the script as __main__ with the workspace
-# copy first on sys.path (-I drops PYTHONPATH).
-_LAUNCHER = """
-import os, resource, runpy, sys
-memory, cpu, fsize = (int(value) for value in sys.argv[1:4])
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-if memory > 0:
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-if cpu > 0:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-if fsize > 0:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+# Under the test sandbox's limits: the script as __main__, with the workspace copy first on sys.path (-I drops
+# PYTHONPATH).
+_RUN_SCRIPT = """
+import runpy
 sys.path.insert(0, os.getcwd())
 sys.argv = sys.argv[4:]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -4,14 +4,11 @@ monitored. :class:`CycleStore` is the seam; :class:`SqliteCycleStore` keeps it i
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
+from generators.sqlite_db import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cycles (
@@ -51,7 +48,6 @@ class CycleStore(Protocol):
     def save_candidate(self, candidate: CandidateRecord) -> None: ...
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None: ...
     def get(self, cycle_id: str) -> CycleRecord | None: ...
-    def recent(self, tenant: str | None, limit: int) -> tuple[list[CycleRecord], bool]: ...
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
     def mark_interrupted(self, at: float) -> list[str]: ...
@@ -63,32 +59,16 @@ class SqliteCycleStore:
     """Cycles in one SQLite file; one connection behind a lock (thread-safe)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
+        self._db = Database(path, _SCHEMA)
+        self._conn, self._lock = self._db.conn, self._db.lock
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        """Close the connection."""
+        self._db.close()
 
     def create(self, cycle: CycleRecord) -> None:
         c = cycle
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cycles (id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params,"
                 " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,7 +88,7 @@ class SqliteCycleStore:
 
     def save_candidate(self, candidate: CandidateRecord) -> None:
         c = candidate
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO candidates (cycle_id, position, component, metric, status, updated_at,"
                 " deployment_id, monitor_until, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -127,7 +107,7 @@ class SqliteCycleStore:
             conn.execute("UPDATE cycles SET updated_at = MAX(updated_at, ?) WHERE id = ?", (c.updated_at, c.cycle_id))
 
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE cycles SET status = ?, updated_at = ?, finished_at = ?, error = ? WHERE id = ?",
                 (status, at, at, error, cycle_id),
@@ -144,15 +124,6 @@ class SqliteCycleStore:
             ).fetchall()
         cycle.candidates = [_candidate(r) for r in rows]
         return cycle
-
-    def recent(self, tenant: str | None, limit: int) -> tuple[list[CycleRecord], bool]:
-        clause, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_CYCLE} FROM cycles {clause} ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (*params, limit + 1),
-            ).fetchall()
-        return [_cycle(r) for r in rows[:limit]], len(rows) > limit
 
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]:
         with self._lock:
@@ -176,7 +147,7 @@ class SqliteCycleStore:
     def mark_interrupted(self, at: float) -> list[str]:
         """After a restart: running cycles become ``interrupted``, and so do their candidates that were queued or
         generating. Candidates that were deploying or monitored are left for the caller (their deployment decides)."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM cycles WHERE status = 'running'").fetchall()]
             conn.execute(
                 "UPDATE cycles SET status = 'interrupted', updated_at = ?, finished_at = ?,"

@@ -23,7 +23,9 @@ from pathlib import Path
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
 
-_LAUNCHER = """
+# Sets the limits given as argv[1:4] (memory, CPU seconds, file size; 0 = none) and no core dumps; the code after it
+# finds its own arguments from argv[4:].
+_LIMITS = """
 import os, resource, sys
 memory, cpu, fsize = (int(value) for value in sys.argv[1:4])
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -33,8 +35,17 @@ if cpu > 0:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
 if fsize > 0:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])
 """
+_PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])\n'
+
+
+def limited_command(config: ValidationConfig, code: str, args: list[str]) -> list[str]:
+    """A command running ``code`` in an isolated Python under the sandbox's resource limits, with ``args`` at
+    ``sys.argv[4:]`` (``os`` and ``sys`` are imported)."""
+    limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
+    return [sys.executable, "-I", "-c", _LIMITS + code, *limits, *args]
+
+
 KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT")
 SECRET_VARIABLE = re.compile(
     r"PROXY|^AWS_|^OPENAI_|^ANTHROPIC_|^AZURE_|^GOOGLE_|^GITHUB_|^SELF_BUILDING_|KEY|TOKEN|SECRET|PASSWORD|PASSWD"
@@ -81,9 +92,8 @@ def run_tests(
         root, home, log = Path(tmp) / "ws", Path(tmp) / "home", Path(tmp) / "output.log"
         overlay.copy_tree(root, config.sandbox_ignore)
         home.mkdir()
-        limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--", *paths]
-        command = [sys.executable, "-I", "-c", _LAUNCHER, *limits, *args]
+        command = limited_command(config, _PYTEST, args)
         started = time.monotonic()
         with log.open("wb") as out:
             process = subprocess.Popen(

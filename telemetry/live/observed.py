@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 
 from telemetry.live.anomalies import AnomalyWatch
 from telemetry.live.patterns import PatternWatch
@@ -35,8 +36,8 @@ class ObservedStore:
         self.anomalies = anomalies
         self.patterns = patterns
         self.event_listeners: list[Callable[[Sequence[EventRecord]], None]] = []
-        # Told (kind, [(source, tenant) of each item]) after each stored batch: the server's metrics count them.
-        self.stored_listeners: list[Callable[[str, Sequence[tuple[str, str]]], None]] = []
+        # Told (kind, {(source, tenant): items}) after each stored batch: the server's metrics count them.
+        self.stored_listeners: list[Callable[[str, Mapping[tuple[str, str], int]], None]] = []
 
     def add_metrics(self, points: Sequence[MetricPoint]) -> int:
         written = self.inner.add_metrics(points)
@@ -64,9 +65,9 @@ class ObservedStore:
 
     def _stored(self, kind: str, records: Sequence[MetricPoint] | Sequence[LogRecord] | Sequence[EventRecord]) -> None:
         if self.stored_listeners and records:
-            items = [(r.source, r.tenant) for r in records]
+            tally = Counter((r.source, r.tenant) for r in records)  # one pass, however many listeners
             for listener in self.stored_listeners:
-                listener(kind, items)
+                listener(kind, tally)
 
     def series(
         self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
