@@ -16,7 +16,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
-from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.deploy import Deployer, Deployment, SqliteAuditLog, SqliteVersionStore
 from generators.deploy.failpoint import failpoint_hook
 from generators.improvement import CycleConfig, SqliteCycleStore
 from generators.improvement.candidate import CandidateRunner
@@ -26,6 +26,13 @@ from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
+from server.live_resources import (
+    ChangeFeed,
+    ObservedCycleStore,
+    ObservedVersionStore,
+    SelfBuildingServer,
+    watched_deployments,
+)
 from server.metrics import ServerMetrics
 from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
@@ -99,11 +106,17 @@ def create_server(
     notifier = Notifier(bus)
     ref = ServicesRef()
 
+    async def watched() -> list[Deployment]:
+        svc = ref.get()
+        return await anyio.to_thread.run_sync(watched_deployments, svc.versions, svc.improvements.store)
+
+    feed = ChangeFeed(notifier.resource_updated, notifier.resources_changed, watched)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
-        deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock)
+        deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock, feed)
         llm = LLMClient(llm_config(settings))
         generator, close_generator = _generator_factory(llm, settings, validation_stages)
         anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
@@ -127,7 +140,9 @@ def create_server(
         learning = LearningEngine(
             raw_store, analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights], clock=clock
         )
-        cycles = await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3")
+        cycles = ObservedCycleStore(
+            await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
+        )
         runner = CandidateRunner(
             store=cycles,
             deployer=deployer,
@@ -200,6 +215,7 @@ def create_server(
                     await monitor.start()
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)
                 ref.set(services)
+                task_group.start_soon(feed.run)
                 try:
                     yield services
                 finally:
@@ -220,7 +236,7 @@ def create_server(
                     await llm.close()
 
     verifier = key_verifier(settings)
-    server = MCPServer(
+    server = SelfBuildingServer(
         SERVER_NAME,
         token_verifier=verifier,
         auth=auth_settings() if verifier else None,
@@ -230,8 +246,9 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        middleware=[_tool_call_counter(metrics)],
+        middleware=[notifier.track_sessions, _tool_call_counter(metrics)],
     )
+    server.watched = watched
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
     status.register(server, ref)
@@ -243,20 +260,20 @@ def create_server(
     insights.register(server)
     patterns.register(server)
     sources.register(server)
-    deployments.register(server)
+    deployments.register(server, ref)
     audit.register(server)
     generation.register(server)
-    improvement.register(server)
+    improvement.register(server, ref)
     return server
 
 
 def _open_deployer(
-    settings: Settings, clock: Callable[[], float]
-) -> tuple[Deployer, SqliteVersionStore, SqliteAuditLog]:
+    settings: Settings, clock: Callable[[], float], feed: ChangeFeed
+) -> tuple[Deployer, ObservedVersionStore, SqliteAuditLog]:
     """Open the version store and audit log, build the deployer, and finish or undo deploy transactions a crash
     interrupted (blocking: run it in a worker thread). On failure nothing stays open.
     """
-    versions = SqliteVersionStore(settings.data_dir / "versions.sqlite3")
+    versions = ObservedVersionStore(SqliteVersionStore(settings.data_dir / "versions.sqlite3"), feed)
     audit_log: SqliteAuditLog | None = None
     try:
         audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)

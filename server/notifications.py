@@ -13,10 +13,12 @@ import weakref
 from typing import Any
 
 import mcp.types as types
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from telemetry.events import MonitoringEvent
 
@@ -50,6 +52,7 @@ class Notifier:
         # connection lives exactly as long as the client is connected.
         self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
         self._log_levels: weakref.WeakKeyDictionary[object, tuple[ServerSession, int]] = weakref.WeakKeyDictionary()
+        self._legacy_sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
         self.updates_sent = 0
 
     def install(self, server: MCPServer) -> None:
@@ -62,6 +65,12 @@ class Notifier:
         lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe)
         lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
+
+    async def track_sessions(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Server middleware: remember connected legacy sessions, which get list-changed notifications pushed."""
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._legacy_sessions[_connection(ctx.session)] = ctx.session
+        return await call_next(ctx)
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         # Any URI may be watched; only our own resources ever fire.
@@ -90,6 +99,16 @@ class Notifier:
                 logger.debug("dropping a subscriber whose session is gone", exc_info=True)
                 watchers.pop(key, None)  # type: ignore[union-attr]
         self.updates_sent += 1
+
+    async def resources_changed(self) -> None:
+        """Tell every listener (2026) and connected legacy session that the resource list changed."""
+        await self.bus.publish(ResourcesListChanged())
+        for key, session in list(self._legacy_sessions.items()):
+            try:
+                await session.send_resource_list_changed()
+            except Exception:
+                logger.debug("dropping a legacy session that is gone", exc_info=True)
+                self._legacy_sessions.pop(key, None)
 
     async def on_events(self, events: list[MonitoringEvent]) -> None:
         """Monitor listener: refresh ``monitoring://events`` and log new events to sessions that asked for logs."""

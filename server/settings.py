@@ -144,6 +144,28 @@ class Settings(BaseSettings):
         description="CloudWatch alarms that start an emergency cycle for their Component when they enter ALARM.",
     )
 
+    self_analysis_interval_hours: float = Field(
+        1.0, ge=0, description="How often the server analyses its own tool calls into insights (0 = never)."
+    )
+    self_analysis_tenant: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Tenant whose insights and opportunities carry the server's findings about itself.",
+    )
+    tool_calls_retention_days: float = Field(30.0, gt=0, description="Recorded tool calls older than this go.")
+
+    enable_cloudwatch_publishing: bool = Field(False, description="Publish the server's own metrics to CloudWatch.")
+    cloudwatch_publish_namespace: str = Field(
+        "SelfBuildingMCP", min_length=1, max_length=255, description="CloudWatch namespace of the published metrics."
+    )
+    cloudwatch_publish_interval_seconds: float = Field(
+        60.0, ge=1, le=3600, description="How often the server's metrics are sent to CloudWatch (one batch)."
+    )
+
+    dashboard_update_seconds: float = Field(
+        2.0, ge=0.2, le=60, description="How often the browser dashboard refreshes its live figures."
+    )
+
     @field_validator(
         "allowed_hosts",
         "allowed_origins",

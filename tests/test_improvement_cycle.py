@@ -7,6 +7,7 @@ after a restart while its deployment is still judged."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import time
 from pathlib import Path
@@ -495,3 +496,37 @@ async def test_a_module_changed_while_the_model_worked_is_not_overwritten(
     (only,) = found["candidates"]
     assert only["status"] == "deploy_failed" and "changed since the change was generated" in only["message"], only
     assert module.read_bytes() == edited
+
+
+async def test_active_improvements_resource_follows_a_cycle(settings: Settings, scripted_llm: ScriptedLLM) -> None:
+    """A client that listens sees improvements://active and the resource list change while another client works."""
+    scripted_llm.reply(FAST_STATS)
+    server = build(settings, scripted_llm, improvement_review_components=["slow_stats"])
+    events: list[Any] = []
+    async with connect(server) as watcher, connect(server) as actor:
+        await push_degradations(actor, ("slow_stats", 180))
+        async with watcher.listen(resources_list_changed=True, resource_subscriptions=["improvements://active"]) as sub:
+            cycle = await call(actor, "trigger_improvement_cycle", {"max_improvements": 1})
+            (held,) = cycle["candidates"]
+            assert held["status"] == "pending_approval"
+            with anyio.fail_after(10):
+                async for event in sub:
+                    events.append(event)
+                    names = {type(e).__name__ for e in events}
+                    if {"ResourceUpdated", "ResourcesListChanged"} <= names:
+                        break
+        active = json.loads((await watcher.read_resource("improvements://active")).contents[0].text)  # type: ignore[union-attr]
+        listed = {str(r.uri) for r in (await watcher.list_resources()).resources}
+        await call(actor, "approve_change", {"change_id": held["deployment_id"], "approve": True, "reason": "ok"})
+        await wait_until_finished(actor, cycle["cycle_id"])
+        with anyio.fail_after(30):
+            while (await call(actor, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
+                "status"
+            ] == "monitoring":
+                await anyio.sleep(0.1)
+        after = json.loads((await watcher.read_resource("improvements://active")).contents[0].text)  # type: ignore[union-attr]
+    assert {getattr(e, "uri", None) for e in events} >= {"improvements://active"}
+    assert [c["cycle_id"] for c in active["cycles"]] == [cycle["cycle_id"]]
+    assert active["cycles"][0]["candidates"][0]["status"] == "pending_approval"
+    assert f"deployments://{held['deployment_id']}" in listed
+    assert after == {"cycles": [], "has_more": False}

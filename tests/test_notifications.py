@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import mcp.types as types
 import pytest
+from mcp import MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from server.settings import Settings
 from tests.conftest import ServerFactory, call, connect, wait_samples
 from tests.fakes import FakeHostSource
+from tests.test_deployment_tools import as_key, seed_deployment, seed_pending, seed_workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -62,3 +67,108 @@ async def test_2026_listener_gets_resource_updated(make_server: ServerFactory, h
                     break
         page = await call(watcher, "query_monitoring_events")
     assert "cpu_high" in {e["event_type"] for e in page["events"]}
+
+
+async def collect(subscription: Any, into: list[Any], done: anyio.Event, want: Callable[[list[Any]], bool]) -> None:
+    async for event in subscription:
+        into.append(event)
+        if want(into):
+            done.set()
+            return
+
+
+def kinds(events: list[Any]) -> set[str]:
+    return {getattr(e, "uri", None) or type(e).__name__ for e in events}
+
+
+async def test_deployment_changes_reach_a_2026_listener(make_server: ServerFactory, settings: Settings) -> None:
+    seed_workspace(settings)
+    held = seed_pending(settings)
+    uri = f"deployments://{held.id}"
+    server = make_server()
+    async with connect(server) as watcher, connect(server) as actor:
+        listed = {str(r.uri) for r in (await watcher.list_resources()).resources}
+        assert uri in listed  # a change held for approval is listed while it wants attention
+        before = json.loads((await watcher.read_resource(uri)).contents[0].text)  # type: ignore[union-attr]
+        assert before["status"] == "pending_approval"
+        events: list[Any] = []
+        done = anyio.Event()
+        async with watcher.listen(
+            resources_list_changed=True, resource_subscriptions=[uri, "improvements://active"]
+        ) as subscription:
+            want = {uri, "improvements://active", "ResourcesListChanged"}
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(collect, subscription, events, done, lambda got: want <= kinds(got))
+                await call(actor, "approve_change", {"change_id": held.id, "approve": True, "reason": "looks right"})
+                with anyio.fail_after(10):
+                    await done.wait()
+        after = json.loads((await watcher.read_resource(uri)).contents[0].text)  # type: ignore[union-attr]
+        listed = {str(r.uri) for r in (await watcher.list_resources()).resources}
+    assert after["status"] == "deployed"
+    assert uri not in listed  # deployed outside a cycle: nothing watches it any more
+    assert {"monitoring://events", "improvements://active"} <= listed
+
+
+async def test_deployment_changes_reach_a_legacy_subscriber(make_server: ServerFactory, settings: Settings) -> None:
+    seed_workspace(settings)
+    deployed = seed_deployment(settings)
+    uri = f"deployments://{deployed.id}"
+    updates: list[str] = []
+    got = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+            got.set()
+
+    server = make_server()
+    async with (
+        connect(server, mode="legacy", message_handler=on_message) as watcher,
+        connect(server) as actor,
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await watcher.subscribe_resource(uri)
+        rolled = await call(actor, "rollback_deployment", {"deployment_id": deployed.id, "reason": "drill"})
+        assert rolled["deployment"]["status"] == "rolled_back"
+        with anyio.fail_after(10):
+            await got.wait()
+        body = json.loads((await watcher.read_resource(uri)).contents[0].text)  # type: ignore[union-attr]
+    assert uri in updates and body["status"] == "rolled_back"
+
+
+async def test_resource_list_change_reaches_a_legacy_session(make_server: ServerFactory, settings: Settings) -> None:
+    seed_workspace(settings)
+    held = seed_pending(settings)
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceListChangedNotification):
+            changed.set()
+
+    server = make_server()
+    async with (
+        connect(server, mode="legacy", message_handler=on_message) as watcher,
+        connect(server) as actor,
+    ):
+        assert f"deployments://{held.id}" in {str(r.uri) for r in (await watcher.list_resources()).resources}
+        await call(actor, "approve_change", {"change_id": held.id, "approve": False, "reason": "not now"})
+        with anyio.fail_after(10):
+            await changed.wait()
+        listed = {str(r.uri) for r in (await watcher.list_resources()).resources}
+    assert f"deployments://{held.id}" not in listed
+
+
+async def test_deployment_resource_hides_other_tenants(make_server: ServerFactory, settings: Settings) -> None:
+    seed_workspace(settings)
+    held = seed_pending(settings, tenant="acme")
+    server = make_server()
+    async with connect(server) as client:
+        with as_key("globex-reader", ["read"], ["globex"]):
+            listed = {str(r.uri) for r in (await client.list_resources()).resources}
+            with pytest.raises(MCPError, match="no deployment has id"):
+                await client.read_resource(f"deployments://{held.id}")
+        with as_key("acme-reader", ["read"], ["acme"]):
+            mine = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert f"deployments://{held.id}" not in listed
+    assert f"deployments://{held.id}" in mine

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -30,9 +30,9 @@ from generators.deploy import (
     WorkspaceChangedError,
 )
 from generators.deploy.transaction import file_sha256
-from tools.access import Caller, Role, authorize
+from tools.access import Caller, Role, authorize, authorize_resource
 from tools.errors import domain_errors
-from tools.services import Services, services
+from tools.services import Services, ServicesRef, services
 
 MAX_DIFF_CHARS = 20_000  # all files of one get_deployment answer together
 MAX_PENDING = 100
@@ -159,8 +159,19 @@ def pending(svc: Services, caller: Caller) -> tuple[list[Deployment], bool]:
     return found[:MAX_PENDING], more or len(found) > MAX_PENDING
 
 
-def register(server: MCPServer) -> None:
-    """Add the deployment and approval tools to ``server``."""
+async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDetail:
+    """One deployment with its files and diffs, for a caller with ``read`` on its tenant (else: not found)."""
+    found, _ = await visible_deployment(svc, deployment_id, "read")
+    versions = await anyio.to_thread.run_sync(svc.versions.files, deployment_id)
+    files, cut = await anyio.to_thread.run_sync(file_changes, svc.deployer, versions)
+    return DeploymentDetail(
+        **summary(found).model_dump(), rollback_commit_sha=found.rollback_commit_sha, detail=found.detail,
+        files=files, diff_truncated=cut,
+    )  # fmt: skip
+
+
+def register(server: MCPServer, ref: ServicesRef) -> None:
+    """Add the deployment and approval tools, and the ``deployments://{deployment_id}`` resource, to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     destructive = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
@@ -182,14 +193,22 @@ def register(server: MCPServer) -> None:
         """One deployment: status, every file with its sha256 before/after/now and a unified diff (text files,
         bounded), the reason, git commits, and the recorded detail (validation report, figures before/after).
         """
-        svc = services(ctx)
-        found, _ = await visible_deployment(svc, deployment_id, "read")
-        versions = await anyio.to_thread.run_sync(svc.versions.files, deployment_id)
-        files, cut = await anyio.to_thread.run_sync(file_changes, svc.deployer, versions)
-        return DeploymentDetail(
-            **summary(found).model_dump(), rollback_commit_sha=found.rollback_commit_sha, detail=found.detail,
-            files=files, diff_truncated=cut,
-        )  # fmt: skip
+        return await deployment_detail(services(ctx), deployment_id)
+
+    @server.resource(
+        "deployments://{deployment_id}",
+        name="deployment",
+        title="Deployment",
+        description="One deployment as get_deployment shows it, as JSON. Updated when its status or figures change.",
+        mime_type="application/json",
+    )
+    async def deployment_resource(deployment_id: str) -> str:
+        authorize_resource("read")
+        try:
+            detail = await deployment_detail(ref.get(), deployment_id)
+        except ToolError as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        return detail.model_dump_json(indent=2)
 
     @server.tool(title="Roll back a deployment", annotations=destructive)
     async def rollback_deployment(

@@ -21,16 +21,19 @@ from pydantic import BaseModel, Field
 from generators.deploy import DeployError
 from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
 from generators.llm import LLMNotConfigured
-from tools.access import Caller, authorize
+from tools.access import Caller, authorize, authorize_resource
 from tools.deployments import decide
 from tools.generation import check_enabled
-from tools.services import Services, services
+from tools.services import Services, ServicesRef, services
 
 if TYPE_CHECKING:
     from generators.improvement import CandidateRecord, CycleRecord
 
 logger = logging.getLogger(__name__)
 ELICIT_DIFF_CHARS = 4_000
+ACTIVE_URI = "improvements://active"
+MAX_ACTIVE = 20
+MAX_ACTIVE_SCAN = 500  # cycles read before the caller's tenants are picked out
 CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle id from trigger_improvement_cycle.")]
 
 
@@ -75,8 +78,28 @@ class CycleView(BaseModel):
     message: str = Field(description="A one-line summary of the outcomes.")
 
 
-def register(server: MCPServer) -> None:
-    """Add the improvement-cycle tools to ``server``."""
+class ActiveImprovements(BaseModel):
+    cycles: list[CycleView] = Field(description="Cycles still at work (running, or with changes held or watched).")
+    has_more: bool = Field(description=f"True when more than {MAX_ACTIVE} cycles are at work.")
+
+
+def register(server: MCPServer, ref: ServicesRef) -> None:
+    """Add the improvement-cycle tools and the ``improvements://active`` resource to ``server``."""
+
+    @server.resource(
+        ACTIVE_URI,
+        name="active_improvements",
+        title="Active improvement cycles",
+        description=f"Improvement cycles still at work, newest first (at most {MAX_ACTIVE}), as JSON: running ones "
+        "and those whose changes wait for approval or are deployed and watched. Updated when any of them changes.",
+        mime_type="application/json",
+    )
+    async def active_improvements_resource() -> str:
+        caller = authorize_resource("read")
+        found, more = await anyio.to_thread.run_sync(ref.get().improvements.store.active, MAX_ACTIVE_SCAN)
+        visible = [view(c) for c in found if caller.may_use(c.tenant)]
+        answer = ActiveImprovements(cycles=visible[:MAX_ACTIVE], has_more=more or len(visible) > MAX_ACTIVE)
+        return answer.model_dump_json(indent=2)
 
     @server.tool(
         title="Run an improvement cycle",

@@ -50,6 +50,7 @@ class CycleStore(Protocol):
     def get(self, cycle_id: str) -> CycleRecord | None: ...
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
+    def active(self, limit: int) -> tuple[list[CycleRecord], bool]: ...
     def mark_interrupted(self, at: float) -> list[str]: ...
     def tallies(self) -> dict[str, dict[str, int]]: ...
     def close(self) -> None: ...
@@ -137,6 +138,22 @@ class SqliteCycleStore:
             ).fetchone()
         return None if row is None else _candidate(row)
 
+    def active(self, limit: int) -> tuple[list[CycleRecord], bool]:
+        """Cycles still at work, newest first: running, or with a change held for approval, being deployed or
+        monitored. At most ``limit``, and whether there were more."""
+        busy = "', '".join(ACTIVE_CANDIDATE_STATUSES)
+        with self._lock:
+            ids = [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT id FROM cycles WHERE status = 'running' OR id IN"
+                    f" (SELECT cycle_id FROM candidates WHERE status IN ('{busy}')) ORDER BY started_at DESC LIMIT ?",
+                    (limit + 1,),
+                ).fetchall()
+            ]
+        found = [cycle for cycle in (self.get(i) for i in ids[:limit]) if cycle is not None]
+        return found, len(ids) > limit
+
     def tallies(self) -> dict[str, dict[str, int]]:
         """How many cycles and candidates there are in each status (all time): ``{"cycles": .., "candidates": ..}``."""
         with self._lock:
@@ -161,6 +178,7 @@ class SqliteCycleStore:
         return ids
 
 
+ACTIVE_CANDIDATE_STATUSES: tuple[CandidateStatus, ...] = ("generating", "pending_approval", "deploying", "monitoring")
 _CYCLE = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error"
 _CANDIDATE = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"
 
