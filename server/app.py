@@ -25,6 +25,7 @@ from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
+from server.dashboard import add_dashboard_routes
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
 from server.live_resources import (
     ChangeFeed,
@@ -251,6 +252,7 @@ def create_server(
     server.watched = watched
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
+    add_dashboard_routes(server, settings, verifier, ref, bus)
     status.register(server, ref)
     monitoring.register(server, ref)
     performance.register(server)

@@ -147,16 +147,23 @@ async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> t
 
 def pending(svc: Services, caller: Caller) -> tuple[list[Deployment], bool]:
     """Pending changes of the tenants the caller may use, newest first, at most :data:`MAX_PENDING`."""
+    return visible_list(svc, caller, "pending_approval", MAX_PENDING)
+
+
+def visible_list(
+    svc: Services, caller: Caller, status: DeploymentStatus | None, limit: int
+) -> tuple[list[Deployment], bool]:
+    """Deployments of the tenants the caller may use (in ``status`` when given), newest first (blocking)."""
     if caller.all_tenants:
-        return svc.versions.list(None, "pending_approval", MAX_PENDING)
+        return svc.versions.list(None, status, limit)
     found: list[Deployment] = []
     more = False
     for tenant in sorted(caller.tenants):
-        rows, tenant_more = svc.versions.list(tenant, "pending_approval", MAX_PENDING)
+        rows, tenant_more = svc.versions.list(tenant, status, limit)
         found += rows
         more = more or tenant_more
     found.sort(key=lambda d: d.created_at, reverse=True)
-    return found[:MAX_PENDING], more or len(found) > MAX_PENDING
+    return found[:limit], more or len(found) > limit
 
 
 async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDetail:
@@ -168,6 +175,27 @@ async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDeta
         **summary(found).model_dump(), rollback_commit_sha=found.rollback_commit_sha, detail=found.detail,
         files=files, diff_truncated=cut,
     )  # fmt: skip
+
+
+async def rollback(svc: Services, deployment_id: str, reason: str) -> ActionResult:
+    """Roll a deployment back for a caller with ``improve`` on its tenant (the tool and the dashboard).
+
+    Raises:
+        ToolError: not found, not allowed, or refused (with what to do).
+    """
+    _, caller = await visible_deployment(svc, deployment_id, "improve")
+    with domain_errors():
+        try:
+            done = await anyio.to_thread.run_sync(
+                lambda: svc.deployer.rollback(deployment_id, actor=caller.name, reason=reason)
+            )
+        except WorkspaceChangedError as exc:
+            raise ToolError(
+                f"rollback of deployment {deployment_id} refused, nothing was written: {exc.paths} changed "
+                "since it was deployed and rolling back would discard those changes. get_deployment shows the "
+                "deployed and current sha256 of each file; a person must reconcile those files by hand."
+            ) from exc
+    return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
 
 
 def register(server: MCPServer, ref: ServicesRef) -> None:
@@ -219,20 +247,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """Restore the exact previous bytes of every file of a deployed change (files it created are removed);
         refused, with nothing written, when those files changed since the deployment.
         """
-        svc = services(ctx)
-        _, caller = await visible_deployment(svc, deployment_id, "improve")
-        with domain_errors():
-            try:
-                done = await anyio.to_thread.run_sync(
-                    lambda: svc.deployer.rollback(deployment_id, actor=caller.name, reason=reason)
-                )
-            except WorkspaceChangedError as exc:
-                raise ToolError(
-                    f"rollback of deployment {deployment_id} refused, nothing was written: {exc.paths} changed "
-                    "since it was deployed and rolling back would discard those changes. get_deployment shows the "
-                    "deployed and current sha256 of each file; a person must reconcile those files by hand."
-                ) from exc
-        return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
+        return await rollback(services(ctx), deployment_id, reason)
 
     @server.tool(title="Pending approvals", annotations=read_only)
     async def list_pending_approvals(ctx: Context[Services, Any]) -> PendingApprovals:

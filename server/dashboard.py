@@ -1,0 +1,265 @@
+"""``GET /dashboard`` (HTTP transport only): one page an operator keeps open, with live figures over server-sent events.
+
+Protection: with API keys configured, the page asks for a key once and posts it (never in a URL); the server answers
+with an opaque session cookie (HttpOnly, SameSite=Strict, path ``/dashboard``), and the key itself is neither stored
+in the browser nor logged. Each request then acts as that key: the same roles and tenants as its tool calls
+(``read`` to look, ``admin`` to start or stop monitoring, ``improve`` to roll back). Without keys the HTTP transport
+only listens on loopback and the page is open there. Every route checks the Host and Origin headers like ``/mcp``
+(DNS-rebinding protection), and actions need a JSON body and a custom header (no cross-site form posts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.resources import files
+from typing import Any
+
+import anyio
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
+from mcp.server.transport_security import TransportSecurityMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from server.dashboard_data import InsightCache, dashboard_state
+from server.http import transport_security
+from server.settings import Settings
+from tools.access import AccessDenied, authorize
+from tools.deployments import rollback
+from tools.services import ServicesRef
+
+logger = logging.getLogger(__name__)
+COOKIE = "sbm_dashboard"
+ACTION_HEADER = "x-dashboard-action"  # custom header: a cross-site form cannot send it
+SESSION_SECONDS = 12 * 3600
+MAX_SESSIONS = 1_000
+STREAM_SECONDS = 60.0  # each event stream ends after this and the browser reconnects (server stops stay quick)
+ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Sessions:
+    """Dashboard sessions: an opaque id per sign-in, mapped to the key's verified token, for a limited time."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._open: dict[str, tuple[float, AccessToken]] = {}
+
+    def open(self, token: AccessToken) -> str:
+        now = self._clock()
+        self._open = {k: v for k, v in self._open.items() if v[0] > now}
+        while len(self._open) >= MAX_SESSIONS:
+            self._open.pop(next(iter(self._open)))  # the oldest sign-in goes first
+        session = secrets.token_urlsafe(32)
+        self._open[session] = (now + SESSION_SECONDS, token)
+        return session
+
+    def get(self, session: str | None) -> AccessToken | None:
+        found = self._open.get(session or "")
+        return found[1] if found is not None and found[0] > self._clock() else None
+
+    def close(self, session: str | None) -> None:
+        self._open.pop(session or "", None)
+
+
+def _asset(name: str) -> str:
+    return files("server").joinpath("static", name).read_text(encoding="utf-8")
+
+
+class Dashboard:
+    """The dashboard's routes: each handler runs as the signed-in key (see :meth:`guarded`)."""
+
+    def __init__(
+        self, settings: Settings, verifier: TokenVerifier | None, ref: ServicesRef, bus: InMemorySubscriptionBus
+    ) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        self.ref = ref
+        self.bus = bus
+        self.security = TransportSecurityMiddleware(transport_security(settings))
+        self.sessions = Sessions()
+        self.insights = InsightCache()
+
+    def routes(self) -> list[tuple[str, str, bool, Handler]]:
+        """(path, method, needs a signed-in key, handler) of every route."""
+        assets = [(f"/dashboard/{name}", "GET", False, self._asset_handler(name)) for name in ASSETS]
+        return [
+            ("/dashboard", "GET", False, self.page),
+            *assets,
+            ("/dashboard/api/session", "GET", False, self.session_state),
+            ("/dashboard/api/login", "POST", False, self.login),
+            ("/dashboard/api/logout", "POST", False, self.logout),
+            ("/dashboard/api/state", "GET", True, self.state),
+            ("/dashboard/api/monitoring", "POST", True, self.monitoring),
+            ("/dashboard/api/rollback", "POST", True, self.rollback),
+            ("/dashboard/api/stream", "GET", True, self.stream),
+        ]
+
+    def guarded(self, handler: Handler, method: str, signed_in: bool) -> Handler:
+        """Host/Origin checks for every route; for actions a JSON body and the custom header; then the caller."""
+
+        async def guard(request: Request) -> Response:
+            refusal = await self.security.validate_request(request, is_post=method == "POST")
+            if refusal is not None:
+                return refusal
+            if method == "POST" and request.headers.get(ACTION_HEADER) != "1":
+                return _error(403, f"dashboard actions need the {ACTION_HEADER} header")
+            token = self.sessions.get(request.cookies.get(COOKIE))
+            if signed_in and self.verifier is not None and token is None:
+                return _error(401, "sign in with an API key first")
+            reset = auth_context_var.set(AuthenticatedUser(token)) if token is not None else None
+            try:
+                return await handler(request)
+            except AccessDenied as exc:
+                return _error(403, str(exc))
+            except ToolError as exc:
+                return _error(409, str(exc))
+            except RuntimeError:  # the services are not running (start-up or shutdown)
+                logger.debug("dashboard request while the server is not running", exc_info=True)
+                return _error(503, "the server is starting or stopping; try again shortly")
+            finally:
+                if reset is not None:
+                    auth_context_var.reset(reset)
+
+        return guard
+
+    async def page(self, _: Request) -> Response:
+        return Response(_asset("dashboard.html"), media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+
+    def _asset_handler(self, name: str) -> Handler:
+        async def asset(_: Request) -> Response:
+            return Response(_asset(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
+
+        return asset
+
+    async def session_state(self, request: Request) -> Response:
+        token = self.sessions.get(request.cookies.get(COOKIE))
+        return _json({"needs_key": self.verifier is not None, "signed_in": self.verifier is None or token is not None})
+
+    async def login(self, request: Request) -> Response:
+        if self.verifier is None:
+            return _json({"signed_in": True})
+        key = str((await _body(request)).get("key", "")).strip()
+        token = await self.verifier.verify_token(key) if key else None
+        if token is None:
+            await anyio.sleep(0.5)  # slows down guessing
+            return _error(401, "that API key is not valid")
+        response = _json({"signed_in": True, "name": token.client_id})
+        response.set_cookie(
+            COOKIE, self.sessions.open(token), max_age=SESSION_SECONDS, path="/dashboard", httponly=True,
+            samesite="strict", secure=request.url.scheme == "https",
+        )  # fmt: skip
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        self.sessions.close(request.cookies.get(COOKIE))
+        response = _json({"signed_in": False})
+        response.delete_cookie(COOKIE, path="/dashboard")
+        return response
+
+    async def state(self, request: Request) -> Response:
+        svc = self.ref.get()
+        tenant = request.query_params.get("tenant") or svc.default_tenant
+        event_type = request.query_params.get("event_type") or None
+        return _json(await dashboard_state(svc, self.insights, tenant, event_type))
+
+    async def monitoring(self, request: Request) -> Response:
+        authorize("admin")
+        svc = self.ref.get()
+        action = (await _body(request)).get("action")
+        if action == "start":
+            await svc.monitor.start()
+        elif action == "stop":
+            await svc.monitor.stop()
+        else:
+            return _error(400, "action must be 'start' or 'stop'")
+        return _json(svc.monitor.state().model_dump(mode="json"))
+
+    async def rollback(self, request: Request) -> Response:
+        body = await _body(request)
+        deployment_id, reason = str(body.get("deployment_id", "")), str(body.get("reason", "")).strip()
+        if not deployment_id or not reason:
+            return _error(400, "give deployment_id and a reason")
+        done = await rollback(self.ref.get(), deployment_id, reason[:2000])
+        return _json(done.model_dump(mode="json"))
+
+    async def stream(self, _: Request) -> Response:
+        return StreamingResponse(
+            _changes(self.bus, self.settings.dashboard_update_seconds),
+            media_type="text/event-stream",
+            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
+        )
+
+
+def add_dashboard_routes(
+    server: MCPServer,
+    settings: Settings,
+    verifier: TokenVerifier | None,
+    ref: ServicesRef,
+    bus: InMemorySubscriptionBus,
+) -> Dashboard:
+    """Register ``/dashboard`` and its API on ``server`` (served by its streamable HTTP app)."""
+    dashboard = Dashboard(settings, verifier, ref, bus)
+    for path, method, signed_in, handler in dashboard.routes():
+        add: Callable[[Handler], object] = server.custom_route(path, methods=[method], include_in_schema=False)
+        add(dashboard.guarded(handler, method, signed_in))
+    return dashboard
+
+
+async def _changes(bus: InMemorySubscriptionBus, interval: float) -> AsyncIterator[str]:
+    """Server-sent events: ``change`` (with the resource URI) as soon as something changes, ``tick`` every
+    ``interval`` seconds otherwise (the page then refreshes its live figures)."""
+    send, receive = anyio.create_memory_object_stream[str](64)
+
+    def listener(event: ServerEvent) -> None:
+        with contextlib.suppress(anyio.WouldBlock):  # the page is behind: its next refresh covers it
+            send.send_nowait(str(getattr(event, "uri", "") or type(event).__name__))
+
+    unsubscribe = bus.subscribe(listener)
+    try:
+        yield f"retry: {int(interval * 1000)}\n\n"
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline:
+            changed = None
+            with anyio.move_on_after(interval):
+                changed = await receive.receive()
+            yield (
+                f"event: change\ndata: {json.dumps({'uri': changed})}\n\n" if changed else "event: tick\ndata: {}\n\n"
+            )
+    finally:
+        unsubscribe()
+        send.close()
+        receive.close()
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return JSONResponse(data, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)

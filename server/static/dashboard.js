@@ -1,0 +1,252 @@
+// self-building-mcp dashboard: no build step, no dependencies. Data is only ever written with textContent.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let stream = null;
+let refreshTimer = null;
+let refreshing = false;
+let again = false;
+let pendingRollback = null;
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const pct = (v) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(1)} %`);
+const when = (ts) => new Date(ts * 1000).toLocaleTimeString();
+const num = (v) => (typeof v === "number" ? Number(v.toPrecision(4)).toString() : String(v ?? "–"));
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "x-dashboard-action": "1" },
+    body: JSON.stringify(body),
+  };
+  const response = await fetch(path, { credentials: "same-origin", cache: "no-store", ...options });
+  let data = {};
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (response.status === 401) showLogin();
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+function showLogin() {
+  $("login").hidden = false;
+  $("key").focus();
+  if (stream) { stream.close(); stream = null; }
+  $("connection").textContent = "signed out";
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    await api("/dashboard/api/login", { key: $("key").value });
+    $("key").value = "";
+    $("login").hidden = true;
+    start();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+}
+
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => { refreshTimer = null; refresh(); }, 100);
+}
+
+async function refresh() {
+  if (refreshing) { again = true; return; }
+  refreshing = true;
+  try {
+    const filter = $("event-filter").value;
+    const data = await api(`/dashboard/api/state${filter ? `?event_type=${encodeURIComponent(filter)}` : ""}`);
+    render(data);
+    $("last-update").textContent = `updated ${when(data.generated_at)}`;
+  } catch (error) {
+    $("connection").textContent = `error: ${error.message}`;
+  } finally {
+    refreshing = false;
+    if (again) { again = false; scheduleRefresh(); }
+  }
+}
+
+function render(data) {
+  const status = data.status;
+  const verdict = $("verdict");
+  verdict.textContent = status.verdict;
+  verdict.className = `badge ${status.verdict}`;
+  $("reasons").textContent = status.reasons.join("; ");
+  renderHost(status.host);
+  renderGpu(status.gpu);
+  renderMonitoring(data.monitoring, data.can.monitor);
+  renderCharts(data.charts);
+  renderEvents(data);
+  renderInsights(data);
+  renderDeployments(data.deployments, data.can.rollback);
+}
+
+function renderHost(host) {
+  $("cpu-value").textContent = pct(host.cpu.percent);
+  $("mem-value").textContent = pct(host.memory.percent);
+  $("swap-value").textContent = pct(host.memory.swap_percent);
+  $("load-value").textContent = host.cpu.load_average ? num(host.cpu.load_average[0]) : "–";
+  $("uptime-value").textContent = `${(host.uptime_seconds / 3600).toFixed(1)} h`;
+  $("disks").tBodies[0].replaceChildren(...host.disks.map((d) => el("tr", {}, el("td", {}, d.mountpoint), el("td", {}, pct(d.percent)))));
+}
+
+function renderGpu(gpu) {
+  const box = $("gpus");
+  if (!gpu.available) {
+    box.className = "muted";
+    box.textContent = `no GPU: ${gpu.reason || "NVML not available"}`;
+    return;
+  }
+  box.className = "";
+  box.replaceChildren(...gpu.devices.map((d) => el("div", { class: "gpu", "data-gpu": d.index },
+    el("strong", {}, `#${d.index} ${d.name}`), " · util ", pct(d.utilization_percent), " · memory ",
+    pct(d.memory_percent), d.temperature_c !== null ? ` · ${d.temperature_c} °C` : "")));
+}
+
+function renderMonitoring(state, allowed) {
+  $("monitoring-state").textContent = state.running
+    ? `running every ${num(state.interval_seconds)} s · ${state.active_events} active event(s)`
+    : "stopped";
+  $("monitoring-state").dataset.running = state.running ? "yes" : "no";
+  $("start-monitoring").disabled = !allowed || state.running;
+  $("stop-monitoring").disabled = !allowed || !state.running;
+  $("start-monitoring").title = allowed ? "" : "needs the admin role";
+}
+
+function renderCharts(charts) {
+  if (!charts.length) return;
+  $("charts").replaceChildren(...charts.map((chart) => {
+    const all = chart.lines.flatMap((l) => l.points);
+    const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
+    const top = Math.max(100, ...all.map((p) => p[1]));
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 300 80");
+    svg.setAttribute("preserveAspectRatio", "none");
+    chart.lines.forEach((line, i) => {
+      const poly = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+      poly.setAttribute("class", `l${i % 3}`);
+      poly.setAttribute("points", line.points.map((p) => `${((p[0] - t0) / Math.max(t1 - t0, 1)) * 300},${80 - (p[1] / top) * 78}`).join(" "));
+      svg.append(poly);
+    });
+    const latest = chart.lines.map((l) => (l.label === chart.label ? "" : `${l.label}: `) + num(l.points.at(-1)[1])).join(" · ");
+    return el("figure", { class: "chart", "data-series": chart.name }, el("figcaption", {}, `${chart.label} — ${latest}`), svg);
+  }));
+}
+
+function renderEvents(data) {
+  const select = $("event-filter");
+  if (select.options.length === 1) {
+    data.event_types.forEach((t) => select.append(el("option", { value: t }, t.replaceAll("_", " "))));
+  }
+  $("events").replaceChildren(...data.events.map((e) => el("li", { class: e.severity, "data-type": e.event_type, "data-id": e.id },
+    el("span", { class: `sev ${e.severity}` }, e.severity), " ", el("strong", {}, e.event_type), " · ",
+    e.message, " ", el("span", { class: "muted" }, `${when(e.last_seen)}${e.active ? " · active" : " · cleared"}`))));
+  if (!data.events.length) $("events").append(el("li", { class: "muted" }, "no events"));
+  $("events-more").hidden = !data.events_has_more;
+}
+
+function renderInsights(data) {
+  const s = data.insight_summary;
+  $("insight-summary").textContent = `${s.total} in 24 h · ${s.series_analysed} series · ${s.logs_analysed} log lines`;
+  $("insights").replaceChildren(...data.insights.map((i) => el("li", { "data-kind": i.kind },
+    el("span", { class: `sev ${i.severity}` }, i.severity), ` ${i.kind}: ${i.summary}`)));
+  if (!data.insights.length) $("insights").append(el("li", { class: "muted" }, "nothing notable in the last 24 h"));
+  $("opportunities").replaceChildren(...data.opportunities.map((o) => el("li", {},
+    el("strong", {}, o.component), ` (${o.metric}): ${o.goal} — impact ${num(o.impact_score)}, risk ${o.risk}`)));
+}
+
+function figureCell(figures) {
+  if (!figures || !figures.length) return el("td", { class: "muted" }, "–");
+  return el("td", {}, ...figures.map((f) => {
+    if (f.note) return el("div", { class: "muted" }, `${f.name}: ${f.note}`);
+    const change = f.change_percent;
+    const cls = change === null ? "" : change > 0 ? "change-bad" : "change-good";
+    return el("div", { class: "figure" }, `${f.name}: ${num(f.before)} → ${num(f.after)} `,
+      change === null ? "" : el("span", { class: cls }, `(${change > 0 ? "+" : ""}${change} %)`));
+  }));
+}
+
+function renderDeployments(rows, allowed) {
+  const body = $("deployments").tBodies[0];
+  body.replaceChildren(...rows.map((d) => {
+    const button = el("button", { class: "rollback", type: "button", disabled: !allowed || d.status !== "deployed" }, "Roll back");
+    button.addEventListener("click", () => askRollback(d));
+    return el("tr", { "data-deployment-id": d.deployment_id, "data-status": d.status },
+      el("td", {}, d.component), el("td", {}, d.tenant_id), el("td", { class: "status" }, d.status),
+      figureCell(d.figures), el("td", {}, d.rollback_reason || d.reason), el("td", {}, button));
+  }));
+  if (!rows.length) body.append(el("tr", {}, el("td", { colSpan: 6, class: "muted" }, "no deployments yet")));
+}
+
+function askRollback(deployment) {
+  pendingRollback = deployment;
+  $("confirm-component").textContent = deployment.component;
+  $("confirm-id").textContent = deployment.deployment_id;
+  $("confirm-dialog").showModal();
+}
+
+async function confirmRollback(event) {
+  event.preventDefault();
+  const deployment = pendingRollback;
+  $("confirm-dialog").close();
+  pendingRollback = null;
+  if (!deployment) return;
+  try {
+    const done = await api("/dashboard/api/rollback", { deployment_id: deployment.deployment_id, reason: $("confirm-reason").value });
+    $("deployment-message").textContent = `${deployment.component}: ${done.message}`;
+  } catch (error) {
+    $("deployment-message").textContent = `rollback refused: ${error.message}`;
+  }
+  refresh();
+}
+
+async function monitoring(action) {
+  $("monitoring-error").textContent = "";
+  try { await api("/dashboard/api/monitoring", { action }); } catch (error) { $("monitoring-error").textContent = error.message; }
+  refresh();
+}
+
+function connect() {
+  if (stream) stream.close();
+  stream = new EventSource("/dashboard/api/stream");
+  stream.addEventListener("open", () => { $("connection").textContent = "live"; });
+  stream.addEventListener("tick", scheduleRefresh);
+  stream.addEventListener("change", scheduleRefresh);
+  stream.addEventListener("error", () => {
+    $("connection").textContent = "reconnecting…";
+    api("/dashboard/api/session").then((s) => { if (!s.signed_in) showLogin(); }).catch(() => {});
+  });
+}
+
+async function start() {
+  const session = await api("/dashboard/api/session");
+  $("sign-out").hidden = !session.needs_key;
+  if (!session.signed_in) { showLogin(); return; }
+  await refresh();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", signIn);
+  $("start-monitoring").addEventListener("click", () => monitoring("start"));
+  $("stop-monitoring").addEventListener("click", () => monitoring("stop"));
+  $("event-filter").addEventListener("change", refresh);
+  $("confirm-form").addEventListener("submit", confirmRollback);
+  $("confirm-no").addEventListener("click", () => { pendingRollback = null; $("confirm-dialog").close(); });
+  $("sign-out").addEventListener("click", async () => { await api("/dashboard/api/logout", {}); showLogin(); });
+  start().catch((error) => { $("connection").textContent = `error: ${error.message}`; });
+});
