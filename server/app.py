@@ -252,7 +252,7 @@ def create_server(
     server.watched = watched
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
-    add_dashboard_routes(server, settings, verifier, ref, bus)
+    server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, bus).streams.stop)
     status.register(server, ref)
     monitoring.register(server, ref)
     performance.register(server)

@@ -20,6 +20,7 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken, TokenVerifier
@@ -42,6 +43,8 @@ COOKIE = "sbm_dashboard"
 ACTION_HEADER = "x-dashboard-action"  # custom header: a cross-site form cannot send it
 SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 1_000
+STOP = "\0stop"
+TICK = "event: tick\ndata: {}\n\n"
 STREAM_SECONDS = 60.0  # each event stream ends after this and the browser reconnects (server stops stay quick)
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 SECURITY_HEADERS = {
@@ -96,6 +99,7 @@ class Dashboard:
         self.security = TransportSecurityMiddleware(transport_security(settings))
         self.sessions = Sessions()
         self.insights = InsightCache()
+        self.streams = ChangeStreams(bus, settings.dashboard_update_seconds)
 
     def routes(self) -> list[tuple[str, str, bool, Handler]]:
         """(path, method, needs a signed-in key, handler) of every route."""
@@ -202,7 +206,7 @@ class Dashboard:
 
     async def stream(self, _: Request) -> Response:
         return StreamingResponse(
-            _changes(self.bus, self.settings.dashboard_update_seconds),
+            self.streams.events(),
             media_type="text/event-stream",
             headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
         )
@@ -223,30 +227,49 @@ def add_dashboard_routes(
     return dashboard
 
 
-async def _changes(bus: InMemorySubscriptionBus, interval: float) -> AsyncIterator[str]:
-    """Server-sent events: ``change`` (with the resource URI) as soon as something changes, ``tick`` every
-    ``interval`` seconds otherwise (the page then refreshes its live figures)."""
-    send, receive = anyio.create_memory_object_stream[str](64)
+class ChangeStreams:
+    """The open event streams: each gets resource changes from the bus, and all end when the server stops."""
 
-    def listener(event: ServerEvent) -> None:
-        with contextlib.suppress(anyio.WouldBlock):  # the page is behind: its next refresh covers it
-            send.send_nowait(str(getattr(event, "uri", "") or type(event).__name__))
+    def __init__(self, bus: InMemorySubscriptionBus, interval: float) -> None:
+        self._bus = bus
+        self._interval = interval
+        self._open: set[MemoryObjectSendStream[str]] = set()
+        self.stopping = False
 
-    unsubscribe = bus.subscribe(listener)
-    try:
-        yield f"retry: {int(interval * 1000)}\n\n"
-        deadline = time.monotonic() + STREAM_SECONDS
-        while time.monotonic() < deadline:
-            changed = None
-            with anyio.move_on_after(interval):
-                changed = await receive.receive()
-            yield (
-                f"event: change\ndata: {json.dumps({'uri': changed})}\n\n" if changed else "event: tick\ndata: {}\n\n"
-            )
-    finally:
-        unsubscribe()
-        send.close()
-        receive.close()
+    def stop(self) -> None:
+        """End every open stream now (the HTTP server is stopping: browsers reconnect to its successor)."""
+        self.stopping = True
+        for send in list(self._open):
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                send.send_nowait(STOP)
+
+    async def events(self) -> AsyncIterator[str]:
+        """Server-sent events: ``change`` (with the resource URI) as soon as something changes, ``tick`` every
+        interval otherwise (the page then refreshes its live figures); the stream ends after a while and the browser
+        reconnects."""
+        send, receive = anyio.create_memory_object_stream[str](64)
+
+        def listener(event: ServerEvent) -> None:
+            with contextlib.suppress(anyio.WouldBlock):  # the page is behind: its next refresh covers it
+                send.send_nowait(str(getattr(event, "uri", "") or type(event).__name__))
+
+        unsubscribe = self._bus.subscribe(listener)
+        self._open.add(send)
+        try:
+            yield f"retry: {int(self._interval * 1000)}\n\n"
+            deadline = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < deadline and not self.stopping:
+                changed = None
+                with anyio.move_on_after(self._interval):
+                    changed = await receive.receive()
+                if changed == STOP:
+                    break
+                yield f"event: change\ndata: {json.dumps({'uri': changed})}\n\n" if changed else TICK
+        finally:
+            self._open.discard(send)
+            unsubscribe()
+            send.close()
+            receive.close()
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,6 +20,7 @@ from server.settings import Settings, is_loopback
 logger = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+GRACEFUL_SHUTDOWN_SECONDS = 5
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 
@@ -87,6 +89,21 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
+        # Long-lived streams (dashboard events, MCP SSE) do not hold a stop up: after this they are cut.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     logger.info("serving MCP over HTTP at http://%s:%d/mcp", settings.http_host, settings.http_port)
-    await uvicorn.Server(config).serve()
+    await _Uvicorn(config, getattr(server, "on_http_stop", [])).serve()
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that first ends our own long-lived streams when it stops, so it need not wait for them."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self._on_stop:
+            hook()
+        await super().shutdown(sockets)

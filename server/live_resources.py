@@ -203,9 +203,14 @@ def watched_deployments(versions: VersionStore, cycles: CycleStore) -> list[Depl
 
 class SelfBuildingServer(MCPServer):
     """``MCPServer`` whose resource list also names the deployments that want attention (``watched``), filtered
-    to the tenants of the caller."""
+    to the tenants of the caller; and that tells long-lived HTTP streams when the server stops."""
 
     watched: Watched | None = None
+    on_http_stop: list[Callable[[], None]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_http_stop = []  # run when the HTTP server starts to stop (before it waits for open connections)
 
     async def list_resources(self) -> list[MCPResource]:
         resources = await super().list_resources()

@@ -86,6 +86,7 @@ def dashboard_server(tmp_path: Path) -> Iterator[Running]:
         _, err = proc.communicate(timeout=30)
         assert ADMIN_KEY not in err and ACME_KEY not in err  # keys never reach the logs
         assert "Traceback" not in err, err
+        assert "graceful shutdown exceeded" not in err  # open dashboard streams end when the server stops
 
 
 @asynccontextmanager
@@ -142,6 +143,28 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
         other = acme.get("/dashboard/api/state", params={"tenant": "beta"})
         assert other.status_code == 403 and "may not use tenant 'beta'" in other.json()["error"]
     assert (dashboard_server.workspace / A).read_bytes() != ORIGINAL  # nothing was rolled back
+
+
+def test_event_stream_pushes_changes_and_ends_when_the_server_stops(dashboard_server: Running) -> None:
+    base, deployment = dashboard_server.base, dashboard_server.deployment
+    with signed_in(base, ADMIN_KEY) as http, http.stream("GET", "/dashboard/api/stream") as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == f"retry: {int(UPDATE_SECONDS * 1000)}"
+        done = http.post(
+            "/dashboard/api/rollback", json={"deployment_id": deployment.id, "reason": "r"}, headers=ACTION
+        )
+        assert done.status_code == 200 and done.json()["deployment"]["status"] == "rolled_back"
+        seen = []
+        for line in lines:
+            seen.append(line)
+            if line == f'data: {{"uri": "deployments://{deployment.id}"}}':
+                break
+        assert "event: change" in seen
+        dashboard_server.proc.terminate()
+        rest = list(lines)  # the server ends the stream as it stops (a hung stream would time out here)
+    dashboard_server.proc.wait(timeout=30)  # uvicorn ends with the signal's status after a graceful stop
+    assert all(line.startswith(("event:", "data:", "")) for line in rest)
 
 
 @pytest.mark.anyio
