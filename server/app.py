@@ -25,6 +25,7 @@ from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
+from server.cloudwatch_publishing import start_publishing
 from server.dashboard import add_dashboard_routes
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
 from server.live_resources import (
@@ -38,6 +39,7 @@ from server.metrics import ServerMetrics
 from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
 from server.settings import Settings, llm_config
+from telemetry.calls import CallRecorder, SqliteCallStore
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.events import SqliteEventStore
 from telemetry.gpu import GpuSource, NvmlGpuSource
@@ -49,6 +51,7 @@ from telemetry.models import Snapshot
 from telemetry.monitor import Monitor
 from telemetry.retention import prune_forever, prune_once
 from telemetry.sampler import Sampler
+from telemetry.self_insights import SelfAnalyst
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import TelemetryStore
 from tools import (
@@ -62,6 +65,7 @@ from tools import (
     performance,
     prompts,
     scripts,
+    self_analysis,
     sources,
     status,
     telemetry,
@@ -87,7 +91,9 @@ get_alarm_states show the sources' health and CloudWatch alarms.
 With an LLM configured, generate_component writes, validates and (on request) deploys new components, and
 trigger_improvement_cycle improves the components behind the top opportunities (validate, deploy, measure, keep or
 roll back; dry_run to only look); get_improvement_cycle follows a cycle. list_deployments, get_deployment,
-rollback_deployment, approve_change and query_audit_log manage what was deployed."""
+rollback_deployment, approve_change and query_audit_log manage what was deployed.
+analyze_self reports how this server's own tools are used and behave (timings, failures, bias, anomalies) with
+prioritised optimisation suggestions."""
 
 
 def create_server(
@@ -114,9 +120,10 @@ def create_server(
     feed = ChangeFeed(notifier.resource_updated, notifier.resources_changed, watched)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
+    async def lifespan(app: MCPServer) -> AsyncIterator[Services]:
         store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
         raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+        analyst = await anyio.to_thread.run_sync(_self_analyst, settings, clock, app)
         deployer, versions, audit_log = await anyio.to_thread.run_sync(_open_deployer, settings, clock, feed)
         llm = LLMClient(llm_config(settings))
         generator, close_generator = _generator_factory(llm, settings, validation_stages)
@@ -139,7 +146,9 @@ def create_server(
             clock=clock,
         )
         learning = LearningEngine(
-            raw_store, analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights], clock=clock
+            raw_store,
+            analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights, analyst.insights],
+            clock=clock,
         )
         cycles = ObservedCycleStore(
             await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
@@ -193,6 +202,7 @@ def create_server(
             component_generation_enabled=settings.enable_component_generation,
             clock=clock,
             retention_seconds=retention,
+            self_analyst=analyst,
         )
         try:
             async with anyio.create_task_group() as task_group:
@@ -208,10 +218,16 @@ def create_server(
                 )
                 await prune_once(telemetry_store, retention, clock)
                 task_group.start_soon(partial(prune_forever, telemetry_store, retention, clock=clock))
+                task_group.start_soon(analyst.recorder.run)
+                if settings.self_analysis_interval_hours > 0:
+                    task_group.start_soon(analyst.run)
                 if cloudwatch is not None:
                     if not settings.cloudwatch.watches_anything:
                         logger.warning("CloudWatch streaming is on but nothing is configured to watch")
                     task_group.start_soon(cloudwatch.run)
+                publisher = await start_publishing(settings, metrics) if settings.enable_cloudwatch_publishing else None
+                if publisher is not None:
+                    task_group.start_soon(publisher.run)
                 if settings.monitoring_autostart:
                     await monitor.start()
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)
@@ -221,6 +237,8 @@ def create_server(
                     yield services
                 finally:
                     ref.clear()
+                    if publisher is not None:
+                        await publisher.close()  # the last figures go out (shielded, bounded)
                     await monitor.stop()
                     task_group.cancel_scope.cancel()
         finally:
@@ -230,6 +248,7 @@ def create_server(
             versions.close()
             audit_log.close()
             cycles.close()
+            analyst.recorder.close()  # writes the calls still buffered
             with anyio.CancelScope(shield=True):  # the lifespan may end by cancellation: close regardless
                 try:
                     await anyio.to_thread.run_sync(close_generator)
@@ -247,7 +266,7 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        middleware=[notifier.track_sessions, _tool_call_counter(metrics)],
+        middleware=[notifier.track_sessions, _tool_call_counter(metrics), self_analysis.call_recorder()],
     )
     server.watched = watched
     notifier.install(server)
@@ -266,6 +285,7 @@ def create_server(
     audit.register(server)
     generation.register(server)
     improvement.register(server, ref)
+    self_analysis.register(server)
     return server
 
 
@@ -354,6 +374,22 @@ def _cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
     if not llm.configured:
         return "no LLM is configured (SELF_BUILDING_LLM_MODEL and SELF_BUILDING_LLM_BASE_URL)"
     return None
+
+
+def _self_analyst(settings: Settings, clock: Callable[[], float], app: MCPServer) -> SelfAnalyst:
+    """The recorder of every tool call and its analyst (blocking: opens the SQLite file)."""
+    recorder = CallRecorder(
+        SqliteCallStore(settings.data_dir / "tool_calls.sqlite3"),
+        retention_seconds=settings.tool_calls_retention_days * 86400,
+        clock=clock,
+    )
+    return SelfAnalyst(
+        recorder,
+        tenant=settings.self_analysis_tenant,
+        interval_seconds=settings.self_analysis_interval_hours * 3600,
+        clock=clock,
+        components=partial(self_analysis.tool_components, app),
+    )
 
 
 def _recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:

@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from server import __version__
+from server import __version__, cloudwatch_cli
 from server.guard import StartupError, check_packages
 from server.logging_setup import configure_logging
 from server.runtime import tune_process
@@ -66,26 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     patterns.add_argument("file", type=Path, metavar="FILE", help="log file, one message per line")
 
-    cloudwatch = commands.add_parser(
-        "cloudwatch", help="set up AWS resources for CloudWatch streaming", description="AWS-side setup."
-    )
-    cloudwatch_commands = cloudwatch.add_subparsers(dest="cloudwatch_command", metavar="COMMAND", required=True)
-    setup = cloudwatch_commands.add_parser(
-        "setup",
-        parents=[common],
-        help="create the EventBridge rule, SQS queue and target for alarm state changes",
-        description="Create (or find, or correct) an SQS queue, an EventBridge rule matching CloudWatch alarm state "
-        "changes (narrowed to cloudwatch.alarm_names / alarm_name_prefix when set) and the rule's target, so the "
-        "server receives alarm changes as they happen. Safe to run again: what exists is left as it is. Uses the "
-        "cloudwatch region, profile and endpoint settings and the usual AWS credentials chain.",
-    )
-    setup.add_argument(
-        "--queue-name", type=_queue_name, default="self-building-mcp-alarm-events", help="SQS queue name"
-    )
-    setup.add_argument(
-        "--rule-name", type=_rule_name, default="self-building-mcp-alarm-state", help="EventBridge rule name"
-    )
-    setup.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    cloudwatch_cli.add_parser(commands, common)
     return parser
 
 
@@ -97,22 +77,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {value}")
     return value
-
-
-def _queue_name(text: str) -> str:
-    from telemetry.cloudwatch.setup import QUEUE_NAME
-
-    if not QUEUE_NAME.match(text):
-        raise argparse.ArgumentTypeError(f"queue name must be 1-80 letters, digits, '-' or '_', got {text!r}")
-    return text
-
-
-def _rule_name(text: str) -> str:
-    from telemetry.cloudwatch.setup import RULE_NAME
-
-    if not RULE_NAME.match(text):
-        raise argparse.ArgumentTypeError(f"rule name must be 1-64 letters, digits, '.', '-' or '_', got {text!r}")
-    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.transport)
     if args.command == "cloudwatch":
-        return _cloudwatch_setup(settings, args.queue_name, args.rule_name, args.json)
+        return cloudwatch_cli.run(settings, args)
     return anyio.run(_status, settings, args.json)
 
 
@@ -166,60 +130,6 @@ def _offline(command: str, path: Path) -> int:
     from telemetry.logpatterns import mine_file
 
     return mine_file(path, sys.stdout)
-
-
-def _audit_setup(settings: Settings, outcome: dict[str, Any]) -> None:
-    """Record the AWS changes in the server's audit log; a data folder that cannot be written is only a warning."""
-    from generators.deploy import SqliteAuditLog
-
-    try:
-        audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3")
-    except (OSError, sqlite3.Error) as exc:
-        logger.warning("cloudwatch setup not recorded in the audit log (%s): %s", settings.data_dir, exc)
-        return
-    try:
-        detail = {**outcome, "region": settings.cloudwatch.region}
-        audit_log.append("cloudwatch_setup", "alarm-event-pipeline", actor="cli", tenant="system", detail=detail)
-    finally:
-        audit_log.close()
-
-
-def _cloudwatch_setup(settings: Settings, queue_name: str, rule_name: str, as_json: bool) -> int:
-    """Create the alarm event pipeline in AWS; AWS trouble is one line on stderr and exit code 1."""
-    from telemetry.cloudwatch.setup import SetupError, ensure_alarm_event_pipeline
-
-    try:
-        result = ensure_alarm_event_pipeline(settings.cloudwatch, queue_name=queue_name, rule_name=rule_name)
-    except SetupError as exc:
-        sys.stderr.write(f"self-building-mcp: error: {exc}\n")
-        return 1
-    _audit_setup(settings, result.model_dump(include={"actions", "changed"}))
-    if as_json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-        return 0
-    rows = [
-        ("queue", result.actions["queue"], result.queue_url),
-        ("queue policy", result.actions["queue_policy"], "events.amazonaws.com may send from the rule only"),
-        ("rule", result.actions["rule"], result.rule_arn),
-        ("target", result.actions["target"], f"rule -> {result.queue_arn}"),
-    ]
-    lines = [
-        "Alarm event pipeline " + ("set up:" if result.changed else "already set up, nothing changed:"),
-        *(f"  {name:<13} {action:<10} {detail}" for name, action, detail in rows),
-        f"  {'pattern':<13} {json.dumps(result.event_pattern)}",
-        "",
-    ]
-    if settings.cloudwatch.sqs_queue_url == result.queue_url:
-        lines.append("cloudwatch.sqs_queue_url already points at this queue.")
-    else:
-        lines += [
-            "To receive alarm state changes from this queue, set",
-            f"  SELF_BUILDING_CLOUDWATCH__SQS_QUEUE_URL={result.queue_url}",
-            "(or sqs_queue_url in the [self_building.cloudwatch] table of the --config file) and "
-            "SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true.",
-        ]
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
 
 
 def _unusable_dir(path: Path) -> str | None:

@@ -62,6 +62,7 @@ PUBLIC_TOOLS = {
     "generate_component",
     "trigger_improvement_cycle",
     "get_improvement_cycle",
+    "analyze_self",
 }
 
 

@@ -224,6 +224,7 @@ REQUIRED: dict[str, tuple[Role, dict[str, Any]]] = {
     "generate_component": ("improve", {"component_type": "utility", "requirements": "role check", "tenant_id": "acme"}),
     "trigger_improvement_cycle": ("improve", {"tenant_id": "acme", "dry_run": True}),
     "get_improvement_cycle": ("read", {"cycle_id": "no-such-cycle"}),
+    "analyze_self": ("read", {}),
 }
 DENIED = ("needs role", "may not use tenant")
 

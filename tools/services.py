@@ -18,6 +18,7 @@ from telemetry.learning import LearningEngine
 from telemetry.live import AnomalyWatch, PatternWatch
 from telemetry.monitor import Monitor
 from telemetry.sampler import Sampler
+from telemetry.self_insights import SelfAnalyst
 from telemetry.store import TelemetryStore
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class Services:
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)
+    self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)
 
 
 class ServicesRef:

@@ -131,9 +131,9 @@ class _Pipeline:
 
     def _call(self, service: str, operation: str, **kwargs: Any) -> Any:
         """One AWS call with the configured retries; botocore errors become a SetupError saying what to fix."""
-        with _explained(service, operation, self._config):
+        with explained_errors(service, operation, self._config):
             client = self._factory(service)
-            method = getattr(client, _snake(operation))
+            method = getattr(client, snake_case(operation))
             return call_with_retry(
                 lambda: method(**kwargs),
                 attempts=self._config.retry_attempts,
@@ -237,13 +237,16 @@ def _normalised(value: Any) -> Any:
     return value
 
 
-def _snake(operation: str) -> str:
+def snake_case(operation: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
 
 
 @contextmanager
-def _explained(service: str, operation: str, config: CloudWatchConfig) -> Iterator[None]:
-    """Map botocore's errors to a SetupError that says what to fix (imported here: botocore is slow to load)."""
+def explained_errors(
+    service: str, operation: str, config: CloudWatchConfig, permissions: tuple[str, ...] = REQUIRED_PERMISSIONS
+) -> Iterator[None]:
+    """Map botocore's errors to a SetupError that says what to fix (imported here: botocore is slow to load);
+    an access denial names ``permissions``, those the identity needs."""
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -265,7 +268,7 @@ def _explained(service: str, operation: str, config: CloudWatchConfig) -> Iterat
         if code in _ACCESS_DENIED:
             text = (
                 f"access denied for {action} ({message or code}); the AWS identity in use needs "
-                f"{', '.join(REQUIRED_PERMISSIONS)}"
+                f"{', '.join(permissions)}"
             )
         elif code in _BAD_CREDENTIALS:
             text = (
