@@ -55,6 +55,7 @@ class _Task:
     tenant_id: str | None
     test_paths: Sequence[str] | None
     progress: ProgressCallback | None
+    roots: Sequence[str]  # folders the model may write to in this attempt
 
 
 class CodeGenerator:
@@ -118,7 +119,7 @@ class CodeGenerator:
             tenant_id=tenant_id,
             allow_network=allow_network,
         )
-        task = _Task(prompt, {}, target, component_type, tenant_id, test_paths, progress)
+        task = _Task(prompt, {}, target, component_type, tenant_id, test_paths, progress, self.allowed_roots)
         return await self._attempt(task)
 
     async def improve(
@@ -131,24 +132,27 @@ class CodeGenerator:
         component_type: str | None = None,
         test_paths: Sequence[str] | None = None,
         progress: ProgressCallback | None = None,
+        extra_roots: Sequence[str] = (),
     ) -> GenerationResult:
         """SEARCH/REPLACE edits of the existing ``files`` (path → current content), validated.
 
         ``test_paths`` default to the test files the change writes plus the workspace's existing
-        ``test_<module>.py`` files for the edited modules.
+        ``test_<module>.py`` files for the edited modules. ``extra_roots`` are folders the model may also write to
+        in this attempt (the improvement cycle passes a module's own folder outside the usual roots).
 
         Raises:
             UnsafePathError: a path of ``files`` is outside the allowed roots.
             PromptBudgetError: the files to edit do not fit in the prompt.
             LLMNotConfigured, LLMUnavailable, LLMError: the model could not be asked.
         """
-        shown = {check_path(path, self.workspace, self.allowed_roots): text for path, text in files.items()}
+        roots = (*self.allowed_roots, *extra_roots)
+        shown = {check_path(path, self.workspace, roots): text for path, text in files.items()}
         overview = await self._overview(tenant_id)
         allow_network = component_type in self.pipeline.config.network_component_types
         prompt = build_improvement_prompt(
             overview, shown, requirements, goals=goals, tenant_id=tenant_id, allow_network=allow_network
         )
-        task = _Task(prompt, shown, None, component_type, tenant_id, test_paths, progress)
+        task = _Task(prompt, shown, None, component_type, tenant_id, test_paths, progress, roots)
         return await self._attempt(task)
 
     async def _attempt(self, task: _Task) -> GenerationResult:
@@ -162,7 +166,7 @@ class CodeGenerator:
             cost = (completion.prompt_tokens, completion.completion_tokens, completion.latency_ms)
             shown = {**task.files, **(base.files if base else {})}
             try:
-                step = apply_reply(completion.text, shown, self.workspace, self.allowed_roots)
+                step = apply_reply(completion.text, shown, self.workspace, task.roots)
             except EditError as exc:
                 await _notify(task.progress, "apply", number, "the reply could not be applied")
                 rounds.append(RoundRecord(number, "edit_error", [str(exc)], None, *cost))

@@ -530,3 +530,58 @@ async def test_active_improvements_resource_follows_a_cycle(settings: Settings, 
     assert active["cycles"][0]["candidates"][0]["status"] == "pending_approval"
     assert f"deployments://{held['deployment_id']}" in listed
     assert after == {"cycles": [], "has_more": False}
+
+
+SERVER_MODULE = '''"""A stand-in for the server's own tools/performance.py (the workspace holds the server's source)."""
+
+
+def get_top_processes(limit: int) -> list[int]:
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return list(range(limit))
+'''
+SERVER_FIX = """Clamp the limit instead of failing.
+
+tools/performance.py
+```python
+<<<<<<< SEARCH
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return list(range(limit))
+=======
+    return list(range(max(limit, 1)))
+>>>>>>> REPLACE
+```
+"""
+
+
+async def test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    """A tool that keeps failing becomes a self-analysis insight whose component is the server's own module; with the
+    server's source as the workspace, a cycle improves that module and holds the change for review."""
+    scripted_llm.reply(SERVER_FIX)
+    server = build(settings, scripted_llm, self_analysis_interval_hours=0.0005)
+    (settings.workspace / "tools").mkdir()
+    (settings.workspace / "tools" / "performance.py").write_text(SERVER_MODULE, encoding="utf-8")
+    async with connect(server) as client:
+        for _ in range(6):
+            await call_error(client, "get_top_processes", {"limit": -1})
+        with anyio.fail_after(30):
+            while True:
+                found = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
+                if [o for o in found["opportunities"] if o["component"] == "tools.performance.get_top_processes"]:
+                    break
+                await anyio.sleep(0.2)
+        # Every call failing is a critical finding, so a high-risk change: the caller has to accept that risk.
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1, "risk_tolerance": "high"})
+        (candidate,) = cycle["candidates"]
+        assert candidate["component"] == "tools.performance.get_top_processes"
+        assert candidate["status"] == "pending_approval", (candidate["status"], candidate["message"])
+        assert "part of the server itself" in candidate["message"]
+        assert (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8") == SERVER_MODULE
+        change = {"change_id": candidate["deployment_id"], "approve": True, "reason": "reviewed"}
+        await call(client, "approve_change", change)
+        deployed = await call(client, "get_deployment", {"deployment_id": candidate["deployment_id"]})
+    assert deployed["paths"] == ["tools/performance.py"] and deployed["status"] == "deployed"
+    assert "max(limit, 1)" in (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8")

@@ -114,16 +114,22 @@ class CandidateRunner:
 
     def locate(self, tenant: str, component: str) -> str | None:
         """The component's module: a tenant's own folder (the root for the default tenant), then the shared
-        packages (whose changes always wait for review). Never another tenant's, nor the root for a tenant."""
+        packages (whose changes always wait for review). Never another tenant's, nor the root for a tenant. For the
+        default tenant a dotted name (``package.module`` or ``package.module.function``, as the server's
+        self-analysis names its own tools) is also looked up as a module path in the workspace: with the server's
+        own source tree as the workspace, cycles can improve the server itself (always held for review)."""
         name = component.replace("-", "_")
         if not _SAFE.match(name) or not _SAFE.match(tenant):
             return None
         root = "components"
         folders = [root] if self.is_default(tenant) else [f"{root}/{tenant}"]
         folders += [f"{root}/{p}" for p in sorted(self.config.shared_packages)]
-        for folder in folders:
-            path = f"{folder}/{name}.py"
-            if (self.deployer.workspace / path).is_file():
+        paths = [f"{folder}/{name}.py" for folder in folders]
+        if self.is_default(tenant) and "." in name:  # the server's own code, e.g. tools.performance.get_top_processes
+            parts = [p for p in name.split(".") if p]
+            paths += ["/".join(parts) + ".py", "/".join(parts[:-1]) + ".py"] if len(parts) > 1 else []
+        for path in paths:
+            if ".." not in path and (self.deployer.workspace / path).is_file():
                 return path
         return None
 
@@ -154,7 +160,11 @@ class CandidateRunner:
                               tenant=job.tenant, detail=request)
         )  # fmt: skip
         gen = self.generator()
-        return await gen.improve({module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds)
+        folder = PurePosixPath(module).parent.as_posix()
+        extra = () if module.startswith("components/") or folder == "." else (folder,)  # the server's own code
+        return await gen.improve(
+            {module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds, extra_roots=extra
+        )
 
     def _needs_review(self, tenant: str, component: str, module: str, paths: list[str]) -> str | None:
         parts = PurePosixPath(module).parts
@@ -164,6 +174,8 @@ class CandidateRunner:
             return f"the change also writes {beyond}, beyond the component and its tests"
         if tenant == "system":
             return "tenant system: a system-wide change"
+        if parts[0] != "components":
+            return f"{module} is part of the server itself, outside components/"
         if len(parts) > 2 and parts[1] in self.config.shared_packages:
             return f"{module} is a shared component"
         if self.config.review_required:
