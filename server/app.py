@@ -117,7 +117,7 @@ def create_server(
         svc = ref.get()
         return await anyio.to_thread.run_sync(watched_deployments, svc.versions, svc.improvements.store)
 
-    feed = ChangeFeed(notifier.resource_updated, notifier.resources_changed, watched)
+    feed = ChangeFeed(notifier.resource_updated, notifier.resources_changed, watched, notifier.tools_changed)
 
     @asynccontextmanager
     async def lifespan(app: MCPServer) -> AsyncIterator[Services]:
@@ -269,6 +269,7 @@ def create_server(
         middleware=[notifier.track_sessions, _tool_call_counter(metrics), self_analysis.call_recorder()],
     )
     server.watched = watched
+    server.feed = feed
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
     server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, bus).streams.stop)

@@ -48,9 +48,12 @@ class ChangeFeed:
         resource_updated: Callable[[str], Awaitable[None]],
         resources_changed: Callable[[], Awaitable[None]],
         watched: Watched,
+        tools_changed: Callable[[], Awaitable[None]],
     ) -> None:
         self._resource_updated = resource_updated
         self._resources_changed = resources_changed
+        self._tools_changed = tools_changed
+        self._tools_dirty = False
         self._watched = watched
         self._lock = threading.Lock()
         self._pending: set[str] = set()
@@ -60,11 +63,13 @@ class ChangeFeed:
         self._loop_thread: int | None = None
         self._listed: frozenset[str] = frozenset()
 
-    def mark(self, uris: Sequence[str], *, listing: bool = False) -> None:
-        """Note that ``uris`` changed (and, with ``listing``, that the watched set may have); callable anywhere."""
+    def mark(self, uris: Sequence[str], *, listing: bool = False, tools: bool = False) -> None:
+        """Note that ``uris`` changed (with ``listing``: the watched set may have; with ``tools``: the tool set did);
+        callable from any thread."""
         with self._lock:
             self._pending.update(uris)
             self._listing_dirty = self._listing_dirty or listing
+            self._tools_dirty = self._tools_dirty or tools
         self._wake()
 
     def _wake(self) -> None:
@@ -80,6 +85,8 @@ class ChangeFeed:
 
     async def run(self) -> None:
         """Publish marks until cancelled (owned by the lifespan's task group)."""
+        with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
+            self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self._listed = await self._watched_ids()
@@ -89,7 +96,10 @@ class ChangeFeed:
             with self._lock:
                 uris, self._pending = self._pending, set()
                 listing, self._listing_dirty = self._listing_dirty, False
+                tools, self._tools_dirty = self._tools_dirty, False
             try:
+                if tools:
+                    await self._tools_changed()
                 await self._publish(uris, listing)
             except Exception:
                 logger.exception("publishing resource changes failed")
@@ -203,14 +213,26 @@ def watched_deployments(versions: VersionStore, cycles: CycleStore) -> list[Depl
 
 class SelfBuildingServer(MCPServer):
     """``MCPServer`` whose resource list also names the deployments that want attention (``watched``), filtered
-    to the tenants of the caller; and that tells long-lived HTTP streams when the server stops."""
+    to the tenants of the caller; that tells clients when a tool is added or removed while it runs (``feed``); and
+    that tells long-lived HTTP streams when the server stops."""
 
     watched: Watched | None = None
+    feed: ChangeFeed | None = None
     on_http_stop: list[Callable[[], None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_http_stop = []  # run when the HTTP server starts to stop (before it waits for open connections)
+
+    def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().add_tool(fn, *args, **kwargs)
+        if self.feed is not None:
+            self.feed.mark([], tools=True)
+
+    def remove_tool(self, name: str) -> None:
+        super().remove_tool(name)
+        if self.feed is not None:
+            self.feed.mark([], tools=True)
 
     async def list_resources(self) -> list[MCPResource]:
         resources = await super().list_resources()

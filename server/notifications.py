@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import warnings
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp.types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ResourceUpdated
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -103,9 +104,17 @@ class Notifier:
     async def resources_changed(self) -> None:
         """Tell every listener (2026) and connected legacy session that the resource list changed."""
         await self.bus.publish(ResourcesListChanged())
+        await self._to_legacy_sessions(ServerSession.send_resource_list_changed)
+
+    async def tools_changed(self) -> None:
+        """Tell every listener (2026) and connected legacy session that the tool list changed."""
+        await self.bus.publish(ToolsListChanged())
+        await self._to_legacy_sessions(ServerSession.send_tool_list_changed)
+
+    async def _to_legacy_sessions(self, send: Callable[[ServerSession], Awaitable[None]]) -> None:
         for key, session in list(self._legacy_sessions.items()):
             try:
-                await session.send_resource_list_changed()
+                await send(session)
             except Exception:
                 logger.debug("dropping a legacy session that is gone", exc_info=True)
                 self._legacy_sessions.pop(key, None)

@@ -172,3 +172,39 @@ async def test_deployment_resource_hides_other_tenants(make_server: ServerFactor
             mine = {str(r.uri) for r in (await client.list_resources()).resources}
     assert f"deployments://{held.id}" not in listed
     assert f"deployments://{held.id}" in mine
+
+
+async def test_a_tool_added_or_removed_at_run_time_is_announced_to_both_eras(make_server: ServerFactory) -> None:
+    legacy_changes: list[str] = []
+    legacy_changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            legacy_changes.append(message.method)
+            legacy_changed.set()
+
+    def extra_tool() -> str:
+        """A tool an extension registers while the server runs."""
+        return "ok"
+
+    server = make_server()
+    async with connect(server) as watcher, connect(server, mode="legacy", message_handler=on_message) as legacy:
+        before = {t.name for t in (await legacy.list_tools()).tools}  # the session is known once it has asked
+        async with watcher.listen(tools_list_changed=True) as subscription:
+            server.add_tool(extra_tool)
+            with anyio.fail_after(10):
+                async for event in subscription:
+                    assert type(event).__name__ == "ToolsListChanged"
+                    break
+                await legacy_changed.wait()
+            added = {t.name for t in (await watcher.list_tools()).tools}
+            legacy_changed = anyio.Event()
+            server.remove_tool("extra_tool")
+            with anyio.fail_after(10):
+                async for event in subscription:
+                    assert type(event).__name__ == "ToolsListChanged"
+                    break
+                await legacy_changed.wait()
+        after = {t.name for t in (await legacy.list_tools()).tools}
+    assert added - before == {"extra_tool"} and after == before
+    assert legacy_changes == ["notifications/tools/list_changed"] * 2
