@@ -32,7 +32,7 @@ from tests.conftest import ServerFactory, call, call_error, connect
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
 from tools.access import Role, scopes_for
-from tools.self_analysis import classify_error
+from tools.calls import classify_error
 
 BAD_LIMIT = {"limit": -1}  # get_top_processes rejects it: invalid_arguments
 POINT = {"name": "acme.requests", "value": 1.0}

@@ -1,35 +1,27 @@
-"""``analyze_self``: the server's analysis of its own tool calls, and the middleware that records every call.
+"""``analyze_self``: the server's analysis of its own tool calls.
 
-Each ``tools/call`` is recorded with its tool, tenant (the ``tenant_id`` argument when the tool takes one, else the
-server's default tenant), caller (the API key's name, ``local`` without a key), duration, outcome and error kind.
-The kind is read from how the SDK reports the failure: ``Unknown tool: …``, argument validation (``N validation
-error(s) for …``), an :class:`tools.access.AccessDenied` message, the bare ``Error executing tool NAME`` of a crash,
-any other ``ToolError``; a cancelled call and a JSON-RPC error are seen as exceptions.
+Each ``tools/call`` is recorded (by :mod:`tools.calls`) with its tool, tenant (the ``tenant_id`` argument when the
+tool takes one, else the server's default tenant), caller (the API key's name, ``local`` without a key), duration,
+outcome and error kind.
 """
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 import anyio
 import anyio.to_thread
-from mcp import MCPError
-from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from telemetry.calls import MAX_NAME, ToolCall
 from telemetry.self_models import SelfReport
-from tools.access import Caller, authorize, current_caller
+from tools.access import Caller, authorize
 from tools.services import Services, services
 
 OTHER_KEYS: Final = "(other keys)"
-_VALIDATION = re.compile(r"\d+ validation errors? for ")
 
 
 def tool_components(server: MCPServer) -> dict[str, str]:
@@ -41,72 +33,6 @@ def tool_components(server: MCPServer) -> dict[str, str]:
     manager = getattr(server, "_tool_manager", None)
     tools = manager.list_tools() if manager is not None else []
     return {tool.name: f"{tool.fn.__module__}.{tool.fn.__name__}" for tool in tools}
-
-
-def classify_error(tool: str, text: str, caller: str) -> str:
-    """The error kind of a failed call from the text the SDK made of the failure (see the module docstring)."""
-    if text.startswith("Unknown tool:"):
-        return "unknown_tool"
-    prefix = f"Error executing tool {tool}"
-    if text == prefix:
-        return "internal"
-    if not text.startswith(prefix + ": "):
-        return "tool_error"
-    rest = text.removeprefix(prefix + ": ")
-    if _VALIDATION.match(rest):
-        return "invalid_arguments"
-    if rest.startswith((f"key {caller!r} needs role ", f"key {caller!r} may not use tenant ")):
-        return "access_denied"
-    if rest.startswith("Error executing tool"):  # a nested call crashed
-        return "internal"
-    return "tool_error"
-
-
-def _result_failure(result: object) -> tuple[bool, str]:
-    """Whether a ``tools/call`` result is an error, and its first text (as an object or as its wire dict)."""
-    if isinstance(result, dict):
-        content = result.get("content") or [{}]
-        first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
-        return bool(result.get("isError")), str(first.get("text", ""))
-    content = getattr(result, "content", None) or [None]
-    return bool(getattr(result, "is_error", False)), str(getattr(content[0], "text", ""))
-
-
-def call_recorder() -> ServerMiddleware[Any]:
-    """Middleware recording every tool call into the services' :class:`telemetry.calls.CallRecorder` (cheap: one
-    buffered append per call)."""
-
-    async def record_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        analyst = getattr(ctx.lifespan_context, "self_analyst", None) if ctx.method == "tools/call" else None
-        if analyst is None:
-            return await call_next(ctx)
-        params = ctx.params or {}
-        tool = str(params.get("name", "?"))[:MAX_NAME]
-        arguments = params.get("arguments")
-        tenant = arguments.get("tenant_id") if isinstance(arguments, dict) else None
-        if not isinstance(tenant, str):
-            tenant = ctx.lifespan_context.default_tenant
-        caller = current_caller().name
-        started_at, started = analyst.clock(), time.perf_counter()
-        kind: str | None = "internal"
-        try:
-            result = await call_next(ctx)
-            failed, text = _result_failure(result)
-            kind = classify_error(tool, text, caller) if failed else None
-            return result
-        except anyio.get_cancelled_exc_class():
-            kind = "cancelled"
-            raise
-        except MCPError:
-            kind = "protocol_error"
-            raise
-        finally:
-            analyst.recorder.record(
-                ToolCall(started_at, tool, tenant[:MAX_NAME], caller[:MAX_NAME], time.perf_counter() - started,
-                         "ok" if kind is None else "error", kind)
-            )  # fmt: skip
-
-    return record_tool_calls
 
 
 def _caller_label(caller: Caller) -> Callable[[str], str] | None:

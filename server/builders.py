@@ -1,0 +1,146 @@
+"""Builders the composition root uses: the deployer (with start-up recovery), the code generator built on first
+use, the improvement cycle's configuration, the self-analyst, and the sampler's recorder into the telemetry store."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Collection
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.deploy.failpoint import failpoint_hook
+from generators.improvement import CycleConfig
+from generators.llm import LLMClient
+from server.live_resources import ChangeFeed, ObservedVersionStore
+from server.settings import Settings
+from telemetry.calls import CallRecorder, SqliteCallStore
+from telemetry.local_metrics import snapshot_points
+from telemetry.models import Snapshot
+from telemetry.self_insights import SelfAnalyst
+from telemetry.store import TelemetryStore
+from tools import self_analysis
+
+if TYPE_CHECKING:
+    from generators.generation import CodeGenerator
+    from generators.validation import StageName
+
+logger = logging.getLogger(__name__)
+FAILPOINT_VARIABLE = "SELF_BUILDING_DEPLOY_FAILPOINT"  # fault injection for crash drills (generators/deploy/failpoint)
+
+
+def open_deployer(
+    settings: Settings, clock: Callable[[], float], feed: ChangeFeed
+) -> tuple[Deployer, ObservedVersionStore, SqliteAuditLog]:
+    """Open the version store and audit log, build the deployer, and finish or undo deploy transactions a crash
+    interrupted (blocking: run it in a worker thread). On failure nothing stays open.
+    """
+    versions = ObservedVersionStore(SqliteVersionStore(settings.data_dir / "versions.sqlite3"), feed)
+    audit_log: SqliteAuditLog | None = None
+    try:
+        audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        failpoint = os.environ.get(FAILPOINT_VARIABLE)
+        hook = failpoint_hook(failpoint) if failpoint else None
+        if hook is not None:
+            logger.warning("%s is set: deploys stop at %s (crash drills only)", FAILPOINT_VARIABLE, failpoint)
+        deployer = Deployer(settings.workspace, settings.data_dir, versions, audit_log, clock=clock, hook=hook)
+        for done in deployer.recover():
+            level = logging.ERROR if done.outcome == "unresolved" else logging.WARNING
+            logger.log(level, "start-up recovery of deployment %s: %s, now %s (%s)",
+                       done.deployment_id, done.outcome, done.status, done.detail)  # fmt: skip
+    except BaseException:
+        versions.close()
+        if audit_log is not None:
+            audit_log.close()
+        raise
+    return deployer, versions, audit_log
+
+
+def generator_factory(
+    llm: LLMClient, settings: Settings, stages: Collection[StageName] | None
+) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
+    """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
+    that stops what it started (its long-lived mypy process)."""
+    built: list[CodeGenerator] = []
+
+    @functools.cache
+    def build() -> CodeGenerator:
+        from generators.generation import CodeGenerator
+        from generators.validation import ValidationConfig, ValidationPipeline
+
+        config = ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache", mypy_persistent=True)
+        generator = CodeGenerator(
+            llm,
+            ValidationPipeline(config),
+            settings.workspace,
+            max_rounds=settings.generation_max_rounds,
+            stages=stages,
+            test_timeout=settings.validation_test_timeout_seconds,
+        )
+        built.append(generator)
+        return generator
+
+    def close() -> None:
+        for generator in built:
+            generator.pipeline.close()
+
+    return build, close
+
+
+def cycle_config(settings: Settings) -> CycleConfig:
+    """The improvement cycle's configuration from the settings."""
+    return CycleConfig(
+        monitoring_seconds=settings.improvement_monitoring_seconds,
+        regression_percent=settings.improvement_regression_percent,
+        benchmark_runs=settings.improvement_benchmark_runs,
+        benchmark_timeout_seconds=settings.improvement_benchmark_timeout_seconds,
+        max_concurrency=settings.improvement_max_concurrency,
+        rollback_enabled=settings.enable_improvement_rollback,
+        review_required=settings.improvement_review_required,
+        review_components=frozenset(settings.improvement_review_components),
+        default_tenant=settings.default_tenant,
+    )
+
+
+def audit_cloudwatch(audit_log: SqliteAuditLog, kind: str, detail: dict[str, Any]) -> None:
+    audit_log.append(kind, "cloudwatch", actor="server", tenant="system", detail=detail)
+
+
+def cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
+    """Why cycles cannot run without a caller now, or ``None``."""
+    if not settings.enable_self_building:
+        return "self-building is switched off (enable_self_building)"
+    if not llm.configured:
+        return "no LLM is configured (SELF_BUILDING_LLM_MODEL and SELF_BUILDING_LLM_BASE_URL)"
+    return None
+
+
+def self_analyst(settings: Settings, clock: Callable[[], float], app: MCPServer) -> SelfAnalyst:
+    """The recorder of every tool call and its analyst (blocking: opens the SQLite file)."""
+    recorder = CallRecorder(
+        SqliteCallStore(settings.data_dir / "tool_calls.sqlite3"),
+        retention_seconds=settings.tool_calls_retention_days * 86400,
+        clock=clock,
+    )
+    return SelfAnalyst(
+        recorder,
+        tenant=settings.self_analysis_tenant,
+        interval_seconds=settings.self_analysis_interval_hours * 3600,
+        clock=clock,
+        components=partial(self_analysis.tool_components, app),
+    )
+
+
+def snapshot_recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot], Awaitable[None]]:
+    """A sampler listener that writes each snapshot's figures into the telemetry store (source ``local``)."""
+
+    async def record(snapshot: Snapshot) -> None:
+        await anyio.to_thread.run_sync(store.add_metrics, snapshot_points(snapshot, tenant))
+
+    return record
