@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel, Field
 
+from telemetry.sqlite_db import open_wal
 from telemetry.thresholds import EventType, Severity
 
 T = TypeVar("T")
@@ -104,15 +104,9 @@ class SqliteEventStore:
     """Events in one SQLite file (WAL, synchronous=NORMAL). Every call runs in a worker thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._conn, self._lock = open_wal(path, _SCHEMA, timeout=10)
         self._conn.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
 
     @property
     def journal_mode(self) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from telemetry.sqlite_db import immediate, open_wal
 from telemetry.store import (
     Dimensions,
     EventRecord,
@@ -95,28 +95,13 @@ class SqliteTelemetryStore:
     """Telemetry in one SQLite file. Thread-safe: one connection behind a lock; callers use worker threads."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._lock = threading.Lock()
+        self._conn, self._lock = open_wal(path, _SCHEMA)
         # (tenant, name, dimension items as given) -> series id; the DB row is keyed by the sorted dimensions.
         self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a committed transaction survives a crash of this process (not of the OS).
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
 
     def _series_id(self, conn: sqlite3.Connection, point: MetricPoint) -> int:
         key = (point.tenant, point.name, tuple(point.dimensions.items()))

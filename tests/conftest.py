@@ -1,21 +1,28 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 
 from server.app import create_server
+from server.auth import SCOPE
 from server.settings import Settings
 from telemetry.gpu import GpuSource
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
+from tools.access import Role, scopes_for
 
 
 @pytest.fixture
@@ -103,3 +110,24 @@ async def wait_samples(host: FakeHostSource, count: int, timeout: float = 10.0) 
     with anyio.fail_after(timeout):
         while host.samples < count:
             await anyio.sleep(0.01)
+
+
+@contextmanager
+def as_key(name: str, roles: Iterable[Role], tenants: Iterable[str]) -> Iterator[None]:
+    """Make the in-memory client's requests arrive as if the HTTP verifier had accepted this key."""
+    token = AccessToken(token="<api-key>", client_id=name, scopes=[SCOPE, *scopes_for(roles, tenants)])
+    reset = auth_context_var.set(AuthenticatedUser(token))
+    try:
+        yield
+    finally:
+        auth_context_var.reset(reset)
+
+
+@asynccontextmanager
+async def mcp_as(base: str, key: str) -> AsyncIterator[Client]:
+    """An MCP client of the HTTP server at ``base`` that sends ``key`` as its Bearer key."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+    ):
+        yield client

@@ -11,19 +11,18 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from generators.deploy import Deployment, SqliteVersionStore
 from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
+from tests.conftest import mcp_as
 from tests.test_deployment_tools import ORIGINAL, A, seed_deployment, seed_workspace
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http
@@ -87,15 +86,6 @@ def dashboard_server(tmp_path: Path) -> Iterator[Running]:
         assert ADMIN_KEY not in err and ACME_KEY not in err  # keys never reach the logs
         assert "Traceback" not in err, err
         assert "graceful shutdown exceeded" not in err  # open dashboard streams end when the server stops
-
-
-@asynccontextmanager
-async def mcp_client(base: str, key: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-    ):
-        yield client
 
 
 @contextmanager
@@ -208,7 +198,7 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
             await expect(row).to_contain_text("latency_ms (mean): 180 → 95")
 
             # A monitoring event appears as soon as it is raised: thresholds every host exceeds, then Start.
-            async with mcp_client(base, ADMIN_KEY) as client:
+            async with mcp_as(base, ADMIN_KEY) as client:
                 done = await client.call_tool(
                     "set_monitoring_thresholds", {"memory_percent": 0.1, "consecutive_samples": 1}
                 )
@@ -256,7 +246,7 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
             await browser.close()
     assert (dashboard_server.workspace / A).read_bytes() == ORIGINAL
     assert urls and not [u for u in urls if ADMIN_KEY in u]  # the key never travels in a URL
-    async with mcp_client(base, ADMIN_KEY) as client:
+    async with mcp_as(base, ADMIN_KEY) as client:
         audit = await client.call_tool("query_audit_log", {"kind": "rollback"})
     assert audit.structured_content is not None
     (entry,) = audit.structured_content["entries"]

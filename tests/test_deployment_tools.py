@@ -7,20 +7,15 @@ server's lifespan then opens the same version store and audit log.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 
 from generators.deploy import Deployer, Deployment, SqliteAuditLog, SqliteVersionStore
-from server.auth import SCOPE
 from server.settings import Settings
-from tests.conftest import ServerFactory, call, call_error, connect
-from tools.access import Role, scopes_for
+from tests.conftest import ServerFactory, as_key, call, call_error, connect
 from tools.deployments import MAX_DIFF_CHARS
 
 pytestmark = pytest.mark.anyio
@@ -29,17 +24,6 @@ ORIGINAL = b"def total(xs):\n    return sum(xs)\n\n\nLIMIT = 1\n"
 CHANGED = b"def total(xs):\n    return sum(x for x in xs)\n\n\nLIMIT = 1\n"
 CREATED = b"HELPER = True\n"
 A, B = "components/acme/a.py", "components/acme/helper.py"
-
-
-@contextmanager
-def as_key(name: str, roles: Iterable[Role], tenants: Iterable[str]) -> Iterator[None]:
-    """Requests of the in-memory client arrive as if the HTTP verifier had accepted this key."""
-    token = AccessToken(token="<api-key>", client_id=name, scopes=[SCOPE, *scopes_for(roles, tenants)])
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
 
 
 @contextmanager

@@ -14,9 +14,9 @@ from mcp import MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from server.settings import Settings
-from tests.conftest import ServerFactory, call, connect, wait_samples
+from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
-from tests.test_deployment_tools import as_key, seed_deployment, seed_pending, seed_workspace
+from tests.test_deployment_tools import seed_deployment, seed_pending, seed_workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -191,20 +191,20 @@ async def test_a_tool_added_or_removed_at_run_time_is_announced_to_both_eras(mak
     async with connect(server) as watcher, connect(server, mode="legacy", message_handler=on_message) as legacy:
         before = {t.name for t in (await legacy.list_tools()).tools}  # the session is known once it has asked
         async with watcher.listen(tools_list_changed=True) as subscription:
+
+            async def both_eras_told() -> None:
+                nonlocal legacy_changed
+                with anyio.fail_after(10):
+                    event = await anext(aiter(subscription))
+                    assert type(event).__name__ == "ToolsListChanged"
+                    await legacy_changed.wait()
+                legacy_changed = anyio.Event()
+
             server.add_tool(extra_tool)
-            with anyio.fail_after(10):
-                async for event in subscription:
-                    assert type(event).__name__ == "ToolsListChanged"
-                    break
-                await legacy_changed.wait()
+            await both_eras_told()
             added = {t.name for t in (await watcher.list_tools()).tools}
-            legacy_changed = anyio.Event()
             server.remove_tool("extra_tool")
-            with anyio.fail_after(10):
-                async for event in subscription:
-                    assert type(event).__name__ == "ToolsListChanged"
-                    break
-                await legacy_changed.wait()
+            await both_eras_told()
         after = {t.name for t in (await legacy.list_tools()).tools}
     assert added - before == {"extra_tool"} and after == before
     assert legacy_changes == ["notifications/tools/list_changed"] * 2

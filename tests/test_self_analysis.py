@@ -9,53 +9,25 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 
 from server.app import create_server
-from server.auth import SCOPE
 from server.settings import Settings
 from telemetry.calls import CallRecorder, SqliteCallStore, ToolCall
 from telemetry.self_analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
-from tests.conftest import ServerFactory, call, call_error, connect
+from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
-from tools.access import Role, scopes_for
 from tools.calls import classify_error
 
 BAD_LIMIT = {"limit": -1}  # get_top_processes rejects it: invalid_arguments
 POINT = {"name": "acme.requests", "value": 1.0}
-
-
-@contextmanager
-def as_key(name: str, roles: Iterable[Role], tenants: Iterable[str]) -> Iterator[None]:
-    """Make the in-memory client's requests arrive as if the HTTP verifier had accepted this key."""
-    token = AccessToken(token="<api-key>", client_id=name, scopes=[SCOPE, *scopes_for(roles, tenants)])
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
-
-
-@asynccontextmanager
-async def mcp_as(base: str, key: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-    ):
-        yield client
 
 
 def by_tool(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -7,17 +7,13 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel
 
@@ -26,12 +22,12 @@ from server.http import UnsafeBindError, check_bind
 from server.settings import ConfigFileError, Settings, load_settings
 from server.tenants import LEGACY_KEY_NAME, TenantsFileError, access_keys, load_tenants_file
 from telemetry.cloudwatch.config import CloudWatchConfig
-from tests.conftest import PUBLIC_TOOLS, ServerFactory, call, call_error, connect
+from tests.conftest import PUBLIC_TOOLS, ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.moto_server import MotoServer
 from tests.moto_server import client as aws_client
 from tests.test_cli import run as run_cli
 from tests.test_transports import HEADERS, INIT, start_http
-from tools.access import ALL_TENANTS, ROLES, Role, caller_from_token, scopes_for
+from tools.access import ALL_TENANTS, ROLES, Role, caller_from_token
 
 ACME_KEY = "acme-agent-key-0123456789abcdef"
 READER_KEY = "beta-reader-key-0123456789abcdef"
@@ -229,17 +225,6 @@ REQUIRED: dict[str, tuple[Role, dict[str, Any]]] = {
 DENIED = ("needs role", "may not use tenant")
 
 
-@contextmanager
-def as_key(name: str, roles: Iterable[Role], tenants: Iterable[str]) -> Iterator[None]:
-    """Make the in-memory client's requests arrive as if the HTTP verifier had accepted this key."""
-    token = AccessToken(token="<api-key>", client_id=name, scopes=[SCOPE, *scopes_for(roles, tenants)])
-    reset = auth_context_var.set(AuthenticatedUser(token))
-    try:
-        yield
-    finally:
-        auth_context_var.reset(reset)
-
-
 @pytest.mark.anyio
 async def test_every_tool_has_a_required_role(make_server: ServerFactory) -> None:
     async with connect(make_server()) as client:
@@ -346,15 +331,6 @@ def tenant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _, err = proc.communicate(timeout=30)
         for key in ALL_KEYS:
             assert key not in err and sha(key) not in err
-
-
-@asynccontextmanager
-async def mcp_as(base: str, key: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-    ):
-        yield client
 
 
 def latency(name: str, component: str, now: float) -> list[dict[str, Any]]:
