@@ -12,19 +12,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.to_thread
 
 from telemetry.calls import CallRecorder
 from telemetry.insights import Insight, InsightKind, insight_id
-from telemetry.self_analysis import SelfAnalysisConfig, analyse_calls
 from telemetry.self_models import Anomaly, AnomalyKind, SelfReport
+
+if TYPE_CHECKING:
+    from telemetry.self_analysis import SelfAnalysisConfig
 
 logger = logging.getLogger(__name__)
 MAX_CALLS_ANALYSED: Final = 200_000  # the newest calls of a window beyond this are analysed, the report says so
 PERIODIC_WINDOW_HOURS: Final = 24.0
+FIRST_RUN_DELAY_SECONDS: Final = 10.0
 LATENCY_METRIC: Final = "tool_latency_p95_ms"
 ERROR_RATE_METRIC: Final = "tool_error_rate_percent"
 _INSIGHT: dict[AnomalyKind, tuple[InsightKind, str]] = {
@@ -53,7 +56,7 @@ class SelfAnalyst:
         self.interval_seconds = interval_seconds
         self.clock = clock
         self.components = components
-        self.config = config or SelfAnalysisConfig()
+        self.config = config  # None: the defaults
         self.latest: SelfReport | None = None
 
     def analyse(
@@ -67,9 +70,11 @@ class SelfAnalyst:
         end = self.clock()
         start = end - lookback_hours * 3600
         calls, total = self.recorder.calls(start=start, end=end, tenants=tenants, limit=MAX_CALLS_ANALYSED)
+        from telemetry.self_analysis import SelfAnalysisConfig, analyse_calls  # loaded on first use, not at start-up
+
         return analyse_calls(
             calls, start=start, end=end, calls_in_window=total, tenants=tenants, components=self.components(),
-            caller_label=caller_label, config=self.config,
+            caller_label=caller_label, config=self.config or SelfAnalysisConfig(),
         )  # fmt: skip
 
     def run_once(self) -> SelfReport:
@@ -85,7 +90,9 @@ class SelfAnalyst:
         return report
 
     async def run(self) -> None:
-        """Analyse now and then every ``interval_seconds`` until cancelled; failures are logged, not raised."""
+        """Analyse shortly after start-up (not while the server is still answering its first requests) and then every
+        ``interval_seconds`` until cancelled; failures are logged, not raised."""
+        await anyio.sleep(min(FIRST_RUN_DELAY_SECONDS, self.interval_seconds))
         while True:
             try:
                 await anyio.to_thread.run_sync(self.run_once)
