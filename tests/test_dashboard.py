@@ -1,15 +1,14 @@
 """``GET /dashboard`` in a real headless Chromium (Debian's chromium, driven by playwright) against the real HTTP
 server in a subprocess: sign-in with an API key that never shows in a URL or the logs, live host figures, a new
 monitoring event shown as soon as it is raised, filters, start/stop monitoring, and a rollback that needs a
-confirmation. The run leaves a screenshot in ``test-artifacts/dashboard.png``. The API's protections (sign-in, roles,
-tenants, Host header, action header) are checked without a browser as well.
+confirmation. The run leaves screenshots (and the time the new event took to show) in ``test-artifacts/``. The
+API's protections (sign-in, roles, tenants, Host header, action header) are checked without a browser as well.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from tests.test_transports import start_http
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("SELF_BUILDING_TEST_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard.png"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 UPDATE_SECONDS = 1.0
 FIGURES = {
     "benchmark": {"script": "benchmarks/bench_a.py", "before_median": 0.2, "after_median": 0.05, "change_percent": -75},
@@ -209,6 +208,7 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
             await expect(page.locator("#monitoring-state")).to_contain_text("running every 0.5 s")
             event = page.locator("#events li[data-type='memory_high']")
             await expect(event).to_be_visible(timeout=int((UPDATE_SECONDS + 4) * 1000))
+            shown_at = await page.evaluate("Date.now() / 1000")
             severity = await event.locator(".sev").text_content()
             assert severity in ("low", "medium", "high", "critical")
             await expect(event).to_have_class(severity)  # the severity colours the timeline entry
@@ -223,7 +223,7 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
 
             # Charts of the last hour fill in from the samples monitoring records.
             await expect(page.locator("figure[data-series='host.cpu.percent'] polyline")).to_have_count(1)
-            await page.screenshot(path=str(_screenshot_path()), full_page=True)
+            await page.screenshot(path=str(_artifact("dashboard.png")), full_page=True)
 
             # Rollback needs a confirmation: cancel leaves it deployed, confirm rolls it back.
             await row.locator("button.rollback").click()
@@ -234,8 +234,10 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
             assert (dashboard_server.workspace / A).read_bytes() != ORIGINAL
             await row.locator("button.rollback").click()
             await page.fill("#confirm-reason", "slower under real load")
+            await page.screenshot(path=str(_artifact("dashboard-confirm.png")))
             await page.click("#confirm-yes")
             await expect(row.locator(".status")).to_have_text("rolled_back")
+            await page.screenshot(path=str(_artifact("dashboard-rolled-back.png")), full_page=True)
             await expect(page.locator("#deployment-message")).to_contain_text("restored the previous bytes of 2")
             await expect(row.locator("button.rollback")).to_be_disabled()
 
@@ -248,13 +250,20 @@ async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None
     assert urls and not [u for u in urls if ADMIN_KEY in u]  # the key never travels in a URL
     async with mcp_as(base, ADMIN_KEY) as client:
         audit = await client.call_tool("query_audit_log", {"kind": "rollback"})
+        raised = await client.call_tool("query_monitoring_events", {"event_type": "memory_high"})
+    assert raised.structured_content is not None
+    first_seen = raised.structured_content["events"][-1]["first_seen"]
+    _artifact("dashboard-timing.txt").write_text(  # for the record: how long the page took to show the new event
+        f"memory_high raised at {first_seen:.3f}, shown in the page {shown_at - first_seen:.3f} s later "
+        f"(update interval {UPDATE_SECONDS} s)\n",
+        encoding="utf-8",
+    )
     assert audit.structured_content is not None
     (entry,) = audit.structured_content["entries"]
     assert entry["actor"] == LEGACY_KEY_NAME and entry["detail"]["reason"] == "slower under real load"
 
 
-def _screenshot_path() -> Path:
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    if SCREENSHOT.exists():
-        shutil.move(SCREENSHOT, SCREENSHOT.with_suffix(".previous.png"))
-    return SCREENSHOT
+def _artifact(name: str) -> Path:
+    """A file the run leaves in ``test-artifacts/`` (screenshots, the event timing)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
