@@ -162,7 +162,7 @@ def create_server(
         )
         improvements = ImprovementService(
             runner,
-            LearningOpportunities(learning),
+            LearningOpportunities(learning, analyst.insight_ids),
             ready=partial(cycles_ready, settings, llm),
             autonomous_tenants=tuple(settings.autonomous_tenants or [settings.default_tenant])
             if settings.enable_autonomous_improvements

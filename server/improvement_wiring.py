@@ -22,12 +22,15 @@ MAX_LOGS_JUDGED = 50_000  # per window; beyond it the error rate is not judged
 class LearningOpportunities:
     """:class:`generators.improvement.OpportunitySource` over the learning engine."""
 
-    def __init__(self, learning: LearningEngine) -> None:
+    def __init__(self, learning: LearningEngine, own_insights: Callable[[], Collection[str]] = frozenset) -> None:
+        """``own_insights`` gives the ids of the insights the server's self-analysis made (its own components)."""
         self._learning = learning
+        self._own_insights = own_insights
 
     def __call__(self, tenant: str, window_hours: float, risk_tolerance: Risk, component: str | None) -> list[Target]:
         analysis = self._learning.analyze(tenant, window_hours=window_hours, risk_tolerance=risk_tolerance)
         summaries = {i.id: i.summary for i in analysis.insights}
+        own = self._own_insights()
         targets = []
         for o in analysis.opportunities:
             if component is not None and o.component != component:
@@ -39,6 +42,7 @@ class LearningOpportunities:
                     o.component, o.metric, o.goal, o.impact_score, o.risk,
                     direction="up_is_bad" if direction == "neutral" else direction,
                     evidence=evidence, insight_ids=tuple(o.insight_ids),
+                    own_code=bool(o.insight_ids) and all(i in own for i in o.insight_ids),
                 )
             )  # fmt: skip
         return targets

@@ -31,6 +31,9 @@ from telemetry.self_suggestions import suggestions_for
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
+SERVER_ERROR_KINDS: tuple[str, ...] = ("internal",)  # a crash of the tool's own code, not a caller's mistake
+
+
 @dataclass(frozen=True, slots=True)
 class SelfAnalysisConfig:
     """Thresholds of the analysis."""
@@ -262,6 +265,8 @@ def _anomalies(
 def _failing(tool: str, component: str | None, f: ToolFigures, config: SelfAnalysisConfig) -> list[Anomaly]:
     out: list[Anomaly] = []
     rate = 100 * f.error_rate
+    # Failures of the server's own code (crashes), as opposed to callers' mistakes (bad arguments, missing roles).
+    server_share = round(100 * sum(f.kinds[k] for k in SERVER_ERROR_KINDS) / max(f.errors, 1), 2)
     if f.calls >= config.failing_min_calls and f.error_rate >= config.failing_rate:
         kind, count = f.kinds.most_common(1)[0]
         out.append(Anomaly(
@@ -269,7 +274,8 @@ def _failing(tool: str, component: str | None, f: ToolFigures, config: SelfAnaly
             severity="critical" if rate >= 90 else "high" if rate >= 50 or "internal" in f.kinds else "medium",
             summary=f"{tool} fails {rate:.0f}% of its {f.calls} calls, mostly {kind} ({count})",
             evidence={"calls": f.calls, "errors": f.errors, "error_rate_percent": round(rate, 2),
-                      "top_error_kind": kind, "change_percent": round(rate, 2), "bad_share_percent": round(rate, 2)},
+                      "top_error_kind": kind, "change_percent": round(rate, 2), "bad_share_percent": round(rate, 2),
+                      "server_error_share_percent": server_share},
         ))  # fmt: skip
     if len(f.recent) >= config.min_calls and len(f.earlier) >= config.min_calls:
         before, now = f.earlier_errors / len(f.earlier), f.recent_errors / len(f.recent)
@@ -281,7 +287,7 @@ def _failing(tool: str, component: str | None, f: ToolFigures, config: SelfAnaly
                 summary=f"{tool}'s error rate rose from {100 * before:.0f}% to {100 * now:.0f}% recently",
                 evidence={"earlier_error_rate_percent": round(100 * before, 2),
                           "recent_error_rate_percent": round(100 * now, 2), "change_percent": round(jump, 2),
-                          "bad_share_percent": round(100 * now, 2)},
+                          "bad_share_percent": round(100 * now, 2), "server_error_share_percent": server_share},
             ))  # fmt: skip
     return out
 

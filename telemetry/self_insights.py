@@ -100,13 +100,30 @@ class SelfAnalyst:
                 logger.exception("self-analysis failed (retried next interval)")
             await anyio.sleep(self.interval_seconds)
 
+    def insight_ids(self) -> frozenset[str]:
+        """Ids of the insights the latest report gives the learning engine: what marks an opportunity as the
+        server's own (pushed telemetry can carry any dimension, never these ids)."""
+        report = self.latest
+        if report is None:
+            return frozenset()
+        return frozenset(
+            insight_of(a, self.tenant, report.window_end).id for a in report.anomalies if _points_at_code(a)
+        )
+
     def insights(self, tenant: str, start: float, end: float, metric_name: str | None) -> tuple[list[Insight], int]:
-        """The latest periodic report's anomalies as insights of the configured tenant (a ``WindowAnalyser``)."""
+        """The latest periodic report's anomalies that point at the server's own code (slow tools, and tools whose
+        failures are mostly crashes: callers' bad arguments or missing roles are no reason to change the code) as
+        insights of the configured tenant (a ``WindowAnalyser``)."""
         report = self.latest
         if report is None or tenant != self.tenant or not start <= report.window_end <= end:
             return [], 0
-        found = [insight_of(a, tenant, report.window_end) for a in report.anomalies]
+        found = [insight_of(a, tenant, report.window_end) for a in report.anomalies if _points_at_code(a)]
         return [i for i in found if metric_name is None or i.metric == metric_name], 0
+
+
+def _points_at_code(anomaly: Anomaly) -> bool:
+    share = anomaly.evidence.get("server_error_share_percent")
+    return share is None or (isinstance(share, (int, float)) and share >= 50)
 
 
 def insight_of(anomaly: Anomaly, tenant: str, detected_at: float) -> Insight:

@@ -32,6 +32,7 @@ class FakeHostSource:
     pending: deque[Figures] = field(default_factory=deque)
     samples: int = 0
     mounts: tuple[str, ...] = ("/",)
+    broken: bool = False  # True: reading the host fails (a crash in the tools that sample)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _io: int = 0
 
@@ -48,6 +49,8 @@ class FakeHostSource:
             self.current = Figures(**{**self.current.__dict__, **figures})
 
     def sample(self) -> HostSample:
+        if self.broken:
+            raise OSError("the host's figures could not be read")
         with self._lock:
             if self.pending:
                 self.current = self.pending.popleft()

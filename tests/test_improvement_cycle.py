@@ -67,7 +67,7 @@ def latency_points(component: str, baseline: float, recent: float, now: float) -
     return points
 
 
-def build(settings: Settings, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
+def build(settings: Settings, llm: ScriptedLLM, host: FakeHostSource | None = None, **overrides: Any) -> MCPServer:
     shutil.copytree(DEMO, settings.workspace, dirs_exist_ok=True)
     merged = settings.model_copy(
         update={
@@ -81,7 +81,8 @@ def build(settings: Settings, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
         }
         | overrides
     )
-    return create_server(merged, host_source=FakeHostSource(), gpu_source=NoGpu(), validation_stages=STAGES)
+    host = host or FakeHostSource()
+    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=STAGES)
 
 
 async def push_degradations(client: Client, *components: tuple[str, float]) -> None:
@@ -535,21 +536,23 @@ async def test_active_improvements_resource_follows_a_cycle(settings: Settings, 
 SERVER_MODULE = '''"""A stand-in for the server's own tools/performance.py (the workspace holds the server's source)."""
 
 
-def get_top_processes(limit: int) -> list[int]:
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    return list(range(limit))
+from collections.abc import Callable
+
+
+def analyze_system_performance(read: Callable[[], float]) -> dict[str, float]:
+    return {"cpu": read()}
 '''
-SERVER_FIX = """Clamp the limit instead of failing.
+SERVER_FIX = """Report an unreadable host instead of crashing.
 
 tools/performance.py
 ```python
 <<<<<<< SEARCH
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    return list(range(limit))
+    return {"cpu": read()}
 =======
-    return list(range(max(limit, 1)))
+    try:
+        return {"cpu": read()}
+    except OSError:
+        return {}
 >>>>>>> REPLACE
 ```
 """
@@ -558,25 +561,30 @@ tools/performance.py
 async def test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code(
     settings: Settings, scripted_llm: ScriptedLLM
 ) -> None:
-    """A tool that keeps failing becomes a self-analysis insight whose component is the server's own module; with the
+    """A tool that keeps crashing becomes a self-analysis insight whose component is the server's own module; with the
     server's source as the workspace, a cycle improves that module and holds the change for review."""
     scripted_llm.reply(SERVER_FIX)
-    server = build(settings, scripted_llm, self_analysis_interval_hours=0.0005)
+    host = FakeHostSource()
+    server = build(settings, scripted_llm, host, self_analysis_interval_hours=0.0005)
     (settings.workspace / "tools").mkdir()
     (settings.workspace / "tools" / "performance.py").write_text(SERVER_MODULE, encoding="utf-8")
+    component = "tools.performance.analyze_system_performance"
     async with connect(server) as client:
+        host.broken = True
         for _ in range(6):
-            await call_error(client, "get_top_processes", {"limit": -1})
+            assert await call_error(client, "analyze_system_performance", {}) == (
+                "Error executing tool analyze_system_performance"
+            )
         with anyio.fail_after(30):
             while True:
                 found = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
-                if [o for o in found["opportunities"] if o["component"] == "tools.performance.get_top_processes"]:
+                if [o for o in found["opportunities"] if o["component"] == component]:
                     break
                 await anyio.sleep(0.2)
         # Every call failing is a critical finding, so a high-risk change: the caller has to accept that risk.
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1, "risk_tolerance": "high"})
         (candidate,) = cycle["candidates"]
-        assert candidate["component"] == "tools.performance.get_top_processes"
+        assert candidate["component"] == component
         assert candidate["status"] == "pending_approval", (candidate["status"], candidate["message"])
         assert "part of the server itself" in candidate["message"]
         assert (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8") == SERVER_MODULE
@@ -584,4 +592,22 @@ async def test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code(
         await call(client, "approve_change", change)
         deployed = await call(client, "get_deployment", {"deployment_id": candidate["deployment_id"]})
     assert deployed["paths"] == ["tools/performance.py"] and deployed["status"] == "deployed"
-    assert "max(limit, 1)" in (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8")
+    assert "except OSError" in (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8")
+
+
+async def test_pushed_telemetry_cannot_aim_a_cycle_at_the_servers_own_code(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    """A dotted component from pushed telemetry (an ingest key chooses its dimensions) is never looked up as one of
+    the server's modules: only the server's self-analysis can name those."""
+    scripted_llm.reply(SERVER_FIX)
+    server = build(settings, scripted_llm)
+    (settings.workspace / "tools").mkdir()
+    (settings.workspace / "tools" / "performance.py").write_text(SERVER_MODULE, encoding="utf-8")
+    async with connect(server) as client:
+        await push_degradations(client, ("tools.performance.analyze_system_performance", 180))
+        cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1, "risk_tolerance": "high"})
+    (candidate,) = cycle["candidates"]
+    assert candidate["status"] == "skipped" and "no module for component" in candidate["message"]
+    assert (settings.workspace / "tools" / "performance.py").read_text(encoding="utf-8") == SERVER_MODULE
+    assert scripted_llm.requests == []

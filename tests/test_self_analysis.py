@@ -195,11 +195,15 @@ async def test_bad_lookback_is_a_clear_tool_error(make_server: ServerFactory) ->
 
 @pytest.mark.anyio
 async def test_periodic_analysis_feeds_self_insights_to_the_learning_engine(
-    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+    make_server: ServerFactory, host: FakeHostSource, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Crashes of a tool's own code become insights about its module; callers' bad arguments are reported by
+    analyze_self but are no reason to change the code, so they stay out of the learning engine."""
     caplog.set_level(logging.INFO, logger="telemetry.self_insights")
     async with connect(make_server(self_analysis_interval_hours=0.0005, self_analysis_tenant="ops")) as client:
         await fail(client, "get_top_processes", BAD_LIMIT, 6)
+        host.broken = True
+        await fail(client, "analyze_system_performance", {}, 6)
         with anyio.fail_after(20):
             while True:
                 ops = await call(client, "query_telemetry_insights", {"tenant_id": "ops"})
@@ -208,14 +212,19 @@ async def test_periodic_analysis_feeds_self_insights_to_the_learning_engine(
                     break
                 await anyio.sleep(0.2)
         default = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
-    insight = found[0]
+        report = await call(client, "analyze_self")
+    (insight,) = found
     assert (insight["kind"], insight["metric"], insight["component"]) == (
-        "error_pattern", "tool_error_rate_percent", "tools.performance.get_top_processes",
+        "error_pattern", "tool_error_rate_percent", "tools.performance.analyze_system_performance",
     )  # fmt: skip
-    assert insight["dimensions"]["tool"] == "get_top_processes" and insight["tenant"] == "ops"
+    assert insight["dimensions"]["tool"] == "analyze_system_performance" and insight["tenant"] == "ops"
     assert insight["evidence"]["error_rate_percent"] == 100.0
+    assert insight["evidence"]["server_error_share_percent"] == 100.0
     opportunity = next(o for o in ops["opportunities"] if insight["id"] in o["insight_ids"])
-    assert opportunity["component"] == "tools.performance.get_top_processes" and opportunity["impact_score"] > 0
+    assert opportunity["component"] == "tools.performance.analyze_system_performance"
+    assert opportunity["impact_score"] > 0
+    failing = {a["tool"]: a for a in report["anomalies"] if a["kind"] == "failing_tool"}
+    assert failing["get_top_processes"]["evidence"]["server_error_share_percent"] == 0.0  # reported, not fed
     assert not [i for i in default["insights"] if i["dimensions"].get("source") == "self_analysis"]
     assert any(r.getMessage().startswith("self-analysis: ") for r in caplog.records)
 

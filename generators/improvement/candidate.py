@@ -78,7 +78,7 @@ class CandidateRunner:
         target = job.target
         await self.save(record, "generating")
         await job.progress("generate", f"{target.component}: asking the model to improve {target.metric}")
-        module = await anyio.to_thread.run_sync(self.locate, job.tenant, target.component)
+        module = await anyio.to_thread.run_sync(self.locate, job.tenant, target.component, target.own_code)
         if module is None:
             await self.save(
                 record,
@@ -112,12 +112,13 @@ class CandidateRunner:
         """The default tenant's components live in the root folder, not in a tenant folder."""
         return tenant in ("default", self.config.default_tenant)
 
-    def locate(self, tenant: str, component: str) -> str | None:
+    def locate(self, tenant: str, component: str, own_code: bool = False) -> str | None:
         """The component's module: a tenant's own folder (the root for the default tenant), then the shared
-        packages (whose changes always wait for review). Never another tenant's, nor the root for a tenant. For the
-        default tenant a dotted name (``package.module`` or ``package.module.function``, as the server's
-        self-analysis names its own tools) is also looked up as a module path in the workspace: with the server's
-        own source tree as the workspace, cycles can improve the server itself (always held for review)."""
+        packages (whose changes always wait for review). Never another tenant's, nor the root for a tenant. With
+        ``own_code`` (an opportunity from the server's self-analysis, never from pushed telemetry) and the default
+        tenant, a dotted name (``package.module`` or ``package.module.function``) is also looked up as a module path
+        in the workspace: with the server's own source tree as the workspace, cycles can improve the server itself
+        (always held for review)."""
         name = component.replace("-", "_")
         if not _SAFE.match(name) or not _SAFE.match(tenant):
             return None
@@ -125,7 +126,7 @@ class CandidateRunner:
         folders = [root] if self.is_default(tenant) else [f"{root}/{tenant}"]
         folders += [f"{root}/{p}" for p in sorted(self.config.shared_packages)]
         paths = [f"{folder}/{name}.py" for folder in folders]
-        if self.is_default(tenant) and "." in name:  # the server's own code, e.g. tools.performance.get_top_processes
+        if own_code and self.is_default(tenant) and "." in name:  # e.g. tools.performance.analyze_system_performance
             parts = [p for p in name.split(".") if p]
             paths += ["/".join(parts) + ".py", "/".join(parts[:-1]) + ".py"] if len(parts) > 1 else []
         for path in paths:

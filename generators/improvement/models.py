@@ -45,6 +45,7 @@ class Target:
     direction: Direction = "up_is_bad"
     evidence: str = ""
     insight_ids: tuple[str, ...] = ()
+    own_code: bool = False  # the server's own module (from its self-analysis), named ``package.module[.function]``
 
 
 class OpportunitySource(Protocol):
