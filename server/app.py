@@ -268,6 +268,7 @@ def create_server(
     )
     server.watched = watched
     server.feed = feed
+    server.notifier = notifier
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
     server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, bus).streams.stop)

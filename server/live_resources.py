@@ -25,6 +25,7 @@ from mcp.types import Resource as MCPResource
 from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
 from generators.improvement.store import CycleStore
+from server.notifications import Notifier
 from tools.access import current_caller
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ class SelfBuildingServer(MCPServer):
 
     watched: Watched | None = None
     feed: ChangeFeed | None = None
+    notifier: Notifier | None = None
     on_http_stop: list[Callable[[], None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

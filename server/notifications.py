@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import mcp.types as types
+from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.session import ServerSession
@@ -45,16 +46,24 @@ _SEVERITY_LEVEL: dict[str, types.LoggingLevel] = {
 
 
 class Notifier:
-    """Tracks legacy subscribers and log levels per session, and fans resource updates out to everyone."""
+    """Tracks legacy subscribers, log levels and sessions per connection, and fans resource updates out to everyone.
+
+    Everything is held weakly by the connection (the session object a handler sees is a per-request proxy, while the
+    connection lives exactly as long as the client is connected), and notifications go through the connection, so a
+    client that goes away is forgotten without a failed send.
+    """
 
     def __init__(self, bus: InMemorySubscriptionBus) -> None:
         self.bus = bus
-        # Keyed weakly by the connection: the session object a handler sees is a per-request proxy, while the
-        # connection lives exactly as long as the client is connected.
-        self._subscribers: dict[str, weakref.WeakKeyDictionary[object, ServerSession]] = {}
-        self._log_levels: weakref.WeakKeyDictionary[object, tuple[ServerSession, int]] = weakref.WeakKeyDictionary()
-        self._legacy_sessions: weakref.WeakKeyDictionary[object, ServerSession] = weakref.WeakKeyDictionary()
+        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+        self._log_levels: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._legacy: weakref.WeakSet[Connection] = weakref.WeakSet()
         self.updates_sent = 0
+
+    def tracked(self) -> int:
+        """How many connections are held (legacy sessions, subscribers, log levels): ends at zero as clients go."""
+        subscribed = {id(c) for watchers in self._subscribers.values() for c in watchers}
+        return len({id(c) for c in self._legacy} | subscribed | {id(c) for c in self._log_levels})
 
     def install(self, server: MCPServer) -> None:
         """Register the legacy handlers; this also makes the server declare ``resources.subscribe`` and logging."""
@@ -70,71 +79,74 @@ class Notifier:
     async def track_sessions(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         """Server middleware: remember connected legacy sessions, which get list-changed notifications pushed."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self._legacy_sessions[_connection(ctx.session)] = ctx.session
+            self._legacy.add(_connection(ctx.session))
         return await call_next(ctx)
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         # Any URI may be watched; only our own resources ever fire.
-        session: ServerSession = ctx.session
-        self._subscribers.setdefault(str(params.uri), weakref.WeakKeyDictionary())[_connection(session)] = session
+        self._subscribers.setdefault(str(params.uri), weakref.WeakSet()).add(_connection(ctx.session))
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         watchers = self._subscribers.get(str(params.uri))
         if watchers is not None:
-            watchers.pop(_connection(ctx.session), None)
+            watchers.discard(_connection(ctx.session))
         return types.EmptyResult()
 
     async def _set_level(self, ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
-        self._log_levels[_connection(ctx.session)] = (ctx.session, _LEVELS.index(params.level))
+        self._log_levels[_connection(ctx.session)] = _LEVELS.index(params.level)
         return types.EmptyResult()
 
     async def resource_updated(self, uri: str) -> None:
         """Tell every listener (2026) and legacy subscriber that ``uri`` changed."""
         await self.bus.publish(ResourceUpdated(uri=uri))
-        watchers = self._subscribers.get(uri)
-        for key, session in list(watchers.items()) if watchers is not None else []:
-            try:
-                await session.send_resource_updated(uri)
-            except Exception:  # a closed session: forget it
-                logger.debug("dropping a subscriber whose session is gone", exc_info=True)
-                watchers.pop(key, None)  # type: ignore[union-attr]
+        watchers = self._subscribers.get(uri, weakref.WeakSet())
+        for connection in list(watchers):
+            await _send(connection.send_resource_updated(uri), watchers, connection)
         self.updates_sent += 1
 
     async def resources_changed(self) -> None:
         """Tell every listener (2026) and connected legacy session that the resource list changed."""
         await self.bus.publish(ResourcesListChanged())
-        await self._to_legacy_sessions(ServerSession.send_resource_list_changed)
+        for connection in list(self._legacy):
+            await _send(connection.send_resource_list_changed(), self._legacy, connection)
 
     async def tools_changed(self) -> None:
         """Tell every listener (2026) and connected legacy session that the tool list changed."""
         await self.bus.publish(ToolsListChanged())
-        await self._to_legacy_sessions(ServerSession.send_tool_list_changed)
-
-    async def _to_legacy_sessions(self, send: Callable[[ServerSession], Awaitable[None]]) -> None:
-        for key, session in list(self._legacy_sessions.items()):
-            try:
-                await send(session)
-            except Exception:
-                logger.debug("dropping a legacy session that is gone", exc_info=True)
-                self._legacy_sessions.pop(key, None)
+        for connection in list(self._legacy):
+            await _send(connection.send_tool_list_changed(), self._legacy, connection)
 
     async def on_events(self, events: list[MonitoringEvent]) -> None:
         """Monitor listener: refresh ``monitoring://events`` and log new events to sessions that asked for logs."""
         await self.resource_updated(EVENTS_URI)
-        for key, (session, floor) in list(self._log_levels.items()):
+        for connection, floor in list(self._log_levels.items()):
             for event in events:
                 level = _SEVERITY_LEVEL[event.severity]
-                if _LEVELS.index(level) < floor:
-                    continue
-                try:
-                    await session.send_log_message(level, event.model_dump(mode="json"), logger="monitoring")
-                except Exception:
-                    logger.debug("dropping a log subscriber whose session is gone", exc_info=True)
-                    self._log_levels.pop(key, None)
-                    break
+                if _LEVELS.index(level) >= floor:
+                    data = event.model_dump(mode="json")
+                    if not await _send(connection.log(level, data, logger="monitoring"), self._log_levels, connection):
+                        break
 
 
-def _connection(session: ServerSession) -> object:
+async def _send(
+    sending: Awaitable[None],
+    registry: weakref.WeakSet[Connection] | weakref.WeakKeyDictionary[Connection, int],
+    connection: Connection,
+) -> bool:
+    """Await one notification; a connection that cannot take it any more is dropped from ``registry``."""
+    try:
+        await sending
+    except Exception:
+        logger.debug("dropping a connection that is gone", exc_info=True)
+        if isinstance(registry, weakref.WeakSet):
+            registry.discard(connection)
+        else:
+            registry.pop(connection, None)
+        return False
+    return True
+
+
+def _connection(session: ServerSession) -> Connection:
     """The connection behind a per-request session proxy (the SDK offers no public accessor in 2.3)."""
-    return getattr(session, "_connection", session)
+    return session._connection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import warnings
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from mcp import MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from server.live_resources import SelfBuildingServer
 from server.settings import Settings
 from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
@@ -208,3 +210,20 @@ async def test_a_tool_added_or_removed_at_run_time_is_announced_to_both_eras(mak
         after = {t.name for t in (await legacy.list_tools()).tools}
     assert added - before == {"extra_tool"} and after == before
     assert legacy_changes == ["notifications/tools/list_changed"] * 2
+
+
+async def test_connections_are_forgotten_when_clients_go(make_server: ServerFactory) -> None:
+    server = make_server()
+    assert isinstance(server, SelfBuildingServer) and server.notifier is not None
+    notifier = server.notifier
+    async with connect(server) as keeper:  # keeps the server (and its lifespan) running throughout
+        for _ in range(3):
+            async with connect(server, mode="legacy") as legacy:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MCPDeprecationWarning)
+                    await legacy.subscribe_resource("monitoring://events")
+                    await legacy.set_logging_level("info")
+                assert notifier.tracked() == 1
+        gc.collect()
+        assert notifier.tracked() == 0
+        await call(keeper, "get_system_status")
