@@ -34,15 +34,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from server.dashboard_data import InsightCache, dashboard_state
 from server.http import transport_security
 from server.settings import Settings
-from tools.access import AccessDenied, authorize
+from telemetry.ingest import TENANT_PATTERN
+from tools.access import AccessDenied, Caller, authorize, caller_from_token, current_caller
 from tools.deployments import rollback
-from tools.services import ServicesRef
+from tools.services import ServicesNotRunning, ServicesRef
 
 logger = logging.getLogger(__name__)
 COOKIE = "sbm_dashboard"
 ACTION_HEADER = "x-dashboard-action"  # custom header: a cross-site form cannot send it
 SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 1_000
+MAX_SESSIONS_PER_KEY = 20
+MAX_FAILED_SIGN_INS = 10  # per client address and minute
 STOP = "\0stop"
 TICK = "event: tick\ndata: {}\n\n"
 STREAM_SECONDS = 60.0  # each event stream ends after this and the browser reconnects (server stops stay quick)
@@ -68,6 +71,9 @@ class Sessions:
     def open(self, token: AccessToken) -> str:
         now = self._clock()
         self._open = {k: v for k, v in self._open.items() if v[0] > now}
+        mine = [k for k, v in self._open.items() if v[1].client_id == token.client_id]
+        for old in mine[: max(0, len(mine) - MAX_SESSIONS_PER_KEY + 1)]:
+            del self._open[old]  # a key's oldest sign-ins go first: one key cannot crowd out the others
         while len(self._open) >= MAX_SESSIONS:
             self._open.pop(next(iter(self._open)))  # the oldest sign-in goes first
         session = secrets.token_urlsafe(32)
@@ -80,6 +86,46 @@ class Sessions:
 
     def close(self, session: str | None) -> None:
         self._open.pop(session or "", None)
+
+
+class FailedSignIns:
+    """Failed sign-ins per client address over the last minute (a bounded table)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._seen: dict[str, list[float]] = {}
+
+    def _recent(self, client: str) -> list[float]:
+        now = self._clock()
+        recent = [t for t in self._seen.get(client, []) if now - t < 60]
+        if recent:
+            self._seen[client] = recent
+        else:
+            self._seen.pop(client, None)
+        return recent
+
+    def too_many(self, client: str) -> bool:
+        return len(self._recent(client)) >= MAX_FAILED_SIGN_INS
+
+    def add(self, client: str) -> None:
+        if len(self._seen) >= MAX_SESSIONS:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen.setdefault(client, []).append(self._clock())
+
+
+def _same_origin_as_none(request: Request) -> Request:
+    """The request as the Host/Origin check sees it: a browser's ``Origin`` naming the very host it asked (the page
+    served from this server) says nothing the Host check does not, so it is left out; any other Origin is checked."""
+    origin = request.headers.get("origin")
+    if origin is None or origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        return request
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"origin"]
+    return Request({**request.scope, "headers": headers}, request.receive)
+
+
+def _first_tenant(caller: Caller, default: str) -> str:
+    """The tenant a page shows first: the default one when the caller may use it, else the caller's first."""
+    return default if caller.may_use(default) or not caller.tenants else sorted(caller.tenants)[0]
 
 
 def _asset(name: str) -> str:
@@ -98,6 +144,7 @@ class Dashboard:
         self.bus = bus
         self.security = TransportSecurityMiddleware(transport_security(settings))
         self.sessions = Sessions()
+        self.failures = FailedSignIns()
         self.insights = InsightCache()
         self.streams = ChangeStreams(bus, settings.dashboard_update_seconds)
 
@@ -120,7 +167,7 @@ class Dashboard:
         """Host/Origin checks for every route; for actions a JSON body and the custom header; then the caller."""
 
         async def guard(request: Request) -> Response:
-            refusal = await self.security.validate_request(request, is_post=method == "POST")
+            refusal = await self.security.validate_request(_same_origin_as_none(request), is_post=method == "POST")
             if refusal is not None:
                 return refusal
             if method == "POST" and request.headers.get(ACTION_HEADER) != "1":
@@ -135,7 +182,7 @@ class Dashboard:
                 return _error(403, str(exc))
             except ToolError as exc:
                 return _error(409, str(exc))
-            except RuntimeError:  # the services are not running (start-up or shutdown)
+            except ServicesNotRunning:  # start-up or shutdown
                 logger.debug("dashboard request while the server is not running", exc_info=True)
                 return _error(503, "the server is starting or stopping; try again shortly")
             finally:
@@ -160,11 +207,17 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         if self.verifier is None:
             return _json({"signed_in": True})
+        client = request.client.host if request.client else "?"
+        if self.failures.too_many(client):
+            return _error(429, f"too many failed sign-ins from {client}; wait a minute and try again")
         key = str((await _body(request)).get("key", "")).strip()
         token = await self.verifier.verify_token(key) if key else None
         if token is None:
+            self.failures.add(client)
             await anyio.sleep(0.5)  # slows down guessing
             return _error(401, "that API key is not valid")
+        if not caller_from_token(token).has_role("read"):
+            return _error(403, f"key {token.client_id!r} may not read, so it cannot use the dashboard")
         response = _json({"signed_in": True, "name": token.client_id})
         response.set_cookie(
             COOKIE, self.sessions.open(token), max_age=SESSION_SECONDS, path="/dashboard", httponly=True,
@@ -180,7 +233,9 @@ class Dashboard:
 
     async def state(self, request: Request) -> Response:
         svc = self.ref.get()
-        tenant = request.query_params.get("tenant") or svc.default_tenant
+        tenant = request.query_params.get("tenant") or _first_tenant(current_caller(), svc.default_tenant)
+        if not TENANT_PATTERN.match(tenant):
+            return _error(400, f"tenant {tenant[:64]!r} is not a valid tenant id")
         event_type = request.query_params.get("event_type") or None
         return _json(await dashboard_state(svc, self.insights, tenant, event_type))
 

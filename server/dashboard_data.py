@@ -62,6 +62,7 @@ async def dashboard_state(svc: Services, insights: InsightCache, tenant: str, ev
         "generated_at": svc.clock(),
         "caller": {"name": caller.name, "roles": sorted(caller.roles), "tenants": caller.describe_tenants()},
         "tenant": tenant,
+        "tenant_choices": [tenant] if caller.all_tenants else sorted(caller.tenants),
         "status": status.model_dump(mode="json"),
         "monitoring": monitoring.state.model_dump(mode="json"),
         "event_types": list(EVENT_TYPES),

@@ -10,14 +10,14 @@ get a resource list-changed notification.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Resource as MCPResource
@@ -60,7 +60,7 @@ class ChangeFeed:
         self._pending: set[str] = set()
         self._listing_dirty = False
         self._event = anyio.Event()
-        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._listed: frozenset[str] = frozenset()
 
@@ -68,29 +68,36 @@ class ChangeFeed:
         """Note that ``uris`` changed (with ``listing``: the watched set may have; with ``tools``: the tool set did);
         callable from any thread."""
         with self._lock:
+            idle = not (self._pending or self._listing_dirty or self._tools_dirty)
             self._pending.update(uris)
             self._listing_dirty = self._listing_dirty or listing
             self._tools_dirty = self._tools_dirty or tools
-        self._wake()
+        if idle:  # a wake is already on its way otherwise: the run loop drains everything at once
+            self._wake()
 
     def _wake(self) -> None:
-        if self._token is None:
+        loop = self._loop
+        if loop is None:
             return  # not running: changes before start-up need no notice
         if threading.get_ident() == self._loop_thread:
             self._event.set()
             return
-        try:
-            anyio.from_thread.run_sync(self._event.set, token=self._token)
-        except (RuntimeError, anyio.RunFinishedError):  # the loop is shutting down
-            logger.debug("change not published: the event loop is gone", exc_info=True)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+            loop.call_soon_threadsafe(self._event.set)  # never blocks the writing thread
 
     async def run(self) -> None:
         """Publish marks until cancelled (owned by the lifespan's task group)."""
         with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
             self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
-        self._token = anyio.lowlevel.current_token()
+        self._loop = asyncio.get_running_loop()  # the server runs on asyncio (anyio's default backend)
         self._loop_thread = threading.get_ident()
         self._listed = await self._watched_ids()
+        try:
+            await self._serve()
+        finally:
+            self._loop = None
+
+    async def _serve(self) -> None:
         while True:
             await self._event.wait()
             self._event = anyio.Event()  # replaced before draining: a mark after the drain wakes the next round

@@ -23,7 +23,7 @@ from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
 from tests.conftest import mcp_as
 from tests.test_deployment_tools import ORIGINAL, A, seed_deployment, seed_workspace
-from tests.test_tenants import ACME_KEY, ADMIN_KEY, TENANTS_TOML, write
+from tests.test_tenants import ACME_KEY, ADMIN_KEY, PUSHER_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def dashboard_server(tmp_path: Path) -> Iterator[Running]:
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-        assert ADMIN_KEY not in err and ACME_KEY not in err  # keys never reach the logs
+        assert not [k for k in (ADMIN_KEY, ACME_KEY, PUSHER_KEY) if k in err]  # keys never reach the logs
         assert "Traceback" not in err, err
         assert "graceful shutdown exceeded" not in err  # open dashboard streams end when the server stops
 
@@ -104,12 +104,30 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
     assert wrong.status_code == 401 and "sbm_dashboard" not in wrong.headers.get("set-cookie", "")
     assert httpx2.get(f"{base}/dashboard", headers={"Host": "evil.example"}, timeout=10).status_code == 421
 
-    with signed_in(base, ADMIN_KEY) as admin:
-        cookie = admin.cookies.jar  # HttpOnly, SameSite=Strict, scoped to /dashboard, and not the key itself
-        (session,) = [c for c in cookie if c.name == "sbm_dashboard"]
-        assert session.path == "/dashboard" and session.value != ADMIN_KEY and ADMIN_KEY not in session.value
-        raw = admin.post("/dashboard/api/logout", json={}, headers=ACTION).request.headers["cookie"]
-        assert ADMIN_KEY not in raw
+    with httpx2.Client(base_url=base, timeout=10) as browser:  # the session cookie: opaque, HttpOnly, Strict
+        response = browser.post(
+            "/dashboard/api/login",
+            json={"key": ADMIN_KEY},
+            headers={**ACTION, "Origin": base},  # same origin
+        )
+        assert response.status_code == 200, response.text
+        cookie = response.headers["set-cookie"]
+        assert cookie.startswith("sbm_dashboard=") and ADMIN_KEY not in cookie
+        assert {"HttpOnly", "Path=/dashboard", "SameSite=strict"} <= {part.strip() for part in cookie.split(";")}
+        assert browser.get("/dashboard/api/state").status_code == 200
+        stolen = dict(browser.cookies)
+        assert browser.post("/dashboard/api/logout", json={}, headers=ACTION).status_code == 200
+        replayed = httpx2.get(f"{base}/dashboard/api/state", cookies=stolen, timeout=10)
+        assert replayed.status_code == 401  # a signed-out session is gone on the server too
+    foreign = httpx2.post(
+        f"{base}/dashboard/api/login", json={"key": ADMIN_KEY}, headers={**ACTION, "Origin": "http://evil.example"},
+        timeout=10,
+    )  # fmt: skip
+    assert foreign.status_code == 403
+    as_form = httpx2.post(f"{base}/dashboard/api/login", data={"key": ADMIN_KEY}, headers=ACTION, timeout=10)
+    assert as_form.status_code == 400  # actions take JSON only
+    pusher = httpx2.post(f"{base}/dashboard/api/login", json={"key": PUSHER_KEY}, headers=ACTION, timeout=10)
+    assert pusher.status_code == 403 and "may not read" in pusher.json()["error"]
     with signed_in(base, ADMIN_KEY) as admin:
         no_header = admin.post("/dashboard/api/monitoring", json={"action": "start"})
         assert no_header.status_code == 403 and "x-dashboard-action" in no_header.json()["error"]
@@ -120,7 +138,8 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
             "name": "benchmark s (median)", "before": 0.2, "after": 0.05, "change_percent": -75.0,
         }  # fmt: skip
     with signed_in(base, ACME_KEY) as acme:  # read + ingest on acme: may look, may not act
-        state = acme.get("/dashboard/api/state", params={"tenant": "acme"}).json()
+        state = acme.get("/dashboard/api/state").json()  # as the page asks: its tenant is the key's own
+        assert state["tenant"] == "acme" and state["tenant_choices"] == ["acme"]
         assert state["can"] == {"monitor": False, "rollback": False}
         assert [d["deployment_id"] for d in state["deployments"]] == [deployment.id]
         refused = acme.post("/dashboard/api/monitoring", json={"action": "start"}, headers=ACTION)
@@ -131,6 +150,7 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
         assert refused.status_code == 403 and "needs role 'improve'" in refused.json()["error"]
         other = acme.get("/dashboard/api/state", params={"tenant": "beta"})
         assert other.status_code == 403 and "may not use tenant 'beta'" in other.json()["error"]
+        assert acme.get("/dashboard/api/state", params={"tenant": "../x"}).status_code == 400
     assert (dashboard_server.workspace / A).read_bytes() != ORIGINAL  # nothing was rolled back
 
 
@@ -144,16 +164,27 @@ def test_event_stream_pushes_changes_and_ends_when_the_server_stops(dashboard_se
             "/dashboard/api/rollback", json={"deployment_id": deployment.id, "reason": "r"}, headers=ACTION
         )
         assert done.status_code == 200 and done.json()["deployment"]["status"] == "rolled_back"
+        pushed = f'data: {{"uri": "deployments://{deployment.id}"}}'
         seen = []
         for line in lines:
             seen.append(line)
-            if line == f'data: {{"uri": "deployments://{deployment.id}"}}':
+            if line == pushed:
                 break
-        assert "event: change" in seen
+        assert seen[-2:] == ["event: change", pushed]  # pushed at once (ticks come only every second)
         dashboard_server.proc.terminate()
-        rest = list(lines)  # the server ends the stream as it stops (a hung stream would time out here)
-    dashboard_server.proc.wait(timeout=30)  # uvicorn ends with the signal's status after a graceful stop
-    assert all(line.startswith(("event:", "data:", "")) for line in rest)
+        list(lines)  # the server ends the stream as it stops: a hung stream would hit the client's read timeout
+    dashboard_server.proc.wait(timeout=30)  # and the fixture finds no "graceful shutdown exceeded" in the log
+
+
+def test_failed_sign_ins_are_limited_per_client(dashboard_server: Running) -> None:
+    base = dashboard_server.base
+    codes = [
+        httpx2.post(f"{base}/dashboard/api/login", json={"key": f"guess-{i}"}, headers=ACTION, timeout=10).status_code
+        for i in range(11)
+    ]
+    assert codes == [401] * 10 + [429]
+    refused = httpx2.post(f"{base}/dashboard/api/login", json={"key": ADMIN_KEY}, headers=ACTION, timeout=10)
+    assert refused.status_code == 429 and "wait a minute" in refused.json()["error"]
 
 
 @pytest.mark.anyio

@@ -70,6 +70,10 @@ class Services:
     self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)
 
 
+class ServicesNotRunning(RuntimeError):
+    """The server's lifespan has not started yet, or has ended."""
+
+
 class ServicesRef:
     """Lets static resources (which get no request context) reach the services while the lifespan runs."""
 
@@ -84,7 +88,7 @@ class ServicesRef:
 
     def get(self) -> Services:
         if self._services is None:
-            raise RuntimeError("the server is not running: its lifespan has not started")
+            raise ServicesNotRunning("the server is not running: its lifespan has not started")
         return self._services
 
 

@@ -68,8 +68,10 @@ async function refresh() {
   if (refreshing) { again = true; return; }
   refreshing = true;
   try {
-    const filter = $("event-filter").value;
-    const data = await api(`/dashboard/api/state${filter ? `?event_type=${encodeURIComponent(filter)}` : ""}`);
+    const query = new URLSearchParams();
+    if ($("event-filter").value) query.set("event_type", $("event-filter").value);
+    if ($("tenant").value) query.set("tenant", $("tenant").value);
+    const data = await api(`/dashboard/api/state?${query}`);
     render(data);
     $("last-update").textContent = `updated ${when(data.generated_at)}`;
   } catch (error) {
@@ -80,7 +82,17 @@ async function refresh() {
   }
 }
 
+function renderTenants(data) {
+  const select = $("tenant");
+  if (select.options.length === 0) {
+    data.tenant_choices.forEach((t) => select.append(el("option", { value: t }, `tenant ${t}`)));
+    select.value = data.tenant;
+  }
+  select.hidden = data.tenant_choices.length < 2;
+}
+
 function render(data) {
+  renderTenants(data);
   const status = data.status;
   const verdict = $("verdict");
   verdict.textContent = status.verdict;
@@ -245,6 +257,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("start-monitoring").addEventListener("click", () => monitoring("start"));
   $("stop-monitoring").addEventListener("click", () => monitoring("stop"));
   $("event-filter").addEventListener("change", refresh);
+  $("tenant").addEventListener("change", refresh);
   $("confirm-form").addEventListener("submit", confirmRollback);
   $("confirm-no").addEventListener("click", () => { pendingRollback = null; $("confirm-dialog").close(); });
   $("sign-out").addEventListener("click", async () => { await api("/dashboard/api/logout", {}); showLogin(); });
