@@ -38,7 +38,8 @@ class Database:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # also when COMMIT itself failed: the next BEGIN must find none open
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")

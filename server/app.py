@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -119,90 +119,98 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(app: MCPServer) -> AsyncIterator[Services]:
-        store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
-        raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
-        analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app)
-        deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed)
-        llm = LLMClient(llm_config(settings))
-        generator, close_generator = generator_factory(llm, settings, validation_stages)
-        anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
-        retention = settings.telemetry_retention_days * 86400
-        pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
-        telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)
-        sampler = Sampler(
-            host_source or PsutilHostSource(),
-            gpu_source or NvmlGpuSource(),
-            max_age=settings.status_max_age_seconds,
-            clock=clock,
-        )
-        monitor = Monitor(
-            sampler,
-            store,
-            interval=settings.monitoring_interval_seconds,
-            max_events=settings.events_max_count,
-            max_age_seconds=settings.events_max_age_days * 86400,
-            clock=clock,
-        )
-        learning = LearningEngine(
-            raw_store,
-            analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights, analyst.insights],
-            clock=clock,
-        )
-        cycles = ObservedCycleStore(
-            await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
-        )
-        runner = CandidateRunner(
-            store=cycles,
-            deployer=deployer,
-            audit=audit_log,
-            generator=generator,
-            figures=TelemetryFigures(raw_store),
-            config=cycle_config(settings),
-            clock=clock,
-        )
-        improvements = ImprovementService(
-            runner,
-            LearningOpportunities(learning, analyst.insight_ids),
-            ready=partial(cycles_ready, settings, llm),
-            autonomous_tenants=tuple(settings.autonomous_tenants or [settings.default_tenant])
-            if settings.enable_autonomous_improvements
-            else (),
-            autonomous_interval_seconds=settings.autonomous_interval_hours * 3600,
-        )
-        cloudwatch = (
-            CloudWatchStreamer(
-                settings.cloudwatch, telemetry_store, clock=clock, on_access=partial(audit_cloudwatch, audit_log)
+        async with AsyncExitStack() as opened:  # whatever was opened is closed, also when start-up fails part-way
+            store = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
+            opened.callback(store.close)
+            raw_store = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+            opened.callback(raw_store.close)
+            analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app)
+            opened.callback(analyst.recorder.close)  # writes the calls still buffered
+            deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed)
+            opened.callback(versions.close)
+            opened.callback(audit_log.close)
+            llm = LLMClient(llm_config(settings))
+            generator, close_generator = generator_factory(llm, settings, validation_stages)
+            opened.push_async_callback(_close_generation, llm, close_generator)
+            anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
+            retention = settings.telemetry_retention_days * 86400
+            pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
+            telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)
+            sampler = Sampler(
+                host_source or PsutilHostSource(),
+                gpu_source or NvmlGpuSource(),
+                max_age=settings.status_max_age_seconds,
+                clock=clock,
             )
-            if settings.enable_cloudwatch_streaming
-            else None
-        )
-        services = Services(
-            version=__version__,
-            started_at=clock(),
-            sampler=sampler,
-            monitor=monitor,
-            scripts=ScriptGenerator(),
-            scripts_dir=settings.scripts_dir,
-            telemetry=telemetry_store,
-            learning=learning,
-            cloudwatch=cloudwatch,
-            default_tenant=settings.default_tenant,
-            anomalies=anomalies,
-            patterns=pattern_watch,
-            deployer=deployer,
-            versions=versions,
-            audit=audit_log,
-            llm=llm,
-            generator=generator,
-            improvements=improvements,
-            improvement_wait_seconds=settings.improvement_wait_seconds,
-            self_building_enabled=settings.enable_self_building,
-            component_generation_enabled=settings.enable_component_generation,
-            clock=clock,
-            retention_seconds=retention,
-            self_analyst=analyst,
-        )
-        try:
+            opened.callback(sampler.close)
+            monitor = Monitor(
+                sampler,
+                store,
+                interval=settings.monitoring_interval_seconds,
+                max_events=settings.events_max_count,
+                max_age_seconds=settings.events_max_age_days * 86400,
+                clock=clock,
+            )
+            learning = LearningEngine(
+                raw_store,
+                analysers=[partial(anomalies.insights, raw_store), pattern_watch.insights, analyst.insights],
+                clock=clock,
+            )
+            cycles = ObservedCycleStore(
+                await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
+            )
+            opened.callback(cycles.close)
+            runner = CandidateRunner(
+                store=cycles,
+                deployer=deployer,
+                audit=audit_log,
+                generator=generator,
+                figures=TelemetryFigures(raw_store),
+                config=cycle_config(settings),
+                clock=clock,
+            )
+            improvements = ImprovementService(
+                runner,
+                LearningOpportunities(learning, analyst.insight_ids),
+                ready=partial(cycles_ready, settings, llm),
+                autonomous_tenants=tuple(settings.autonomous_tenants or [settings.default_tenant])
+                if settings.enable_autonomous_improvements
+                else (),
+                autonomous_interval_seconds=settings.autonomous_interval_hours * 3600,
+            )
+            cloudwatch = (
+                CloudWatchStreamer(
+                    settings.cloudwatch, telemetry_store, clock=clock, on_access=partial(audit_cloudwatch, audit_log)
+                )
+                if settings.enable_cloudwatch_streaming
+                else None
+            )
+            services = Services(
+                version=__version__,
+                started_at=clock(),
+                sampler=sampler,
+                monitor=monitor,
+                scripts=ScriptGenerator(),
+                scripts_dir=settings.scripts_dir,
+                telemetry=telemetry_store,
+                learning=learning,
+                cloudwatch=cloudwatch,
+                default_tenant=settings.default_tenant,
+                anomalies=anomalies,
+                patterns=pattern_watch,
+                deployer=deployer,
+                versions=versions,
+                audit=audit_log,
+                llm=llm,
+                generator=generator,
+                improvements=improvements,
+                improvement_wait_seconds=settings.improvement_wait_seconds,
+                self_building_enabled=settings.enable_self_building,
+                component_generation_enabled=settings.enable_component_generation,
+                clock=clock,
+                retention_seconds=retention,
+                self_analyst=analyst,
+            )
             async with anyio.create_task_group() as task_group:
                 await monitor.open(task_group)
                 monitor.add_listener(notifier.on_events)
@@ -239,19 +247,6 @@ def create_server(
                         await publisher.close()  # the last figures go out (shielded, bounded)
                     await monitor.stop()
                     task_group.cancel_scope.cancel()
-        finally:
-            sampler.close()
-            store.close()
-            telemetry_store.close()
-            versions.close()
-            audit_log.close()
-            cycles.close()
-            analyst.recorder.close()  # writes the calls still buffered
-            with anyio.CancelScope(shield=True):  # the lifespan may end by cancellation: close regardless
-                try:
-                    await anyio.to_thread.run_sync(close_generator)
-                finally:
-                    await llm.close()
 
     verifier = key_verifier(settings)
     server = SelfBuildingServer(
@@ -296,3 +291,12 @@ async def _publisher(settings: Settings, metrics: ServerMetrics) -> MetricPublis
     from server.cloudwatch_publishing import start_publishing
 
     return await start_publishing(settings, metrics)
+
+
+async def _close_generation(llm: LLMClient, close_generator: Callable[[], None]) -> None:
+    """Stop the code generator's helpers (its mypy worker) and the LLM client, also when the lifespan is cancelled."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(close_generator)
+        finally:
+            await llm.close()

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -141,7 +142,7 @@ class CallRecorder:
         self.clock = clock
         self.dropped = 0
         self._max_buffered = max_buffered
-        self._buffer: list[ToolCall] = []
+        self._buffer: deque[ToolCall] = deque()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()  # keeps batches in order when a reader flushes during the loop's flush
 
@@ -150,19 +151,21 @@ class CallRecorder:
         with self._lock:
             self._buffer.append(call)
             if len(self._buffer) > self._max_buffered:
-                del self._buffer[0]
+                self._buffer.popleft()  # the oldest goes: O(1) however long the store has been failing
                 self.dropped += 1
 
     def flush(self) -> int:
         """Write the buffered calls (blocking); on failure they stay buffered for the next try and it raises."""
         with self._write_lock:
             with self._lock:
-                batch, self._buffer = self._buffer, []
+                batch, self._buffer = list(self._buffer), deque()
             try:
                 self.store.add(batch)
             except BaseException:
-                with self._lock:
-                    self._buffer[:0] = batch[-self._max_buffered :]
+                with self._lock:  # back in front of what came since, within the bound (the oldest are dropped)
+                    kept = [*batch, *self._buffer]
+                    self.dropped += max(0, len(kept) - self._max_buffered)
+                    self._buffer = deque(kept[-self._max_buffered :])
                 raise
             return len(batch)
 

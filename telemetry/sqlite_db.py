@@ -15,12 +15,14 @@ def open_wal(path: Path, schema: str, *, timeout: float = 30) -> tuple[sqlite3.C
     survives a crash of this process (not of the OS). Callers use the connection from worker threads, under the lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
-    lock = threading.Lock()
-    with lock:
+    try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(schema)
-    return conn, lock
+    except BaseException:
+        conn.close()
+        raise
+    return conn, threading.Lock()
 
 
 @contextmanager
@@ -30,7 +32,8 @@ def immediate(conn: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # also when COMMIT itself failed: the next BEGIN must find no transaction open
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")

@@ -355,3 +355,21 @@ def test_recorder_keeps_calls_when_a_write_fails_and_writes_the_rest_on_close(tm
     kept, total = reopened.calls(start=0, end=20_000)
     reopened.close()
     assert total == 4 and [c.tool for c in kept] == ["t", "t", "t", "last"]
+
+
+def test_recorder_buffer_stays_bounded_while_the_store_fails(tmp_path: Path) -> None:
+    store = BrokenStore(tmp_path / "calls.sqlite3")
+    recorder = CallRecorder(store, retention_seconds=3600, clock=lambda: 10_000.0, max_buffered=5)
+    for call_ in calls("a", 4, ts=9_000):
+        recorder.record(call_)
+    with pytest.raises(OSError, match="disk full"):
+        recorder.flush()
+    for call_ in calls("b", 4, ts=9_500):
+        recorder.record(call_)  # 8 kept for 5 places: the 3 oldest go, and are counted
+    with pytest.raises(OSError, match="disk full"):
+        recorder.flush()
+    assert recorder.dropped == 3
+    store.broken = False
+    kept, total = recorder.calls(start=0, end=20_000)
+    recorder.close()
+    assert total == 5 and [c.tool for c in kept] == ["a", "b", "b", "b", "b"]

@@ -17,6 +17,9 @@ from mcp.client.stdio import stdio_client
 
 from generators.deploy import DeployError
 from generators.deploy.failpoint import failpoint_hook
+from server.app import create_server
+from server.settings import Settings
+from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 from tests.test_generation_tool import ARGS, slugify_reply
 
@@ -91,3 +94,34 @@ async def test_sigkill_of_the_server_mid_deploy_leaves_all_old_or_all_new(
 def test_a_malformed_failpoint_is_refused(spec: str) -> None:
     with pytest.raises(DeployError, match="STEP:INDEX:MARKER"):
         failpoint_hook(spec)
+
+
+@pytest.mark.anyio
+async def test_a_failed_start_leaves_no_database_open(settings: Settings, tmp_path: Path) -> None:
+    """Start-up that fails part-way (the workspace is a file, so the deployer cannot open) closes what it opened."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    server = create_server(
+        settings.model_copy(update={"workspace": blocker}), host_source=FakeHostSource(), gpu_source=NoGpu()
+    )
+    with pytest.raises(BaseException) as failed:  # the lifespan's error, as the in-memory client passes it on
+        async with Client(server):
+            pass
+    assert (
+        failed.group_contains(FileExistsError)
+        if isinstance(failed.value, BaseExceptionGroup)
+        else (isinstance(failed.value, FileExistsError))
+    ), repr(failed.value)
+    data = str(settings.data_dir)
+    still_open = [link for link in _open_files() if link.startswith(data)]
+    assert still_open == []
+
+
+def _open_files() -> list[str]:
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            found.append(os.readlink(fd))
+        except OSError:
+            continue
+    return found
