@@ -247,7 +247,8 @@ class SelfBuildingServer(MCPServer):
         resources = await super().list_resources()
         if self.watched is not None:
             caller = current_caller()  # the request's key: a tenant-limited key sees its tenants' deployments only
-            resources += [_resource(d) for d in await self.watched() if caller.may_use(d.tenant)]
+            if caller.has_role("read"):
+                resources += [_resource(d) for d in await self.watched() if caller.may_use(d.tenant)]
         return resources
 
 

@@ -172,8 +172,11 @@ async def test_deployment_resource_hides_other_tenants(make_server: ServerFactor
                 await client.read_resource(f"deployments://{held.id}")
         with as_key("acme-reader", ["read"], ["acme"]):
             mine = {str(r.uri) for r in (await client.list_resources()).resources}
+        with as_key("acme-pusher", ["ingest"], ["acme"]):
+            pusher = {str(r.uri) for r in (await client.list_resources()).resources}
     assert f"deployments://{held.id}" not in listed
     assert f"deployments://{held.id}" in mine
+    assert f"deployments://{held.id}" not in pusher  # listing deployments takes the read role
 
 
 async def test_a_tool_added_or_removed_at_run_time_is_announced_to_both_eras(make_server: ServerFactory) -> None:
