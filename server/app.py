@@ -231,7 +231,7 @@ def create_server(
                     if not settings.cloudwatch.watches_anything:
                         logger.warning("CloudWatch streaming is on but nothing is configured to watch")
                     task_group.start_soon(cloudwatch.run)
-                publisher = await _publisher(settings, metrics)
+                publisher = services.publisher = await _publisher(settings, metrics)
                 if publisher is not None:
                     task_group.start_soon(publisher.run)
                 if settings.monitoring_autostart:

@@ -245,6 +245,10 @@ async def test_the_server_publishes_its_tool_calls_and_telemetry(aws: MotoServer
         assert level["Maximum"] == 0
         # The server's own count (this call not yet in it) agrees with what CloudWatch received.
         assert (await call(mcp, "get_system_status"))["server"]["tool_calls"] == calls["Sum"]
+        sources = await call(mcp, "get_telemetry_sources")
+    publishing = sources["publishing"]
+    assert publishing["namespace"] == "SelfBuildingMCP" and publishing["datums_sent"] >= 5
+    assert publishing["last_error"] is None and publishing["breaker"]["state"] == "closed"
 
 
 async def test_shutdown_sends_the_last_figures(aws: MotoServer, make_server: ServerFactory) -> None:

@@ -24,6 +24,7 @@ from telemetry.store import TelemetryStore
 if TYPE_CHECKING:
     from generators.generation import CodeGenerator
     from generators.improvement.cycle import ImprovementService
+    from telemetry.cloudwatch.publisher import MetricPublisher
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Services:
     stats: ToolStats = field(default_factory=ToolStats)
     clock: Callable[[], float] = time.time
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)
+    publisher: MetricPublisher | None = None  # the server's own metrics to CloudWatch, when publishing is on
     self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)
 
 

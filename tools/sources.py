@@ -12,6 +12,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.cloudwatch.alarms import AlarmState
+from telemetry.cloudwatch.publisher import PublisherHealth
 from telemetry.cloudwatch.streamer import SourceHealth
 from tools.access import authorize
 from tools.errors import domain_errors
@@ -21,6 +22,9 @@ from tools.services import Services, services
 class TelemetrySources(BaseModel):
     sources: list[SourceHealth] = Field(description="Every telemetry source with its health.")
     cloudwatch_enabled: bool = Field(description="Whether CloudWatch streaming is on.")
+    publishing: PublisherHealth | None = Field(
+        None, description="Publishing of this server's own metrics to CloudWatch; null when it is off."
+    )
 
 
 class AlarmStates(BaseModel):
@@ -53,7 +57,11 @@ def register(server: MCPServer) -> None:
         """
         authorize("read")
         svc = services(ctx)
-        return TelemetrySources(sources=source_health(svc), cloudwatch_enabled=svc.cloudwatch is not None)
+        return TelemetrySources(
+            sources=source_health(svc),
+            cloudwatch_enabled=svc.cloudwatch is not None,
+            publishing=svc.publisher.health() if svc.publisher is not None else None,
+        )
 
     @server.tool(title="CloudWatch alarm states", annotations=read_only)
     async def get_alarm_states(

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from telemetry.cloudwatch.aws import AwsClients
 from telemetry.cloudwatch.breaker import BreakerStatus, CircuitBreaker
 from telemetry.cloudwatch.config import CloudWatchConfig
-from telemetry.cloudwatch.retry import call_with_retry
+from telemetry.cloudwatch.retry import call_with_retry, describe_error
 from telemetry.errors import TelemetryError
 
 logger = logging.getLogger(__name__)
@@ -61,15 +61,6 @@ class PublisherHealth(BaseModel):
     buffered: int = Field(0, description="Datums waiting to be sent.")
     failures: int = Field(0, description="Failed PutMetricData calls (after retries) since start-up.")
     breaker: BreakerStatus = Field(description="Circuit breaker of the publisher.")
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Code: message`` of an AWS error, else the exception's type and text (no credentials appear in either)."""
-    response: Any = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        error = response["Error"]
-        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _error_code(exc: BaseException) -> str:

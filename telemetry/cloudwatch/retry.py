@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
@@ -35,6 +35,15 @@ RETRYABLE_CODES = frozenset(
     }
 )
 TOO_MANY_REQUESTS = 429
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Code: message`` of an AWS error, else the exception's type and text (no credentials appear in either)."""
+    response: Any = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        error = response["Error"]
+        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def is_transient(exc: BaseException) -> bool:

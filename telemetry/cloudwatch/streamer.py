@@ -19,7 +19,7 @@ from telemetry.cloudwatch.breaker import BreakerStatus, CircuitBreaker
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.logs import LogFetcher
 from telemetry.cloudwatch.metrics import MetricFetcher
-from telemetry.cloudwatch.retry import call_with_retry
+from telemetry.cloudwatch.retry import call_with_retry, describe_error
 from telemetry.errors import TelemetryError
 from telemetry.store import TelemetryStore
 
@@ -53,14 +53,6 @@ class _Source:
     polls: int = 0
     failures: int = 0
     lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-
-def _describe(exc: BaseException) -> str:
-    response: Any = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        error = response["Error"]
-        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 class CloudWatchStreamer:
@@ -126,7 +118,7 @@ class CloudWatchStreamer:
                 stored = await anyio.to_thread.run_sync(source.poll, abandon_on_cancel=True)
             except Exception as exc:  # any AWS or network failure counts against the breaker
                 source.failures += 1
-                source.last_error, source.last_error_at = _describe(exc), self._clock()
+                source.last_error, source.last_error_at = describe_error(exc), self._clock()
                 source.breaker.record_failure()
                 logger.warning("%s poll failed (%s); breaker %s", name, source.last_error, source.breaker.state)
                 stored = 0
@@ -196,7 +188,7 @@ class CloudWatchStreamer:
             except Exception as exc:
                 source.failures += 1
                 source.breaker.record_failure()
-                source.last_error, source.last_error_at = _describe(exc), self._clock()
+                source.last_error, source.last_error_at = describe_error(exc), self._clock()
                 raise TelemetryError(f"could not read CloudWatch alarms: {source.last_error}") from exc
             source.breaker.record_success()
             source.last_success, source.last_error = self._clock(), None
