@@ -11,6 +11,7 @@ only listens on loopback and the page is open there. Every route checks the Host
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -128,7 +129,9 @@ def _first_tenant(caller: Caller, default: str) -> str:
     return default if caller.may_use(default) or not caller.tenants else sorted(caller.tenants)[0]
 
 
+@functools.cache
 def _asset(name: str) -> str:
+    """A file of the page, read once per process."""
     return files("server").joinpath("static", name).read_text(encoding="utf-8")
 
 

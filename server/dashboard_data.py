@@ -13,7 +13,6 @@ from telemetry.learning import Analysis
 from telemetry.thresholds import EventType
 from tools.access import authorize
 from tools.deployments import summary, visible_list
-from tools.monitoring import monitoring_status
 from tools.services import Services
 from tools.status import build_status
 
@@ -53,7 +52,6 @@ async def dashboard_state(svc: Services, insights: InsightCache, tenant: str, ev
     """Everything one refresh of the page needs, as JSON-ready data."""
     caller = authorize("read", tenant)
     status = await build_status(svc)
-    monitoring = await monitoring_status(svc)
     events = await svc.monitor.store.query(event_type=event_type, limit=MAX_EVENTS)
     analysis = await insights.get(svc, tenant)
     rows, more = await anyio.to_thread.run_sync(visible_list, svc, caller, None, MAX_DEPLOYMENTS)
@@ -64,7 +62,7 @@ async def dashboard_state(svc: Services, insights: InsightCache, tenant: str, ev
         "tenant": tenant,
         "tenant_choices": [tenant] if caller.all_tenants else sorted(caller.tenants),
         "status": status.model_dump(mode="json"),
-        "monitoring": monitoring.state.model_dump(mode="json"),
+        "monitoring": status.monitoring.model_dump(mode="json"),
         "event_types": list(EVENT_TYPES),
         "event_filter": event_type,
         "events": [e.model_dump(mode="json") for e in events.events],

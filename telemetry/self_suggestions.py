@@ -80,25 +80,21 @@ def _for_anomaly(a: Anomaly, f: ToolFigures, per_day: float, slow_bound: float) 
             expected_gain_percent=round(recent - earlier, 2), calls_per_day=round(calls_day, 2),
         )  # fmt: skip
     if a.kind == "latency_regression":
-        now, before = float(ev["recent_p95_ms"]), float(ev["earlier_p95_ms"])
-        gain = 100 * (now - before) / now
-        return Suggestion(
-            priority="high" if a.severity == "high" else "medium", tool=a.tool, component=a.component,
-            action=f"{a.tool}: find what made it slower recently (a deployment of {a.component or 'its module'}, "
-            "more data, a slower dependency) and undo or optimise it",
-            evidence=a.summary,
-            expected_impact=f"p95 {now / 1000:.2f} s -> {before / 1000:.2f} s: -{gain:.0f}% latency for "
-            f"{calls_day:.0f} calls/day",
-            expected_gain_percent=round(gain, 2), calls_per_day=round(calls_day, 2),
-        )  # fmt: skip
-    p95 = float(ev["p95_ms"]) / 1000
-    gain = 100 * (p95 - slow_bound) / p95
+        action = (f"{a.tool}: find what made it slower recently (a deployment of {a.component or 'its module'}, "
+                  "more data, a slower dependency) and undo or optimise it")  # fmt: skip
+        return _latency(a, float(ev["recent_p95_ms"]) / 1000, float(ev["earlier_p95_ms"]) / 1000, action, calls_day)
+    action = (f"{a.tool}: cache or precompute its result, or move the slow work off the request path "
+              "(a background task the caller can poll)")  # fmt: skip
+    return _latency(a, float(ev["p95_ms"]) / 1000, slow_bound, action, calls_day)
+
+
+def _latency(a: Anomaly, p95: float, target: float, action: str, calls_day: float) -> Suggestion:
+    """A suggestion to bring a tool's p95 (seconds) down to ``target``."""
+    gain = 100 * (p95 - target) / p95
     return Suggestion(
-        priority="high" if a.severity == "high" else "medium", tool=a.tool, component=a.component,
-        action=f"{a.tool}: cache or precompute its result, or move the slow work off the request path "
-        "(a background task the caller can poll)",
+        priority="high" if a.severity == "high" else "medium", tool=a.tool, component=a.component, action=action,
         evidence=a.summary,
-        expected_impact=f"p95 {p95:.2f} s -> {slow_bound:.2f} s: -{gain:.0f}% latency for {calls_day:.0f} calls/day",
+        expected_impact=f"p95 {p95:.2f} s -> {target:.2f} s: -{gain:.0f}% latency for {calls_day:.0f} calls/day",
         expected_gain_percent=round(gain, 2), calls_per_day=round(calls_day, 2),
     )  # fmt: skip
 

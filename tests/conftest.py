@@ -131,3 +131,17 @@ async def mcp_as(base: str, key: str) -> AsyncIterator[Client]:
         Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
     ):
         yield client
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    """The real server over HTTP in a subprocess, with the API key ``tests.test_transports.KEY``."""
+    from tests.test_transports import KEY, start_http
+
+    proc, base = start_http(tmp_path, SELF_BUILDING_MCP_API_KEY=KEY)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        assert KEY not in err  # the key never reaches the logs

@@ -3,16 +3,14 @@ real tool calls and ingestion, and the API-key protection (or a loopback scraper
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import mcp_as
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, TENANTS_TOML
 from tests.test_transports import KEY, start_http
 
@@ -31,33 +29,20 @@ def scrape(base: str, key: str | None = KEY) -> dict[tuple[str, tuple[tuple[str,
     return samples
 
 
-@pytest.fixture
-def keyed_server(tmp_path: Path) -> Iterator[str]:
-    proc, base = start_http(tmp_path, SELF_BUILDING_MCP_API_KEY=KEY)
-    try:
-        yield base
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
-
-
 @pytest.mark.anyio
-async def test_counters_move_with_real_tool_calls(keyed_server: str) -> None:
-    before = scrape(keyed_server)
+async def test_counters_move_with_real_tool_calls(http_server: str) -> None:
+    before = scrape(http_server)
     assert ("mcp_tool_calls_total", (("outcome", "ok"), ("tool", "get_system_status"))) not in before
     points = [{"name": "shop.latency_ms", "value": float(i)} for i in range(3)]
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http,
-        Client(streamable_http_client(f"{keyed_server}/mcp", http_client=http)) as client,
-    ):
+    async with mcp_as(http_server, KEY) as client:
         await client.call_tool("get_system_status", {})
         await client.call_tool("get_system_status", {})
         bad = await client.call_tool("get_deployment", {"deployment_id": "no-such-deployment"})
         await client.call_tool("ingest_telemetry", {"tenant_id": "acme", "metrics": points})
         assert bad.is_error
-        middle = scrape(keyed_server)
+        middle = scrape(http_server)
         await client.call_tool("get_system_status", {})
-    after = scrape(keyed_server)
+    after = scrape(http_server)
 
     ok = ("mcp_tool_calls_total", (("outcome", "ok"), ("tool", "get_system_status")))
     assert middle[ok] == 2 and after[ok] == 3
@@ -71,9 +56,9 @@ async def test_counters_move_with_real_tool_calls(keyed_server: str) -> None:
     assert after[("improvement_deployments_total", (("outcome", "rolled_back"),))] == 0
 
 
-def test_metrics_need_the_key(keyed_server: str) -> None:
-    assert httpx2.get(f"{keyed_server}/metrics", timeout=10).status_code == 401
-    wrong = httpx2.get(f"{keyed_server}/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
+def test_metrics_need_the_key(http_server: str) -> None:
+    assert httpx2.get(f"{http_server}/metrics", timeout=10).status_code == 401
+    wrong = httpx2.get(f"{http_server}/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
     assert wrong.status_code == 401 and "Bearer" in wrong.headers["www-authenticate"]
     assert KEY not in wrong.text
 
@@ -115,10 +100,7 @@ async def test_monitoring_events_and_breaker_state_are_scraped(tmp_path: Path) -
         SELF_BUILDING_CLOUDWATCH=unreachable, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
     )  # fmt: skip
     try:
-        async with (
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as http,
-            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-        ):
+        async with mcp_as(base, KEY) as client:
             await client.call_tool("set_monitoring_thresholds", {"memory_percent": 1, "consecutive_samples": 1})
             await client.call_tool("start_monitoring", {"interval_seconds": 0.2})
             with anyio.fail_after(30):

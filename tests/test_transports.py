@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,17 +154,6 @@ def start_http(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen
             time.sleep(0.1)
     proc.kill()
     raise AssertionError("server did not start")
-
-
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[str]:
-    proc, base = start_http(tmp_path, SELF_BUILDING_MCP_API_KEY=KEY)
-    try:
-        yield base
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-        assert KEY not in err  # the key never reaches the logs
 
 
 INIT = {

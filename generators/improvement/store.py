@@ -142,17 +142,23 @@ class SqliteCycleStore:
         """Cycles still at work, newest first: running, or with a change held for approval, being deployed or
         monitored. At most ``limit``, and whether there were more."""
         busy = "', '".join(ACTIVE_CANDIDATE_STATUSES)
-        with self._lock:
-            ids = [
-                r[0]
-                for r in self._conn.execute(
-                    "SELECT id FROM cycles WHERE status = 'running' OR id IN"
-                    f" (SELECT cycle_id FROM candidates WHERE status IN ('{busy}')) ORDER BY started_at DESC LIMIT ?",
-                    (limit + 1,),
-                ).fetchall()
-            ]
-        found = [cycle for cycle in (self.get(i) for i in ids[:limit]) if cycle is not None]
-        return found, len(ids) > limit
+        with self._lock:  # two queries however many cycles: this is read after every change a listener hears of
+            rows = self._conn.execute(
+                f"SELECT {_CYCLE} FROM cycles WHERE status = 'running' OR id IN"
+                f" (SELECT cycle_id FROM candidates WHERE status IN ('{busy}')) ORDER BY started_at DESC LIMIT ?",
+                (limit + 1,),
+            ).fetchall()
+            cycles = [_cycle(r) for r in rows[:limit]]
+            marks = ", ".join("?" * len(cycles))
+            candidates = self._conn.execute(
+                f"SELECT {_CANDIDATE} FROM candidates WHERE cycle_id IN ({marks}) ORDER BY cycle_id, position",
+                [c.id for c in cycles],
+            ).fetchall()
+        by_cycle = {c.id: c for c in cycles}
+        for row in candidates:
+            candidate = _candidate(row)
+            by_cycle[candidate.cycle_id].candidates.append(candidate)
+        return cycles, len(rows) > limit
 
     def tallies(self) -> dict[str, dict[str, int]]:
         """How many cycles and candidates there are in each status (all time): ``{"cycles": .., "candidates": ..}``."""
