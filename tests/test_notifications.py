@@ -15,6 +15,7 @@ from mcp import MCPError
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from server.live_resources import SelfBuildingServer
+from server.notifications import Notifier
 from server.settings import Settings
 from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
@@ -227,6 +228,17 @@ async def test_connections_are_forgotten_when_clients_go(make_server: ServerFact
                     await legacy.subscribe_resource("monitoring://events")
                     await legacy.set_logging_level("info")
                 assert notifier.tracked() == 1
-        gc.collect()
+            await forgotten(notifier)
         assert notifier.tracked() == 0
         await call(keeper, "get_system_status")
+
+
+async def forgotten(notifier: Notifier) -> None:
+    """Wait (bounded) until the notifier holds no connection: a closed client's connection is freed once its
+    server-side task has ended and the cycle collector has run."""
+    with anyio.fail_after(10):
+        while True:
+            gc.collect()
+            if notifier.tracked() == 0:
+                return
+            await anyio.sleep(0.05)
