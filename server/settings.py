@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where SQLite databases live.")
-    workspace: Path = Field(default_factory=Path.cwd, description="Workspace the server writes scripts and code into.")
+    workspace: Path = Field(
+        default_factory=lambda data: Path(data["data_dir"]) / "workspace",
+        description="Workspace the server writes scripts and code into (default: 'workspace' in the data directory, "
+        "created on first use; never the current directory).",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP transport binds to.")
     http_port: int = Field(8765, ge=0, le=65535, description="Port of the HTTP transport (0 picks a free one).")
     mcp_api_key: SecretStr | None = Field(
@@ -70,6 +74,49 @@ class Settings(BaseSettings):
     )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origin headers accepted on /mcp; loopback origins are always allowed."
+    )
+    http_max_connections: int = Field(
+        1_000,
+        ge=8,
+        le=1_000_000,
+        description="Open HTTP connections at most (keep it below the process's open-file limit); at the cap the "
+        "connection that has waited longest without sending a request is closed to make room.",
+    )
+    http_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Longest silence while a request is arriving, and the time a new connection has to start one.",
+    )
+    http_request_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="A request's head and body must have arrived within this; else 408 and close."
+    )
+    http_keepalive_timeout_seconds: float = Field(
+        5.0, gt=0, le=600, description="An idle keep-alive connection is closed after this."
+    )
+    http_write_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A client that takes none of what the server sends it for this long is disconnected.",
+    )
+    legacy_sessions_per_key: int = Field(
+        32, ge=1, le=10_000, description="Open legacy (2025-era) MCP sessions per API key; the oldest is closed first."
+    )
+    legacy_session_idle_seconds: float = Field(
+        600.0, ge=5, le=86_400, description="A legacy MCP session with no request for this long is closed."
+    )
+    notification_queue_max: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Notifications waiting per client connection; beyond it the oldest are dropped (and counted).",
+    )
+    notification_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A client connection that has taken no notification for this long is dropped from push.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
     metrics_open_on_loopback: bool = Field(
