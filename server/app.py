@@ -264,6 +264,7 @@ def create_server(
     server.watched = watched
     server.feed = feed
     server.notifier = notifier
+    server.metrics_registry = metrics.registry
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
     server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, bus).streams.stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -10,11 +11,15 @@ from collections.abc import Awaitable, Callable
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from server import __version__
+from server.body_limits import KIB, BodyLimits
+from server.http_limits import ConnectionCollector, ConnectionGuard, HttpLimits, connection_budget, guarded_protocol
+from server.http_sessions import cap_sessions
+from server.log_flood import FloodFilter, guard_handlers, install_loop_handler
 from server.settings import Settings, is_loopback
 
 logger = logging.getLogger(__name__)
@@ -22,6 +27,10 @@ LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 GRACEFUL_SHUTDOWN_SECONDS = 5
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+# Request bodies per route: the SDK bounds /mcp itself (4 MiB); a dashboard sign-in needs a few hundred bytes.
+BODY_LIMITS = (("/mcp", None), ("/dashboard/api/login", 4 * KIB), ("/dashboard/api/", 16 * KIB))
+# Loggers a client can make write once per request or connection (bad requests, refused sessions, failed accepts).
+FLOODABLE_LOGGERS = ("uvicorn", "asyncio", "mcp.server", "server.http", "server.body_limits")
 
 
 class UnsafeBindError(ValueError):
@@ -54,8 +63,9 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
-    """The ASGI app: ``/mcp`` plus ``/health``. Its lifespan runs the MCP session manager (and our services)."""
+def build_http_app(server: MCPServer, settings: Settings) -> ASGIApp:
+    """The ASGI app: ``/mcp`` plus ``/health`` and the other routes. Its lifespan runs the MCP session manager (and
+    our services). Request bodies are bounded per route; each key holds a bounded number of legacy sessions."""
     started = time.time()
 
     async def health(_: Request) -> Response:
@@ -72,15 +82,37 @@ def build_http_app(server: MCPServer, settings: Settings) -> Starlette:
         "/health", methods=["GET"], include_in_schema=False
     )
     add_route(health)
-    return server.streamable_http_app(
-        streamable_http_path="/mcp", transport_security=transport_security(settings), host=settings.http_host
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=transport_security(settings),
+        host=settings.http_host,
+        session_idle_timeout=settings.legacy_session_idle_seconds,
+    )
+    cap_sessions(app, server.session_manager.handle_request, settings.legacy_sessions_per_key)
+    return BodyLimits(app, BODY_LIMITS)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_connections=connection_budget(settings.http_max_connections),
+        read_timeout=settings.http_read_timeout_seconds,
+        request_timeout=settings.http_request_timeout_seconds,
+        keepalive_timeout=settings.http_keepalive_timeout_seconds,
+        write_timeout=settings.http_write_timeout_seconds,
     )
 
 
 async def serve_http(server: MCPServer, settings: Settings) -> None:
-    """Run uvicorn until interrupted."""
+    """Run uvicorn until interrupted, with bounded connections and a log that clients cannot flood."""
     check_bind(settings)
     app = build_http_app(server, settings)
+    guard = ConnectionGuard(http_limits(settings))
+    flood = FloodFilter(FLOODABLE_LOGGERS)
+    guard_handlers(flood)
+    install_loop_handler(asyncio.get_running_loop(), guard.stats.count_accept_error)
+    registry = getattr(server, "metrics_registry", None)
+    if registry is not None:
+        registry.register(ConnectionCollector(guard.stats, flood))
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -89,10 +121,17 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
+        http=guarded_protocol(guard),
+        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout_seconds)),
         # Long-lived streams (dashboard events, MCP SSE) do not hold a stop up: after this they are cut.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    logger.info("serving MCP over HTTP at http://%s:%d/mcp", settings.http_host, settings.http_port)
+    logger.info(
+        "serving MCP over HTTP at http://%s:%d/mcp (at most %d connections)",
+        settings.http_host,
+        settings.http_port,
+        guard.limits.max_connections,
+    )
     await _Uvicorn(config, getattr(server, "on_http_stop", [])).serve()
 
 

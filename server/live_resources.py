@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Resource as MCPResource
+from prometheus_client import CollectorRegistry
 
 from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
@@ -227,6 +228,7 @@ class SelfBuildingServer(MCPServer):
     watched: Watched | None = None
     feed: ChangeFeed | None = None
     notifier: Notifier | None = None
+    metrics_registry: CollectorRegistry | None = None  # the HTTP transport adds its connection figures to it
     on_http_stop: list[Callable[[], None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
