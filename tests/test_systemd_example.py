@@ -21,6 +21,7 @@ HARDENING = {
     "Restart": "on-failure",
     "MemoryMax": "2G",
     "CPUQuota": "200%",
+    "LimitNOFILE": "65536",  # room for the HTTP connection cap and the server's own files
 }
 
 
