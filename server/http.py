@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
@@ -27,8 +27,12 @@ LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 GRACEFUL_SHUTDOWN_SECONDS = 5
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
-# Request bodies per route: the SDK bounds /mcp itself (4 MiB); a dashboard sign-in needs a few hundred bytes.
-BODY_LIMITS = (("/mcp", None), ("/dashboard/api/login", 4 * KIB), ("/dashboard/api/", 16 * KIB))
+# Request bodies per route: /mcp as the SDK bounds it (4 MiB); a dashboard sign-in needs a few hundred bytes.
+BODY_LIMITS = (
+    ("/mcp", DEFAULT_MAX_REQUEST_BODY_SIZE),
+    ("/dashboard/api/login", 4 * KIB),
+    ("/dashboard/api/", 16 * KIB),
+)
 # Loggers a client can make write once per request or connection (bad requests, refused sessions, failed accepts).
 FLOODABLE_LOGGERS = ("uvicorn", "asyncio", "mcp.server", "server.http", "server.body_limits")
 
@@ -92,9 +96,9 @@ def build_http_app(server: MCPServer, settings: Settings) -> ASGIApp:
     return BodyLimits(app, BODY_LIMITS)
 
 
-def http_limits(settings: Settings) -> HttpLimits:
+def http_limits(settings: Settings, max_connections: int) -> HttpLimits:
     return HttpLimits(
-        max_connections=connection_budget(settings.http_max_connections),
+        max_connections=max_connections,
         read_timeout=settings.http_read_timeout_seconds,
         request_timeout=settings.http_request_timeout_seconds,
         keepalive_timeout=settings.http_keepalive_timeout_seconds,
@@ -106,7 +110,8 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
     """Run uvicorn until interrupted, with bounded connections and a log that clients cannot flood."""
     check_bind(settings)
     app = build_http_app(server, settings)
-    guard = ConnectionGuard(http_limits(settings))
+    budget = connection_budget(settings.http_max_connections)
+    guard = ConnectionGuard(http_limits(settings, budget.connections))
     flood = FloodFilter(FLOODABLE_LOGGERS)
     guard_handlers(flood)
     install_loop_handler(asyncio.get_running_loop(), guard.stats.count_accept_error)
@@ -122,6 +127,7 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
         lifespan="on",
         server_header=False,
         http=guarded_protocol(guard),
+        backlog=budget.backlog,
         timeout_keep_alive=max(1, round(settings.http_keepalive_timeout_seconds)),
         # Long-lived streams (dashboard events, MCP SSE) do not hold a stop up: after this they are cut.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -38,6 +38,7 @@ FULL_503 = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection
 CLOSE_GRACE_SECONDS = 1.0  # a closing connection whose last bytes the client does not take is cut after this
 FD_RESERVE_MIN = 64  # descriptors kept for databases, logs, sandboxed subprocesses and the listening socket
 FD_LIMIT_CEILING = 1 << 20
+MAX_BACKLOG = 2048  # uvicorn's default listen queue
 REASONS = ("evicted", "refused", "header_timeout", "body_timeout", "write_timeout")
 
 
@@ -65,42 +66,52 @@ class ConnectionStats:
 
 
 class ConnectionGuard:
-    """The connections of one HTTP server: admission at the cap and the order in which idle ones give way."""
+    """The connections of one HTTP server: admission at the cap and the order in which idle ones give way.
+
+    Idle connections that have never completed a request (fresh, silent, or still sending a head) give way first,
+    oldest first; keep-alive connections that have been served (a client that has shown itself) only when there are
+    no others — so a churn of newcomers cannot take a working client's connection from under it.
+    """
 
     def __init__(self, limits: HttpLimits) -> None:
         self.limits = limits
         self.stats = ConnectionStats(limit=limits.max_connections)
         self._open: set[GuardedH11Protocol] = set()
-        self._waiting: OrderedDict[GuardedH11Protocol, None] = OrderedDict()  # no request in progress, oldest first
+        # No request in progress, oldest first: never served yet, and served before (kept alive).
+        self._unproven: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
+        self._kept: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
 
     def admit(self, conn: GuardedH11Protocol) -> bool:
         """Count a new connection in; at the cap close the longest-waiting idle one, or refuse the newcomer."""
         self.stats.accepted += 1
         if len(self._open) >= self.limits.max_connections:
-            if not self._waiting:
+            idle = self._unproven or self._kept
+            if not idle:
                 self.stats.closed["refused"] += 1
                 return False
-            oldest, _ = self._waiting.popitem(last=False)
+            oldest, _ = idle.popitem(last=False)
             self._open.discard(oldest)  # its descriptor is released as the loop runs on; it no longer counts
             oldest.cut("evicted")
         self._open.add(conn)
-        self._waiting[conn] = None
+        self._unproven[conn] = None
         self.stats.open = len(self._open)
         return True
 
-    def waiting(self, conn: GuardedH11Protocol) -> None:
-        """``conn`` has no request in progress (it may give way to a newcomer)."""
+    def waiting(self, conn: GuardedH11Protocol, served: bool) -> None:
+        """``conn`` has no request in progress (it may give way to a newcomer); ``served``: it has had a response."""
         if conn in self._open:
-            self._waiting[conn] = None
-            self._waiting.move_to_end(conn)
+            idle = self._kept if served else self._unproven
+            idle[conn] = None
+            idle.move_to_end(conn)
 
     def busy(self, conn: GuardedH11Protocol) -> None:
         """``conn`` has a request in progress (it is never closed for a newcomer)."""
-        self._waiting.pop(conn, None)
+        self._unproven.pop(conn, None)
+        self._kept.pop(conn, None)
 
     def gone(self, conn: GuardedH11Protocol) -> None:
         self._open.discard(conn)
-        self._waiting.pop(conn, None)
+        self.busy(conn)
         self.stats.open = len(self._open)
 
 
@@ -117,6 +128,7 @@ class GuardedH11Protocol(H11Protocol):
         self._request_deadline = 0.0
         self._admitted = False
         self._heard = False  # any bytes of the request now awaited (a silent connection is closed without a word)
+        self._served = False  # a response has been completed on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -139,6 +151,7 @@ class GuardedH11Protocol(H11Protocol):
         self._follow_request()
 
     def on_response_complete(self) -> None:
+        self._served = True
         super().on_response_complete()
         if not self.transport.is_closing():
             self._follow_request()
@@ -190,7 +203,7 @@ class GuardedH11Protocol(H11Protocol):
     def _await_head(self) -> None:
         self._phase = "head"
         self._heard = False
-        self.guard.waiting(self)
+        self.guard.waiting(self, served=self._served)
         self._arm_read(self.guard.limits.read_timeout)
 
     def _arm_read(self, delay: float) -> None:
@@ -223,9 +236,17 @@ def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:
     return type("ServerH11Protocol", (GuardedH11Protocol,), {"guard": guard})
 
 
-def connection_budget(wanted: int) -> int:
+@dataclass(frozen=True)
+class Budget:
+    connections: int  # open connections allowed at once
+    backlog: int  # the listen queue, which is also how many connections asyncio accepts in one go
+
+
+def connection_budget(wanted: int) -> Budget:
     """How many connections this process can hold: raises the soft open-file limit to the hard one (as servers
-    commonly do), then keeps a reserve of descriptors for everything that is not a client connection."""
+    commonly do), then keeps descriptors in reserve for everything that is not a client connection, and for one
+    burst of accepts (asyncio accepts up to the backlog at once, before any connection is seen and counted) and
+    the descriptors of as many connections closed to make room (released as the loop runs on)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = FD_LIMIT_CEILING if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_CEILING)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -235,9 +256,9 @@ def connection_budget(wanted: int) -> int:
         except (ValueError, OSError):
             logger.debug("could not raise the open-file limit from %d to %d", soft, target, exc_info=True)
     if soft == resource.RLIM_INFINITY:
-        return wanted
-    reserve = max(FD_RESERVE_MIN, soft // 8)
-    budget = max(8, soft - reserve)
+        return Budget(wanted, MAX_BACKLOG)
+    backlog = min(MAX_BACKLOG, max(16, soft // 8))
+    budget = max(8, soft - max(FD_RESERVE_MIN, soft // 8) - 2 * backlog)  # accepted, and as many evicted
     if budget < wanted:
         logger.warning(
             "HTTP connections capped at %d (not %d): the open-file limit is %d; raise it (systemd: LimitNOFILE=) "
@@ -246,8 +267,8 @@ def connection_budget(wanted: int) -> int:
             wanted,
             soft,
         )
-        return budget
-    return wanted
+        return Budget(budget, backlog)
+    return Budget(wanted, backlog)
 
 
 class ConnectionCollector(Collector):

@@ -4,6 +4,7 @@ log, bodies are bounded per route, and one key cannot fill the legacy session ta
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import socket
 import subprocess
@@ -216,3 +217,35 @@ def test_one_key_cannot_fill_the_legacy_session_table(tmp_path: Path) -> None:
         assert not any(alive("r" * 32, s) for s in reader_sessions[:-4])  # the oldest were ended
         assert alive("a" * 32, admin_session)  # another key's session is untouched
         assert initialize("a" * 32)
+
+
+def test_a_client_that_leaves_mid_upload_is_noted_quietly(tmp_path: Path) -> None:
+    with serve(tmp_path) as server:
+        for version in (b"", b"MCP-Protocol-Version: 2026-07-28\r\n"):
+            with server.connect() as sock:
+                sock.sendall(
+                    b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n" % server.port
+                    + b"Accept: application/json, text/event-stream\r\n"
+                    + version
+                    + b'Content-Length: 1000\r\n\r\n{"jsonrpc": '
+                )
+        deadline = time.monotonic() + WAIT
+        while server.log.read_text().count("went away while sending") < 2:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.1)
+        assert httpx2.get(f"{server.base}/health", timeout=WAIT).status_code == 200
+    log = server.log.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log
+
+
+def test_an_mcp_body_over_the_limit_gets_a_json_rpc_error(tmp_path: Path) -> None:
+    with serve(tmp_path) as server, server.connect() as sock:
+        sock.sendall(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n" % server.port
+            + b"Content-Length: 50000000\r\n\r\n"
+        )
+        reply = closed_by_server(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    error = json.loads(body)
+    assert error["jsonrpc"] == "2.0" and error["id"] is None and error["error"]["code"] == -32600
