@@ -86,10 +86,11 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         le=600,
-        description="Longest silence while a request is arriving, and the time a new connection has to start one.",
+        description="A request head must be complete this long after the connection is ready for one; a body may "
+        "pause at most this long.",
     )
     http_request_timeout_seconds: float = Field(
-        60.0, gt=0, le=3600, description="A request's head and body must have arrived within this; else 408 and close."
+        60.0, gt=0, le=3600, description="A request body must be complete within this of its head; else 408 and close."
     )
     http_keepalive_timeout_seconds: float = Field(
         5.0, gt=0, le=600, description="An idle keep-alive connection is closed after this."
