@@ -19,6 +19,7 @@ from server import __version__
 from server.body_limits import KIB, BodyLimits
 from server.http_limits import ConnectionCollector, ConnectionGuard, HttpLimits, connection_budget, guarded_protocol
 from server.http_sessions import cap_sessions
+from server.jsonrpc_guard import guard_json_rpc
 from server.log_flood import FloodFilter, guard_handlers, install_loop_handler
 from server.settings import Settings, is_loopback
 
@@ -93,6 +94,7 @@ def build_http_app(server: MCPServer, settings: Settings) -> ASGIApp:
         session_idle_timeout=settings.legacy_session_idle_seconds,
     )
     cap_sessions(app, server.session_manager.handle_request, settings.legacy_sessions_per_key)
+    guard_json_rpc(app, "/mcp")  # malformed JSON-RPC gets 400 and an error, never silence
     return BodyLimits(app, BODY_LIMITS)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import psutil
 
@@ -14,6 +16,8 @@ from telemetry.models import CpuStatus, DiskUsage, HostSample, IoCounters, Memor
 
 # Pseudo and read-only image file systems that say nothing about free space.
 _IGNORED_FSTYPES = frozenset({"squashfs", "iso9660", "tmpfs", "devtmpfs", "overlay", "proc", "sysfs", "nsfs"})
+# The kernel counts CPU time in scheduler ticks (usually 10 ms): a shorter window reads 0 % or noise.
+MIN_CPU_WINDOW_SECONDS = 0.25
 
 
 class HostSource(Protocol):
@@ -24,19 +28,76 @@ class HostSource(Protocol):
         ...
 
 
+class CpuMeter:
+    """CPU use between two readings of the kernel's cumulative CPU times, with this meter's own baseline.
+
+    Not ``psutil.cpu_percent(interval=None)``: it keeps its previous reading per *thread*, and samples are taken on
+    whichever worker thread is free, so a first reading on a thread compared two instants microseconds apart and
+    said 0 % even with every core saturated. The arithmetic is psutil's (busy = total - idle - iowait; on Linux the
+    guest times are already inside user and nice).
+    """
+
+    def __init__(
+        self,
+        min_window: float = MIN_CPU_WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._min_window = min_window
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._times = psutil.cpu_times(percpu=True)
+        self._at = clock()
+        self._measured = False
+
+    def read(self) -> tuple[list[float], float | None]:
+        """Per-core busy percentages and the iowait percentage since the previous reading (or since the meter was
+        made). The first reading waits until its window is at least ``min_window`` long; later ones never wait."""
+        with self._lock:
+            if not self._measured:
+                self._sleep(max(0.0, self._min_window - (self._clock() - self._at)))
+                self._measured = True
+            before, now = self._times, psutil.cpu_times(percpu=True)
+            self._times, self._at = now, self._clock()
+        if len(before) != len(now):  # a core came or went: no common window this time
+            return [0.0] * len(now), None
+        deltas = [_deltas(a, b) for a, b in zip(before, now, strict=True)]
+        per_core = [_busy_percent(d) for d in deltas]
+        total = sum(_total(d) for d in deltas)
+        iowait = [d.get("iowait") for d in deltas]
+        if any(v is None for v in iowait):
+            return per_core, None
+        return per_core, round(100.0 * sum(v or 0.0 for v in iowait) / total, 1) if total > 0 else 0.0
+
+
+def _deltas(before: Any, after: Any) -> dict[str, float]:
+    # Counters can step back a little (psutil issues 392, 645, 1210): clamp at zero, as psutil and top do.
+    return {field: max(0.0, getattr(after, field) - getattr(before, field)) for field in after._fields}
+
+
+def _total(delta: dict[str, float]) -> float:
+    return sum(delta.values()) - delta.get("guest", 0.0) - delta.get("guest_nice", 0.0)
+
+
+def _busy_percent(delta: dict[str, float]) -> float:
+    total = _total(delta)
+    busy = total - delta.get("idle", 0.0) - delta.get("iowait", 0.0)
+    return round(min(100.0, max(0.0, 100.0 * busy / total)), 1) if total > 0 else 0.0
+
+
 class PsutilHostSource:
     """Reads the real host with psutil."""
 
     def __init__(self) -> None:
-        # cpu_percent(interval=None) measures since the previous call: prime it so the first sample is real.
-        psutil.cpu_percent(interval=None, percpu=True)
-        psutil.cpu_times_percent(interval=None)
+        self._cpu = CpuMeter()  # its baseline is now: the first sample measures CPU use from here
         self._boot_time = psutil.boot_time()
         self._hostname = socket.gethostname()
         self._platform = f"{platform.system()} {platform.release()}"
 
     def sample(self) -> HostSample:
-        per_core = [float(v) for v in psutil.cpu_percent(interval=None, percpu=True)]
+        per_core, iowait = self._cpu.read()
         total = round(sum(per_core) / len(per_core), 1) if per_core else 0.0
         vm = psutil.virtual_memory()
         swap = psutil.swap_memory()
@@ -52,7 +113,7 @@ class PsutilHostSource:
                 per_core=per_core,
                 logical_cores=len(per_core),
                 load_average=_load_average(),
-                iowait_percent=_iowait(),
+                iowait_percent=iowait,
             ),
             memory=MemoryStatus(
                 total_bytes=vm.total,
@@ -79,11 +140,6 @@ def _load_average() -> tuple[float, float, float] | None:
     except (AttributeError, OSError):
         return None
     return (round(one, 2), round(five, 2), round(fifteen, 2))
-
-
-def _iowait() -> float | None:
-    value = getattr(psutil.cpu_times_percent(interval=None), "iowait", None)
-    return float(value) if value is not None else None
 
 
 def _usage(mountpoint: str, device: str, fstype: str) -> DiskUsage:

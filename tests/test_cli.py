@@ -135,3 +135,61 @@ def test_nested_settings_merge_file_and_environment(tmp_path: Path, monkeypatch:
     cloudwatch = load_settings(config).cloudwatch
     assert cloudwatch.alarm_names == ["db-cpu"]  # from the environment
     assert cloudwatch.region == "eu-west-1" and cloudwatch.alarm_name_prefix == "shop-"  # kept from the file
+
+
+def test_status_prints_only_warnings_and_errors(tmp_path: Path) -> None:
+    proc = run(tmp_path, "status")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if " INFO " in line or " DEBUG " in line] == []
+
+
+def offline_inputs(tmp_path: Path, lines: int) -> dict[str, Path]:
+    log = tmp_path / "app.log"
+    log.write_text(
+        "".join(
+            f"2024-05-01 10:00:{i % 60:02d} ERROR db: connection {i} to 10.0.0.{i % 255} refused\n"
+            for i in range(lines)
+        ),
+        encoding="utf-8",
+    )
+    series = tmp_path / "series.csv"
+    series.write_text("timestamp,value\n" + "".join(f"{i},{i % 7}\n" for i in range(lines)), encoding="utf-8")
+    return {"log-patterns": log, "detect-anomalies": series}
+
+
+@pytest.mark.parametrize("command", ["log-patterns", "detect-anomalies", "status"])
+def test_a_reader_gone_before_the_first_line_ends_it_quietly(tmp_path: Path, command: str) -> None:
+    """Exit 141 (128 + SIGPIPE, what a shell reports for ``cat big | head``), without a traceback."""
+    args = [command, str(offline_inputs(tmp_path, 50)[command])] if command != "status" else [command]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SELF_BUILDING_")}
+    environ.update(SELF_BUILDING_DATA_DIR=str(tmp_path / "data"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a real pipe whose reader has already gone
+    try:
+        proc = subprocess.run(
+            [*COMMAND, *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environ,
+            cwd=tmp_path,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+def test_log_patterns_piped_into_head_stops_quietly(tmp_path: Path) -> None:
+    """``log-patterns FILE | head -n 1``: megabytes of output, the reader leaves after the first line."""
+    log = offline_inputs(tmp_path, 60_000)["log-patterns"]
+    proc = subprocess.Popen(
+        [*COMMAND, "log-patterns", str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["template"]
+    proc.stdout.close()  # what head does after its lines; the rest cannot fit in the pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err

@@ -1,12 +1,15 @@
-"""The ``diagnose_system`` prompt (status → performance analysis → remediation script) and argument completion."""
+"""The ``diagnose_system`` prompt (status → performance analysis → remediation script), argument completion, and
+the answer to a prompt name the server does not have."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mcp import MCPError
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.types import Completion, CompletionArgument, PromptReference, ResourceTemplateReference
+from mcp.types import INVALID_PARAMS, Completion, CompletionArgument, PromptReference, ResourceTemplateReference
 
 PLATFORMS = ("auto", "bash", "powershell")
 SYMPTOMS = (
@@ -22,6 +25,7 @@ CompletionHandler = Callable[
     [PromptReference | ResourceTemplateReference, CompletionArgument, Any], Awaitable[Completion | None]
 ]
 MAX_COMPLETIONS = 100  # the protocol's cap per response
+MAX_NAME_ECHO = 64  # of an unknown prompt name, what the error repeats
 
 
 def complete_argument(prompt: str, argument: str, prefix: str) -> list[str]:
@@ -32,8 +36,30 @@ def complete_argument(prompt: str, argument: str, prefix: str) -> list[str]:
     return [c for c in choices if c.lower().startswith(prefix.lower())][:MAX_COMPLETIONS]
 
 
+def unknown_prompts(server: MCPServer) -> ServerMiddleware[Any]:
+    """Middleware answering ``prompts/get`` for a name the server lacks with invalid params (-32602), naming the
+    prompts it has. Without it the SDK turns its own ``ValueError("Unknown prompt")`` into JSON-RPC code 0 and logs a
+    traceback at ERROR, as if the server had crashed."""
+
+    async def refuse_unknown_prompts(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        name = ctx.params.get("name") if ctx.method == "prompts/get" and isinstance(ctx.params, dict) else None
+        if isinstance(name, str):
+            known = sorted(prompt.name for prompt in await server.list_prompts())
+            if name not in known:
+                shown = name if len(name) <= MAX_NAME_ECHO else name[:MAX_NAME_ECHO] + "..."
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown prompt {shown!r}. This server's prompts: {', '.join(known) or 'none'} "
+                    "(prompts/list describes them and their arguments).",
+                )
+        return await call_next(ctx)
+
+    return refuse_unknown_prompts
+
+
 def register(server: MCPServer) -> None:
-    """Add the prompts and the completion handler to ``server``."""
+    """Add the prompts, the completion handler and the unknown-prompt answer to ``server``."""
+    server.middleware.append(unknown_prompts(server))
 
     @server.prompt(title="Diagnose this system")
     def diagnose_system(symptom: str = "", platform: str = "auto") -> str:
