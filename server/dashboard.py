@@ -10,30 +10,29 @@ only listens on loopback and the page is open there. Every route checks the Host
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.server.transport_security import TransportSecurityMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from server.dashboard_data import InsightCache, dashboard_state
+from server.dashboard_stream import ChangeStreams
 from server.http import transport_security
+from server.jsonrpc_guard import loads_bounded
+from server.notifications import Notifier
 from server.settings import Settings
 from telemetry.ingest import TENANT_PATTERN
 from tools.access import AccessDenied, Caller, authorize, caller_from_token, current_caller
@@ -47,9 +46,6 @@ SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 1_000
 MAX_SESSIONS_PER_KEY = 20
 MAX_FAILED_SIGN_INS = 10  # per client address and minute
-STOP = "\0stop"
-TICK = "event: tick\ndata: {}\n\n"
-STREAM_SECONDS = 60.0  # each event stream ends after this and the browser reconnects (server stops stay quick)
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -59,6 +55,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+BODY_DEPTH = 8  # a dashboard action is a flat object
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -139,17 +136,16 @@ class Dashboard:
     """The dashboard's routes: each handler runs as the signed-in key (see :meth:`guarded`)."""
 
     def __init__(
-        self, settings: Settings, verifier: TokenVerifier | None, ref: ServicesRef, bus: InMemorySubscriptionBus
+        self, settings: Settings, verifier: TokenVerifier | None, ref: ServicesRef, notifier: Notifier
     ) -> None:
         self.settings = settings
         self.verifier = verifier
         self.ref = ref
-        self.bus = bus
         self.security = TransportSecurityMiddleware(transport_security(settings))
         self.sessions = Sessions()
         self.failures = FailedSignIns()
         self.insights = InsightCache()
-        self.streams = ChangeStreams(bus, settings.dashboard_update_seconds)
+        self.streams = ChangeStreams(notifier, settings.dashboard_update_seconds)
 
     def routes(self) -> list[tuple[str, str, bool, Handler]]:
         """(path, method, needs a signed-in key, handler) of every route."""
@@ -181,6 +177,8 @@ class Dashboard:
             reset = auth_context_var.set(AuthenticatedUser(token)) if token is not None else None
             try:
                 return await handler(request)
+            except BadBody as exc:
+                return _error(400, str(exc))
             except AccessDenied as exc:
                 return _error(403, str(exc))
             except ToolError as exc:
@@ -263,11 +261,8 @@ class Dashboard:
         return _json(done.model_dump(mode="json"))
 
     async def stream(self, _: Request) -> Response:
-        return StreamingResponse(
-            self.streams.events(),
-            media_type="text/event-stream",
-            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
-        )
+        # The caller is read now: the stream runs after this handler has returned, outside its sign-in.
+        return self.streams.response(current_caller(), {**SECURITY_HEADERS, "X-Accel-Buffering": "no"})
 
 
 def add_dashboard_routes(
@@ -275,67 +270,32 @@ def add_dashboard_routes(
     settings: Settings,
     verifier: TokenVerifier | None,
     ref: ServicesRef,
-    bus: InMemorySubscriptionBus,
+    notifier: Notifier,
 ) -> Dashboard:
     """Register ``/dashboard`` and its API on ``server`` (served by its streamable HTTP app)."""
-    dashboard = Dashboard(settings, verifier, ref, bus)
+    dashboard = Dashboard(settings, verifier, ref, notifier)
     for path, method, signed_in, handler in dashboard.routes():
         add: Callable[[Handler], object] = server.custom_route(path, methods=[method], include_in_schema=False)
         add(dashboard.guarded(handler, method, signed_in))
     return dashboard
 
 
-class ChangeStreams:
-    """The open event streams: each gets resource changes from the bus, and all end when the server stops."""
-
-    def __init__(self, bus: InMemorySubscriptionBus, interval: float) -> None:
-        self._bus = bus
-        self._interval = interval
-        self._open: set[MemoryObjectSendStream[str]] = set()
-        self.stopping = False
-
-    def stop(self) -> None:
-        """End every open stream now (the HTTP server is stopping: browsers reconnect to its successor)."""
-        self.stopping = True
-        for send in list(self._open):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                send.send_nowait(STOP)
-
-    async def events(self) -> AsyncIterator[str]:
-        """Server-sent events: ``change`` (with the resource URI) as soon as something changes, ``tick`` every
-        interval otherwise (the page then refreshes its live figures); the stream ends after a while and the browser
-        reconnects."""
-        send, receive = anyio.create_memory_object_stream[str](64)
-
-        def listener(event: ServerEvent) -> None:
-            with contextlib.suppress(anyio.WouldBlock):  # the page is behind: its next refresh covers it
-                send.send_nowait(str(getattr(event, "uri", "") or type(event).__name__))
-
-        unsubscribe = self._bus.subscribe(listener)
-        self._open.add(send)
-        try:
-            yield f"retry: {int(self._interval * 1000)}\n\n"
-            deadline = time.monotonic() + STREAM_SECONDS
-            while time.monotonic() < deadline and not self.stopping:
-                changed = None
-                with anyio.move_on_after(self._interval):
-                    changed = await receive.receive()
-                if changed == STOP:
-                    break
-                yield f"event: change\ndata: {json.dumps({'uri': changed})}\n\n" if changed else TICK
-        finally:
-            self._open.discard(send)
-            unsubscribe()
-            send.close()
-            receive.close()
+class BadBody(ValueError):
+    """A dashboard action's body is not a small JSON object."""
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
+    """The action's JSON object (``{}`` for no body); depth-safe: a deeply nested body is refused, never a 500."""
+    raw = await request.body()  # bounded per route before it gets here (server.body_limits)
+    if not raw.strip():
         return {}
-    return body if isinstance(body, dict) else {}
+    try:
+        body = loads_bounded(raw, max_depth=BODY_DEPTH)
+    except ValueError as exc:
+        raise BadBody(f"the request body must be a JSON object ({str(exc)[:120]})") from None
+    if not isinstance(body, dict):
+        raise BadBody(f"the request body must be a JSON object, not {type(body).__name__}")
+    return body
 
 
 def _json(data: Any, status: int = 200) -> Response:

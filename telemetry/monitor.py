@@ -11,12 +11,14 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
+from telemetry.errors import StorageFullError
 from telemetry.events import EventStore, MonitoringEvent, NewEvent
 from telemetry.models import Snapshot
 from telemetry.sampler import Sampler
 from telemetry.thresholds import ConditionTracker, Reading, Thresholds, readings, severity_for
 
 logger = logging.getLogger(__name__)
+STOP_WAIT_SECONDS = 10.0  # how long stop() waits for a sample in flight (reading the host takes milliseconds)
 EventListener = Callable[[list[MonitoringEvent]], Awaitable[None]]
 THRESHOLDS_KEY = "monitoring.thresholds"
 SPIKE_COALESCE_SECONDS = 300.0
@@ -63,6 +65,7 @@ class Monitor:
         self._listeners: list[EventListener] = []
         self._task_group: TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
+        self._ended = anyio.Event()  # set when the current loop has ended
         self._previous_cpu: float | None = None
         self._last_spike: MonitoringEvent | None = None
         self._tick_lock = anyio.Lock()
@@ -88,7 +91,11 @@ class Monitor:
         await self.store.prune(self._max_events, self._max_age, self._clock())
 
     def add_listener(self, listener: EventListener) -> None:
-        """Call ``listener`` with every batch of raised, updated or resolved events."""
+        """Call ``listener`` with every batch of raised, updated or resolved events.
+
+        Listeners are called outside the monitor's lock, one after the other, and must not wait on anything slow
+        (a client, the network): they queue what they need and return, or the sampling loop waits for them.
+        """
         self._listeners.append(listener)
 
     @property
@@ -104,16 +111,21 @@ class Monitor:
         await self.stop()
         if self._task_group is None:
             raise RuntimeError("monitor is not open: the server lifespan has not started")
-        scope = anyio.CancelScope()
-        self._scope = scope
-        self._task_group.start_soon(self._loop, scope)
+        scope, ended = anyio.CancelScope(), anyio.Event()
+        self._scope, self._ended = scope, ended
+        self._task_group.start_soon(self._loop, scope, ended)
 
     async def stop(self) -> bool:
-        """Stop the loop; returns whether it was running."""
+        """Stop the loop and wait until it has ended (a sample in flight finishes first); returns whether it was
+        running. Once this returns, nothing samples until the next start."""
         scope, self._scope = self._scope, None
         if scope is None:
             return False
         scope.cancel()
+        with anyio.move_on_after(STOP_WAIT_SECONDS) as waiting:
+            await self._ended.wait()
+        if waiting.cancelled_caught:
+            logger.warning("the monitoring loop did not end within %g s of being stopped", STOP_WAIT_SECONDS)
         return True
 
     async def set_thresholds(self, thresholds: Thresholds) -> None:
@@ -141,16 +153,24 @@ class Monitor:
             active_events=len(self.active),
         )
 
-    async def _loop(self, scope: anyio.CancelScope) -> None:
+    async def _loop(self, scope: anyio.CancelScope, ended: anyio.Event) -> None:
         with scope:
-            while True:
-                started = self._clock()
-                try:
-                    await self.tick()
-                except Exception as exc:  # a bad sample must not end monitoring
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    logger.exception("monitoring tick failed")
-                await anyio.sleep(max(0.0, self.interval - (self._clock() - started)))
+            try:
+                await self._ticks()
+            finally:
+                ended.set()
+
+    async def _ticks(self) -> None:
+        while True:
+            started = self._clock()
+            try:
+                await self.tick()
+            except StorageFullError as exc:  # the event store logs the episode once; the next tick retries
+                self.last_error = str(exc)
+            except Exception as exc:  # a bad sample must not end monitoring
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("monitoring tick failed")
+            await anyio.sleep(max(0.0, self.interval - (self._clock() - started)))
 
     async def tick(self, snapshot: Snapshot | None = None) -> list[MonitoringEvent]:
         """Evaluate one sample (a fresh one unless given); returns the events it changed."""
@@ -177,8 +197,9 @@ class Monitor:
             self.last_error = None
             if changed:
                 await self.store.prune(self._max_events, self._max_age, self._clock())
-                await self._notify(changed)
-            return changed
+        if changed:  # outside the lock: a listener still at work holds up neither clear() nor the state
+            await self._notify(changed)
+        return changed
 
     async def _apply(
         self, action: str, reading: Reading, event_id: int | None, peak: float, now: float

@@ -22,7 +22,7 @@ from generators.deploy import Deployment, SqliteVersionStore
 from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
 from tests.conftest import mcp_as
-from tests.test_deployment_tools import ORIGINAL, A, seed_deployment, seed_workspace
+from tests.test_deployment_tools import ORIGINAL, A, deployer_for, seed_deployment, seed_workspace
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, PUSHER_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http
 
@@ -298,3 +298,44 @@ def _artifact(name: str) -> Path:
     """A file the run leaves in ``test-artifacts/`` (screenshots, the event timing)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+def test_event_stream_shows_a_key_only_its_own_tenants_changes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws")
+    seed_workspace(settings)
+    acme = seed_deployment(settings, tenant="acme")
+    with deployer_for(settings) as deployer:
+        beta = deployer.deploy("beta", "b", {"components/beta/b.py": b"X = 1\n"}, actor="cycle", reason="helper")
+    proc, base = start_http(
+        tmp_path,
+        SELF_BUILDING_TENANTS_FILE=str(write(tmp_path, TENANTS_TOML)),
+        SELF_BUILDING_MCP_API_KEY=ADMIN_KEY,
+        SELF_BUILDING_DASHBOARD_UPDATE_SECONDS=str(UPDATE_SECONDS),
+        BETA_READER_KEY="unused-beta-reader-key-0123456789",
+    )
+    try:
+        with (
+            signed_in(base, ACME_KEY) as acme_page,
+            acme_page.stream("GET", "/dashboard/api/stream") as acme_stream,
+            signed_in(base, ADMIN_KEY) as admin_page,
+            admin_page.stream("GET", "/dashboard/api/stream") as admin_stream,
+        ):
+            acme_lines, admin_lines = acme_stream.iter_lines(), admin_stream.iter_lines()
+            assert next(acme_lines).startswith("retry: ") and next(admin_lines).startswith("retry: ")
+            for deployment, wait_on in ((beta, admin_lines), (acme, acme_lines)):
+                done = admin_page.post(
+                    "/dashboard/api/rollback", json={"deployment_id": deployment.id, "reason": "r"}, headers=ACTION
+                )
+                assert done.status_code == 200, done.text
+                pushed = f'data: {{"uri": "deployments://{deployment.id}"}}'
+                seen = []
+                for line in wait_on:  # beta's change reaches the admin's page (so it was pushed), then acme's...
+                    seen.append(line)
+                    if line == pushed:
+                        break
+        # ...reaches acme's page, which was told nothing of beta's deployment, nor of beta's cycles before it.
+        assert [line for line in seen if line.startswith('data: {"uri"')] == [pushed]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

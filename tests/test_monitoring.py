@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -10,9 +11,13 @@ import pytest
 from mcp import Client
 
 from server.settings import Settings
+from telemetry.events import MonitoringEvent, SqliteEventStore
 from telemetry.gpu import NvmlGpuSource
+from telemetry.monitor import Monitor
+from telemetry.sampler import Sampler
+from telemetry.thresholds import Thresholds
 from tests.conftest import ServerFactory, call, call_error, connect, wait_samples
-from tests.fakes import FakeHostSource, FakeNvml
+from tests.fakes import FakeHostSource, FakeNvml, NoGpu
 
 pytestmark = pytest.mark.anyio
 FAST = 0.1
@@ -169,9 +174,9 @@ async def test_start_stop_and_status(make_server: ServerFactory, host: FakeHostS
         assert started["health"]["verdict"] == "healthy"
         stopped = await call(client, "stop_monitoring")
         assert stopped["was_running"] is True and stopped["state"]["running"] is False
-        before = host.samples
+        before = host.samples  # final: stop() returns once the loop has ended, a sample in flight included
         await anyio.sleep(0.3)
-        assert host.samples == before  # the loop really stopped
+        assert host.samples == before  # the loop really stopped: nothing sampled since
         assert (await call(client, "stop_monitoring"))["was_running"] is False
 
 
@@ -219,3 +224,30 @@ async def test_retention_prunes_resolved_events_by_age(make_server: ServerFactor
         await anyio.sleep(0.6)
         events = await run_samples(client, host, 10, disk=99)  # a change triggers pruning
     assert [e["event_type"] for e in events] == ["disk_full"]  # the resolved, aged event is gone; the open one stays
+
+
+async def test_a_listener_still_at_work_does_not_hold_up_clear(tmp_path: Path, host: FakeHostSource) -> None:
+    """Listeners are told after the monitor's lock is released: clearing does not wait for one still at work."""
+    store = SqliteEventStore(tmp_path / "events.sqlite3")
+    monitor = Monitor(Sampler(host, NoGpu()), store)
+    monitor.thresholds = Thresholds(consecutive_samples=1)
+    busy, release = anyio.Event(), anyio.Event()
+
+    async def slow_listener(events: list[MonitoringEvent]) -> None:
+        if not busy.is_set():  # the first batch only: as a send to a client that reads nothing would
+            busy.set()
+            await release.wait()
+
+    monitor.add_listener(slow_listener)
+    host.set(memory=99)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(monitor.tick)
+            with anyio.fail_after(10):
+                await busy.wait()
+            with anyio.fail_after(10):
+                deleted = await monitor.clear()
+            release.set()
+    finally:
+        store.close()
+    assert deleted == 1 and monitor.active == {}

@@ -5,23 +5,31 @@ from __future__ import annotations
 import gc
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import mcp.types as types
 import pytest
-from mcp import MCPError
+from mcp import Client, MCPError
+from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.memory import create_client_server_memory_streams
+from mcp.shared.message import SessionMessage
+from mcp.types import JSONRPCNotification, JSONRPCRequest
 
 from server.live_resources import SelfBuildingServer
-from server.notifications import Notifier
+from server.notifications import EVENTS_URI, Notifier
 from server.settings import Settings
 from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
 from tests.test_deployment_tools import seed_deployment, seed_pending, seed_workspace
 
 pytestmark = pytest.mark.anyio
+INFO = {"name": "stuck", "version": "1"}
+INITIALIZED = "notifications/initialized"
+TOOLS_CHANGED = "notifications/tools/list_changed"
 
 
 async def test_legacy_subscriber_gets_resource_updated(make_server: ServerFactory, host: FakeHostSource) -> None:
@@ -242,3 +250,156 @@ async def forgotten(notifier: Notifier) -> None:
             if notifier.tracked() == 0:
                 return
             await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def reads_nothing(server: MCPServer, subscribe: str) -> AsyncIterator[None]:
+    """A legacy connection (in memory, as over stdio) that subscribes to ``subscribe``, asks for every log level,
+    and from then on reads nothing: its one-message buffer is full after the first notification."""
+    lowlevel = server._lowlevel_server
+    asks = [
+        ("initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": INFO}),
+        ("resources/subscribe", {"uri": subscribe}),
+        ("logging/setLevel", {"level": "debug"}),
+    ]
+    async with (
+        create_client_server_memory_streams() as ((client_read, client_write), (server_read, server_write)),
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(lowlevel.run, server_read, server_write, lowlevel.create_initialization_options())
+        for number, (method, params) in enumerate(asks, start=1):
+            request = JSONRPCRequest(jsonrpc="2.0", id=number, method=method, params=params)
+            await client_write.send(SessionMessage(request))
+            with anyio.fail_after(10):  # read up to its answer (notifications may come first)
+                while getattr(getattr(await client_read.receive(), "message", None), "id", None) != number:
+                    pass
+            if method == "initialize":
+                await client_write.send(SessionMessage(JSONRPCNotification(jsonrpc="2.0", method=INITIALIZED)))
+        yield
+        tg.cancel_scope.cancel()
+
+
+async def test_a_client_that_reads_nothing_holds_up_no_one(make_server: ServerFactory, host: FakeHostSource) -> None:
+    updates: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    server = make_server(notification_queue_max=4, notification_stall_seconds=2.0)
+    assert isinstance(server, SelfBuildingServer) and server.notifier is not None
+    async with connect(server, mode="legacy", message_handler=on_message) as watcher, connect(server) as actor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await watcher.subscribe_resource(EVENTS_URI)
+        async with reads_nothing(server, EVENTS_URI):
+            await call(actor, "set_monitoring_thresholds", {"consecutive_samples": 1, "cpu_spike_points": 100})
+            host.set(memory=99, cpu=97, disk=95)
+            start = host.samples
+            await call(actor, "start_monitoring", {"interval_seconds": 0.1})
+            # Every sample changes three events: the stuck client is sent far more than it takes.
+            await wait_samples(host, start + 30, timeout=60)
+            stats = server.notifier.stats
+            with anyio.fail_after(60):
+                while stats.cut["session"] == 0:  # dropped from push once it took nothing for the stall bound
+                    await anyio.sleep(0.05)
+            assert stats.dropped["session"] > 0  # before that, its oldest notifications went first (counted)
+            with anyio.fail_after(30):
+                await call(actor, "clear_monitoring_events")
+            seen, samples = len(updates), host.samples
+            await wait_samples(host, samples + 10, timeout=60)
+            with anyio.fail_after(60):
+                while len(updates) < seen + 5:  # the well-behaved subscriber is still told
+                    await anyio.sleep(0.05)
+            assert server.notifier.tracked() == 1 and stats.cut["session"] == 1  # only the stuck one went
+
+
+async def follow_as(
+    client: Client, key: str, tenants: list[str], uris: list[str], into: list[Any], ready: anyio.Event
+) -> None:
+    """Listen as the key ``key`` (read role on ``tenants``) until the tool list changes (the test's end marker)."""
+    with as_key(key, ["read"], tenants):
+        async with client.listen(
+            tools_list_changed=True, resources_list_changed=True, resource_subscriptions=uris
+        ) as subscription:
+            ready.set()
+            async for event in subscription:
+                into.append(event)
+                if type(event).__name__ == "ToolsListChanged":
+                    return
+
+
+def marker_tool() -> str:
+    """A tool added only to make every client hear of a change after the ones under test."""
+    return "ok"
+
+
+async def test_a_tenants_changes_reach_only_listeners_that_may_read_it(
+    make_server: ServerFactory, settings: Settings
+) -> None:
+    seed_workspace(settings)
+    held = seed_pending(settings, tenant="acme")
+    uris = [f"deployments://{held.id}", "improvements://active"]
+    acme: list[Any] = []
+    globex: list[Any] = []
+    server = make_server()
+    async with (
+        connect(server) as acme_client,
+        connect(server) as globex_client,
+        connect(server) as actor,
+        anyio.create_task_group() as tg,
+    ):
+        ready = [anyio.Event(), anyio.Event()]
+        tg.start_soon(follow_as, acme_client, "acme-reader", ["acme"], uris, acme, ready[0])
+        tg.start_soon(follow_as, globex_client, "globex-reader", ["globex"], uris, globex, ready[1])
+        with anyio.fail_after(10):
+            for event in ready:
+                await event.wait()
+        await call(actor, "approve_change", {"change_id": held.id, "approve": True, "reason": "looks right"})
+        with anyio.fail_after(10):
+            while not {*uris, "ResourcesListChanged"} <= kinds(acme):  # published to the bus by now
+                await anyio.sleep(0.01)
+        server.add_tool(marker_tool)  # heard by both after everything above
+    assert kinds(globex) == {"ToolsListChanged"}  # nothing of acme's deployment, cycles or listing
+    assert kinds(acme) == {*uris, "ResourcesListChanged", "ToolsListChanged"}
+
+
+async def test_a_tenants_changes_reach_only_legacy_sessions_that_may_read_it(
+    make_server: ServerFactory, settings: Settings
+) -> None:
+    seed_workspace(settings)
+    held = seed_pending(settings, tenant="acme")
+    uris = [f"deployments://{held.id}", "improvements://active"]
+    heard: dict[str, list[str]] = {"acme": [], "globex": []}
+    told = anyio.Event()
+
+    def recorder(into: list[str]) -> Callable[[Any], Awaitable[None]]:
+        async def on_message(message: Any) -> None:
+            params = getattr(message, "params", None)
+            into.append(str(getattr(params, "uri", None) or message.method))
+            if f"deployments://{held.id}" in heard["acme"]:
+                told.set()
+
+        return on_message
+
+    server = make_server()
+    async with AsyncExitStack() as stack:
+        sessions = {}
+        for tenant in heard:  # every request of the session as the key (as over HTTP, where the SDK ensures it)
+            with as_key(f"{tenant}-reader", ["read"], [tenant]), warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                sessions[tenant] = await stack.enter_async_context(
+                    connect(server, mode="legacy", message_handler=recorder(heard[tenant]))
+                )
+                for uri in uris:
+                    await sessions[tenant].subscribe_resource(uri)
+        actor = await stack.enter_async_context(connect(server))
+        await call(actor, "approve_change", {"change_id": held.id, "approve": True, "reason": "looks right"})
+        with anyio.fail_after(10):
+            await told.wait()
+        server.add_tool(marker_tool)  # heard by both after everything above
+        with anyio.fail_after(10):
+            while not all(TOOLS_CHANGED in got for got in heard.values()):
+                await anyio.sleep(0.01)
+    assert heard["globex"] == [TOOLS_CHANGED]  # nothing of acme's deployment, cycles or listing
+    assert {*uris, "notifications/resources/list_changed"} <= set(heard["acme"][: heard["acme"].index(TOOLS_CHANGED)])

@@ -1,0 +1,266 @@
+"""Which resources changed: ``improvements://active``, ``deployments://{id}`` and the resource list.
+
+The stores are wrapped (:class:`ObservedVersionStore`, :class:`ObservedCycleStore`) so every write marks the
+resources it changes, from whichever thread wrote it, as changes of the deployment's or cycle's tenant.
+:class:`ChangeFeed` publishes the marks from the event loop, coalesced (a burst of writes to one deployment is one
+update), through the :class:`~server.notifications.Notifier` to both protocol eras and the dashboard, where each
+reaches only keys that may read its tenant. When the set of deployments that want attention changes (see
+:func:`watched_deployments`), clients get a resource list-changed notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
+from generators.improvement.store import CycleStore
+from server.push import UNKNOWN_TENANT
+
+logger = logging.getLogger(__name__)
+IMPROVEMENTS_URI = "improvements://active"
+DEPLOYMENT_PREFIX = "deployments://"
+MAX_LISTED = 50  # deployments listed as concrete resources (each of the two kinds)
+TENANTS_REMEMBERED = 4096  # deployment and cycle ids whose tenant is kept at hand (per store)
+
+
+def deployment_uri(deployment_id: str) -> str:
+    return f"{DEPLOYMENT_PREFIX}{deployment_id}"
+
+
+Watched = Callable[[], Awaitable[list[Deployment]]]
+
+
+Change = tuple[str, str | None]  # a resource URI and the tenant it belongs to (None: no tenant's in particular)
+
+
+class ChangeFeed:
+    """Collects changed resource URIs (with their tenant) from any thread; :meth:`run` publishes them from the event
+    loop. Each change carries its tenant, so that it reaches only clients that may read that tenant."""
+
+    def __init__(
+        self,
+        resource_updated: Callable[[str, str | None], Awaitable[None]],
+        resources_changed: Callable[[frozenset[str]], Awaitable[None]],
+        watched: Watched,
+        tools_changed: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._resource_updated = resource_updated
+        self._resources_changed = resources_changed
+        self._tools_changed = tools_changed
+        self._tools_dirty = False
+        self._watched = watched
+        self._lock = threading.Lock()
+        self._pending: set[Change] = set()
+        self._listing_dirty = False
+        self._event = anyio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._listed: frozenset[tuple[str, str]] = frozenset()
+
+    def mark(
+        self, uris: Sequence[str], *, tenant: str | None = None, listing: bool = False, tools: bool = False
+    ) -> None:
+        """Note that ``uris`` (resources of ``tenant``, if given) changed (with ``listing``: the watched set may
+        have; with ``tools``: the tool set did); callable from any thread."""
+        with self._lock:
+            idle = not (self._pending or self._listing_dirty or self._tools_dirty)
+            self._pending.update((uri, tenant) for uri in uris)
+            self._listing_dirty = self._listing_dirty or listing
+            self._tools_dirty = self._tools_dirty or tools
+        if idle:  # a wake is already on its way otherwise: the run loop drains everything at once
+            self._wake()
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return  # not running: changes before start-up need no notice
+        if threading.get_ident() == self._loop_thread:
+            self._event.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+            loop.call_soon_threadsafe(self._event.set)  # never blocks the writing thread
+
+    async def run(self) -> None:
+        """Publish marks until cancelled (owned by the lifespan's task group)."""
+        with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
+            self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
+        self._loop = asyncio.get_running_loop()  # the server runs on asyncio (anyio's default backend)
+        self._loop_thread = threading.get_ident()
+        self._listed = await self._watched_ids()
+        try:
+            await self._serve()
+        finally:
+            self._loop = None
+
+    async def _serve(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event = anyio.Event()  # replaced before draining: a mark after the drain wakes the next round
+            with self._lock:
+                changes, self._pending = self._pending, set()
+                listing, self._listing_dirty = self._listing_dirty, False
+                tools, self._tools_dirty = self._tools_dirty, False
+            try:
+                if tools:
+                    await self._tools_changed()
+                await self._publish(changes, listing)
+            except Exception:
+                logger.exception("publishing resource changes failed")
+
+    async def _publish(self, changes: set[Change], listing: bool) -> None:
+        if listing:
+            now = await self._watched_ids()
+            if now != self._listed:
+                tenants = frozenset(tenant for _, tenant in now ^ self._listed)  # whose listing changed
+                self._listed = now
+                await self._resources_changed(tenants)
+        for uri, tenant in sorted(changes, key=lambda change: (change[0], change[1] or "")):
+            await self._resource_updated(uri, tenant)
+
+    async def _watched_ids(self) -> frozenset[tuple[str, str]]:
+        return frozenset((d.id, d.tenant) for d in await self._watched())
+
+
+class _Tenants:
+    """Whose deployment or cycle an id is (an id's tenant never changes): remembered for the newest ids, looked up
+    in the store otherwise. Thread-safe: the stores are written from worker threads."""
+
+    def __init__(self, lookup: Callable[[str], str | None]) -> None:
+        self._lookup = lookup
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, key: str, tenant: str) -> None:
+        with self._lock:
+            self._known[key] = tenant
+            while len(self._known) > TENANTS_REMEMBERED:
+                self._known.popitem(last=False)
+
+    def of(self, key: str) -> str:
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None:
+            return known
+        tenant = self._lookup(key)
+        if tenant is None:
+            return UNKNOWN_TENANT
+        self.remember(key, tenant)
+        return tenant
+
+
+class ObservedVersionStore:
+    """A :class:`VersionStore` whose writes mark ``deployments://{id}`` and ``improvements://active`` changed, as
+    changes of the deployment's tenant."""
+
+    def __init__(self, inner: SqliteVersionStore, feed: ChangeFeed) -> None:
+        self.inner = inner
+        self._feed = feed
+        self._tenants = _Tenants(self._tenant_in_store)
+
+    def _tenant_in_store(self, deployment_id: str) -> str | None:
+        found = self.inner.get(deployment_id)
+        return found.tenant if found is not None else None
+
+    def _changed(self, deployment_id: str) -> None:
+        tenant = self._tenants.of(deployment_id)
+        self._feed.mark([deployment_uri(deployment_id), IMPROVEMENTS_URI], tenant=tenant, listing=True)
+
+    def create(self, deployment: Deployment, files: Sequence[FileVersion]) -> None:
+        self.inner.create(deployment, files)
+        self._tenants.remember(deployment.id, deployment.tenant)
+        self._changed(deployment.id)
+
+    def get(self, deployment_id: str) -> Deployment | None:
+        return self.inner.get(deployment_id)
+
+    def files(self, deployment_id: str) -> list[FileVersion]:
+        return self.inner.files(deployment_id)
+
+    def update(self, deployment_id: str, status: DeploymentStatus, at: float, **fields: str | None) -> None:
+        self.inner.update(deployment_id, status, at, **fields)
+        self._changed(deployment_id)
+
+    def merge_detail(self, deployment_id: str, detail: Mapping[str, Any]) -> None:
+        self.inner.merge_detail(deployment_id, detail)
+        self._feed.mark([deployment_uri(deployment_id)], tenant=self._tenants.of(deployment_id))
+
+    def list(
+        self, tenant: str | None = None, status: DeploymentStatus | None = None, limit: int = 20
+    ) -> tuple[list[Deployment], bool]:
+        return self.inner.list(tenant, status, limit)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class ObservedCycleStore:
+    """A :class:`CycleStore` whose writes mark ``improvements://active`` (and the candidate's deployment) changed,
+    as changes of the cycle's tenant."""
+
+    def __init__(self, inner: CycleStore, feed: ChangeFeed) -> None:
+        self.inner = inner
+        self._feed = feed
+        self._tenants = _Tenants(self._tenant_in_store)
+
+    def _tenant_in_store(self, cycle_id: str) -> str | None:
+        found = self.inner.get(cycle_id)
+        return found.tenant if found is not None else None
+
+    def create(self, cycle: CycleRecord) -> None:
+        self.inner.create(cycle)
+        self._tenants.remember(cycle.id, cycle.tenant)
+        self._feed.mark([IMPROVEMENTS_URI], tenant=cycle.tenant)
+
+    def save_candidate(self, candidate: CandidateRecord) -> None:
+        self.inner.save_candidate(candidate)
+        extra = [deployment_uri(candidate.deployment_id)] if candidate.deployment_id else []
+        self._feed.mark([IMPROVEMENTS_URI, *extra], tenant=self._tenants.of(candidate.cycle_id), listing=True)
+
+    def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
+        self.inner.finish(cycle_id, status, at, error)
+        self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id))
+
+    def get(self, cycle_id: str) -> CycleRecord | None:
+        return self.inner.get(cycle_id)
+
+    def by_status(self, status: CandidateStatus) -> list[CandidateRecord]:
+        return self.inner.by_status(status)
+
+    def by_deployment(self, deployment_id: str) -> CandidateRecord | None:
+        return self.inner.by_deployment(deployment_id)
+
+    def active(self, limit: int) -> tuple[list[CycleRecord], bool]:
+        return self.inner.active(limit)
+
+    def mark_interrupted(self, at: float) -> list[str]:
+        ids = self.inner.mark_interrupted(at)
+        for cycle_id in ids:
+            self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id), listing=True)
+        return ids
+
+    def tallies(self) -> dict[str, dict[str, int]]:
+        return self.inner.tallies()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def watched_deployments(versions: VersionStore, cycles: CycleStore) -> list[Deployment]:
+    """Deployments that want attention now: held for approval, or deployed and watched by a cycle (blocking)."""
+    held, _ = versions.list(None, "pending_approval", MAX_LISTED)
+    monitored = [c.deployment_id for c in cycles.by_status("monitoring") if c.deployment_id][:MAX_LISTED]
+    found = {d.id: d for d in held}
+    for deployment_id in monitored:
+        deployment = versions.get(deployment_id)
+        if deployment is not None:
+            found[deployment.id] = deployment
+    return sorted(found.values(), key=lambda d: d.created_at, reverse=True)
