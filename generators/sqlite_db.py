@@ -1,6 +1,7 @@
 """One SQLite file for a record the generators keep (deployments, the audit log, improvement cycles): WAL,
 ``synchronous=FULL`` (these records must survive an OS crash like the files they describe), one connection behind a
-lock so every method is thread-safe, and ``BEGIN IMMEDIATE`` transactions."""
+lock so every method is thread-safe, ``BEGIN IMMEDIATE`` transactions, and "disk full" raised as
+:class:`generators.errors.StorageFullError`."""
 
 from __future__ import annotations
 
@@ -10,21 +11,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from generators.errors import storage_full
+
 
 class Database:
     """Opens (creating its folder) and sets up one SQLite file; ``schema`` is run on every open."""
 
     def __init__(self, path: Path, schema: str, *, foreign_keys: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.lock = threading.Lock()
-        with self.lock:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            if foreign_keys:
-                self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.executescript(schema)
+        with storage_full(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            with self.lock:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                if foreign_keys:
+                    self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.executescript(schema)
 
     def close(self) -> None:
         """Close the connection."""
@@ -34,7 +38,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """The connection inside one write transaction, under the lock; rolled back if the block raises."""
-        with self.lock:
+        with self.lock, storage_full(self.path.parent):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn

@@ -3,11 +3,13 @@ use, the improvement cycle's configuration, the self-analyst, and the sampler's 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Collection
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -17,9 +19,11 @@ from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
 from generators.deploy.failpoint import failpoint_hook
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
-from server.live_resources import ChangeFeed, ObservedVersionStore
+from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
+from server.change_feed import ChangeFeed, ObservedVersionStore
 from server.settings import Settings
 from telemetry.calls import CallRecorder, SqliteCallStore
+from telemetry.errors import StorageFullError
 from telemetry.local_metrics import snapshot_points
 from telemetry.models import Snapshot
 from telemetry.self_insights import SelfAnalyst
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from generators.validation import StageName
 
 logger = logging.getLogger(__name__)
+SOURCE_TREE = Path(__file__).resolve().parents[1]  # the folder holding the server package (a clone, site-packages)
 FAILPOINT_VARIABLE = "SELF_BUILDING_DEPLOY_FAILPOINT"  # fault injection for crash drills (generators/deploy/failpoint)
 
 
@@ -44,7 +49,7 @@ def open_deployer(
     audit_log: SqliteAuditLog | None = None
     try:
         audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)
-        settings.workspace.mkdir(parents=True, exist_ok=True)
+        prepare_workspace(settings)
         failpoint = os.environ.get(FAILPOINT_VARIABLE)
         hook = failpoint_hook(failpoint) if failpoint else None
         if hook is not None:
@@ -62,11 +67,40 @@ def open_deployer(
     return deployer, versions, audit_log
 
 
+def prepare_workspace(settings: Settings) -> None:
+    """Create the workspace if it is missing (its first use: the deployer looks for git there and recovers into it)
+    and say where it is; warn when it overlaps the server's own source tree (the default does not, unless the data
+    directory lies in that tree)."""
+    workspace = settings.workspace.resolve()
+    named = "workspace" in settings.model_fields_set
+    created = not workspace.is_dir()
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    how = (
+        "named by SELF_BUILDING_WORKSPACE, --workspace or the config file"
+        if named
+        else "the default, in the data directory"
+    )
+    logger.info("workspace: %s (%s%s)", workspace, how, "; created now" if created else "")
+    source = SOURCE_TREE.resolve()
+    if source.is_relative_to(workspace) or workspace.is_relative_to(source):
+        logger.warning(
+            "the workspace %s %s the server's own source tree %s: generated code, deployments (and their git commits) "
+            "and saved scripts go into it. If that is not meant, set SELF_BUILDING_WORKSPACE%s to another folder",
+            workspace, "is or holds" if source.is_relative_to(workspace) else "lies inside", source,
+            "" if named else " or SELF_BUILDING_DATA_DIR",
+        )  # fmt: skip
+
+
+def open_scratch(settings: Settings) -> ScratchArea:
+    """This server's folder for sandbox copies; removes what killed predecessors left (blocking)."""
+    return ScratchArea.open(settings.data_dir / SCRATCH_FOLDER)
+
+
 def generator_factory(
-    llm: LLMClient, settings: Settings, stages: Collection[StageName] | None
+    llm: LLMClient, settings: Settings, stages: Collection[StageName] | None, scratch_dir: Path | None = None
 ) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
     """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
-    that stops what it started (its long-lived mypy process)."""
+    that stops what it started (its long-lived mypy process). Its sandbox copies go into ``scratch_dir``."""
     built: list[CodeGenerator] = []
 
     @functools.cache
@@ -74,7 +108,9 @@ def generator_factory(
         from generators.generation import CodeGenerator
         from generators.validation import ValidationConfig, ValidationPipeline
 
-        config = ValidationConfig(mypy_cache_dir=settings.data_dir / "mypy-cache", mypy_persistent=True)
+        config = ValidationConfig(
+            mypy_cache_dir=settings.data_dir / "mypy-cache", mypy_persistent=True, scratch_dir=scratch_dir
+        )
         generator = CodeGenerator(
             llm,
             ValidationPipeline(config),
@@ -141,6 +177,7 @@ def snapshot_recorder(store: TelemetryStore, tenant: str) -> Callable[[Snapshot]
     """A sampler listener that writes each snapshot's figures into the telemetry store (source ``local``)."""
 
     async def record(snapshot: Snapshot) -> None:
-        await anyio.to_thread.run_sync(store.add_metrics, snapshot_points(snapshot, tenant))
+        with contextlib.suppress(StorageFullError):  # the store logs the episode once; the next snapshot retries
+            await anyio.to_thread.run_sync(store.add_metrics, snapshot_points(snapshot, tenant))
 
     return record

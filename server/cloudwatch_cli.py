@@ -111,10 +111,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def _audit(settings: Settings, target: str, outcome: dict[str, Any]) -> None:
     """Record the AWS changes in the server's audit log; a data folder that cannot be written is only a warning."""
     from generators.deploy import SqliteAuditLog
+    from generators.errors import StorageFullError
 
     try:
         audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3")
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StorageFullError) as exc:
         logger.warning("cloudwatch setup not recorded in the audit log (%s): %s", settings.data_dir, exc)
         return
     try:

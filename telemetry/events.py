@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel, Field
 
-from telemetry.sqlite_db import open_wal
+from telemetry.sqlite_db import WalDatabase
 from telemetry.thresholds import EventType, Severity
 
 T = TypeVar("T")
@@ -105,7 +105,8 @@ class SqliteEventStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn, self._lock = open_wal(path, _SCHEMA, timeout=10)
+        self._db = WalDatabase(path, _SCHEMA, timeout=10)
+        self._conn, self._lock = self._db.conn, self._db.lock
         self._conn.row_factory = sqlite3.Row
 
     @property
@@ -116,6 +117,15 @@ class SqliteEventStore:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         def locked() -> T:
             with self._lock:
+                return fn(*args)
+
+        return await anyio.to_thread.run_sync(locked)
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """As :meth:`_run`, for a write: a full disk raises ``StorageFullError`` (see ``WalDatabase.writing``)."""
+
+        def locked() -> T:
+            with self._lock, self._db.writing():
                 return fn(*args)
 
         return await anyio.to_thread.run_sync(locked)
@@ -147,7 +157,7 @@ class SqliteEventStore:
             assert created is not None
             return created
 
-        return await self._run(insert)
+        return await self._write(insert)
 
     async def touch(
         self, event_id: int, *, value: float, peak: float, severity: Severity, message: str, at: float
@@ -160,7 +170,7 @@ class SqliteEventStore:
             )
             return self._get(event_id)
 
-        return await self._run(update)
+        return await self._write(update)
 
     async def resolve(self, event_id: int, at: float) -> MonitoringEvent | None:
         def update() -> MonitoringEvent | None:
@@ -170,7 +180,7 @@ class SqliteEventStore:
             )
             return self._get(event_id)
 
-        return await self._run(update)
+        return await self._write(update)
 
     async def query(
         self,
@@ -206,27 +216,22 @@ class SqliteEventStore:
         return await self._run(select)
 
     async def clear(self) -> int:
-        return await self._run(lambda: int(self._conn.execute("DELETE FROM events").rowcount))
+        return await self._write(lambda: int(self._conn.execute("DELETE FROM events").rowcount))
 
     async def prune(self, max_count: int, max_age_seconds: float, now: float) -> int:
         def delete() -> int:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                aged = self._conn.execute(
+            with self._db.transaction() as conn:
+                aged = conn.execute(
                     "DELETE FROM events WHERE NOT active AND last_seen < ?", (now - max_age_seconds,)
                 ).rowcount
-                over = self._conn.execute(
+                over = conn.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY last_seen DESC, id DESC"
                     " LIMIT -1 OFFSET ?)",
                     (max_count,),
                 ).rowcount
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             return int(aged) + int(over)
 
-        return await self._run(delete)
+        return await anyio.to_thread.run_sync(delete)
 
     async def get_setting(self, key: str) -> str | None:
         def get() -> str | None:
@@ -236,7 +241,7 @@ class SqliteEventStore:
         return await self._run(get)
 
     async def put_setting(self, key: str, value: str) -> None:
-        await self._run(
+        await self._write(
             lambda: self._conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
@@ -244,8 +249,7 @@ class SqliteEventStore:
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
 
 def _to_event(row: sqlite3.Row) -> MonitoringEvent:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import anyio
 import anyio.to_thread
 
+from telemetry.errors import StorageFullError
 from telemetry.store import TelemetryStore
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,8 @@ async def prune_once(store: TelemetryStore, retention_seconds: float, clock: Cal
     """Delete what is older than the retention window; failures are logged (and retried next time), not raised."""
     try:
         removed = await anyio.to_thread.run_sync(lambda: store.prune(older_than=clock() - retention_seconds))
+    except StorageFullError:  # even a delete needs room in the WAL; the store logs the episode, this retries later
+        return 0
     except Exception:
         logger.exception("telemetry pruning failed")
         return 0

@@ -1,39 +1,121 @@
-"""The SQLite set-up every telemetry store shares: one connection in WAL mode behind a lock, and write transactions
-that take the write lock up front. (``generators`` keeps its own: the two packages do not import each other.)"""
+"""The SQLite set-up every telemetry store shares: one connection in WAL mode behind a lock, write transactions that
+take the write lock up front, and "disk full" turned into :class:`StorageFullError`, logged once per episode.
+(``generators`` keeps its own: the two packages do not import each other.)"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from telemetry.errors import StorageFullError
 
-def open_wal(path: Path, schema: str, *, timeout: float = 30) -> tuple[sqlite3.Connection, threading.Lock]:
-    """Open (creating folders and tables as needed) ``path`` in WAL mode, synchronous=NORMAL: a committed transaction
-    survives a crash of this process (not of the OS). Callers use the connection from worker threads, under the lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(schema)
-    except BaseException:
-        conn.close()
-        raise
-    return conn, threading.Lock()
+logger = logging.getLogger(__name__)
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+REMIND_SECONDS = 3600.0  # a long episode is logged again this often, not on every failed write
 
 
-@contextmanager
-def immediate(conn: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
-    """A write transaction under the lock (BEGIN IMMEDIATE), rolled back if the body raises."""
-    with lock:
-        conn.execute("BEGIN IMMEDIATE")
+def full_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` means "no space" (SQLite's SQLITE_FULL, or ENOSPC / EDQUOT from the OS), or ``None``."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return exc.strerror or str(exc)
+    return None
+
+
+class FullEpisodes:
+    """Logs a store's "disk full" episodes: one WARNING when writes start failing (again every hour while they go on)
+    and one INFO when a write works again. Background writers retry every second; a line per failure would bury the
+    log and fill the disk that is already full."""
+
+    def __init__(self, what: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what = what
+        self.failures = 0
+        self._clock = clock
+        self._since: float | None = None
+        self._warned_at = 0.0
+
+    @property
+    def full(self) -> bool:
+        return self._since is not None
+
+    def failed(self, error: StorageFullError) -> None:
+        now = self._clock()
+        self.failures += 1
+        if self._since is None:
+            self._since = now
+        elif now - self._warned_at < REMIND_SECONDS:
+            logger.debug("write to %s refused again: %s", self.what, error.reason)
+            return
+        self._warned_at = now
+        logger.warning(
+            "%s: writes to %s fail until there is space (%d so far); reads still work and writes resume by "
+            "themselves; free space there or move SELF_BUILDING_DATA_DIR",
+            error, self.what.name, self.failures,
+        )  # fmt: skip
+
+    def succeeded(self) -> None:
+        if self._since is None:
+            return
+        logger.info("writes to %s work again (%d refused over %.0f s while it was full)",
+                    self.what, self.failures, self._clock() - self._since)  # fmt: skip
+        self._since, self.failures = None, 0
+
+
+class WalDatabase:
+    """One SQLite file (WAL, ``synchronous=NORMAL``: a committed transaction survives a crash of this process, not of
+    the OS) with one connection behind ``lock``; callers use it from worker threads, under the lock."""
+
+    def __init__(self, path: Path, schema: str, *, timeout: float = 30) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.episodes = FullEpisodes(path)
+        with self.writing():  # creating the folder, the file or its tables needs space too
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(schema)
+            except BaseException:
+                self.conn.close()
+                raise
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Run a write: "disk full" becomes :class:`StorageFullError` (logged once per episode); a write that works
+        ends the episode."""
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # also when COMMIT itself failed: the next BEGIN must find no transaction open
-                conn.execute("ROLLBACK")
-            raise
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            reason = full_reason(exc)
+            if reason is None:
+                raise
+            error = StorageFullError(self.path.parent, reason)
+            self.episodes.failed(error)
+            raise error from exc
+        self.episodes.succeeded()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the lock (BEGIN IMMEDIATE), rolled back if the body raises."""
+        with self.lock, self.writing():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # also when COMMIT failed: the next BEGIN must find no transaction open
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from telemetry.sqlite_db import immediate, open_wal
+from telemetry.sqlite_db import WalDatabase
 from telemetry.store import (
     Dimensions,
     EventRecord,
@@ -96,12 +95,10 @@ class SqliteTelemetryStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn, self._lock = open_wal(path, _SCHEMA)
+        self._db = WalDatabase(path, _SCHEMA)
+        self._conn, self._lock = self._db.conn, self._db.lock
         # (tenant, name, dimension items as given) -> series id; the DB row is keyed by the sorted dimensions.
         self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
 
     def _series_id(self, conn: sqlite3.Connection, point: MetricPoint) -> int:
         key = (point.tenant, point.name, tuple(point.dimensions.items()))
@@ -126,7 +123,7 @@ class SqliteTelemetryStore:
             return 0
         cache_before = dict(self._series_ids)
         try:
-            with self._transaction() as conn:
+            with self._db.transaction() as conn:
                 rows = [(self._series_id(conn, p), p.timestamp, p.value) for p in points]
                 conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?, ?, ?)", rows)
         except BaseException:
@@ -139,7 +136,7 @@ class SqliteTelemetryStore:
             (r.tenant, r.timestamp, r.level, r.message, r.component, json.dumps(dict(r.attributes)), r.source)
             for r in logs
         ]
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO logs (tenant, ts, level, message, component, attributes, source)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -149,7 +146,7 @@ class SqliteTelemetryStore:
 
     def add_events(self, events: Sequence[EventRecord]) -> int:
         written = 0
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             for e in events:
                 cur = conn.execute(
                     "INSERT INTO events (tenant, ts, type, source, detail, dedup_key) VALUES (?, ?, ?, ?, ?, ?)"
@@ -268,7 +265,7 @@ class SqliteTelemetryStore:
         return float(row[0]) if row and row[0] is not None else None
 
     def prune(self, *, older_than: float) -> int:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             removed = conn.execute("DELETE FROM points WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < ?", (older_than,)).rowcount
@@ -288,5 +285,4 @@ class SqliteTelemetryStore:
         return StoreCounts(int(series), int(points), int(logs), int(events))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()

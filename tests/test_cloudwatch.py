@@ -14,6 +14,7 @@ from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
+from telemetry.errors import StorageFullError
 from telemetry.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.moto_server import MotoServer, client
@@ -336,5 +337,37 @@ async def test_metrics_go_in_batches_of_500_queries_grouped_by_start(aws: MotoSe
         queries.clear()
         fetcher.fetch(cw, counting)
         assert sorted(queries) == [1, 1, 500]  # grouped by start: 500 + 1 up to date, 1 new
+    finally:
+        store.close()
+
+
+class FullStore(SqliteTelemetryStore):
+    """A store whose disk is full until ``full`` is cleared."""
+
+    full = True
+
+    def add_metrics(self, points: Any) -> int:
+        if self.full:
+            raise StorageFullError(Path("/data"), "database or disk is full")
+        return super().add_metrics(points)
+
+
+async def test_a_full_data_directory_is_not_held_against_cloudwatch(aws: MotoServer, tmp_path: Path) -> None:
+    """Storing failed, not AWS: the breaker stays closed (else CloudWatch would be cut off for the cool-down), the
+    health says why nothing came in, and the points arrive once there is space."""
+    now = time.time() - 600
+    put_metrics("Shop", "Latency", {"Component": "api"}, [50, 55], now)
+    store = FullStore(tmp_path / "t.db")
+    try:
+        watch = [MetricWatch(namespace="Shop", metric_name="Latency")]
+        streamer = CloudWatchStreamer(config(metrics=watch, breaker_failure_threshold=1), store)
+        for _ in range(3):
+            assert await streamer.poll("cloudwatch.metrics") == 0
+        health = {h.name: h for h in streamer.health()}["cloudwatch.metrics"]
+        assert health.breaker is not None and health.breaker.state == "closed"
+        assert health.failures == 0 and health.last_error is not None and "is full" in health.last_error
+        store.full = False
+        assert await streamer.poll("cloudwatch.metrics") == 2
+        assert store.series("default", name="Latency")[0].values == [50, 55]
     finally:
         store.close()

@@ -72,8 +72,8 @@ class SqliteAuditLog:
         body = dict(detail or {})
         # default=str: an audit entry is never lost to a value JSON cannot encode (a Path, an exception).
         text = json.dumps(body, default=str, sort_keys=True)
-        with self._lock:
-            cursor = self._conn.execute(
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
                 "INSERT INTO audit_log (ts, actor, tenant, kind, subject, detail) VALUES (?, ?, ?, ?, ?, ?)",
                 (ts, actor, tenant, kind, subject, text),
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from generators.deploy.errors import RecoveryError
+from generators.errors import StorageFullError, storage_full
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +68,27 @@ def journal_path(journal_dir: Path, txn_id: str) -> Path:
 
 
 def write_journal(journal_dir: Path, journal: Journal) -> None:
-    """Write ``journal`` durably: temp file, fsync, replace, fsync of the folder."""
-    journal_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``journal`` durably: temp file, fsync, replace, fsync of the folder.
+
+    Raises:
+        StorageFullError: no space for it (the journal folder lies in the data directory); the old journal, if any,
+            is left as it was.
+    """
     body = {"version": _VERSION, **asdict(journal)}
     target = journal_path(journal_dir, journal.txn_id)
     temp = target.with_name(target.name + ".tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(body, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, target)
+    try:
+        with storage_full(journal_dir.parent):
+            journal_dir.mkdir(parents=True, exist_ok=True)
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(body, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+    except StorageFullError:
+        with suppress(FileNotFoundError):
+            temp.unlink()  # a half-written temp file only takes the space that is missing
+        raise
     fsync_dir(journal_dir)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from generators.validation.models import ValidationConfig
-from generators.validation.sandbox import limited_command, sandbox_env, wait_or_kill
+from generators.validation.sandbox import copy_ignore, limited_command, sandbox_env, wait_or_kill
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
@@ -92,10 +92,12 @@ def run_interleaved(
         BenchmarkError: a run failed, timed out, or printed no number.
     """
     config = config or ValidationConfig()
-    with tempfile.TemporaryDirectory(prefix="improve-bench-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="improve-bench-", dir=config.scratch_dir, ignore_cleanup_errors=True
+    ) as tmp:
         sides = {"before": Path(tmp) / "before", "after": Path(tmp) / "after"}
         for name, files in (("before", before), ("after", after)):
-            _materialise(workspace, sides[name], files, config.sandbox_ignore)
+            _materialise(workspace, sides[name], files, copy_ignore(config))
         home = Path(tmp) / "home"
         home.mkdir()
         samples: dict[str, list[float]] = {"before": [], "after": []}

@@ -59,7 +59,7 @@ def evaluate(
 ) -> Evaluation:
     """Collect every kind of evidence and decide. Blocking (subprocesses, SQLite): run it in a worker thread."""
     result = Evaluation()
-    _benchmark(workspace, versions, config, result)
+    _benchmark(workspace, versions, config, result, pipeline)
     _telemetry(subject, figures, config, result)
     _errors(subject, figures, config, result)
     _tests(workspace, subject, pipeline, config, result)
@@ -82,7 +82,9 @@ def _module(versions: Sequence[FileVersion]) -> FileVersion | None:
     return None
 
 
-def _benchmark(workspace: Path, versions: Sequence[FileVersion], config: CycleConfig, out: Evaluation) -> None:
+def _benchmark(
+    workspace: Path, versions: Sequence[FileVersion], config: CycleConfig, out: Evaluation, pipeline: ValidationPipeline
+) -> None:
     module = _module(versions)
     script = find_benchmark(workspace, module.path) if module else None
     if script is None:
@@ -96,6 +98,7 @@ def _benchmark(workspace: Path, versions: Sequence[FileVersion], config: CycleCo
             {v.path: v.new for v in versions},
             runs=config.benchmark_runs,
             timeout=config.benchmark_timeout_seconds,
+            config=pipeline.config,  # the server's sandbox limits and scratch folder
         )
     except BenchmarkError as exc:
         out.figures["benchmark"] = {"script": script, "error": str(exc), "failed_on": exc.side}

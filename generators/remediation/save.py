@@ -11,6 +11,7 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
+from generators.errors import storage_full
 from generators.remediation.errors import SaveError
 from generators.remediation.models import EXTENSIONS, GeneratedScript, Platform, SavedScript
 
@@ -62,7 +63,8 @@ def _prepare_dir(scripts_dir: Path) -> Path:
                 "refusing to write there. Replace the link with a real folder."
             )
     try:
-        scripts_dir.mkdir(parents=True, exist_ok=True)
+        with storage_full(workspace, "workspace"):
+            scripts_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
         raise SaveError(f"{scripts_dir} exists but is not a folder; move it away so scripts can be saved") from exc
     except OSError as exc:
@@ -122,7 +124,8 @@ def save_script(script: GeneratedScript, scripts_dir: Path, filename: str | None
     overwritten = target.exists()
     mode = MODES[script.platform]
     try:
-        _write_atomically(directory, name, data, mode)
+        with storage_full(directory.parent, "workspace"):
+            _write_atomically(directory, name, data, mode)
     except OSError as exc:
         raise SaveError(f"could not write {target}: {exc.strerror or exc}; check the workspace is writable") from exc
     logger.info("saved %s script %s (%d bytes, sha256 %s)", script.issue_type, target, len(data), digest)

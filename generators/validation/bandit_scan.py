@@ -23,14 +23,14 @@ def bandit_available() -> bool:
     return importlib.util.find_spec("bandit") is not None
 
 
-def run_bandit(sources: dict[str, str], timeout_s: float) -> StageOutcome:
-    """Bandit's findings on ``sources`` (path → text): high severity with medium or high confidence fail the
-    stage, the rest are warnings."""
+def run_bandit(sources: dict[str, str], timeout_s: float, scratch_dir: Path | None = None) -> StageOutcome:
+    """Bandit's findings on ``sources`` (path → text), written to a folder in ``scratch_dir`` (the system temp folder
+    by default): high severity with medium or high confidence fail the stage, the rest are warnings."""
     if not sources:
         return StageOutcome(note="bandit: no Python files")
     if not bandit_available():
         return StageOutcome(note="bandit not installed: skipped", skipped=True)
-    with tempfile.TemporaryDirectory(prefix="validate-bandit-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="validate-bandit-", dir=scratch_dir) as tmp:
         root = Path(tmp)
         for rel, text in sources.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -115,6 +115,7 @@ class ValidationConfig:
     mypy_timeout_s: float = 60.0
     mypy_cache_dir: Path | None = None
     mypy_persistent: bool = False  # keep one mypy process up between checks (the server does)
+    scratch_dir: Path | None = None  # where sandbox copies go (the server's ScratchArea); None: the system temp folder
     bandit_timeout_s: float = 60.0
     test_timeout_s: float = 120.0
     test_memory_bytes: int = 1 << 30

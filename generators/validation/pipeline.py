@@ -156,7 +156,7 @@ class ValidationPipeline:
         sources = request.overlay.parsed_sources()
         findings = check_policy(sources, str(request.overlay.workspace), request.allow_network)
         texts = {path: request.overlay.change[path] for path, _ in sources}
-        bandit = run_bandit(texts, self.config.bandit_timeout_s)
+        bandit = run_bandit(texts, self.config.bandit_timeout_s, self.config.scratch_dir)
         return security_outcome(findings, bandit, request.allow_network)
 
     def _tenancy(self, request: _Request) -> StageOutcome:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
+from generators.validation.scratch import SCRATCH_FOLDER
 
 # Sets the limits given as argv[1:4] (memory, CPU seconds, file size; 0 = none) and no core dumps; the code after it
 # finds its own arguments from argv[4:].
@@ -36,6 +37,15 @@ if cpu > 0:
 if fsize > 0:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 """
+# On Linux the sandboxed process is killed with the server (PR_SET_PDEATHSIG): a server killed by SIGKILL must not
+# leave tests running in a folder that the next start removes. Exits at once if the server died before the prctl.
+_DIE_WITH_SERVER = """
+if sys.platform == "linux":
+    import ctypes, signal
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    if os.getppid() != {server}:
+        os._exit(70)
+"""
 _PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])\n'
 
 
@@ -43,7 +53,8 @@ def limited_command(config: ValidationConfig, code: str, args: list[str]) -> lis
     """A command running ``code`` in an isolated Python under the sandbox's resource limits, with ``args`` at
     ``sys.argv[4:]`` (``os`` and ``sys`` are imported)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
-    return [sys.executable, "-I", "-c", _LIMITS + code, *limits, *args]
+    launcher = _LIMITS + _DIE_WITH_SERVER.format(server=os.getpid()) + code
+    return [sys.executable, "-I", "-c", launcher, *limits, *args]
 
 
 KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT")
@@ -54,6 +65,12 @@ SECRET_VARIABLE = re.compile(
 )
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+?)(?:::\S+)?(?: - (.*))?$")
+
+
+def copy_ignore(config: ValidationConfig) -> tuple[str, ...]:
+    """Names a workspace copy skips: the configured ones, and the sandbox folders (a workspace that holds the data
+    directory would otherwise copy the copy being made, without end)."""
+    return (*config.sandbox_ignore, SCRATCH_FOLDER)
 
 
 def sandbox_env(root: Path, home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -88,9 +105,11 @@ def run_tests(
         return StageOutcome(
             [Finding(p, 0, "test path does not exist in the changed workspace", "TST003") for p in missing]
         )
-    with tempfile.TemporaryDirectory(prefix="validate-sandbox-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="validate-sandbox-", dir=config.scratch_dir, ignore_cleanup_errors=True
+    ) as tmp:
         root, home, log = Path(tmp) / "ws", Path(tmp) / "home", Path(tmp) / "output.log"
-        overlay.copy_tree(root, config.sandbox_ignore)
+        overlay.copy_tree(root, copy_ignore(config))
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--", *paths]
         command = limited_command(config, _PYTEST, args)

@@ -74,7 +74,7 @@ def check_types(overlay: Overlay, config: ValidationConfig, worker: MypyWorker |
         return StageOutcome(note="no annotated Python files: skipped", skipped=True)
     if importlib.util.find_spec("mypy") is None:
         return StageOutcome(note="mypy is not installed: skipped", skipped=True)
-    with tempfile.TemporaryDirectory(prefix="validate-mypy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="validate-mypy-", dir=config.scratch_dir) as tmp:
         root = Path(tmp) / "ws"
         overlay.link_tree(root)
         mypypath = os.pathsep.join(str(root / r) for r in config.source_roots)

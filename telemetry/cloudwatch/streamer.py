@@ -20,7 +20,7 @@ from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.logs import LogFetcher
 from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.retry import call_with_retry, describe_error
-from telemetry.errors import TelemetryError
+from telemetry.errors import StorageFullError, TelemetryError
 from telemetry.store import TelemetryStore
 
 logger = logging.getLogger(__name__)
@@ -30,14 +30,14 @@ SOURCES: tuple[SourceName, ...] = ("cloudwatch.metrics", "cloudwatch.logs", "clo
 
 class SourceHealth(BaseModel):
     name: str = Field(description="Source name.")
-    enabled: bool = Field(description="Whether the configuration asks for this source.")
-    last_success: float | None = Field(None, description="Unix time of the last successful poll.")
-    last_error: str | None = Field(None, description="The last error, if the last poll failed.")
+    enabled: bool = Field(description="Whether it is configured.")
+    last_success: float | None = Field(None, description="Unix time of the last good poll.")
+    last_error: str | None = Field(None, description="Last error, if the last poll failed.")
     last_error_at: float | None = Field(None, description="Unix time of the last failure.")
     items_ingested: int = Field(0, description="Items stored since start-up.")
     polls: int = Field(0, description="Polls attempted since start-up.")
-    failures: int = Field(0, description="Polls that failed since start-up.")
-    breaker: BreakerStatus | None = Field(None, description="The source's circuit breaker (remote sources only).")
+    failures: int = Field(0, description="Failed polls since start-up.")
+    breaker: BreakerStatus | None = Field(None, description="Circuit breaker (remote sources).")
 
 
 @dataclass
@@ -116,6 +116,10 @@ class CloudWatchStreamer:
             before = source.breaker.state
             try:
                 stored = await anyio.to_thread.run_sync(source.poll, abandon_on_cancel=True)
+            except StorageFullError as exc:  # ours, not AWS's: the breaker stays as it is (the store logs the episode)
+                source.last_error, source.last_error_at = str(exc), self._clock()
+                logger.debug("%s poll could not store: %s", name, exc)
+                stored = 0
             except Exception as exc:  # any AWS or network failure counts against the breaker
                 source.failures += 1
                 source.last_error, source.last_error_at = describe_error(exc), self._clock()
