@@ -27,17 +27,14 @@ from server.builders import (
     cycles_ready,
     generator_factory,
     open_deployer,
+    open_scratch,
     self_analyst,
     snapshot_recorder,
 )
+from server.change_feed import ChangeFeed, ObservedCycleStore, watched_deployments
 from server.dashboard import add_dashboard_routes
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
-from server.live_resources import (
-    ChangeFeed,
-    ObservedCycleStore,
-    SelfBuildingServer,
-    watched_deployments,
-)
+from server.live_resources import SelfBuildingServer
 from server.metrics import ServerMetrics
 from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
@@ -107,8 +104,10 @@ def create_server(
     ``validation_stages`` limits the validation of generated code (every stage by default; tests skip slow ones).
     """
     bus = InMemorySubscriptionBus()
-    metrics = ServerMetrics()
-    notifier = Notifier(bus)
+    metrics = ServerMetrics(settings.default_tenant)
+    notifier = Notifier(
+        bus, queue_max=settings.notification_queue_max, stall_seconds=settings.notification_stall_seconds
+    )
     ref = ServicesRef()
 
     async def watched() -> list[Deployment]:
@@ -129,8 +128,10 @@ def create_server(
             deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed)
             opened.callback(versions.close)
             opened.callback(audit_log.close)
+            scratch = await anyio.to_thread.run_sync(open_scratch, settings)  # removes what killed servers left
+            opened.callback(scratch.close)
             llm = LLMClient(llm_config(settings))
-            generator, close_generator = generator_factory(llm, settings, validation_stages)
+            generator, close_generator = generator_factory(llm, settings, validation_stages, scratch.path)
             opened.push_async_callback(_close_generation, llm, close_generator)
             anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
             retention = settings.telemetry_retention_days * 86400
@@ -239,9 +240,11 @@ def create_server(
                     logger.info("monitoring started (interval %.1fs)", monitor.interval)
                 ref.set(services)
                 task_group.start_soon(feed.run)
+                stop_push = notifier.serve_in(task_group)
                 try:
                     yield services
                 finally:
+                    stop_push()
                     ref.clear()
                     if publisher is not None:
                         await publisher.close()  # the last figures go out (shielded, bounded)
@@ -259,15 +262,17 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        middleware=[notifier.track_sessions, tool_call_observer(metrics.tool_call)],
+        middleware=[notifier.track_sessions],
     )
+    server.middleware.append(tool_call_observer(server.has_tool, metrics.tool_call))  # needs the server's tools
     server.watched = watched
     server.feed = feed
     server.notifier = notifier
     server.metrics_registry = metrics.registry
+    metrics.registry.register(notifier.stats)  # notifications dropped, streams cut
     notifier.install(server)
     add_metrics_route(server, metrics, settings, verifier)
-    server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, bus).streams.stop)
+    server.on_http_stop.append(add_dashboard_routes(server, settings, verifier, ref, notifier).streams.stop)
     status.register(server, ref)
     monitoring.register(server, ref)
     performance.register(server)

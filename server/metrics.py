@@ -4,12 +4,17 @@ Counters that move with events (tool calls with their latency, monitoring events
 are updated as they happen; figures that live elsewhere (CloudWatch breakers, improvement cycles and their outcomes,
 code generation by the LLM) are read at scrape time. One registry per server (nothing global), so two servers in one
 process never mix their figures.
+
+Label values that callers feed (tool names, tenants, telemetry sources) are bounded: each label takes at most a fixed
+number of distinct values, the first ones seen, and later newcomers are counted under ``other``. Every series
+costs memory until restart and bytes on every scrape, so a caller must not be able to add them without end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,12 +29,36 @@ if TYPE_CHECKING:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 BREAKER_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+OTHER: Final = "other"
+MAX_TOOLS: Final = 200  # the server has ~30 tools; unknown names arrive as one, "(unknown tool)"
+MAX_TENANTS: Final = 100
+MAX_SOURCES: Final = 50
+MAX_LABEL_CHARS: Final = 100
+
+
+class LabelValues:
+    """The values one label may take: the first ``limit`` distinct ones seen (and ``known``), else ``other``.
+    Thread-safe: stored-telemetry hooks run on worker threads."""
+
+    def __init__(self, limit: int, known: Iterable[str] = ()) -> None:
+        self._limit = limit
+        self._seen = set(known)
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) >= self._limit or len(value) > MAX_LABEL_CHARS:
+                return OTHER
+            self._seen.add(value)
+        return value
 
 
 class ServerMetrics:
     """The server's metrics; ``services`` is set by the lifespan (scrape-time figures need it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_tenant: str = "default") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.services: Services | None = None
         self.tool_calls = Counter(
@@ -49,11 +78,15 @@ class ServerMetrics:
             ["kind", "source", "tenant"], registry=self.registry,
         )  # fmt: skip
         self._last_event_id = 0
+        self._tools = LabelValues(MAX_TOOLS)
+        self._tenants = LabelValues(MAX_TENANTS, [default_tenant])
+        self._sources = LabelValues(MAX_SOURCES)
         self.registry.register(_LiveCollector(self))
 
     def tool_call(self, tool: str, failed: bool, seconds: float) -> None:
-        self.tool_calls.labels(tool, "error" if failed else "ok").inc()
-        self.tool_seconds.labels(tool).observe(seconds)
+        label = self._tools(tool)
+        self.tool_calls.labels(label, "error" if failed else "ok").inc()
+        self.tool_seconds.labels(label).observe(seconds)
 
     async def on_monitoring_events(self, events: list[MonitoringEvent]) -> None:
         """Monitor listener: count each event once, when it is raised (updates keep their id)."""
@@ -65,7 +98,7 @@ class ServerMetrics:
     def on_stored(self, kind: str, tally: Mapping[tuple[str, str], int]) -> None:
         """Telemetry store hook: how many items of ``kind`` were stored per (source, tenant)."""
         for (source, tenant), count in tally.items():
-            self.telemetry_items.labels(kind, source, tenant).inc(count)
+            self.telemetry_items.labels(kind, self._sources(source), self._tenants(tenant)).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

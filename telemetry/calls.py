@@ -9,12 +9,10 @@ second of calls. Readers flush first, so a query sees every call that has return
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -22,7 +20,8 @@ from typing import Final, Literal, Protocol
 import anyio
 import anyio.to_thread
 
-from telemetry.sqlite_db import immediate, open_wal
+from telemetry.errors import StorageFullError
+from telemetry.sqlite_db import WalDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -89,16 +88,14 @@ class SqliteCallStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn, self._lock = open_wal(path, _SCHEMA)
-
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
+        self._db = WalDatabase(path, _SCHEMA)
+        self._conn, self._lock = self._db.conn, self._db.lock
 
     def add(self, calls: Sequence[ToolCall]) -> None:
         if not calls:
             return
         rows = [(c.ts, c.tool, c.tenant, c.caller, c.duration, c.outcome, c.error_kind) for c in calls]
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.executemany(f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def calls(
@@ -118,12 +115,11 @@ class SqliteCallStore:
         return [ToolCall(*row) for row in rows], int(total)
 
     def prune(self, older_than: float) -> int:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return conn.execute("DELETE FROM calls WHERE ts < ?", (older_than,)).rowcount
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
 
 class CallRecorder:
@@ -172,9 +168,27 @@ class CallRecorder:
     def calls(
         self, *, start: float, end: float, tenants: Collection[str] | None = None, limit: int = 200_000
     ) -> tuple[list[ToolCall], int]:
-        """Every call that has returned (buffered ones included), as :meth:`CallStore.calls`. Blocking."""
-        self.flush()
+        """Every call that has returned (buffered ones included), as :meth:`CallStore.calls`. Blocking.
+
+        While the data directory is full the buffered calls cannot be written; they are read from memory instead,
+        so a reader still sees every call."""
+        try:
+            self.flush()
+        except StorageFullError:
+            return self._with_buffered(start=start, end=end, tenants=tenants, limit=limit)
         return self.store.calls(start=start, end=end, tenants=tenants, limit=limit)
+
+    def _with_buffered(
+        self, *, start: float, end: float, tenants: Collection[str] | None, limit: int
+    ) -> tuple[list[ToolCall], int]:
+        with self._write_lock:  # no batch in flight: each call is either still buffered or already stored
+            with self._lock:
+                buffered = [
+                    c for c in self._buffer if start <= c.ts <= end and (tenants is None or c.tenant in tenants)
+                ]
+            stored, total = self.store.calls(start=start, end=end, tenants=tenants, limit=limit)
+        merged = sorted([*stored, *buffered], key=lambda c: c.ts)
+        return merged[-limit:] if limit > 0 else [], total + len(buffered)
 
     def prune(self) -> int:
         """Delete calls older than the retention (blocking)."""
@@ -193,6 +207,8 @@ class CallRecorder:
                         logger.info("pruned %d recorded tool calls older than %.1f days", removed,
                                     self.retention_seconds / 86400)  # fmt: skip
                 await anyio.to_thread.run_sync(self.flush)
+            except StorageFullError:
+                pass  # the store logs the episode once; the calls stay buffered (bounded) and are retried
             except Exception:
                 logger.exception("writing the recorded tool calls failed (kept in memory, retried)")
             await anyio.sleep(interval)
@@ -201,6 +217,8 @@ class CallRecorder:
         """Write what is still buffered, then close the store (blocking)."""
         try:
             self.flush()
+        except StorageFullError as exc:
+            logger.warning("the last %d recorded tool calls could not be written: %s", len(self._buffer), exc)
         except Exception:
             logger.exception("the last %d recorded tool calls could not be written", len(self._buffer))
         finally:

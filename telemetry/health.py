@@ -12,8 +12,8 @@ CRITICAL_PERCENT = 98.0
 
 
 class Health(BaseModel):
-    verdict: Verdict = Field(description="healthy, degraded or critical.")
-    reasons: list[str] = Field(description="Why: one line per figure or open event that is not healthy.")
+    verdict: Verdict = Field(description="Overall health.")
+    reasons: list[str] = Field(description="One line per unhealthy figure or open event.")
 
 
 def _gpu_findings(snapshot: Snapshot, limits: Thresholds) -> tuple[list[str], list[str]]:

@@ -61,7 +61,7 @@ class MetricIn(TypedDict):
     into plain dicts costs a third less than building model instances."""
 
     name: Annotated[str, Field(pattern=_NAME)]
-    value: Annotated[float, Field(allow_inf_nan=False)]
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e108, le=1e108)]  # CloudWatch's range: sums can't overflow
     timestamp: NotRequired[float | str | None]
     unit: NotRequired[Annotated[str | None, Field(max_length=32)]]
     dimensions: NotRequired[Annotated[dict[DimensionName, DimensionValue], Field(max_length=30)]]
@@ -95,15 +95,15 @@ ItemT = TypeVar("ItemT")
 
 class Rejection(BaseModel):
     kind: Kind = Field(description="Which list the item was in.")
-    index: int = Field(description="Position of the item in that list (0-based).")
-    reason: str = Field(description="What was wrong with it.")
+    index: int = Field(description="Its position there (0-based).")
+    reason: str = Field(description="What was wrong.")
 
 
 class Accepted(BaseModel):
     metrics: int = Field(description="Metric points stored.")
     logs: int = Field(description="Log records stored.")
-    events: int = Field(description="Events stored (new ones; a repeated id is accepted but stored once).")
-    duplicate_events: int = Field(0, description="Events not stored again: their id was already stored or repeated.")
+    events: int = Field(description="Events stored (an id is stored once).")
+    duplicate_events: int = Field(0, description="Events with an id already stored.")
 
 
 class Batch(BaseModel):

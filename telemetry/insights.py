@@ -14,9 +14,10 @@ from the data (so impact runs from 0 to 10,000):
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 InsightKind = Literal["trend", "degradation", "anomaly", "error_pattern"]
 Severity = Literal["low", "medium", "high", "critical"]
@@ -26,27 +27,35 @@ SEVERITY_ORDER: dict[Severity, int] = {"low": 0, "medium": 1, "high": 2, "critic
 
 
 class Insight(BaseModel):
-    id: str = Field(description="Stable id: the same finding on the same series keeps its id across queries.")
-    kind: InsightKind = Field(description="trend, degradation, anomaly or error_pattern.")
-    severity: Severity = Field(description="low, medium, high or critical.")
+    id: str = Field(description="Stable id of the finding.")
+    kind: InsightKind = Field(description="Kind of finding.")
+    severity: Severity = Field(description="Severity.")
     tenant: str = Field(description="Tenant the data belongs to.")
-    metric: str | None = Field(None, description="Metric name, for metric insights.")
+    metric: str | None = Field(None, description="Metric, if any.")
     dimensions: dict[str, str] = Field(default_factory=dict, description="Dimensions of the series.")
-    component: str | None = Field(None, description="Component it points at (Component dimension or log field).")
+    component: str | None = Field(None, description="Component it points at.")
     summary: str = Field(description="One line for a human.")
-    evidence: dict[str, float | str] = Field(description="The figures behind it.")
-    detected_at: float = Field(description="Unix time of the newest point it is based on.")
+    evidence: dict[str, float | str | None] = Field(
+        description="Figures behind it; null: none (change_percent on a zero baseline)."
+    )
+    detected_at: float = Field(description="Unix time of its newest point.")
+
+    @field_validator("evidence")
+    @classmethod
+    def _finite(cls, evidence: dict[str, float | str | None]) -> dict[str, float | str | None]:
+        """A figure that is not a finite number (overflow, a ratio to zero) has no value: JSON cannot carry it."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in evidence.items()}
 
 
 class Opportunity(BaseModel):
-    component: str = Field(description="Component a change should target.")
-    metric: str = Field(description="The metric a fix must move (in the good direction).")
-    goal: str = Field(description="What a fix must achieve, in words.")
+    component: str = Field(description="Component to change.")
+    metric: str = Field(description="Metric a fix must move.")
+    goal: str = Field(description="Goal, in words.")
     impact_score: float = Field(description="performance_gain * affected_users * frequency / 100 (0-10,000).")
-    performance_gain: float = Field(description="Percent the metric has worsened against its baseline (max 100).")
-    affected_users: float = Field(description="Percent of the component's series showing the problem.")
-    frequency: float = Field(description="Percent of recent points that are bad.")
-    risk: Risk = Field(description="Risk of changing it: low, medium or high.")
+    performance_gain: float = Field(description="% worse than baseline (max 100).")
+    affected_users: float = Field(description="% of its series affected.")
+    frequency: float = Field(description="% of recent points bad.")
+    risk: Risk = Field(description="Risk of changing it.")
     insight_ids: list[str] = Field(description="Insights behind it.")
 
 

@@ -109,18 +109,24 @@ class LearningEngine:
             low, high = _bad_bounds(found.baseline_mean, found.baseline_std, direction)
             outside = self._store.count_outside(key, start=recent_start, end=end, low=low, high=high)
             bad = 100.0 * outside / stats.recent.count
+            # Against a zero baseline there is no percentage: change_percent is null and the summary says so.
+            percent = round(found.change_percent, 2) if math.isfinite(found.change_percent) else None
+            how = (
+                f"{percent:+.0f}% against its baseline" if percent is not None
+                else "from a baseline of zero" if not found.baseline_mean else "far beyond its baseline"
+            )  # fmt: skip
             return [
                 Insight(
                     id=insight_id("degradation", tenant, subject),
                     kind="degradation",
                     severity=severity_for_change(found.change_percent),
-                    summary=f"{key.name} worsened {found.change_percent:+.0f}% against its baseline "
+                    summary=f"{key.name} worsened {how} "
                     f"({found.baseline_mean:.4g} → {found.recent_mean:.4g}, {found.z_score:+.1f} σ)",
                     evidence={
                         "baseline_mean": round(found.baseline_mean, 6),
                         "baseline_std": round(found.baseline_std, 6),
                         "recent_mean": round(found.recent_mean, 6),
-                        "change_percent": round(found.change_percent, 2),
+                        "change_percent": percent,
                         "z_score": round(found.z_score, 2),
                         "bad_share_percent": round(bad, 1),
                         "direction": direction,
@@ -176,9 +182,7 @@ class LearningEngine:
                 * len({tuple(sorted(i.dimensions.items())) for i in group})
                 / max(1, series_per_component[(component, metric)])
             )
-            frequency = max(
-                float(i.evidence.get("bad_share_percent", 100.0 if i.kind == "trend" else 0)) for i in group
-            )
+            frequency = max(_bad_percent(i) for i in group)
             direction = str(group[0].evidence.get("direction", "up_is_bad"))
             way = {"up_is_bad": "down ", "down_is_bad": "up "}.get(direction, "")
             goal = f"bring {metric} back {way}to its baseline"
@@ -203,10 +207,12 @@ _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 def _change(insight: Insight) -> float:
     value = insight.evidence.get("change_percent", insight.evidence.get("relative_change_percent", 0.0))
+    if value is None:  # a worsening from a zero baseline: all of the metric's value is the gain to make
+        return 100.0
     return abs(float(value))
 
 
 def _bad_percent(insight: Insight) -> float:
     # A trend is bad at every recent point by construction; other kinds say how often.
-    default = 100.0 if insight.kind == "trend" else 0.0
-    return float(insight.evidence.get("bad_share_percent", default))
+    value = insight.evidence.get("bad_share_percent", 100.0 if insight.kind == "trend" else 0.0)
+    return float(value) if value is not None else 0.0

@@ -17,22 +17,20 @@ _RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 class Bottleneck(BaseModel):
-    resource: Resource = Field(description="Which resource is the bottleneck.")
-    severity: Literal["low", "medium", "high", "critical"] = Field(description="How much it limits the host.")
-    summary: str = Field(description="One line describing the bottleneck.")
+    resource: Resource = Field(description="The limiting resource.")
+    severity: Literal["low", "medium", "high", "critical"] = Field(description="How much it limits.")
+    summary: str = Field(description="One line for a human.")
     evidence: dict[str, float | str] = Field(description="The figures that show it.")
-    suggestions: list[str] = Field(description="Concrete next steps, most useful first.")
-    remediation_template: str | None = Field(
-        None, description="A remediation script template that addresses it (see list_script_templates)."
-    )
+    suggestions: list[str] = Field(description="Next steps, most useful first.")
+    remediation_template: str | None = Field(None, description="A remediation template for it (list_script_templates).")
 
 
 class PerformanceReport(BaseModel):
-    window_seconds: float = Field(description="Length of the window the averages cover, in seconds.")
-    samples: int = Field(description="Snapshots the analysis used.")
-    bottlenecks: list[Bottleneck] = Field(description="Bottlenecks found, worst first (empty when none).")
+    window_seconds: float = Field(description="Seconds the averages cover.")
+    samples: int = Field(description="Snapshots used.")
+    bottlenecks: list[Bottleneck] = Field(description="Worst first.")
     summary: str = Field(description="One paragraph for a human.")
-    top_processes: list[ProcessInfo] = Field(description="The processes using the most CPU, as context.")
+    top_processes: list[ProcessInfo] = Field(description="Busiest processes.")
 
 
 def _grade(value: float, limit: float) -> Literal["low", "medium", "high", "critical"]:

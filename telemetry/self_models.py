@@ -12,73 +12,72 @@ AnomalyKind = Literal["slow_tool", "latency_regression", "failing_tool", "error_
 
 class ToolUsage(BaseModel):
     tool: str = Field(description="Tool name.")
-    calls: int = Field(description="Calls in the window.")
-    share_percent: float = Field(description="Share of all calls in the window, in percent.")
+    calls: int = Field(description="Calls.")
+    share_percent: float = Field(description="% of all calls.")
 
 
 class CallerUsage(BaseModel):
-    caller: str = Field(description="API key name ('local' over stdio; other keys are hidden from tenant keys).")
-    calls: int = Field(description="Calls in the window.")
-    share_percent: float = Field(description="Share of all calls in the window, in percent.")
+    caller: str = Field(description="Key name ('local' over stdio).")
+    calls: int = Field(description="Calls.")
+    share_percent: float = Field(description="% of all calls.")
 
 
 class DecisionPatterns(BaseModel):
     total_calls: int = Field(description="Calls analysed.")
-    distinct_tools: int = Field(description="How many different tools were called.")
+    distinct_tools: int = Field(description="Tools called.")
     diversity_score: float = Field(
-        description="Normalised Shannon entropy of the calls over the tools used: 0 = one tool only, 1 = all used "
-        "tools equally often."
+        description="Shannon entropy over the tools used, normalised: 0 one tool, 1 all used equally."
     )
-    tools: list[ToolUsage] = Field(description="Calls per tool, most used first.")
-    tools_has_more: bool = Field(description="True when more tools were called than listed.")
-    callers: list[CallerUsage] = Field(description="Calls per caller, most active first.")
-    callers_has_more: bool = Field(description="True when more callers were seen than listed.")
+    tools: list[ToolUsage] = Field(description="Most used first.")
+    tools_has_more: bool = Field(description="True: more than listed.")
+    callers: list[CallerUsage] = Field(description="Most active first.")
+    callers_has_more: bool = Field(description="True: more than listed.")
 
 
 class ToolTiming(BaseModel):
     tool: str = Field(description="Tool name.")
-    calls: int = Field(description="Calls in the window.")
-    mean_ms: float = Field(description="Mean duration, milliseconds.")
-    p50_ms: float = Field(description="Median duration, milliseconds.")
-    p95_ms: float = Field(description="95th percentile duration, milliseconds.")
-    max_ms: float = Field(description="Longest call, milliseconds.")
+    calls: int = Field(description="Calls.")
+    mean_ms: float = Field(description="Mean, ms.")
+    p50_ms: float = Field(description="Median, ms.")
+    p95_ms: float = Field(description="95th percentile, ms.")
+    max_ms: float = Field(description="Longest, ms.")
 
 
 class ToolFailures(BaseModel):
     tool: str = Field(description="Tool name.")
-    calls: int = Field(description="Calls in the window.")
-    errors: int = Field(description="Calls that ended in an error.")
-    error_rate_percent: float = Field(description="errors / calls, in percent.")
+    calls: int = Field(description="Calls.")
+    errors: int = Field(description="Failed calls.")
+    error_rate_percent: float = Field(description="errors / calls, %.")
     by_kind: dict[str, int] = Field(description="Errors per kind.")
 
 
 class FailurePair(BaseModel):
     tool: str = Field(description="Tool name.")
-    error_kind: str = Field(description="access_denied, invalid_arguments, tool_error, unknown_tool, internal, ...")
-    count: int = Field(description="Errors of this kind from this tool.")
+    error_kind: str = Field(description="Error kind (see by_kind).")
+    count: int = Field(description="Errors.")
 
 
 class FailurePatterns(BaseModel):
-    total_errors: int = Field(description="Calls that ended in an error.")
-    error_rate_percent: float = Field(description="Share of all calls that failed, in percent.")
-    by_kind: dict[str, int] = Field(description="Errors per kind over every tool.")
-    tools: list[ToolFailures] = Field(description="Tools with errors, most errors first.")
-    tools_has_more: bool = Field(description="True when more tools failed than listed.")
-    top_pairs: list[FailurePair] = Field(description="The most frequent (tool, error kind) pairs.")
+    total_errors: int = Field(description="Failed calls.")
+    error_rate_percent: float = Field(description="% of calls failed.")
+    by_kind: dict[str, int] = Field(description="Errors per kind.")
+    tools: list[ToolFailures] = Field(description="Most errors first.")
+    tools_has_more: bool = Field(description="True: more than listed.")
+    top_pairs: list[FailurePair] = Field(description="Most frequent (tool, kind) pairs.")
 
 
 class BiasFinding(BaseModel):
-    subject: Literal["tool", "caller"] = Field(description="What dominates: one tool or one caller.")
-    name: str = Field(description="The dominating tool or caller.")
-    calls: int = Field(description="Its calls in the window.")
-    share_percent: float = Field(description="Its share of all calls, in percent.")
+    subject: Literal["tool", "caller"] = Field(description="What dominates.")
+    name: str = Field(description="Its name.")
+    calls: int = Field(description="Its calls.")
+    share_percent: float = Field(description="% of all calls.")
     summary: str = Field(description="One line for a human.")
 
 
 class Anomaly(BaseModel):
-    kind: AnomalyKind = Field(description="slow_tool, latency_regression, failing_tool or error_rate_increase.")
+    kind: AnomalyKind = Field(description="What is wrong.")
     tool: str = Field(description="Tool name.")
-    component: str | None = Field(description="The server module and function behind the tool.")
+    component: str | None = Field(description="Module and function behind the tool.")
     severity: Literal["low", "medium", "high", "critical"] = Field(description="How bad it is.")
     summary: str = Field(description="One line for a human.")
     evidence: dict[str, float | str] = Field(description="The figures behind it.")
@@ -86,31 +85,29 @@ class Anomaly(BaseModel):
 
 class Suggestion(BaseModel):
     priority: Priority = Field(description="high, medium or low.")
-    tool: str = Field(description="The tool it is about.")
-    component: str | None = Field(description="The server module and function to change.")
+    tool: str = Field(description="Tool.")
+    component: str | None = Field(description="Module and function to change.")
     action: str = Field(description="What to do.")
-    evidence: str = Field(description="Why: the figures behind it.")
-    expected_impact: str = Field(description="What it should gain, in words with figures.")
-    expected_gain_percent: float = Field(
-        description="Expected reduction of the tool's latency or failures, in percent."
-    )
-    calls_per_day: float = Field(description="Calls per day that would benefit (extrapolated from the window).")
+    evidence: str = Field(description="Figures behind it.")
+    expected_impact: str = Field(description="Expected gain, in words.")
+    expected_gain_percent: float = Field(description="Expected cut in latency or failures, %.")
+    calls_per_day: float = Field(description="Calls per day that gain (extrapolated).")
 
 
 class SelfReport(BaseModel):
-    window_start: float = Field(description="Unix time the window starts.")
-    window_end: float = Field(description="Unix time the window ends (now).")
-    lookback_hours: float = Field(description="Window length in hours.")
-    tenants: list[str] | None = Field(description="Tenants whose calls were analysed (null: every tenant).")
-    calls_in_window: int = Field(description="Calls recorded in the window.")
-    calls_analysed: int = Field(description="Calls analysed (the newest ones when the window holds more).")
-    truncated: bool = Field(description="True when only the newest calls of the window were analysed.")
-    decision_patterns: DecisionPatterns = Field(description="Which tools and callers the calls went to.")
-    execution_times: list[ToolTiming] = Field(description="Duration statistics per tool, slowest p95 first.")
-    execution_times_has_more: bool = Field(description="True when more tools were timed than listed.")
+    window_start: float = Field(description="Unix time of the start.")
+    window_end: float = Field(description="Unix time of the end (now).")
+    lookback_hours: float = Field(description="Hours.")
+    tenants: list[str] | None = Field(description="Tenants analysed (null: all).")
+    calls_in_window: int = Field(description="Calls in the window.")
+    calls_analysed: int = Field(description="Calls analysed (the newest).")
+    truncated: bool = Field(description="True: not all were analysed.")
+    decision_patterns: DecisionPatterns = Field(description="Who called what.")
+    execution_times: list[ToolTiming] = Field(description="Per tool, slowest p95 first.")
+    execution_times_has_more: bool = Field(description="True: more than listed.")
     failure_patterns: FailurePatterns = Field(description="Errors by tool and kind.")
-    bias: list[BiasFinding] = Field(description="A tool or caller taking more than its share of the calls.")
-    anomalies: list[Anomaly] = Field(description="Slow or failing tools, most severe first.")
-    anomalies_has_more: bool = Field(description="True when more anomalies were found than listed.")
-    suggestions: list[Suggestion] = Field(description="Optimisation suggestions, highest priority first.")
-    suggestions_has_more: bool = Field(description="True when more suggestions were made than listed.")
+    bias: list[BiasFinding] = Field(description="A tool or caller taking most calls.")
+    anomalies: list[Anomaly] = Field(description="Slow or failing tools, worst first.")
+    anomalies_has_more: bool = Field(description="True: more than listed.")
+    suggestions: list[Suggestion] = Field(description="Highest priority first.")
+    suggestions_has_more: bool = Field(description="True: more than listed.")

@@ -27,21 +27,15 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cpu_percent: float = Field(85.0, gt=0, le=100, description="Raise cpu_high above this total CPU percent.")
-    memory_percent: float = Field(90.0, gt=0, le=100, description="Raise memory_high above this memory percent.")
-    disk_percent: float = Field(85.0, gt=0, le=100, description="Raise disk_full above this usage of any mount.")
-    cpu_spike_points: float = Field(
-        20.0, gt=0, le=100, description="Raise cpu_spike when CPU percent jumps by more than this between samples."
-    )
-    gpu_temperature_c: float = Field(85.0, gt=0, le=150, description="Raise gpu_temperature_high above this °C.")
-    gpu_memory_percent: float = Field(95.0, gt=0, le=100, description="Raise gpu_memory_high above this percent.")
-    consecutive_samples: int = Field(
-        2, ge=1, le=100, description="Samples in a row a condition must hold before an event is raised."
-    )
-    clear_samples: int = Field(2, ge=1, le=100, description="Samples in a row below the clear level to clear it.")
-    hysteresis_points: float = Field(
-        5.0, ge=0, le=50, description="A raised condition clears only below (threshold - hysteresis)."
-    )
+    cpu_percent: float = Field(85.0, gt=0, le=100, description="cpu_high above this CPU %.")
+    memory_percent: float = Field(90.0, gt=0, le=100, description="memory_high above this memory %.")
+    disk_percent: float = Field(85.0, gt=0, le=100, description="disk_full above this % of any mount.")
+    cpu_spike_points: float = Field(20.0, gt=0, le=100, description="cpu_spike above this jump between samples.")
+    gpu_temperature_c: float = Field(85.0, gt=0, le=150, description="gpu_temperature_high above this °C.")
+    gpu_memory_percent: float = Field(95.0, gt=0, le=100, description="gpu_memory_high above this %.")
+    consecutive_samples: int = Field(2, ge=1, le=100, description="Samples in a row before an event is raised.")
+    clear_samples: int = Field(2, ge=1, le=100, description="Samples in a row below the clear level to clear.")
+    hysteresis_points: float = Field(5.0, ge=0, le=50, description="An event clears below threshold minus this.")
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,12 @@ def test_sign_in_bodies_are_bounded_before_they_are_read(tmp_path: Path) -> None
         assert reply.status_code == 413
         assert "at most 4096 bytes" in reply.json()["error"]
 
+        action = {"content-type": "application/json", "x-dashboard-action": "1"}
+        for body in (b"[" * 2000 + b"]" * 2000, b'{"key": ' + b"[" * 100 + b"]" * 100 + b"}", b"[1, 2]", b"{nope"):
+            refused = httpx2.post(f"{server.base}/dashboard/api/login", content=body, headers=action, timeout=WAIT)
+            assert refused.status_code == 400, (body[:20], refused.status_code, refused.text)
+            assert "must be a JSON object" in refused.json()["error"]
+
 
 def test_one_key_cannot_fill_the_legacy_session_table(tmp_path: Path) -> None:
     tenants = tmp_path / "tenants.toml"

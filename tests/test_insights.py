@@ -35,6 +35,25 @@ def series(name: str, dims: dict[str, str], values: list[float], now: float) -> 
     return [{"name": name, "value": v, "timestamp": start + i * STEP, "dimensions": dims} for i, v in enumerate(values)]
 
 
+async def test_a_worsening_from_a_zero_baseline_has_no_percentage_and_ranks_as_a_full_gain(
+    make_server: ServerFactory,
+) -> None:
+    """A baseline of zeros (the server's own host.cpu.iowait_percent had one) has no percentage change: the
+    evidence says null, which the output schema allows, and the opportunity counts the whole value as the gain."""
+    now = time.time()
+    n = 24 * 12
+    iowait = [0.0 if i < n * 0.8 else 0.4 for i in range(n)]  # the step inside the newest quarter: zeros before
+    async with connect(make_server()) as client:
+        await push(client, "host", series("disk.iowait_percent", {"Component": "disk"}, iowait, now))
+        result = await call(client, "query_telemetry_insights", {"tenant_id": "host"})
+    (insight,) = result["insights"]
+    assert insight["kind"] == "degradation" and insight["evidence"]["change_percent"] is None
+    assert insight["evidence"]["baseline_mean"] == 0 and 0.2 < insight["evidence"]["recent_mean"] < 0.4
+    assert "from a baseline of zero" in insight["summary"] and "inf" not in insight["summary"]
+    (opportunity,) = result["opportunities"]
+    assert opportunity["performance_gain"] == 100 and opportunity["insight_ids"] == [insight["id"]]
+
+
 async def test_degradation_trend_and_opportunity(make_server: ServerFactory) -> None:
     now = time.time()
     n = 24 * 12  # a day of five-minute points

@@ -19,6 +19,9 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
+from telemetry.ingest import TENANT_PATTERN
+from tools.errors import shown
+
 Role = Literal["read", "ingest", "improve", "approve", "admin"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 ALL_TENANTS: Final = "*"
@@ -91,14 +94,20 @@ def authorize(role: Role, tenant_id: str | None = None) -> Caller:
 
     Raises:
         AccessDenied: the caller lacks the role or may not use the tenant; the message says what it may do.
+        ToolError: ``tenant_id`` is not a tenant id.
     """
     caller = current_caller()
     if not caller.has_role(role):
         held = ", ".join(sorted(caller.roles)) or "none"
         raise AccessDenied(f"key {caller.name!r} needs role {role!r} for this; it has: {held}")
+    if tenant_id is not None and not TENANT_PATTERN.match(tenant_id):
+        raise ToolError(
+            f"tenant_id {shown(tenant_id)} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
     if tenant_id is not None and not caller.may_use(tenant_id):
         raise AccessDenied(
-            f"key {caller.name!r} may not use tenant {tenant_id!r}; it may use: {caller.describe_tenants()}"
+            f"key {caller.name!r} may not use tenant {shown(tenant_id)}; it may use: {caller.describe_tenants()}"
         )
     return caller
 

@@ -20,19 +20,19 @@ from tools.services import Services, services
 
 
 class AuditRecord(BaseModel):
-    id: int = Field(description="Entry number (increasing in the order entries were written).")
-    ts: float = Field(description="Unix time the entry was written.")
-    actor: str = Field(description="Key name (or 'local', 'recovery') that did it.")
+    id: int = Field(description="Entry number (increasing).")
+    ts: float = Field(description="Unix time written.")
+    actor: str = Field(description="Key (or 'local', 'recovery').")
     tenant_id: str = Field(description="Tenant concerned.")
-    kind: str = Field(description="What happened: deployment, rollback, approval_decision, deployment_rejected, ...")
-    subject: str = Field(description="What it happened to, usually a deployment id.")
-    detail: dict[str, Any] = Field(description="Kind-specific facts: reason, paths, commit, error ...")
+    kind: str = Field(description="What happened: deployment, rollback, ...")
+    subject: str = Field(description="Usually a deployment id.")
+    detail: dict[str, Any] = Field(description="Facts: reason, paths, commit, ...")
 
 
 class AuditLogResult(BaseModel):
     entries: list[AuditRecord] = Field(description="Entries newest first.")
-    has_more: bool = Field(description="True when older entries matched beyond `limit`.")
-    since: float | None = Field(description="Lower time bound applied (Unix seconds); null = none.")
+    has_more: bool = Field(description="True: more than `limit`.")
+    since: float | None = Field(description="Time bound applied (Unix); null: none.")
 
 
 def query_visible(log: AuditLog, caller: Caller, since: float | None, kind: str | None, limit: int) -> AuditPage:
@@ -67,8 +67,8 @@ def register(server: MCPServer) -> None:
         ] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="Most entries to return (1-500).")] = 50,
     ) -> AuditLogResult:
-        """The append-only audit log of generation requests, validations, deployments, rollbacks and approval
-        decisions, newest first, for the tenants this key may use.
+        """The append-only audit log (generation, validation, deployment, rollback, approval), newest first, for the
+        tenants this key may use.
         """
         caller = authorize("read")
         svc = services(ctx)

@@ -1,9 +1,14 @@
 """The one middleware that observes every ``tools/call``: the services' counters (``get_system_status``), the call
 record for self-analysis (:mod:`telemetry.calls`) and the server's Prometheus metrics.
 
-The error kind is read from how the SDK reports the failure: ``Unknown tool: …``, argument validation (``N validation
-error(s) for …``), an :class:`tools.access.AccessDenied` message, the bare ``Error executing tool NAME`` of a crash,
-any other ``ToolError``; a cancelled call and a JSON-RPC error are seen as exceptions.
+The error kind is read from how the SDK reports the failure: ``Unknown tool: …``, argument validation (``invalid
+arguments: …``, :mod:`tools.surface`), an :class:`tools.access.AccessDenied` message, the bare ``Error executing tool
+NAME`` of a crash, any other ``ToolError``; a cancelled call and a JSON-RPC error are seen as exceptions.
+
+Every name recorded here ends up in text other callers read (status, ``/metrics``, ``analyze_self``), so only
+names the server knows are recorded: a tool the server does not have counts under ``(unknown tool)``, and a
+``tenant_id`` the caller may not use, or that is no tenant id at all, under ``(invalid tenant)``. The SDK answers an
+unknown name with ``Unknown tool: NAME`` and logs it, so a long one is cut first.
 """
 
 from __future__ import annotations
@@ -11,16 +16,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, Final
 
 import anyio
 from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
 from telemetry.calls import MAX_NAME, ToolCall
-from tools.access import current_caller
+from telemetry.ingest import TENANT_PATTERN
+from tools.access import Caller, current_caller
+from tools.arguments import INVALID
 
-_VALIDATION = re.compile(r"\d+ validation errors? for ")
+UNKNOWN_TOOL: Final = "(unknown tool)"
+INVALID_TENANT: Final = "(invalid tenant)"
+UNKNOWN_NAME_CHARS: Final = 64  # of a name the server has no tool for, as the SDK repeats it in its answer and log
+_VALIDATION = re.compile(rf"\d+ validation errors? for |{INVALID}: ")
 ToolCallSink = Callable[[str, bool, float], None]
 """Told of every tool call: the tool's name, whether it failed, and its duration in seconds."""
 
@@ -54,23 +65,27 @@ def _result_failure(result: object) -> tuple[bool, str]:
     return bool(getattr(result, "is_error", False)), str(getattr(content[0], "text", ""))
 
 
-def tool_call_observer(*sinks: ToolCallSink) -> ServerMiddleware[Any]:
-    """Middleware observing every tool call once (cheap: counters and one buffered append per call)."""
+def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) -> ServerMiddleware[Any]:
+    """Middleware observing every tool call once (cheap: counters and one buffered append per call);
+    ``registered`` tells whether the server has a tool of a given name."""
 
     async def observe_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call":
             return await call_next(ctx)
         svc = ctx.lifespan_context
         params = ctx.params or {}
-        tool = str(params.get("name", "?"))[:MAX_NAME]
+        name = params.get("name")
+        tool = name if isinstance(name, str) and registered(name) else UNKNOWN_TOOL
+        if isinstance(name, str) and tool == UNKNOWN_TOOL and len(name) > UNKNOWN_NAME_CHARS:
+            ctx = replace(ctx, params={**params, "name": name[:UNKNOWN_NAME_CHARS] + "…"})  # "…": no tool's name
         analyst = getattr(svc, "self_analyst", None)
         started_at, started = (analyst.clock() if analyst is not None else 0.0), time.perf_counter()
         kind: str | None = "internal"
-        caller = current_caller().name
+        caller = current_caller()
         try:
             result = await call_next(ctx)
             failed, text = _result_failure(result)
-            kind = classify_error(tool, text, caller) if failed else None
+            kind = classify_error(tool, text, caller.name) if failed else None
             return result
         except anyio.get_cancelled_exc_class():
             kind = "cancelled"
@@ -91,9 +106,15 @@ def tool_call_observer(*sinks: ToolCallSink) -> ServerMiddleware[Any]:
     return observe_tool_calls
 
 
-def _record(svc: Any, at: float, tool: str, caller: str, arguments: Any, seconds: float, kind: str | None) -> ToolCall:
-    """The call's record; its tenant is the ``tenant_id`` argument when the tool has one, else the default tenant."""
+def _record(
+    svc: Any, at: float, tool: str, caller: Caller, arguments: Any, seconds: float, kind: str | None
+) -> ToolCall:
+    """The call's record. Its tenant is the ``tenant_id`` argument when the tool has one, else the default tenant; a
+    ``tenant_id`` that is no tenant id, or one the caller may not use, is recorded as ``(invalid tenant)``: no key
+    can be limited to that, so the call never shows in another tenant's self-analysis."""
     tenant = arguments.get("tenant_id") if isinstance(arguments, dict) else None
-    if not isinstance(tenant, str):
+    if tenant is None:
         tenant = svc.default_tenant
-    return ToolCall(at, tool, tenant[:MAX_NAME], caller[:MAX_NAME], seconds, "ok" if kind is None else "error", kind)
+    elif not (isinstance(tenant, str) and TENANT_PATTERN.match(tenant) and caller.may_use(tenant)):
+        tenant = INVALID_TENANT
+    return ToolCall(at, tool, tenant, caller.name[:MAX_NAME], seconds, "ok" if kind is None else "error", kind)

@@ -31,62 +31,62 @@ from generators.deploy import (
 )
 from generators.deploy.transaction import file_sha256
 from tools.access import Caller, Role, authorize, authorize_resource
-from tools.errors import domain_errors
+from tools.errors import domain_errors, shown
 from tools.services import Services, ServicesRef, services
 
 MAX_DIFF_CHARS = 20_000  # all files of one get_deployment answer together
 MAX_PENDING = 100
-ID = Annotated[str, Field(min_length=1, max_length=64, description="Deployment id, as list_deployments shows it.")]
+ID = Annotated[str, Field(min_length=1, max_length=64, description="Deployment id.")]
 
 
 class DeploymentSummary(BaseModel):
-    deployment_id: str = Field(description="Id of the deployment (give it to get_deployment / rollback_deployment).")
-    tenant_id: str = Field(description="Tenant the deployed component belongs to.")
-    component: str = Field(description="Component the files belong to.")
-    status: DeploymentStatus = Field(description="pending_approval, rejected, deploying, deployed, rolling_back, ...")
-    actor: str = Field(description="Key name (or 'local') that proposed or deployed it.")
-    reason: str = Field(description="Why the change was made.")
-    created_at: float = Field(description="Unix time the change was recorded.")
-    updated_at: float = Field(description="Unix time of the last status change.")
-    paths: list[str] = Field(description="Workspace-relative paths of the files it writes.")
-    commit_sha: str | None = Field(description="Git commit of the deployment; null outside git or when not deployed.")
-    rollback_reason: str | None = Field(description="Why it was rolled back, when it was.")
-    error: str | None = Field(description="Last failure or rejection note, if any.")
+    deployment_id: str = Field(description="Deployment id.")
+    tenant_id: str = Field(description="Tenant.")
+    component: str = Field(description="Component.")
+    status: DeploymentStatus = Field(description="Where it stands.")
+    actor: str = Field(description="Key (or 'local') that made it.")
+    reason: str = Field(description="Why it was made.")
+    created_at: float = Field(description="Unix time recorded.")
+    updated_at: float = Field(description="Unix time of the last change.")
+    paths: list[str] = Field(description="Workspace paths it writes.")
+    commit_sha: str | None = Field(description="Git commit; null outside git or undeployed.")
+    rollback_reason: str | None = Field(description="Why it was rolled back.")
+    error: str | None = Field(description="Last failure or rejection.")
 
 
 class FileChange(BaseModel):
-    path: str = Field(description="Workspace-relative path.")
-    change: str = Field(description="'created' (no previous file) or 'modified'.")
-    previous_sha256: str | None = Field(description="sha256 of the bytes before; null when the file was created.")
-    new_sha256: str = Field(description="sha256 of the bytes the deployment writes.")
-    current_sha256: str | None = Field(description="sha256 of the file in the workspace now; null when absent.")
-    binary: bool = Field(description="True when either side is not UTF-8 text; no diff is shown then.")
-    diff: str | None = Field(description="Unified diff previous -> new; null for binary files or when over budget.")
-    truncated: bool = Field(description="True when the diff was cut (or left out) to keep the answer small.")
+    path: str = Field(description="Workspace path.")
+    change: str = Field(description="'created' or 'modified'.")
+    previous_sha256: str | None = Field(description="sha256 before; null if created.")
+    new_sha256: str = Field(description="sha256 it writes.")
+    current_sha256: str | None = Field(description="sha256 in the workspace now; null if absent.")
+    binary: bool = Field(description="True: not UTF-8 text (no diff).")
+    diff: str | None = Field(description="Unified diff; null if binary or over budget.")
+    truncated: bool = Field(description="True: the diff was cut or left out.")
 
 
 class DeploymentDetail(DeploymentSummary):
-    rollback_commit_sha: str | None = Field(description="Git commit of the rollback, when rolled back in git.")
-    detail: dict[str, Any] = Field(description="Extra record: validation report, figures before/after, cycle data.")
-    files: list[FileChange] = Field(description="Every file of the deployment, by path.")
+    rollback_commit_sha: str | None = Field(description="Git commit of the rollback.")
+    detail: dict[str, Any] = Field(description="Validation report, figures, cycle data.")
+    files: list[FileChange] = Field(description="Its files, by path.")
     diff_truncated: bool = Field(description=f"True when some diff was cut to the {MAX_DIFF_CHARS}-character budget.")
 
 
 class DeploymentList(BaseModel):
     tenant_id: str = Field(description="Tenant listed.")
-    status: DeploymentStatus | None = Field(description="Status filter applied; null = every status.")
+    status: DeploymentStatus | None = Field(description="Status filter; null: any.")
     deployments: list[DeploymentSummary] = Field(description="Deployments, newest first.")
-    has_more: bool = Field(description="True when more deployments matched than `limit`.")
+    has_more: bool = Field(description="True: more than `limit`.")
 
 
 class PendingApprovals(BaseModel):
-    changes: list[DeploymentSummary] = Field(description="Changes waiting for a decision, newest first.")
+    changes: list[DeploymentSummary] = Field(description="Newest first.")
     has_more: bool = Field(description=f"True when more than {MAX_PENDING} changes are waiting.")
 
 
 class ActionResult(BaseModel):
-    deployment: DeploymentSummary = Field(description="The deployment after the action.")
-    message: str = Field(description="What was done, in one sentence.")
+    deployment: DeploymentSummary = Field(description="The deployment now.")
+    message: str = Field(description="What was done.")
 
 
 def summary(d: Deployment) -> DeploymentSummary:
@@ -140,7 +140,7 @@ async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> t
     caller = authorize(role)
     found = await anyio.to_thread.run_sync(svc.versions.get, deployment_id)
     if found is None or not caller.may_use(found.tenant):
-        raise ToolError(f"no deployment has id {deployment_id!r}; list_deployments shows the ids")
+        raise ToolError(f"no deployment has id {shown(deployment_id)}; list_deployments shows the ids")
     authorize(role, found.tenant)
     return found, caller
 
@@ -218,8 +218,8 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
 
     @server.tool(title="Deployment details", annotations=read_only)
     async def get_deployment(ctx: Context[Services, Any], deployment_id: ID) -> DeploymentDetail:
-        """One deployment: status, every file with its sha256 before/after/now and a unified diff (text files,
-        bounded), the reason, git commits, and the recorded detail (validation report, figures before/after).
+        """One deployment in full: each file's hashes and bounded diff, the reason, git commits and the recorded
+        detail.
         """
         return await deployment_detail(services(ctx), deployment_id)
 
@@ -244,15 +244,15 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         deployment_id: ID,
         reason: Annotated[str, Field(min_length=1, max_length=2000, description="Why; kept in the audit log.")],
     ) -> ActionResult:
-        """Restore the exact previous bytes of every file of a deployed change (files it created are removed);
-        refused, with nothing written, when those files changed since the deployment.
+        """Restore the exact previous bytes of every file of a deployed change (files it created are removed); refused,
+        writing nothing, when those files changed since.
         """
         return await rollback(services(ctx), deployment_id, reason)
 
     @server.tool(title="Pending approvals", annotations=read_only)
     async def list_pending_approvals(ctx: Context[Services, Any]) -> PendingApprovals:
-        """Changes waiting in pending_approval for a decision (system-wide ones, or ones a setting marks for
-        review), for the tenants this key may use; decide with approve_change.
+        """Changes held for approval (system-wide, or marked for review) in the tenants this key may use; decide with
+        approve_change.
         """
         caller = authorize("approve")
         svc = services(ctx)
@@ -263,11 +263,11 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     async def approve_change(
         ctx: Context[Services, Any],
         change_id: Annotated[str, Field(min_length=1, max_length=64, description="Id from list_pending_approvals.")],
-        approve: Annotated[bool, Field(description="True: write the change into the workspace; false: reject it.")],
+        approve: Annotated[bool, Field(description="True: write it; false: reject it.")],
         reason: Annotated[str, Field(min_length=1, max_length=2000, description="Why; kept in the audit log.")],
     ) -> ActionResult:
-        """Decide a pending change: approve writes its files as one transaction (refused if they changed since it
-        was proposed), reject records the refusal and writes nothing.
+        """Decide a pending change: approving writes its files as one transaction (refused if they changed since it was
+        proposed); rejecting writes nothing.
         """
         svc = services(ctx)
         found, caller = await visible_deployment(svc, change_id, "approve")

@@ -42,37 +42,35 @@ SYSTEM_TENANT = "system"
 
 class RoundSummary(BaseModel):
     number: int = Field(description="Round number, from 1.")
-    outcome: RoundOutcome = Field(description="accepted, edit_error (reply not applicable) or validation_failed.")
-    problems: list[str] = Field(description="What the model was told was wrong (each cut to a bounded length).")
+    outcome: RoundOutcome = Field(description="edit_error: reply not applicable.")
+    problems: list[str] = Field(description="What the model was told was wrong (cut).")
     problems_truncated: bool = Field(description="True when some problem text was cut.")
-    files: list[str] = Field(description="Files the change held after this round.")
-    prompt_tokens: int = Field(description="Prompt tokens of this round's LLM call.")
-    completion_tokens: int = Field(description="Completion tokens of this round's LLM call.")
+    files: list[str] = Field(description="Files after this round.")
+    prompt_tokens: int = Field(description="Prompt tokens.")
+    completion_tokens: int = Field(description="Completion tokens.")
 
 
 class DeploymentRef(BaseModel):
-    deployment_id: str = Field(description="Id for get_deployment / rollback_deployment / approve_change.")
-    status: DeploymentStatus = Field(description="deployed, or pending_approval for system-wide changes.")
+    deployment_id: str = Field(description="Deployment id.")
+    status: DeploymentStatus = Field(description="pending_approval: system-wide change.")
 
 
 class GenerationOutput(BaseModel):
-    succeeded: bool = Field(description="True when a change passed validation; false means read rounds/validation.")
+    succeeded: bool = Field(description="True: a change passed validation.")
     tenant_id: str = Field(description="Tenant the component belongs to.")
-    target_path: str | None = Field(description="Workspace-relative module path of the new component.")
-    files: list[str] = Field(description="Every file of the accepted change (module and tests); empty on failure.")
-    diff: str = Field(description="Unified diff of the accepted change (new files against /dev/null).")
+    target_path: str | None = Field(description="Workspace path of the module.")
+    files: list[str] = Field(description="Files of the accepted change.")
+    diff: str = Field(description="Unified diff of the accepted change.")
     diff_truncated: bool = Field(description=f"True when the diff was cut to {MAX_DIFF_CHARS} characters.")
-    rounds: list[RoundSummary] = Field(description="Each ask -> apply -> validate round, in order.")
-    validation: dict[str, Any] | None = Field(
-        description="Last validation report: passed, duration_ms, stages with findings (bounded); null if none ran."
-    )
-    validation_text: str = Field(description="The same report as compact text (bounded); empty if none ran.")
-    validation_truncated: bool = Field(description="True when findings or output were cut from the report.")
+    rounds: list[RoundSummary] = Field(description="Each ask, apply, validate round.")
+    validation: dict[str, Any] | None = Field(description="Last validation report (bounded); null: none ran.")
+    validation_text: str = Field(description="The report as text (bounded).")
+    validation_truncated: bool = Field(description="True: the report was cut.")
     prompt_tokens: int = Field(description="Prompt tokens over all rounds.")
     completion_tokens: int = Field(description="Completion tokens over all rounds.")
-    deployment: DeploymentRef | None = Field(description="The deployment when deploy=true and generation succeeded.")
-    deploy_error: str | None = Field(description="Why the deploy was refused or failed; the change was not written.")
-    message: str = Field(description="What happened, in one sentence.")
+    deployment: DeploymentRef | None = Field(description="With deploy=true, on success.")
+    deploy_error: str | None = Field(description="Why the deploy failed (nothing written).")
+    message: str = Field(description="What happened.")
 
 
 def register(server: MCPServer) -> None:
@@ -91,7 +89,7 @@ def register(server: MCPServer) -> None:
             Field(
                 min_length=1,
                 max_length=64,
-                description="Kind of component (utility, service, http_client, ...); network types may use the net.",
+                description="utility, service, http_client, ...; network kinds may use the net.",
             ),
         ],
         requirements: Annotated[
@@ -102,19 +100,19 @@ def register(server: MCPServer) -> None:
         ] = None,
         name: Annotated[
             str | None,
-            Field(max_length=64, description="Module name (lower_snake_case); derived from requirements if null."),
+            Field(max_length=64, description="Module name (lower_snake_case); null: derived."),
         ] = None,
         tenant_id: Annotated[
             str, Field(min_length=1, max_length=64, description="Tenant; 'default' = shared components/ root.")
         ] = DEFAULT_TENANT,
         deploy: Annotated[
             bool,
-            Field(description="Write the accepted change into the workspace (tenant 'system': propose for approval)."),
+            Field(description="Write the accepted change (tenant 'system': propose it)."),
         ] = False,
     ) -> GenerationOutput:
-        """Generate a new Python component (with tests) with the LLM, validated by syntax, imports, security,
-        types, quality, tenant isolation and sandboxed tests, with problems fed back for up to 3 rounds. Returns
-        the diff and the validation report; deploy=true also writes it (system-wide changes wait for approval).
+        """Generate a new Python component with tests using the LLM, validated (syntax, imports, security, types,
+        quality, tenant isolation, sandboxed tests) with problems fed back for up to 3 rounds. deploy=true
+        also writes it (system-wide changes wait for approval).
         """
         caller = authorize("improve", tenant_id)
         svc = services(ctx)

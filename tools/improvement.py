@@ -23,6 +23,7 @@ from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
 from tools.deployments import decide
+from tools.errors import shown
 from tools.generation import check_enabled
 from tools.services import Services, ServicesRef, services
 
@@ -38,44 +39,39 @@ CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle 
 
 
 class CandidateView(BaseModel):
-    component: str = Field(description="Component the opportunity points at.")
-    metric: str = Field(description="Metric the change must improve.")
-    goal: str = Field(description="What the change had to achieve.")
-    impact_score: float = Field(description="The opportunity's impact score (0-10,000).")
-    risk: str = Field(description="low, medium or high.")
-    status: CandidateStatus = Field(
-        description="queued, generating, validation_failed, skipped, dry_run, pending_approval, rejected, deploying, "
-        "deploy_failed, monitoring, kept, rolled_back, regressed (worse but rollback off), error, interrupted."
-    )
-    message: str = Field(description="What happened to it, in one sentence.")
-    deployment_id: str | None = Field(description="Its deployment (get_deployment / approve_change), if any.")
-    monitor_until: float | None = Field(description="Unix time the monitoring period ends, once deployed.")
-    diff: str = Field(description="Unified diff of the validated change (bounded); empty when none passed.")
-    diff_truncated: bool = Field(description="True when the diff was cut.")
-    validation_passed: bool | None = Field(description="Last validation verdict; null when no change was validated.")
-    validation_text: str = Field(description="The last validation report as compact text (bounded).")
-    figures: dict[str, Any] = Field(
-        description="Before/after figures once judged: benchmark medians, telemetry means, error rates, tests."
-    )
-    reasons: list[str] = Field(description="Why it was judged worse (empty when kept).")
-    prompt_tokens: int = Field(description="LLM prompt tokens spent on it.")
-    completion_tokens: int = Field(description="LLM completion tokens spent on it.")
+    component: str = Field(description="Component.")
+    metric: str = Field(description="Metric to improve.")
+    goal: str = Field(description="Goal.")
+    impact_score: float = Field(description="Impact score (0-10,000).")
+    risk: str = Field(description="Risk: low, medium or high.")
+    status: CandidateStatus = Field(description="Where it stands; regressed: worse, with rollback off.")
+    message: str = Field(description="What happened.")
+    deployment_id: str | None = Field(description="Its deployment, if any.")
+    monitor_until: float | None = Field(description="Unix time monitoring ends.")
+    diff: str = Field(description="Diff of the validated change (bounded).")
+    diff_truncated: bool = Field(description="True: cut.")
+    validation_passed: bool | None = Field(description="Last validation verdict; null: none.")
+    validation_text: str = Field(description="Last validation report (bounded).")
+    figures: dict[str, Any] = Field(description="Before/after figures, once judged.")
+    reasons: list[str] = Field(description="Why it was judged worse.")
+    prompt_tokens: int = Field(description="Prompt tokens.")
+    completion_tokens: int = Field(description="Completion tokens.")
 
 
 class CycleView(BaseModel):
-    cycle_id: str = Field(description="Id for get_improvement_cycle.")
-    tenant_id: str = Field(description="Tenant whose telemetry and components the cycle works on.")
+    cycle_id: str = Field(description="Cycle id.")
+    tenant_id: str = Field(description="Tenant.")
     trigger: Literal["manual", "autonomous", "emergency"] = Field(description="Who started it.")
     status: CycleStatus = Field(
-        description="running (deployments may still be monitored), completed, interrupted (the server stopped; "
-        "its deployments are still judged after the restart) or failed."
+        description="running: changes may still be watched; interrupted: the server stopped (its changes are judged "
+        "after the restart)."
     )
-    dry_run: bool = Field(description="True when nothing was to be deployed.")
+    dry_run: bool = Field(description="True: nothing deployed.")
     started_at: float = Field(description="Unix time it started.")
-    finished_at: float | None = Field(description="Unix time it finished; null while running.")
-    error: str | None = Field(description="Why it failed or was interrupted.")
-    candidates: list[CandidateView] = Field(description="Every opportunity picked, in order of impact.")
-    message: str = Field(description="A one-line summary of the outcomes.")
+    finished_at: float | None = Field(description="Unix time it ended; null: running.")
+    error: str | None = Field(description="Why it failed or stopped.")
+    candidates: list[CandidateView] = Field(description="By impact.")
+    message: str = Field(description="Summary of outcomes.")
 
 
 class ActiveImprovements(BaseModel):
@@ -119,13 +115,10 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
             Literal["low", "medium", "high"], Field(description="Highest opportunity risk to act on.")
         ] = "medium",
     ) -> CycleView:
-        """Improve the components behind the tenant's top-ranked opportunities: for each (a few at a time), the
-        LLM proposes SEARCH/REPLACE edits, which are validated (syntax, imports, security, types, quality, tenant
-        isolation, sandboxed tests; up to 3 rounds), held for approval when system-wide or marked for review, else
-        deployed atomically; after the monitoring period the benchmark (old and new code interleaved), the metric,
-        the error rate and the tests decide: keep, or roll back the exact previous bytes. Progress notifications
-        per stage. Answers when the cycle ends or after the server's wait limit (then follow it with
-        get_improvement_cycle).
+        """Improve the components behind a tenant's top opportunities: LLM edits, validated (up to 3 rounds), held
+        for approval when system-wide or marked for review, else deployed; after a monitoring period, benchmark,
+        metric, error rate and tests decide to keep or restore each change. Reports progress; answers when the cycle
+        ends or at the server's wait limit (then use get_improvement_cycle).
         """
         caller = authorize("improve", tenant_id)
         svc = services(ctx)
@@ -157,13 +150,12 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         title="Improvement cycle status", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False)
     )
     async def get_improvement_cycle(ctx: Context[Services, Any], cycle_id: CYCLE_ID) -> CycleView:
-        """One improvement cycle as it stands: every candidate's status, diff, validation report, deployment and
-        before/after figures."""
+        """One improvement cycle as it stands, with every candidate."""
         caller = authorize("read")
         svc = services(ctx)
         found = await svc.improvements.get(cycle_id)
         if found is None or not caller.may_use(found.tenant):
-            raise ToolError(f"no improvement cycle has id {cycle_id!r}; trigger_improvement_cycle returns the ids")
+            raise ToolError(f"no improvement cycle has id {shown(cycle_id)}; trigger_improvement_cycle returns the ids")
         authorize("read", found.tenant)
         return view(found)
 

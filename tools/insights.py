@@ -18,15 +18,14 @@ from tools.services import Services, services
 
 class InsightsResult(BaseModel):
     tenant_id: str = Field(description="Tenant analysed.")
-    time_range_hours: float = Field(description="Window analysed, ending now.")
-    insights: list[Insight] = Field(description="Findings, most severe and newest first.")
-    has_more: bool = Field(description="True when more insights matched than `limit`.")
+    time_range_hours: float = Field(description="Window, hours, ending now.")
+    insights: list[Insight] = Field(description="Most severe, newest first.")
+    has_more: bool = Field(description="True: more than `limit`.")
     opportunities: list[Opportunity] = Field(
-        description="Improvement opportunities from the chosen kinds of insight, highest impact first (at most "
-        "`limit`)."
+        description="Improvement opportunities, highest impact first (at most `limit`)."
     )
-    opportunities_has_more: bool = Field(description="True when more opportunities were found than `limit`.")
-    summary: InsightSummary = Field(description="Counts by kind and severity over the whole window.")
+    opportunities_has_more: bool = Field(description="True: more than `limit`.")
+    summary: InsightSummary = Field(description="Counts over the whole window.")
 
 
 def register(server: MCPServer) -> None:
@@ -38,15 +37,12 @@ def register(server: MCPServer) -> None:
         metric_name: Annotated[str | None, Field(description="Only this metric (default: every series).")] = None,
         time_range_hours: Annotated[float, Field(gt=0, le=24 * 90, description="Window, in hours (max 90 days).")] = 24,
         tenant_id: Annotated[str, Field(description="Tenant whose telemetry to analyse.")] = "default",
-        kinds: Annotated[
-            list[InsightKind] | None, Field(description="Only these kinds: trend, degradation, anomaly, error_pattern.")
-        ] = None,
+        kinds: Annotated[list[InsightKind] | None, Field(description="Only these kinds.")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Most insights to return (1-200).")] = 20,
-        risk_tolerance: Annotated[Risk, Field(description="Leave out opportunities riskier than this.")] = "high",
+        risk_tolerance: Annotated[Risk, Field(description="Leave out riskier opportunities.")] = "high",
     ) -> InsightsResult:
-        """What the telemetry says: trends and degradations (direction-aware, against the baseline), anomalies and
-        error patterns, each with its evidence, plus improvement opportunities ranked by impact and a summary.
-        Needs the `read` role on the tenant.
+        """What a tenant's telemetry says: trends, degradations against the baseline, anomalies and error patterns with
+        their evidence, and improvement opportunities ranked by impact. Needs `read` on the tenant.
         """
         authorize("read", tenant_id)
         svc = services(ctx)

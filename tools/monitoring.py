@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from telemetry.health import Health, assess
 from telemetry.monitor import MonitorState
 from telemetry.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
+from tools.errors import shown
 from tools.services import Services, ServicesRef, services
 
 EVENTS_URI = "monitoring://events"
@@ -28,26 +30,26 @@ class ThresholdUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cpu_percent: float | None = Field(None, description="cpu_high above this total CPU percent (0-100].")
-    memory_percent: float | None = Field(None, description="memory_high above this memory percent (0-100].")
-    disk_percent: float | None = Field(None, description="disk_full above this usage of any mount (0-100].")
-    cpu_spike_points: float | None = Field(None, description="cpu_spike when CPU jumps more than this (0-100].")
+    cpu_percent: float | None = Field(None, description="cpu_high above this CPU % (0-100].")
+    memory_percent: float | None = Field(None, description="memory_high above this memory % (0-100].")
+    disk_percent: float | None = Field(None, description="disk_full above this % of any mount (0-100].")
+    cpu_spike_points: float | None = Field(None, description="cpu_spike above this jump (0-100].")
     gpu_temperature_c: float | None = Field(None, description="gpu_temperature_high above this °C (0-150].")
-    gpu_memory_percent: float | None = Field(None, description="gpu_memory_high above this percent (0-100].")
+    gpu_memory_percent: float | None = Field(None, description="gpu_memory_high above this % (0-100].")
     consecutive_samples: int | None = Field(None, description="Samples in a row before raising (1-100).")
-    clear_samples: int | None = Field(None, description="Samples in a row below the clear level to clear (1-100).")
+    clear_samples: int | None = Field(None, description="Samples in a row to clear (1-100).")
     hysteresis_points: float | None = Field(None, description="Clear only below threshold minus this (0-50).")
 
 
 class MonitoringStatus(BaseModel):
-    state: MonitorState = Field(description="Running, interval, thresholds and counters.")
-    health: Health = Field(description="Verdict on the latest sample, with reasons.")
-    recent_events: list[MonitoringEvent] = Field(description="The most recent events, newest first (at most 10).")
+    state: MonitorState = Field(description="Monitoring state.")
+    health: Health = Field(description="Verdict on the latest sample.")
+    recent_events: list[MonitoringEvent] = Field(description="The 10 newest events.")
 
 
 class StopResult(BaseModel):
-    was_running: bool = Field(description="True if monitoring was running and has been stopped.")
-    state: MonitorState = Field(description="Monitoring state after stopping.")
+    was_running: bool = Field(description="True if it was running.")
+    state: MonitorState = Field(description="State after stopping.")
 
 
 class ClearResult(BaseModel):
@@ -68,17 +70,23 @@ def merge_thresholds(current: Thresholds, update: ThresholdUpdate | None) -> Thr
 
 def parse_since(since: float | str | None, now: float) -> float | None:
     """Unix seconds, an ISO 8601 time, or an age such as '15m', '2h', '1d'."""
-    if since is None or isinstance(since, float | int):
-        return None if since is None else float(since)
-    match = _RELATIVE.match(since)
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if since is None:
+        return None
     try:
-        return datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
+        if isinstance(since, float | int):
+            start = float(since)
+        elif match := _RELATIVE.match(since):
+            start = now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        else:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):
+        start = math.nan
+    if not math.isfinite(start):  # NaN would filter nothing, an age of 10^400 days everything
         raise ToolError(
-            f"since={since!r} is not a time: give Unix seconds, ISO 8601 (2026-11-25T10:00:00Z) or an age like '2h'"
-        ) from exc
+            f"since={shown(since)} is not a time: give Unix seconds, ISO 8601 (2026-11-25T10:00:00Z) or an age like "
+            "'2h'"
+        )
+    return start
 
 
 async def monitoring_status(svc: Services) -> MonitoringStatus:
@@ -103,13 +111,12 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
             float, Field(ge=0.1, le=3600, description="Seconds between samples (0.1-3600).")
         ] = 30.0,
         thresholds: Annotated[
-            ThresholdUpdate | None, Field(description="Thresholds to change before starting; omitted keep theirs.")
+            ThresholdUpdate | None, Field(description="Thresholds to change first; omitted ones stay.")
         ] = None,
     ) -> MonitoringStatus:
-        """Start threshold monitoring (or retune it if running): sample every interval, raise events on breaches.
-
-        An event is raised only after a condition holds for `consecutive_samples` samples, is updated while it
-        lasts, and clears with hysteresis. Events are stored and pushed on monitoring://events. Needs `admin`.
+        """Start threshold monitoring (or retune it while it runs). An event is raised once a condition holds for
+        `consecutive_samples` samples, is updated while it lasts and clears with hysteresis; events are
+        stored and pushed on monitoring://events. Needs `admin`.
         """
         authorize("admin")
         svc = services(ctx)
@@ -138,11 +145,11 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         severity: Annotated[Severity | None, Field(description="Only events of this severity.")] = None,
         since: Annotated[
             float | str | None,
-            Field(description="Only events seen since: Unix seconds, ISO 8601, or an age like '15m', '2h', '1d'."),
+            Field(description="Only events seen since: Unix seconds, ISO 8601 or an age ('15m', '2h', '1d')."),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_QUERY_LIMIT, description="Page size (1-500).")] = 50,
     ) -> EventPage:
-        """Stored monitoring events, newest first, filtered; `has_more` says when more match than were returned."""
+        """Stored monitoring events, newest first, filtered."""
         authorize("read")
         svc = services(ctx)
         start = parse_since(since, svc.clock())
@@ -150,22 +157,20 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
 
     @server.tool(title="Clear events", annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
     async def clear_monitoring_events(ctx: Context[Services, Any]) -> ClearResult:
-        """Delete every stored monitoring event and forget open conditions (they are raised again if they last).
-
-        Needs `admin`.
-        """
+        """Delete every stored monitoring event and forget open conditions (raised again if they last).
+        Needs `admin`."""
         authorize("admin")
         return ClearResult(deleted=await services(ctx).monitor.clear())
 
     @server.tool(title="Set thresholds", annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
     async def set_monitoring_thresholds(
         ctx: Context[Services, Any],
-        cpu_percent: Annotated[float | None, Field(description="cpu_high above this CPU percent (0-100].")] = None,
-        memory_percent: Annotated[float | None, Field(description="memory_high above this percent (0-100].")] = None,
-        disk_percent: Annotated[float | None, Field(description="disk_full above this percent (0-100].")] = None,
+        cpu_percent: Annotated[float | None, Field(description="cpu_high above this CPU % (0-100].")] = None,
+        memory_percent: Annotated[float | None, Field(description="memory_high above this % (0-100].")] = None,
+        disk_percent: Annotated[float | None, Field(description="disk_full above this % (0-100].")] = None,
         cpu_spike_points: Annotated[float | None, Field(description="cpu_spike above this jump (0-100].")] = None,
         gpu_temperature_c: Annotated[float | None, Field(description="GPU temperature limit °C (0-150].")] = None,
-        gpu_memory_percent: Annotated[float | None, Field(description="GPU memory limit percent (0-100].")] = None,
+        gpu_memory_percent: Annotated[float | None, Field(description="GPU memory limit % (0-100].")] = None,
         consecutive_samples: Annotated[int | None, Field(description="Samples in a row to raise (1-100).")] = None,
         clear_samples: Annotated[int | None, Field(description="Samples in a row to clear (1-100).")] = None,
         hysteresis_points: Annotated[float | None, Field(description="Clear below threshold minus this.")] = None,

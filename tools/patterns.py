@@ -17,13 +17,13 @@ from tools.services import Services, services
 
 
 class ErrorPatternsResult(BaseModel):
-    tenant_id: str = Field(description="Tenant whose logs were grouped.")
-    time_range_hours: float = Field(description="Window, ending now (counted by whole hours).")
-    patterns: list[ErrorPattern] = Field(description="Patterns, most error lines first, then most lines.")
-    has_more: bool = Field(description="True when more patterns had lines in the window than `limit`.")
+    tenant_id: str = Field(description="Tenant.")
+    time_range_hours: float = Field(description="Window, whole hours, ending now.")
+    patterns: list[ErrorPattern] = Field(description="Most error lines first, then most lines.")
+    has_more: bool = Field(description="True: more than `limit`.")
     total_patterns: int = Field(description="Patterns with lines in the window.")
     lines: int = Field(description="Log lines in the window.")
-    error_lines: int = Field(description="Lines at an error level (ERROR, FATAL...) or reading as errors.")
+    error_lines: int = Field(description="Lines at an error level or reading as errors.")
 
 
 def register(server: MCPServer) -> None:
@@ -36,8 +36,8 @@ def register(server: MCPServer) -> None:
         tenant_id: Annotated[str, Field(description="Tenant whose logs to group.")] = "default",
         limit: Annotated[int, Field(ge=1, le=200, description="Most patterns to return (1-200).")] = 20,
     ) -> ErrorPatternsResult:
-        """Log lines of a tenant grouped into message templates (variable parts as <*>), as they arrived: per
-        pattern its line and error counts, first and last seen, an example and the components that logged it.
+        """A tenant's log lines grouped into message templates (variable parts as <*>), with counts, first and last
+        seen, an example and the components that logged them.
         """
         authorize("read", tenant_id)
         svc = services(ctx)

@@ -19,7 +19,7 @@ ANALYSIS_WINDOW = 20  # snapshots: a few minutes at the default interval
 
 
 class TopProcesses(BaseModel):
-    sort_by: Literal["cpu", "memory"] = Field(description="What the list is sorted by.")
+    sort_by: Literal["cpu", "memory"] = Field(description="Sort order used.")
     processes: list[ProcessInfo] = Field(description="Processes, heaviest first.")
 
 
@@ -29,10 +29,8 @@ def register(server: MCPServer) -> None:
 
     @server.tool(title="Analyse performance", annotations=read_only)
     async def analyze_system_performance(ctx: Context[Services, Any]) -> PerformanceReport:
-        """Find the bottleneck(s) - CPU, memory, disk, I/O, GPU - with the figures that show them and what to do.
-
-        Uses the recent samples (more while monitoring runs) plus a fresh one, and the busiest processes.
-        Each bottleneck names a remediation script template when one fits (see generate_script).
+        """Find the bottlenecks (CPU, memory, disk, I/O, GPU) in the recent samples and a fresh one: the figures that
+        show them, what to do, and a fitting remediation template (see generate_script).
         """
         authorize("read")
         svc = services(ctx)
@@ -43,7 +41,7 @@ def register(server: MCPServer) -> None:
 
     @server.tool(title="Top processes", annotations=read_only)
     async def get_top_processes(
-        sort_by: Annotated[Literal["cpu", "memory"], Field(description="Sort by CPU use or resident memory.")] = "cpu",
+        sort_by: Annotated[Literal["cpu", "memory"], Field(description="CPU use or resident memory.")] = "cpu",
         limit: Annotated[int, Field(ge=1, le=100, description="How many processes (1-100).")] = 10,
     ) -> TopProcesses:
         """The processes using the most CPU (measured over 0.1 s) or memory (resident set size)."""

@@ -19,31 +19,28 @@ from tools.services import Services, services
 
 IssueType = Annotated[
     str,
-    Field(
-        description="Issue to fix: cpu_high, memory_high, disk_full, process_memory_high, service_restart or "
-        "disk_health (list_script_templates shows each one's parameters)."
-    ),
+    Field(description="cpu_high, memory_high, disk_full, process_memory_high, service_restart or disk_health."),
 ]
 PlatformArg = Annotated[
     Literal["auto", "bash", "powershell"],
-    Field(description="Shell to write for: bash (Linux), powershell (Windows), or auto (this server's host)."),
+    Field(description="bash (Linux), powershell (Windows) or auto (this host's)."),
 ]
 Parameters = Annotated[
     dict[str, str | int | float] | None,
     Field(
-        description='Template parameters by name, e.g. {"pid": 4242} or {"clean_dir": "/var/log/myapp"}. Each is '
-        "validated against its kind's pattern; unknown names are rejected. Omitted ones take their defaults."
+        description='Template parameters, e.g. {"pid": 4242}, each checked against its rule (list_script_templates); '
+        "omitted ones take their defaults."
     ),
 ]
 
 
 class TemplateList(BaseModel):
-    """The remediation script templates, with counts."""
+    """The remediation script templates."""
 
-    templates: list[TemplateInfo] = Field(description="Every template: each issue type for bash, then PowerShell.")
-    count: int = Field(description="Number of templates.")
+    templates: list[TemplateInfo] = Field(description="Bash templates, then PowerShell.")
+    count: int = Field(description="Templates in all.")
     issue_types: list[str] = Field(description="Issue types there are templates for.")
-    count_by_platform: dict[str, int] = Field(description="Number of templates per platform.")
+    count_by_platform: dict[str, int] = Field(description="Templates per platform.")
 
 
 def register(server: MCPServer) -> None:
@@ -52,9 +49,7 @@ def register(server: MCPServer) -> None:
 
     @server.tool(title="List remediation script templates", annotations=pure)
     async def list_script_templates(ctx: Context[Services, Any]) -> TemplateList:
-        """The remediation script templates: issue type, platform, what the script checks and changes, whether
-        applying it needs root / Administrator, how to run it, and each parameter with its rule and default.
-        """
+        """The remediation script templates: what each checks and changes, its parameters, and how to run it."""
         authorize("read")
         templates = services(ctx).scripts.list_templates()
         by_platform: dict[str, int] = {}
@@ -74,11 +69,9 @@ def register(server: MCPServer) -> None:
         platform: PlatformArg = "auto",
         parameters: Parameters = None,
     ) -> GeneratedScript:
-        """Write a remediation script for an issue, from a fixed template, and return its text. Nothing is run.
-
-        The script is a DRY RUN by default: it inspects and prints what it would change. A human applies it with
-        --apply (bash) or -Apply (PowerShell); see run_command. Parameter values are validated strictly and
-        quoted, so they can never inject commands. Needs the `improve` role.
+        """Write a remediation script from a fixed template and return it; nothing is run. Scripts are dry runs unless
+        a human runs them with --apply (bash) or -Apply (PowerShell). Parameters are validated and quoted:
+        they cannot inject commands. Needs `improve`.
         """
         authorize("improve")
         with domain_errors():
@@ -98,15 +91,13 @@ def register(server: MCPServer) -> None:
         filename: Annotated[
             str | None,
             Field(
-                description="Bare file name inside the workspace's scripts/ folder, ending in .sh (bash) or .ps1 "
-                "(PowerShell); default fix_<issue_type>.sh/.ps1. A file of that name is replaced."
+                description="File name in the workspace's scripts/ folder, ending .sh or .ps1 (default "
+                "fix_<issue_type>); a file of that name is replaced."
             ),
         ] = None,
     ) -> SavedScript:
-        """Generate a remediation script (as generate_script does) and save it in the workspace's scripts/ folder.
-
-        Returns the saved path, its SHA-256 and size, and the commands to dry-run and apply it. Nothing is run.
-        Needs `admin`: it writes into the server's workspace.
+        """As generate_script, and save the script in the workspace's scripts/ folder, with the commands to dry-run and
+        apply it. Nothing is run. Needs `admin`.
         """
         authorize("admin")
         svc = services(ctx)

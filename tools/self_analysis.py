@@ -1,8 +1,9 @@
 """``analyze_self``: the server's analysis of its own tool calls.
 
-Each ``tools/call`` is recorded (by :mod:`tools.calls`) with its tool, tenant (the ``tenant_id`` argument when the
-tool takes one, else the server's default tenant), caller (the API key's name, ``local`` without a key), duration,
-outcome and error kind.
+Each ``tools/call`` is recorded (by :mod:`tools.calls`) with its tool (``(unknown tool)`` for a name the server has
+no tool for), tenant (the ``tenant_id`` argument when the tool takes one, else the server's default tenant;
+``(invalid tenant)`` when it is no tenant id or one the caller may not use), caller (the API key's name, ``local``
+without a key), duration, outcome and error kind.
 """
 
 from __future__ import annotations
@@ -56,11 +57,9 @@ def register(server: MCPServer) -> None:
             Field(gt=0, allow_inf_nan=False, description="Window of recorded tool calls to analyse, in hours."),
         ] = 24,
     ) -> SelfReport:
-        """How this server's own tools are being used and how they behave: calls per tool and caller with a
-        diversity score, execution times per tool (mean, p50, p95, max), failures by tool and error kind, bias (one
-        tool or caller taking most calls), anomalies (slow or failing tools, recent regressions) and optimisation
-        suggestions with priority and expected impact. A key limited to some tenants sees only their calls (tools
-        without a tenant count for the server's default tenant). Needs the `read` role.
+        """How this server's own tools are used and behave: calls per tool and caller, timings, failures, bias,
+        anomalies and prioritised optimisation suggestions. A key limited to some tenants sees only their
+        calls (tools without a tenant count for the default tenant). Needs `read`.
         """
         caller = authorize("read")
         analyst = services(ctx).self_analyst

@@ -20,10 +20,10 @@ from tools.services import Services, services
 
 
 class TelemetrySources(BaseModel):
-    sources: list[SourceHealth] = Field(description="Every telemetry source with its health.")
+    sources: list[SourceHealth] = Field(description="Each source's health.")
     cloudwatch_enabled: bool = Field(description="Whether CloudWatch streaming is on.")
     publishing: PublisherHealth | None = Field(
-        None, description="Publishing of this server's own metrics to CloudWatch; null when it is off."
+        None, description="Publishing of this server's metrics to CloudWatch; null: off."
     )
 
 
@@ -52,8 +52,8 @@ def register(server: MCPServer) -> None:
 
     @server.tool(title="Telemetry sources", annotations=read_only)
     async def get_telemetry_sources(ctx: Context[Services, Any]) -> TelemetrySources:
-        """Health of each telemetry source: last success, last error, items ingested, and the circuit breaker
-        state of each CloudWatch source (while a breaker is open, insights keep coming from stored data).
+        """Health of each telemetry source and CloudWatch circuit breaker (while a breaker is open, insights come from
+        stored data).
         """
         authorize("read")
         svc = services(ctx)

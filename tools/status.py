@@ -21,23 +21,21 @@ STATUS_URI = "system://status"
 
 class ServerInfo(BaseModel):
     version: str = Field(description="Server version.")
-    uptime_seconds: float = Field(description="Seconds since the server started.")
-    tool_calls: int = Field(description="Tool calls served since start-up.")
-    tool_failures: int = Field(description="Tool calls that returned an error.")
-    calls_by_tool: dict[str, int] = Field(description="Tool calls per tool name.")
-    failures_by_tool: dict[str, int] = Field(description="Failed tool calls per tool name.")
+    uptime_seconds: float = Field(description="Seconds since start-up.")
+    tool_calls: int = Field(description="Tool calls since start-up.")
+    tool_failures: int = Field(description="Of those, failed.")
+    calls_by_tool: dict[str, int] = Field(description="Calls per tool; '(unknown tool)': names the server lacks.")
+    failures_by_tool: dict[str, int] = Field(description="Failed calls per tool.")
 
 
 class SystemStatus(BaseModel):
-    verdict: Verdict = Field(description="Overall health: healthy, degraded or critical.")
-    reasons: list[str] = Field(description="Why the verdict is not healthy (empty when healthy).")
-    host: HostStatus = Field(description="CPU, memory, disks, I/O rates and uptime of the host.")
-    gpu: GpuStatus = Field(description='GPU devices, or {"available": false, "reason": ...} without NVML.')
-    monitoring: MonitorState = Field(description="Threshold monitoring: running, interval, thresholds, counts.")
-    server: ServerInfo = Field(description="This server: version, uptime and tool-call counts.")
-    telemetry_sources: list[SourceHealth] = Field(
-        description="Health of each telemetry source (local sampler, CloudWatch sources with breaker state)."
-    )
+    verdict: Verdict = Field(description="Overall health.")
+    reasons: list[str] = Field(description="Why it is not healthy.")
+    host: HostStatus = Field(description="The host now.")
+    gpu: GpuStatus = Field(description="GPU devices, or why there are none.")
+    monitoring: MonitorState = Field(description="Threshold monitoring.")
+    server: ServerInfo = Field(description="This server's counters.")
+    telemetry_sources: list[SourceHealth] = Field(description="Each telemetry source's health.")
 
 
 async def build_status(svc: Services) -> SystemStatus:
@@ -72,11 +70,8 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
     )
     async def get_system_status(ctx: Context[Services, Any]) -> SystemStatus:
-        """Host and GPU status with an overall verdict (healthy | degraded | critical) and its reasons.
-
-        Covers CPU (total, per core, load), memory and swap, disk usage per mount, network and disk I/O rates,
-        uptime, each NVIDIA GPU (utilisation, memory, temperature, power, clocks, throttling, ECC, processes),
-        the monitoring state and this server's own counters. Cheap: served from the latest sample.
+        """Host and GPU health now, with a verdict (healthy, degraded or critical) and its reasons, the monitoring
+        state and this server's counters. Cheap: served from the latest sample.
         """
         authorize("read")
         return await build_status(services(ctx))

@@ -11,18 +11,19 @@ from pydantic import BaseModel, Field
 
 from telemetry.ingest import MAX_ITEMS, MAX_REJECTIONS_LISTED, Accepted, Rejection, validate_batch
 from tools.access import authorize
-from tools.errors import domain_errors
+from tools.errors import bounded, domain_errors
 from tools.services import Services, services
 
 _ITEM_NOTE = f"At most {MAX_ITEMS} items in all per call."
+REASON_CHARS = 300  # a reason may quote the item (a timestamp, a dimension name): never a megabyte of it, 100 times
 
 
 class IngestResult(BaseModel):
-    tenant_id: str = Field(description="Tenant the items were stored under.")
-    accepted: Accepted = Field(description="How many items of each kind were stored.")
-    rejected: int = Field(description="How many items were refused (nothing else was dropped).")
+    tenant_id: str = Field(description="Tenant stored under.")
+    accepted: Accepted = Field(description="Items stored, by kind.")
+    rejected: int = Field(description="Items refused (nothing else was dropped).")
     rejections: list[Rejection] = Field(description=f"Why, per refused item (the first {MAX_REJECTIONS_LISTED}).")
-    has_more: bool = Field(description="True when more items were refused than are listed.")
+    has_more: bool = Field(description="True: more were refused than listed.")
 
 
 def register(server: MCPServer) -> None:
@@ -31,7 +32,7 @@ def register(server: MCPServer) -> None:
     @server.tool(title="Ingest telemetry", annotations=ToolAnnotations(open_world_hint=False))
     async def ingest_telemetry(
         ctx: Context[Services, Any],
-        tenant_id: Annotated[str, Field(description="Tenant the data belongs to (letters, digits, . _ -).")],
+        tenant_id: Annotated[str, Field(description="Tenant (letters, digits, . _ -).")],
         metrics: Annotated[
             list[Any],
             Field(
@@ -46,12 +47,11 @@ def register(server: MCPServer) -> None:
         ] = [],  # noqa: B006
         events: Annotated[
             list[Any],
-            Field(description="Events: {type, detail, timestamp?, id?}; a repeated id is stored once."),
+            Field(description="Events: {type, detail, timestamp?, id?}; an id is stored once."),
         ] = [],  # noqa: B006
     ) -> IngestResult:
-        """Store telemetry an agent pushes, under a tenant. Valid items are stored even when others are refused;
-        every refused item is reported with its list, index and reason. Nothing is dropped silently.
-        Needs the `ingest` role on the tenant.
+        """Store the metrics, logs and events an agent pushes for a tenant. Valid items are stored even when others are
+        refused; each refused one is reported with its reason. Needs `ingest` on the tenant.
         """
         authorize("ingest", tenant_id)
         svc = services(ctx)
@@ -75,6 +75,9 @@ def register(server: MCPServer) -> None:
             tenant_id=tenant_id,
             accepted=accepted,
             rejected=len(batch.rejections),
-            rejections=batch.rejections[:MAX_REJECTIONS_LISTED],
+            rejections=[
+                r.model_copy(update={"reason": bounded(r.reason, REASON_CHARS)})
+                for r in batch.rejections[:MAX_REJECTIONS_LISTED]
+            ],
             has_more=len(batch.rejections) > MAX_REJECTIONS_LISTED,
         )

@@ -16,64 +16,64 @@ EXTENSIONS: dict[Platform, str] = {"bash": ".sh", "powershell": ".ps1"}
 
 
 class ParameterInfo(BaseModel):
-    """One parameter a template accepts, with the rule its value must follow."""
+    """One parameter a template accepts."""
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(description="Parameter name, the key to use in `parameters`.")
-    description: str = Field(description="What the parameter controls in the script.")
-    kind: ParamKind = Field(description="Value kind; decides the validation pattern and range.")
-    required: bool = Field(description="True when the script cannot be generated without it.")
-    default: str | None = Field(description="Value used when the parameter is not given (None: no default).")
-    constraint: str = Field(description="The rule a value must follow, in words (pattern, range or choices).")
-    minimum: int | None = Field(None, description="Smallest allowed value for numeric kinds (None otherwise).")
-    maximum: int | None = Field(None, description="Largest allowed value for numeric kinds (None otherwise).")
-    choices: list[str] | None = Field(None, description="Allowed values for kind 'choice' (None otherwise).")
+    name: str = Field(description="Key to use in `parameters`.")
+    description: str = Field(description="What it controls.")
+    kind: ParamKind = Field(description="Value kind.")
+    required: bool = Field(description="True: it must be given.")
+    default: str | None = Field(description="Default value (null: none).")
+    constraint: str = Field(description="The rule a value must follow.")
+    minimum: int | None = Field(None, description="Minimum, for numbers.")
+    maximum: int | None = Field(None, description="Maximum, for numbers.")
+    choices: list[str] | None = Field(None, description="Allowed values, for kind 'choice'.")
 
 
 class TemplateInfo(BaseModel):
-    """A remediation script template for one issue type on one platform."""
+    """A remediation script template for one issue type and platform."""
 
     model_config = ConfigDict(frozen=True)
 
-    issue_type: str = Field(description="The issue the script addresses, e.g. cpu_high or disk_full.")
-    platform: Platform = Field(description="Shell the script is written for: bash (Linux) or powershell (Windows).")
-    file_name: str = Field(description="Default file name, e.g. fix_cpu_high.sh.")
-    description: str = Field(description="What the script inspects, and what it changes when applied.")
-    run_command: str = Field(description="Command that applies the fix (the script is a dry run without the flag).")
-    dry_run_command: str = Field(description="Command that only reports what the script would do.")
-    requires_admin: bool = Field(description="True when applying the fix needs root / Administrator rights.")
-    parameters: list[ParameterInfo] = Field(description="Parameters the template accepts.")
+    issue_type: str = Field(description="The issue it fixes, e.g. disk_full.")
+    platform: Platform = Field(description="Shell: bash (Linux) or powershell (Windows).")
+    file_name: str = Field(description="Default file name.")
+    description: str = Field(description="What it checks, and changes when applied.")
+    run_command: str = Field(description="Command that applies the fix.")
+    dry_run_command: str = Field(description="Command for a dry run.")
+    requires_admin: bool = Field(description="True: applying needs root / Administrator.")
+    parameters: list[ParameterInfo] = Field(description="Its parameters.")
 
 
 class GeneratedScript(BaseModel):
     """A script rendered from a template with validated, quoted parameter values. Nothing has been run."""
 
-    issue_type: str = Field(description="The issue the script addresses.")
-    platform: Platform = Field(description="Shell the script is written for: bash or powershell.")
-    file_name: str = Field(description="Suggested file name (the template's default).")
-    description: str = Field(description="What the script inspects, and what it changes when applied.")
-    run_command: str = Field(description="Command that applies the fix; without the flag the script is a dry run.")
-    dry_run_command: str = Field(description="Command that only reports what the script would do.")
-    requires_admin: bool = Field(description="True when applying the fix needs root / Administrator rights.")
-    parameters: dict[str, str] = Field(description="Validated parameter values (defaults included), as strings.")
+    issue_type: str = Field(description="The issue it fixes.")
+    platform: Platform = Field(description="Shell: bash or powershell.")
+    file_name: str = Field(description="Suggested file name.")
+    description: str = Field(description="What it checks, and changes when applied.")
+    run_command: str = Field(description="Command that applies the fix.")
+    dry_run_command: str = Field(description="Command for a dry run.")
+    requires_admin: bool = Field(description="True: applying needs root / Administrator.")
+    parameters: dict[str, str] = Field(description="Parameter values used (defaults included).")
     content: str = Field(description="The full script text.")
-    sha256: str = Field(description="SHA-256 of the script text encoded as UTF-8, in hex.")
+    sha256: str = Field(description="SHA-256 of the UTF-8 text, hex.")
 
 
 class SavedScript(BaseModel):
     """A generated script written into the workspace's scripts folder."""
 
-    path: str = Field(description="Absolute path of the saved file.")
-    file_name: str = Field(description="File name inside the scripts folder.")
-    sha256: str = Field(description="SHA-256 of the bytes written, in hex.")
-    size_bytes: int = Field(description="Size of the file in bytes.")
-    mode: str = Field(description="File permission bits in octal, e.g. 0o755 (executable bash) or 0o644.")
-    overwritten: bool = Field(description="True when a file of that name was replaced.")
-    issue_type: str = Field(description="The issue the script addresses.")
-    platform: Platform = Field(description="Shell the script is written for: bash or powershell.")
-    description: str = Field(description="What the script inspects, and what it changes when applied.")
-    run_command: str = Field(description="Command that applies the fix, with the saved path.")
-    dry_run_command: str = Field(description="Command that only reports what the script would do, with the saved path.")
-    requires_admin: bool = Field(description="True when applying the fix needs root / Administrator rights.")
-    parameters: dict[str, str] = Field(description="Validated parameter values the script was generated with.")
+    path: str = Field(description="Absolute path.")
+    file_name: str = Field(description="File name.")
+    sha256: str = Field(description="SHA-256 of the bytes, hex.")
+    size_bytes: int = Field(description="Size, bytes.")
+    mode: str = Field(description="Permission bits in octal, e.g. 0o755.")
+    overwritten: bool = Field(description="True: a file was replaced.")
+    issue_type: str = Field(description="The issue it fixes.")
+    platform: Platform = Field(description="Shell: bash or powershell.")
+    description: str = Field(description="What it checks, and changes when applied.")
+    run_command: str = Field(description="Command that applies the fix.")
+    dry_run_command: str = Field(description="Command for a dry run.")
+    requires_admin: bool = Field(description="True: applying needs root / Administrator.")
+    parameters: dict[str, str] = Field(description="Parameter values used.")

@@ -27,12 +27,12 @@ AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 class AlarmState(BaseModel):
     name: str = Field(description="Alarm name.")
     state: str = Field(description="OK, ALARM or INSUFFICIENT_DATA.")
-    reason: str = Field(description="Why the alarm is in this state, as CloudWatch says.")
+    reason: str = Field(description="Why, as CloudWatch says.")
     updated_at: float = Field(description="Unix time of the last state change.")
     metric: str | None = Field(None, description="Metric the alarm watches.")
     namespace: str | None = Field(None, description="Namespace of that metric.")
-    tenant: str = Field(description="Tenant (TenantId dimension of the alarm's metric, else the default).")
-    component: str | None = Field(None, description="Component dimension of the alarm's metric, if any.")
+    tenant: str = Field(description="TenantId dimension of its metric, else the default.")
+    component: str | None = Field(None, description="Component dimension of its metric.")
 
 
 class Deduplicator:

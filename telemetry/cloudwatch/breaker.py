@@ -12,10 +12,10 @@ BreakerState = Literal["closed", "open", "half_open"]
 
 
 class BreakerStatus(BaseModel):
-    state: BreakerState = Field(description="closed (calls flow), open (calls skipped), half_open (one probe).")
-    consecutive_failures: int = Field(description="Failures in a row (reset by a success).")
-    opened_at: float | None = Field(None, description="Unix time the breaker last opened.")
-    retry_at: float | None = Field(None, description="Unix time a probe will be allowed (while open).")
+    state: BreakerState = Field(description="open: calls skipped; half_open: one probe.")
+    consecutive_failures: int = Field(description="Failures in a row.")
+    opened_at: float | None = Field(None, description="Unix time it last opened.")
+    retry_at: float | None = Field(None, description="Unix time of the next probe (when open).")
 
 
 class CircuitBreaker:

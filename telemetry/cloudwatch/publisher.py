@@ -48,19 +48,17 @@ REFUSED_CODES = frozenset(
 
 
 class PublisherHealth(BaseModel):
-    name: str = Field("cloudwatch.publish", description="The publisher's name among the telemetry sources.")
-    namespace: str = Field(description="CloudWatch namespace the figures go to.")
-    last_success: float | None = Field(None, description="Unix time of the last batch AWS accepted.")
-    last_error: str | None = Field(None, description="The last error, if the last attempt failed.")
+    name: str = Field("cloudwatch.publish", description="Its name among the sources.")
+    namespace: str = Field(description="CloudWatch namespace.")
+    last_success: float | None = Field(None, description="Unix time of the last accepted batch.")
+    last_error: str | None = Field(None, description="Last error, if the last try failed.")
     last_error_at: float | None = Field(None, description="Unix time of the last failure.")
-    datums_sent: int = Field(0, description="Datums AWS accepted since start-up.")
-    batches_sent: int = Field(0, description="PutMetricData calls AWS accepted since start-up.")
-    datums_dropped: int = Field(
-        0, description="Datums given up: the buffer overflowed, or AWS refused them as invalid."
-    )
-    buffered: int = Field(0, description="Datums waiting to be sent.")
-    failures: int = Field(0, description="Failed PutMetricData calls (after retries) since start-up.")
-    breaker: BreakerStatus = Field(description="Circuit breaker of the publisher.")
+    datums_sent: int = Field(0, description="Datums accepted since start-up.")
+    batches_sent: int = Field(0, description="Batches accepted since start-up.")
+    datums_dropped: int = Field(0, description="Datums given up (buffer full or refused).")
+    buffered: int = Field(0, description="Datums waiting.")
+    failures: int = Field(0, description="Failed batches (after retries) since start-up.")
+    breaker: BreakerStatus = Field(description="Its circuit breaker.")
 
 
 def _error_code(exc: BaseException) -> str:

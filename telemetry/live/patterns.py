@@ -26,16 +26,16 @@ ERRORS_METRIC = "log.errors"
 
 
 class ErrorPattern(BaseModel):
-    pattern_id: int = Field(description="Stable id of the pattern (merged patterns keep the oldest id).")
-    template: str = Field(description="Message template with <*> for the variable parts.")
-    count: int = Field(description="Lines of the pattern in the window.")
-    error_count: int = Field(description="Of those, lines at an error level or reading as errors.")
-    error_share_percent: float = Field(description="error_count / count, in percent.")
-    first_seen: float = Field(description="Unix time of the pattern's first line in the window.")
-    last_seen: float = Field(description="Unix time of the pattern's latest line in the window.")
-    example: str = Field(description="The first message seen for the pattern.")
-    components: list[str] = Field(description="Components that logged it (bounded).")
-    levels: dict[str, int] = Field(description="Lines by level since the pattern was first seen.")
+    pattern_id: int = Field(description="Stable id (a merge keeps the oldest).")
+    template: str = Field(description="Template, <*> for variable parts.")
+    count: int = Field(description="Lines in the window.")
+    error_count: int = Field(description="Of those, error lines.")
+    error_share_percent: float = Field(description="error_count / count, %.")
+    first_seen: float = Field(description="Unix time of its first line in the window.")
+    last_seen: float = Field(description="Unix time of its latest line.")
+    example: str = Field(description="Its first message.")
+    components: list[str] = Field(description="Components that logged it.")
+    levels: dict[str, int] = Field(description="Lines per level, all time.")
 
 
 class PatternReport(BaseModel):

@@ -14,6 +14,9 @@ from tests.benchmarks import (
     bench_rollback,
     bench_sampler,
     bench_status,
+    bench_status_cli,
+    bench_stop,
+    bench_tool_list,
     bench_validation,
 )
 
@@ -21,7 +24,10 @@ parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=
 parser.add_argument("--sampler-seconds", type=float, default=60.0, help="length of the sampler measurement")
 args = parser.parse_args()
 bench_status.main()
+bench_tool_list.main()
 bench_cold_start.main()
+bench_status_cli.main()
+bench_stop.main()
 bench_sampler.main(args.sampler_seconds)
 bench_ingest.main()
 bench_anomaly.main()

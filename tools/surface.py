@@ -1,0 +1,67 @@
+"""The server's tool surface, the same for every tool (also ones added while it runs).
+
+* ``tools/list`` gives compact definitions (:mod:`tools.definitions`), built once per set of tools;
+* a call whose arguments hold NaN or ±Infinity is refused before the tool runs (JSON has no such numbers; Python's
+  parser accepts them, and a tool would take NaN for "no filter" or compute nonsense from it);
+* arguments the tool's signature rejects are explained in the tool's words (:mod:`tools.arguments`), not in
+  pydantic's. The SDK then logs that short text, not the rejected values;
+* a domain error that a tool let escape (a full disk under a write deep inside) reaches the caller in the domain's
+  words (:func:`tools.errors.domain_message`), not as a bare "Error executing tool".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
+from pydantic import ValidationError
+
+from tools.arguments import explain, non_finite, non_finite_message
+from tools.definitions import compact_tools
+from tools.errors import domain_message
+
+
+class ToolSurface(MCPServer):
+    """``MCPServer`` with the tool surface described in the module docstring."""
+
+    _listed: list[MCPTool] | None = None  # the compact tool list; rebuilt when a tool is added or removed
+
+    def has_tool(self, name: str) -> bool:
+        """Whether a tool of that name is registered now."""
+        return self._tool_manager.get_tool(name) is not None
+
+    def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super().add_tool(fn, *args, **kwargs)
+        self._listed = None
+
+    def remove_tool(self, name: str) -> None:
+        super().remove_tool(name)
+        self._listed = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self._listed is None:
+            self._listed = compact_tools(await super().list_tools())
+        return list(self._listed)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        where = non_finite(arguments)
+        if where is not None:
+            raise ToolError(f"Error executing tool {name}: {non_finite_message(where)}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            message = domain_message(exc.__cause__)  # a domain error a tool let escape (a full disk under a write)
+            if message is None:
+                raise
+            raise ToolError(f"Error executing tool {name}: {message}") from exc.__cause__
+        except ToolError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            raise ToolError(f"Error executing tool {name}: {explain(cause)}") from None
