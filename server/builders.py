@@ -19,6 +19,7 @@ from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
 from generators.deploy.failpoint import failpoint_hook
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
+from generators.llm.errors import NOT_CONFIGURED
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, ObservedVersionStore
 from server.settings import Settings
@@ -153,7 +154,7 @@ def cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
     if not settings.enable_self_building:
         return "self-building is switched off (enable_self_building)"
     if not llm.configured:
-        return "no LLM is configured (SELF_BUILDING_LLM_MODEL and SELF_BUILDING_LLM_BASE_URL)"
+        return NOT_CONFIGURED
     return None
 
 

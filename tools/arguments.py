@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -97,3 +97,28 @@ def _problem(errors: Iterable[ErrorDetails]) -> str:
         if error["type"] != "missing" and isinstance(value, _SCALAR) and not got:
             got = f" (got {shown(value, GOT_CHARS)})"
     return " or ".join(said) + got
+
+
+def unknown_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:
+    """Why ``arguments`` hold names the tool does not take (its input schema's properties), or ``None``.
+
+    A name the tool does not know is refused instead of dropped: a call that looks right but changes nothing is
+    worse than an error. When an unknown argument is an object whose keys are the tool's own arguments (the shape
+    another tool takes, e.g. ``{"thresholds": {...}}``), the message says to pass them at the top level.
+    """
+    known = list(schema.get("properties", {}))
+    unknown = [name for name in arguments if name not in known]
+    if not unknown:
+        return None
+    takes = ", ".join(known) if known else "no arguments"
+    message = f"{INVALID}: unknown argument(s) {', '.join(shown(name, 40) for name in unknown[:MAX_LISTED])}"
+    nested = next(
+        (n for n in unknown if isinstance(arguments[n], dict) and arguments[n] and set(arguments[n]) <= set(known)),
+        None,
+    )
+    hint = f"; pass the fields of {shown(nested, 40)} as arguments themselves" if nested is not None else ""
+    return bounded(f"{message}. This tool takes: {takes}{hint}.")
+
+
+def _holds_arguments(value: Any, known: Sequence[str]) -> bool:
+    return isinstance(value, dict) and bool(value) and set(value) <= set(known)

@@ -3,6 +3,8 @@
 * ``tools/list`` gives compact definitions (:mod:`tools.definitions`), built once per set of tools;
 * a call whose arguments hold NaN or ±Infinity is refused before the tool runs (JSON has no such numbers; Python's
   parser accepts them, and a tool would take NaN for "no filter" or compute nonsense from it);
+* so is a call with an argument the tool does not take (the SDK would drop it: a call that looks right and changes
+  nothing), with the arguments the tool does take;
 * arguments the tool's signature rejects are explained in the tool's words (:mod:`tools.arguments`), not in
   pydantic's. The SDK then logs that short text, not the rejected values;
 * a domain error that a tool let escape (a full disk under a write deep inside) reaches the caller in the domain's
@@ -20,7 +22,7 @@ from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
-from tools.arguments import explain, non_finite, non_finite_message
+from tools.arguments import explain, non_finite, non_finite_message, unknown_arguments
 from tools.definitions import compact_tools
 from tools.errors import domain_message
 
@@ -53,6 +55,10 @@ class ToolSurface(MCPServer):
         where = non_finite(arguments)
         if where is not None:
             raise ToolError(f"Error executing tool {name}: {non_finite_message(where)}")
+        tool = self._tool_manager.get_tool(name)
+        unknown = unknown_arguments(arguments, tool.parameters) if tool is not None else None
+        if unknown is not None:
+            raise ToolError(f"Error executing tool {name}: {unknown}")
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
