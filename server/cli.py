@@ -242,6 +242,7 @@ def render_table(status: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = [
         ("verdict", status["verdict"].upper()),
         *[("  reason", r) for r in status["reasons"]],
+        *([("  note", status["note"])] if status.get("note") else []),
         ("host", f"{host['hostname']} ({host['platform']}), up {host['uptime_seconds'] / 3600:.1f} h"),
         (
             "cpu",

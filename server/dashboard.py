@@ -28,7 +28,7 @@ from mcp.server.transport_security import TransportSecurityMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.dashboard_data import InsightCache, dashboard_state
+from server.dashboard_data import BadQuery, InsightCache, dashboard_state, window_hours
 from server.dashboard_stream import ChangeStreams
 from server.http import transport_security
 from server.jsonrpc_guard import loads_bounded
@@ -46,7 +46,14 @@ SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 1_000
 MAX_SESSIONS_PER_KEY = 20
 MAX_FAILED_SIGN_INS = 10  # per client address and minute
-ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+ASSETS = {  # the page's files, served from server/static (no build step; uPlot is vendored, see its LICENSE there)
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "dashboard-charts.js": "text/javascript",
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
@@ -177,7 +184,7 @@ class Dashboard:
             reset = auth_context_var.set(AuthenticatedUser(token)) if token is not None else None
             try:
                 return await handler(request)
-            except BadBody as exc:
+            except (BadBody, BadQuery) as exc:
                 return _error(400, str(exc))
             except AccessDenied as exc:
                 return _error(403, str(exc))
@@ -238,7 +245,8 @@ class Dashboard:
         if not TENANT_PATTERN.match(tenant):
             return _error(400, f"tenant {tenant[:64]!r} is not a valid tenant id")
         event_type = request.query_params.get("event_type") or None
-        return _json(await dashboard_state(svc, self.insights, tenant, event_type))
+        hours = window_hours(request.query_params.get("window_hours"))
+        return _json(await dashboard_state(svc, self.insights, tenant, event_type, hours))
 
     async def monitoring(self, request: Request) -> Response:
         authorize("admin")

@@ -38,7 +38,7 @@ class MonitorState(BaseModel):
     samples: int = Field(description="Samples evaluated since the server started.")
     last_sample_at: float | None = Field(None, description="Unix time of the last evaluated sample.")
     last_error: str | None = Field(None, description="The last sampling error, if the loop hit one.")
-    active_events: int = Field(description="Events whose condition still holds.")
+    active_events: int = Field(description="Open events (once stopped: as of its last sample, not updated).")
 
 
 class Monitor:

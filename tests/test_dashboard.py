@@ -1,53 +1,42 @@
-"""``GET /dashboard`` in a real headless Chromium (Debian's chromium, driven by playwright) against the real HTTP
-server in a subprocess: sign-in with an API key that never shows in a URL or the logs, live host figures, a new
-monitoring event shown as soon as it is raised, filters, start/stop monitoring, and a rollback that needs a
-confirmation. The run leaves screenshots (and the time the new event took to show) in ``test-artifacts/``. The
-API's protections (sign-in, roles, tenants, Host header, action header) are checked without a browser as well.
+"""``GET /dashboard`` against the real HTTP server in a subprocess, without a browser: the API's protections
+(sign-in, roles, tenants, Host header, action header), the insights window it accepts, the page's files under the
+page's strict CSP, and its event stream. The page itself, in a real headless Chromium at desktop and phone sizes, is
+in ``test_dashboard_browser.py`` (which uses the server fixture here).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx2
 import pytest
 
 from generators.deploy import Deployment, SqliteVersionStore
+from server.dashboard_data import InsightCache
 from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
-from tests.conftest import mcp_as
+from telemetry.insights import InsightSummary
+from telemetry.learning import Analysis
 from tests.test_deployment_tools import ORIGINAL, A, deployer_for, seed_deployment, seed_workspace
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, PUSHER_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http
+from tools.services import Services
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("SELF_BUILDING_TEST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 UPDATE_SECONDS = 1.0
 FIGURES = {
     "benchmark": {"script": "benchmarks/bench_a.py", "before_median": 0.2, "after_median": 0.05, "change_percent": -75},
     "telemetry": {"metric": "latency_ms", "before_mean": 180.0, "after_mean": 95.0, "worse_percent": -47.2},
 }
 ACTION = {"x-dashboard-action": "1"}
-PERCENT = re.compile(r"^\d+\.\d %$")
-VERDICT = re.compile(r"^(healthy|degraded|critical)$")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass
@@ -137,6 +126,14 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
         assert state["deployments"][0]["figures"][0] == {
             "name": "benchmark s (median)", "before": 0.2, "after": 0.05, "change_percent": -75.0,
         }  # fmt: skip
+        # The insights window: 24 h unless the page asks for one it offers; nothing else is analysed.
+        assert state["insight_window_hours"] == 24 and state["insight_window_choices"] == [1, 6, 24, 168]
+        assert admin.get("/dashboard/api/state", params={"window_hours": "168"}).json()["insight_window_hours"] == 168
+        for bad in ("5", "abc", "nan", "1e400", "-1", "24" * 40):
+            refused = admin.get("/dashboard/api/state", params={"window_hours": bad})
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json()["error"].endswith("is not offered: give one of 1, 6, 24, 168"), refused.text
+            assert len(refused.text) < 200  # the value is quoted cut short
     with signed_in(base, ACME_KEY) as acme:  # read + ingest on acme: may look, may not act
         state = acme.get("/dashboard/api/state").json()  # as the page asks: its tenant is the key's own
         assert state["tenant"] == "acme" and state["tenant_choices"] == ["acme"]
@@ -152,6 +149,44 @@ def test_api_needs_a_session_and_respects_roles_and_tenants(dashboard_server: Ru
         assert other.status_code == 403 and "may not use tenant 'beta'" in other.json()["error"]
         assert acme.get("/dashboard/api/state", params={"tenant": "../x"}).status_code == 400
     assert (dashboard_server.workspace / A).read_bytes() != ORIGINAL  # nothing was rolled back
+
+
+def test_the_page_files_are_served_with_the_page_headers(dashboard_server: Running) -> None:
+    """The favicon (no 404 on every load) and the vendored chart library come from this server, under the same strict
+    CSP as the page: no inline script, nothing from elsewhere."""
+    base = dashboard_server.base
+    page = httpx2.get(f"{base}/dashboard", timeout=10)
+    scripts = re.findall(r"<script[^>]*>", page.text)
+    assert scripts and all(re.search(r'src="/dashboard/[\w.-]+\.js"', tag) for tag in scripts)  # none inline
+    assert '<link rel="icon" href="/dashboard/favicon.svg"' in page.text
+    for name, media in (
+        ("favicon.svg", "image/svg+xml"),
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.min.css", "text/css"),
+        ("dashboard-charts.js", "text/javascript"),
+    ):
+        served = httpx2.get(f"{base}/dashboard/{name}", timeout=10)
+        assert served.status_code == 200 and served.headers["content-type"].startswith(media), name
+        assert served.headers["content-security-policy"] == page.headers["content-security-policy"], name
+        assert f"/dashboard/{name}" in page.text, name
+    assert "script-src 'self';" in page.headers["content-security-policy"]
+
+
+@pytest.mark.anyio
+async def test_the_insight_window_reaches_the_learning_engine_and_keys_the_cache() -> None:
+    asked: list[tuple[str, float]] = []
+
+    class Learning:
+        def analyze(self, tenant: str, *, window_hours: float) -> Analysis:
+            asked.append((tenant, window_hours))
+            summary = InsightSummary(total=0, by_kind={}, by_severity={}, series_analysed=0, logs_analysed=0)
+            return Analysis([], [], summary)
+
+    svc = cast(Services, SimpleNamespace(learning=Learning()))
+    cache = InsightCache()
+    for tenant, hours in (("acme", 6), ("acme", 6), ("acme", 168), ("beta", 6), ("acme", 168)):
+        await cache.get(svc, tenant, hours)
+    assert asked == [("acme", 6), ("acme", 168), ("beta", 6)]  # each tenant and window analysed once within the TTL
 
 
 def test_event_stream_pushes_changes_and_ends_when_the_server_stops(dashboard_server: Running) -> None:
@@ -185,119 +220,6 @@ def test_failed_sign_ins_are_limited_per_client(dashboard_server: Running) -> No
     assert codes == [401] * 10 + [429]
     refused = httpx2.post(f"{base}/dashboard/api/login", json={"key": ADMIN_KEY}, headers=ACTION, timeout=10)
     assert refused.status_code == 429 and "wait a minute" in refused.json()["error"]
-
-
-@pytest.mark.anyio
-async def test_dashboard_in_headless_chromium(dashboard_server: Running) -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("SELF_BUILDING_REQUIRE_BROWSER"):
-            pytest.fail(f"no Chromium at {CHROMIUM} (install Debian's chromium package)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (CI installs it)")
-    from playwright.async_api import async_playwright, expect
-
-    base, deployment = dashboard_server.base, dashboard_server.deployment
-    urls: list[str] = []
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1500})
-            page.on("request", lambda request: urls.append(request.url))
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{base}/dashboard")
-
-            # Sign in: the key is posted once, in a body.
-            await expect(page.locator("#login")).to_be_visible()
-            await page.fill("#key", ADMIN_KEY)
-            await page.click("#login-form button[type=submit]")
-            await expect(page.locator("#login")).to_be_hidden()
-
-            # Live host figures, refreshed without reloading.
-            await expect(page.locator("#cpu-value")).to_have_text(PERCENT)
-            await expect(page.locator("#mem-value")).to_have_text(PERCENT)
-            await expect(page.locator("#verdict")).to_have_text(VERDICT)
-            await expect(page.locator("#gpus")).to_contain_text("no GPU")
-            await expect(page.locator("#connection")).to_have_text("live")
-            first = await page.locator("#last-update").text_content()
-            await expect(page.locator("#last-update")).not_to_have_text(first or "", timeout=10_000)
-
-            # Deployments with their before/after figures.
-            row = page.locator(f"tr[data-deployment-id='{deployment.id}']")
-            await expect(row.locator(".status")).to_have_text("deployed")
-            await expect(row).to_contain_text("benchmark s (median): 0.2 → 0.05 (-75 %)")
-            await expect(row).to_contain_text("latency_ms (mean): 180 → 95")
-
-            # A monitoring event appears as soon as it is raised: thresholds every host exceeds, then Start.
-            async with mcp_as(base, ADMIN_KEY) as client:
-                done = await client.call_tool(
-                    "set_monitoring_thresholds", {"memory_percent": 0.1, "consecutive_samples": 1}
-                )
-                assert not done.is_error
-            await expect(page.locator("#monitoring-state")).to_have_text("stopped")
-            await expect(page.locator("#events")).to_contain_text("no events")
-            await page.click("#start-monitoring")
-            await expect(page.locator("#monitoring-state")).to_contain_text("running every 0.5 s")
-            event = page.locator("#events li[data-type='memory_high']")
-            await expect(event).to_be_visible(timeout=int((UPDATE_SECONDS + 4) * 1000))
-            shown_at = await page.evaluate("Date.now() / 1000")
-            severity = await event.locator(".sev").text_content()
-            assert severity in ("low", "medium", "high", "critical")
-            await expect(event).to_have_class(severity)  # the severity colours the timeline entry
-            colour = await event.evaluate("e => getComputedStyle(e).borderLeftColor")
-            plain = await page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--line')")
-            assert colour not in ("", plain)
-            # Filter by type: another type hides it, "every type" shows it again.
-            await page.select_option("#event-filter", "cpu_high")
-            await expect(page.locator("#events li[data-type='memory_high']")).to_have_count(0)
-            await page.select_option("#event-filter", "")
-            await expect(event).to_be_visible()
-
-            # Charts of the last hour fill in from the samples monitoring records.
-            await expect(page.locator("figure[data-series='host.cpu.percent'] polyline")).to_have_count(1)
-            await page.screenshot(path=str(_artifact("dashboard.png")), full_page=True)
-
-            # Rollback needs a confirmation: cancel leaves it deployed, confirm rolls it back.
-            await row.locator("button.rollback").click()
-            await expect(page.locator("#confirm-dialog")).to_be_visible()
-            await page.click("#confirm-no")
-            await expect(page.locator("#confirm-dialog")).to_be_hidden()
-            await expect(row.locator(".status")).to_have_text("deployed")
-            assert (dashboard_server.workspace / A).read_bytes() != ORIGINAL
-            await row.locator("button.rollback").click()
-            await page.fill("#confirm-reason", "slower under real load")
-            await page.screenshot(path=str(_artifact("dashboard-confirm.png")))
-            await page.click("#confirm-yes")
-            await expect(row.locator(".status")).to_have_text("rolled_back")
-            await page.screenshot(path=str(_artifact("dashboard-rolled-back.png")), full_page=True)
-            await expect(page.locator("#deployment-message")).to_contain_text("restored the previous bytes of 2")
-            await expect(row.locator("button.rollback")).to_be_disabled()
-
-            await page.click("#stop-monitoring")
-            await expect(page.locator("#monitoring-state")).to_have_text("stopped")
-            assert not errors, errors
-        finally:
-            await browser.close()
-    assert (dashboard_server.workspace / A).read_bytes() == ORIGINAL
-    assert urls and not [u for u in urls if ADMIN_KEY in u]  # the key never travels in a URL
-    async with mcp_as(base, ADMIN_KEY) as client:
-        audit = await client.call_tool("query_audit_log", {"kind": "rollback"})
-        raised = await client.call_tool("query_monitoring_events", {"event_type": "memory_high"})
-    assert raised.structured_content is not None
-    first_seen = raised.structured_content["events"][-1]["first_seen"]
-    _artifact("dashboard-timing.txt").write_text(  # for the record: how long the page took to show the new event
-        f"memory_high raised at {first_seen:.3f}, shown in the page {shown_at - first_seen:.3f} s later "
-        f"(update interval {UPDATE_SECONDS} s)\n",
-        encoding="utf-8",
-    )
-    assert audit.structured_content is not None
-    (entry,) = audit.structured_content["entries"]
-    assert entry["actor"] == LEGACY_KEY_NAME and entry["detail"]["reason"] == "slower under real load"
-
-
-def _artifact(name: str) -> Path:
-    """A file the run leaves in ``test-artifacts/`` (screenshots, the event timing)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS / name
 
 
 def test_event_stream_shows_a_key_only_its_own_tenants_changes(tmp_path: Path) -> None:

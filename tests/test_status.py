@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
 
 from telemetry.gpu import NvmlGpuSource
 from tests.conftest import ServerFactory, call, connect, wait_samples
@@ -175,3 +180,63 @@ async def test_monitoring_state_in_status(make_server: ServerFactory, host: Fake
     assert status["monitoring"]["running"] is True and status["monitoring"]["active_events"] == 1
     assert status["verdict"] == "critical"
     assert any(r.startswith("open event #") and "Memory usage at 99.0%" in r for r in status["reasons"])
+
+
+async def _status_once(client: Client, done: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    """The first get_system_status that satisfies ``done`` (bounded: monitoring samples in the background)."""
+    with anyio.fail_after(timeout):
+        while not done(status := await call(client, "get_system_status")):
+            await anyio.sleep(0.02)
+    return status
+
+
+async def test_a_condition_both_the_live_check_and_an_open_event_flag_is_one_reason(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
+    """Issue 12 point 4: the header read "open event #2: CPU usage at 94.2% (limit 85%); CPU at 94.2% (limit 85%)"."""
+    async with connect(make_server(status_max_age_seconds=0)) as client:
+        host.set(cpu=94.2, disk=90)
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": 0.1})
+        status = await _status_once(client, lambda s: s["monitoring"]["active_events"] == 2)
+        monitoring = await call(client, "get_monitoring_status")
+        await call(client, "stop_monitoring")
+    assert status["verdict"] == "degraded" and status["note"] is None
+    assert sorted(status["reasons"]) == [
+        "open event #1: CPU usage at 94.2% (limit 85%)",
+        "open event #2: Disk usage on / at 90.0% (limit 85%)",
+    ]  # each condition once, with the event that tracks it
+    assert sorted(monitoring["health"]["reasons"]) == sorted(status["reasons"])
+
+
+async def test_events_left_open_when_monitoring_stops_do_not_hold_the_verdict(
+    make_server: ServerFactory, host: FakeHostSource
+) -> None:
+    """Issue 12 point 3: after Stop, an open memory_high event kept the verdict "degraded" with nothing left that
+    could clear it. The verdict now rests on the live figures and a note says what is known."""
+    async with connect(make_server(status_max_age_seconds=0)) as client:
+        host.set(memory=95)
+        await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
+        await call(client, "start_monitoring", {"interval_seconds": 0.1})
+        running = await _status_once(client, lambda s: s["monitoring"]["active_events"] == 1)
+        stopped = await call(client, "stop_monitoring")
+        still_high = await call(client, "get_system_status")  # the live figure still says so: one live reason
+        host.set(memory=40)
+        recovered = await call(client, "get_system_status")
+        monitoring = await call(client, "get_monitoring_status")
+        events = await call(client, "query_monitoring_events", {"event_type": "memory_high"})
+    assert running["verdict"] == "degraded" and running["reasons"] == [
+        "open event #1: Memory usage at 95.0% (limit 90%)"
+    ]
+    assert stopped["was_running"] is True and stopped["state"]["running"] is False
+    assert still_high["verdict"] == "degraded" and still_high["reasons"] == ["memory at 95.0% (limit 90%)"]
+    assert recovered["verdict"] == "healthy" and recovered["reasons"] == []
+    last = stopped["state"]["last_sample_at"]
+    at = datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    assert recovered["note"] == (
+        f"monitoring is stopped: 1 event open at its last sample ({at}) is not being updated and not counted in the "
+        "verdict, which rests on the live figures (#1 memory_high (memory)); start monitoring to re-check them"
+    )
+    assert recovered["monitoring"]["active_events"] == 1  # still open in the store: nothing has cleared it
+    assert monitoring["health"] == {"verdict": "healthy", "reasons": [], "note": recovered["note"]}
+    assert [e["active"] for e in events["events"]] == [True]

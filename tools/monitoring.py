@@ -13,7 +13,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telemetry.events import MAX_QUERY_LIMIT, EventPage, MonitoringEvent
-from telemetry.health import Health, assess
+from telemetry.health import Health, assess_monitored
 from telemetry.monitor import MonitorState
 from telemetry.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
@@ -95,7 +95,7 @@ async def monitoring_status(svc: Services) -> MonitoringStatus:
     snap = await svc.sampler.latest()
     return MonitoringStatus(
         state=monitor.state(),
-        health=assess(snap, monitor.thresholds, list(monitor.active.values())),
+        health=assess_monitored(snap, monitor),
         recent_events=recent.events,
     )
 

@@ -9,7 +9,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.cloudwatch.streamer import SourceHealth
-from telemetry.health import assess
+from telemetry.health import assess_monitored
 from telemetry.models import GpuStatus, HostStatus, Verdict
 from telemetry.monitor import MonitorState
 from tools.access import authorize, authorize_resource
@@ -31,6 +31,7 @@ class ServerInfo(BaseModel):
 class SystemStatus(BaseModel):
     verdict: Verdict = Field(description="Overall health.")
     reasons: list[str] = Field(description="Why it is not healthy.")
+    note: str | None = Field(None, description="Set while monitoring is stopped with events left open (not counted).")
     host: HostStatus = Field(description="The host now.")
     gpu: GpuStatus = Field(description="GPU devices, or why there are none.")
     monitoring: MonitorState = Field(description="Threshold monitoring.")
@@ -42,11 +43,12 @@ async def build_status(svc: Services) -> SystemStatus:
     """The status snapshot: served from the sampler's latest reading, refreshed when stale."""
     snap = await svc.sampler.latest()
     monitor = svc.monitor
-    health = assess(snap, monitor.thresholds, list(monitor.active.values()))
+    health = assess_monitored(snap, monitor)
     stats = svc.stats
     return SystemStatus(
         verdict=health.verdict,
         reasons=health.reasons,
+        note=health.note,
         host=snap.host,
         gpu=snap.gpu,
         monitoring=monitor.state(),

@@ -1,7 +1,8 @@
-// self-building-mcp dashboard: no build step, no dependencies. Data is only ever written with textContent.
+// self-building-mcp dashboard: no build step; charts by uPlot (dashboard-charts.js). Data is only ever written as text.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+let charts = null;
 let stream = null;
 let refreshTimer = null;
 let refreshing = false;
@@ -39,8 +40,14 @@ async function api(path, body) {
   return data;
 }
 
+// What the page shows: "loading" (nothing known yet), "signin" (only the sign-in form) or "live".
+function setView(view) {
+  document.body.dataset.view = view;
+  $("login").hidden = view !== "signin";
+}
+
 function showLogin() {
-  $("login").hidden = false;
+  setView("signin");
   $("key").focus();
   if (stream) { stream.close(); stream = null; }
   $("connection").textContent = "signed out";
@@ -52,7 +59,8 @@ async function signIn(event) {
   try {
     await api("/dashboard/api/login", { key: $("key").value });
     $("key").value = "";
-    $("login").hidden = true;
+    setView("loading");
+    $("connection").textContent = "connecting…";
     start();
   } catch (error) {
     $("login-error").textContent = error.message;
@@ -71,8 +79,10 @@ async function refresh() {
     const query = new URLSearchParams();
     if ($("event-filter").value) query.set("event_type", $("event-filter").value);
     if ($("tenant").value) query.set("tenant", $("tenant").value);
+    if ($("insight-window").value) query.set("window_hours", $("insight-window").value);
     const data = await api(`/dashboard/api/state?${query}`);
     render(data);
+    if (document.body.dataset.view === "loading") setView("live");
     $("last-update").textContent = `updated ${when(data.generated_at)}`;
   } catch (error) {
     $("connection").textContent = `error: ${error.message}`;
@@ -96,12 +106,17 @@ function render(data) {
   const status = data.status;
   const verdict = $("verdict");
   verdict.textContent = status.verdict;
-  verdict.className = `badge ${status.verdict}`;
+  verdict.className = `badge live-only ${status.verdict}`;
   $("reasons").textContent = status.reasons.join("; ");
+  const stale = staleNote(data.monitoring);
+  $("stale-note").textContent = stale;
+  $("stale-note").hidden = !stale;
   renderHost(status.host);
   renderGpu(status.gpu);
-  renderMonitoring(data.monitoring, data.can.monitor);
-  renderCharts(data.charts);
+  renderMonitoring(data.monitoring, data.can.monitor, stale);
+  charts.render(data.charts, data.generated_at);
+  const firsts = data.charts.flatMap((c) => c.lines.map((l) => l.points[0][0]));
+  $("charts-span").textContent = firsts.length ? `samples since ${when(Math.min(...firsts))}` : "";
   renderEvents(data);
   renderInsights(data);
   renderDeployments(data.deployments, data.can.rollback);
@@ -129,34 +144,32 @@ function renderGpu(gpu) {
     pct(d.memory_percent), d.temperature_c !== null ? ` · ${d.temperature_c} °C` : "")));
 }
 
-function renderMonitoring(state, allowed) {
+// Stopped with events still open: nothing updates or clears them, so say what is known instead of a stale verdict.
+function staleNote(state) {
+  if (state.running || !state.active_events) return "";
+  const events = state.active_events === 1 ? "1 event open then is" : `${state.active_events} events open then are`;
+  const at = state.last_sample_at ? ` at ${when(state.last_sample_at)}` : "";
+  return `monitoring stopped${at}: ${events} not being updated (the verdict uses the live figures only)`;
+}
+
+function renderMonitoring(state, allowed, stale) {
   $("monitoring-state").textContent = state.running
     ? `running every ${num(state.interval_seconds)} s · ${state.active_events} active event(s)`
     : "stopped";
+  const open = state.active_events === 1
+    ? "1 event was open when it stopped and stays as it was: Start re-checks it"
+    : `${state.active_events} events were open when it stopped and stay as they were: Start re-checks them`;
+  $("monitoring-note").textContent = stale ? open : "";
+  $("monitoring-note").hidden = !stale;
   $("monitoring-state").dataset.running = state.running ? "yes" : "no";
   $("start-monitoring").disabled = !allowed || state.running;
   $("stop-monitoring").disabled = !allowed || !state.running;
   $("start-monitoring").title = allowed ? "" : "needs the admin role";
 }
 
-function renderCharts(charts) {
-  if (!charts.length) return;
-  $("charts").replaceChildren(...charts.map((chart) => {
-    const all = chart.lines.flatMap((l) => l.points);
-    const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
-    const top = Math.max(100, ...all.map((p) => p[1]));
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("viewBox", "0 0 300 80");
-    svg.setAttribute("preserveAspectRatio", "none");
-    chart.lines.forEach((line, i) => {
-      const poly = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-      poly.setAttribute("class", `l${i % 3}`);
-      poly.setAttribute("points", line.points.map((p) => `${((p[0] - t0) / Math.max(t1 - t0, 1)) * 300},${80 - (p[1] / top) * 78}`).join(" "));
-      svg.append(poly);
-    });
-    const latest = chart.lines.map((l) => (l.label === chart.label ? "" : `${l.label}: `) + num(l.points.at(-1)[1])).join(" · ");
-    return el("figure", { class: "chart", "data-series": chart.name }, el("figcaption", {}, `${chart.label} — ${latest}`), svg);
-  }));
+function eventState(e, running) {
+  if (!e.active) return "cleared";
+  return running ? "active" : "open when monitoring stopped";
 }
 
 function renderEvents(data) {
@@ -166,30 +179,38 @@ function renderEvents(data) {
   }
   $("events").replaceChildren(...data.events.map((e) => el("li", { class: e.severity, "data-type": e.event_type, "data-id": e.id },
     el("span", { class: `sev ${e.severity}` }, e.severity), " ", el("strong", {}, e.event_type), " · ",
-    e.message, " ", el("span", { class: "muted" }, `${when(e.last_seen)}${e.active ? " · active" : " · cleared"}`))));
+    e.message, " ", el("span", { class: "muted" }, `${when(e.last_seen)} · ${eventState(e, data.monitoring.running)}`))));
   if (!data.events.length) $("events").append(el("li", { class: "muted" }, "no events"));
   $("events-more").hidden = !data.events_has_more;
 }
 
+const windowLabel = (hours) => (hours % 24 === 0 && hours > 24 ? `${hours / 24} d` : `${hours} h`);
+
 function renderInsights(data) {
+  const select = $("insight-window");
+  if (select.options.length === 0) {
+    data.insight_window_choices.forEach((h) => select.append(el("option", { value: String(h) }, `last ${windowLabel(h)}`)));
+    select.value = String(data.insight_window_hours);
+  }
   const s = data.insight_summary;
-  $("insight-summary").textContent = `${s.total} in 24 h · ${s.series_analysed} series · ${s.logs_analysed} log lines`;
+  const span = windowLabel(data.insight_window_hours);
+  $("insight-summary").textContent = `${s.total} found · ${s.series_analysed} series · ${s.logs_analysed} log lines`;
   $("insights").replaceChildren(...data.insights.map((i) => el("li", { "data-kind": i.kind },
     el("span", { class: `sev ${i.severity}` }, i.severity), ` ${i.kind}: ${i.summary}`)));
-  if (!data.insights.length) $("insights").append(el("li", { class: "muted" }, "nothing notable in the last 24 h"));
+  if (!data.insights.length) $("insights").append(el("li", { class: "muted" }, `nothing notable in the last ${span}`));
   $("opportunities").replaceChildren(...data.opportunities.map((o) => el("li", {},
     el("strong", {}, o.component), ` (${o.metric}): ${o.goal} — impact ${num(o.impact_score)}, risk ${o.risk}`)));
 }
 
 function figureCell(figures) {
-  if (!figures || !figures.length) return el("td", { class: "muted" }, "–");
-  return el("td", {}, ...figures.map((f) => {
+  if (!figures || !figures.length) return el("td", { class: "muted", "data-label": "Before → after" }, "–");
+  return el("td", { "data-label": "Before → after" }, el("div", {}, ...figures.map((f) => {
     if (f.note) return el("div", { class: "muted" }, `${f.name}: ${f.note}`);
     const change = f.change_percent;
     const cls = change === null ? "" : change > 0 ? "change-bad" : "change-good";
     return el("div", { class: "figure" }, `${f.name}: ${num(f.before)} → ${num(f.after)} `,
       change === null ? "" : el("span", { class: cls }, `(${change > 0 ? "+" : ""}${change} %)`));
-  }));
+  })));
 }
 
 function renderDeployments(rows, allowed) {
@@ -198,8 +219,9 @@ function renderDeployments(rows, allowed) {
     const button = el("button", { class: "rollback", type: "button", disabled: !allowed || d.status !== "deployed" }, "Roll back");
     button.addEventListener("click", () => askRollback(d));
     return el("tr", { "data-deployment-id": d.deployment_id, "data-status": d.status },
-      el("td", {}, d.component), el("td", {}, d.tenant_id), el("td", { class: "status" }, d.status),
-      figureCell(d.figures), el("td", {}, d.rollback_reason || d.reason), el("td", {}, button));
+      el("td", { "data-label": "Component" }, d.component), el("td", { "data-label": "Tenant" }, d.tenant_id),
+      el("td", { class: "status", "data-label": "Status" }, d.status), figureCell(d.figures),
+      el("td", { "data-label": "Reason" }, d.rollback_reason || d.reason), el("td", { class: "actions" }, button));
   }));
   if (!rows.length) body.append(el("tr", {}, el("td", { colSpan: 6, class: "muted" }, "no deployments yet")));
 }
@@ -248,16 +270,19 @@ async function start() {
   const session = await api("/dashboard/api/session");
   $("sign-out").hidden = !session.needs_key;
   if (!session.signed_in) { showLogin(); return; }
+  $("connection").textContent = "connecting…";
   await refresh();
   connect();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  charts = new DashboardCharts($("charts"));
   $("login-form").addEventListener("submit", signIn);
   $("start-monitoring").addEventListener("click", () => monitoring("start"));
   $("stop-monitoring").addEventListener("click", () => monitoring("stop"));
   $("event-filter").addEventListener("change", refresh);
   $("tenant").addEventListener("change", refresh);
+  $("insight-window").addEventListener("change", refresh);
   $("confirm-form").addEventListener("submit", confirmRollback);
   $("confirm-no").addEventListener("click", () => { pendingRollback = null; $("confirm-dialog").close(); });
   $("sign-out").addEventListener("click", async () => { await api("/dashboard/api/logout", {}); showLogin(); });
