@@ -1,5 +1,5 @@
-"""A moto server on a free loopback port, reached over real HTTP through AWS_ENDPOINT_URL; and a fault server
-that answers every AWS call with one error."""
+"""A moto server on a free loopback port, reached over real HTTP through AWS_ENDPOINT_URL; a fault server that
+answers every AWS call with one error; and a fault proxy in front of the moto server that starts failing on demand."""
 
 from __future__ import annotations
 
@@ -98,12 +98,7 @@ class FaultServer:
                 with fault._lock:
                     fault.times.append(time.monotonic())
                     fault.requests.append(self.headers.get("X-Amz-Target") or f"POST {self.path}")
-                payload = json.dumps({"__type": fault.code, "message": fault.message}).encode()
-                self.send_response(fault.status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                _fault_reply(self, fault.status, fault.code, fault.message)
 
             def log_message(self, format: str, *args: object) -> None:  # quiet: tests read the counts instead
                 pass
@@ -125,6 +120,81 @@ class FaultServer:
     def count(self) -> int:
         with self._lock:
             return len(self.requests)
+
+
+def _fault_reply(handler: http.server.BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+    payload = json.dumps({"__type": code, "message": message}).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/x-amz-json-1.1")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+class FaultProxy:
+    """A loopback HTTP proxy in front of a moto server: it passes every request on until :meth:`fail`, then answers
+    each with one canned JSON-protocol error (see :class:`FaultServer`) until :meth:`heal`. ``requests`` lists the
+    ``X-Amz-Target`` of every request it received (``GraniteServiceVersion20100801.DescribeAlarms``)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.requests: list[str] = []
+        self._fault: tuple[int, str, str] | None = None
+        self._lock = threading.Lock()
+        self._http = httpx2.Client(timeout=30)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    proxy.requests.append(self.headers.get("X-Amz-Target") or f"POST {self.path}")
+                    fault = proxy._fault
+                if fault is not None:
+                    _fault_reply(self, *fault)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                reply = proxy._http.post(f"{proxy.upstream}{self.path}", content=body, headers=headers)
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+
+    def fail(self, status: int, code: str, message: str = "fault injected") -> None:
+        with self._lock:
+            self._fault = (status, code, message)
+
+    def heal(self) -> None:
+        with self._lock:
+            self._fault = None
+
+    def count(self, target: str) -> int:
+        """Requests received so far whose ``X-Amz-Target`` ends with ``target`` (``DescribeAlarms``)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.endswith(target))
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self._http.close()
 
 
 def client(service: str) -> Any:

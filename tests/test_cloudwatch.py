@@ -311,7 +311,11 @@ async def test_metrics_go_in_batches_of_500_queries_grouped_by_start(aws: MotoSe
     store = SqliteTelemetryStore(tmp_path / "t.db")
     try:
         watch = MetricWatch(namespace="Jobs", metric_name="Depth")
-        fetcher = MetricFetcher(config(metrics=[watch], discovery_refresh_seconds=0.001), store)
+        # An hour back, not the day the default reaches: moto computes every period of the window for each of the
+        # 501 queries (ten times slower), and batching does not depend on the look-back.
+        fetcher = MetricFetcher(
+            config(metrics=[watch], discovery_refresh_seconds=0.001, metric_lookback_seconds=3600), store
+        )
         queries: list[int] = []
 
         def counting(fn: Any) -> Any:
@@ -369,5 +373,39 @@ async def test_a_full_data_directory_is_not_held_against_cloudwatch(aws: MotoSer
         store.full = False
         assert await streamer.poll("cloudwatch.metrics") == 2
         assert store.series("default", name="Latency")[0].values == [50, 55]
+    finally:
+        store.close()
+
+
+class FullEventStore(SqliteTelemetryStore):
+    """A store whose disk is full for events until ``full`` is cleared."""
+
+    full = True
+
+    def add_events(self, events: Any) -> int:
+        if self.full:
+            raise StorageFullError(Path("/data"), "database or disk is full")
+        return super().add_events(events)
+
+
+async def test_alarm_events_that_could_not_be_stored_are_stored_when_space_returns(
+    aws: MotoServer, tmp_path: Path
+) -> None:
+    """A message whose event could not be stored stays on the queue, and its re-delivery is not taken for a repeat."""
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="alarms-full", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=alarm_event("e9", "HighLatency", "ALARM", "OK", tenant="acme"))
+    store = FullEventStore(tmp_path / "t.db")
+    try:
+        streamer = CloudWatchStreamer(config(sqs_queue_url=url), store)
+        assert await streamer.poll("cloudwatch.events") == 0
+        store.full = False
+        stored = 0
+        for _ in range(20):  # re-delivered at once (no visibility timeout); bounded
+            stored += await streamer.poll("cloudwatch.events")
+            if stored:
+                break
+        assert stored == 1
+        assert [e.detail["state"] for e in store.events("acme", type="alarm_state_change")] == ["ALARM"]
     finally:
         store.close()

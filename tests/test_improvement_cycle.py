@@ -340,7 +340,12 @@ async def test_critical_alarm_starts_one_emergency_cycle_per_component(
                              retry_attempts=2, retry_initial_seconds=0.01)  # fmt: skip
     server = build(settings, scripted_llm, enable_cloudwatch_streaming=True, cloudwatch=watch)
     async with connect(server) as client:
-        await anyio.sleep(0.6)  # the first polls record the alarms' initial states
+        with anyio.fail_after(30):  # the first poll records the alarms' initial states (their change is what counts)
+            while not any(
+                source["name"] == "cloudwatch.alarms" and source["last_success"] is not None
+                for source in (await call(client, "get_telemetry_sources"))["sources"]
+            ):
+                await anyio.sleep(0.05)
         for name in ("shop-HighLatency", "shop-HighErrorRate", "shop-LowDisk"):
             cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: p99 above 100 ms")
         with anyio.fail_after(30):  # the issue's bound: a cycle within 30 s of the alarm

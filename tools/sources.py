@@ -11,11 +11,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from telemetry.cloudwatch.alarms import AlarmState
+from telemetry.cloudwatch.alarm_table import AlarmState
+from telemetry.cloudwatch.breaker import BreakerStatus
 from telemetry.cloudwatch.publisher import PublisherHealth
 from telemetry.cloudwatch.streamer import SourceHealth
 from tools.access import authorize
-from tools.errors import domain_errors
+from tools.errors import bounded, domain_errors
 from tools.services import Services, services
 
 
@@ -31,6 +32,9 @@ class AlarmStates(BaseModel):
     alarms: list[AlarmState] = Field(description="Alarms, by name.")
     total: int = Field(description="Alarms matching the filter.")
     has_more: bool = Field(description="True when more matched than `limit`.")
+    stale: bool = Field(description="CloudWatch could not be asked now: these are the last known states.")
+    last_error: str | None = Field(None, description="Why it could not be asked.")
+    breaker: BreakerStatus = Field(description="Breaker of the alarm reads.")
 
 
 def source_health(svc: Services) -> list[SourceHealth]:
@@ -40,6 +44,7 @@ def source_health(svc: Services) -> list[SourceHealth]:
         name="local",
         enabled=True,
         last_success=last.host.timestamp if last is not None else None,
+        mode="samples of this host",
         items_ingested=svc.sampler.samples_taken,
         polls=svc.sampler.samples_taken,
     )
@@ -71,8 +76,8 @@ def register(server: MCPServer) -> None:
         ] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="Most alarms to return (1-500).")] = 50,
     ) -> AlarmStates:
-        """States of the followed CloudWatch alarms (cached for up to a minute): those of the tenants this caller
-        may use.
+        """States of the followed CloudWatch alarms, the newest of DescribeAlarms (cached for up to a minute) and
+        EventBridge events; while CloudWatch is unreachable, the last known ones. Only the caller's tenants.
         """
         caller = authorize("read")
         svc = services(ctx)
@@ -82,10 +87,19 @@ def register(server: MCPServer) -> None:
                 "alarms to follow (SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX or alarm_names)"
             )
         with domain_errors():
-            alarms = await svc.cloudwatch.alarm_states()
-        detail = {"api": "DescribeAlarms", "cache_seconds": svc.cloudwatch.config.alarm_cache_seconds, "state": state}
-        await anyio.to_thread.run_sync(
-            partial(svc.audit.append, "cloudwatch_access", "alarms", actor=caller.name, tenant="system", detail=detail)
-        )
-        chosen = [a for a in alarms if (state is None or a.state == state) and caller.may_use(a.tenant)]
-        return AlarmStates(alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit)
+            reading = await svc.cloudwatch.alarm_states()
+        if reading.asked:  # an actual AWS call; reads from the state table are not audited
+            detail = {"api": "DescribeAlarms", "cache_seconds": svc.cloudwatch.config.alarm_cache_seconds,
+                      "state": state, "error": reading.error}  # fmt: skip
+            await anyio.to_thread.run_sync(
+                partial(
+                    svc.audit.append, "cloudwatch_access", "alarms", actor=caller.name, tenant="system", detail=detail
+                )
+            )
+        if reading.problem is not None:
+            raise ToolError(bounded(reading.problem))
+        chosen = [a for a in reading.alarms if (state is None or a.state == state) and caller.may_use(a.tenant)]
+        return AlarmStates(
+            alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit,
+            stale=reading.stale, last_error=reading.error, breaker=reading.breaker,
+        )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Alarms: DescribeAlarms (cached), state changes from EventBridge via SQS, or by polling states when no queue."""
+"""Alarms: DescribeAlarms and EventBridge state changes (via SQS) into one state table; without a queue, state changes
+are found by polling DescribeAlarms and stored as events."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
-from pydantic import BaseModel, Field
-
+from telemetry.cloudwatch.alarm_table import AlarmState, AlarmTable, AlarmUpdate
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.tenancy import TENANT_KEY, tenant_for
 from telemetry.store import EventRecord, TelemetryStore
@@ -21,18 +21,7 @@ logger = logging.getLogger(__name__)
 SOURCE = "cloudwatch"
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 COMPONENT_KEYS = ("Component", "component", "Service", "service")
-AlarmStateValue = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
-
-
-class AlarmState(BaseModel):
-    name: str = Field(description="Alarm name.")
-    state: str = Field(description="OK, ALARM or INSUFFICIENT_DATA.")
-    reason: str = Field(description="Why, as CloudWatch says.")
-    updated_at: float = Field(description="Unix time of the last state change.")
-    metric: str | None = Field(None, description="Metric the alarm watches.")
-    namespace: str | None = Field(None, description="Namespace of that metric.")
-    tenant: str = Field(description="TenantId dimension of its metric, else the default.")
-    component: str | None = Field(None, description="Component dimension of its metric.")
+STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
 
 
 class Deduplicator:
@@ -55,6 +44,11 @@ class Deduplicator:
             self._ids.popitem(last=False)
         return False
 
+    def forget(self, keys: list[str]) -> None:
+        """Unsee ``keys`` (their events were not stored after all: the re-delivered messages must count again)."""
+        for key in keys:
+            self._ids.pop(key, None)
+
 
 def content_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -67,8 +61,7 @@ class AlarmWatcher:
         self._config = config
         self._store = store
         self._clock = clock
-        self._cache: list[AlarmState] = []
-        self._cached_at = float("-inf")
+        self.table = AlarmTable(clock)
         self._previous: dict[str, str] = {}
         self.dedup = Deduplicator(config.dedup_window_seconds, clock)
 
@@ -85,10 +78,20 @@ class AlarmWatcher:
                 return tenant_for(dim.get("Value"), self._config.default_tenant)
         return self._config.default_tenant
 
-    def describe(self, cw: Any, call: Callable[[Callable[[], Any]], Any], *, fresh: bool = False) -> list[AlarmState]:
-        """The followed alarms' states, from a cache at most ``alarm_cache_seconds`` old unless ``fresh``."""
-        if not fresh and self._clock() - self._cached_at < self._config.alarm_cache_seconds:
-            return self._cache
+    @property
+    def following(self) -> bool:
+        """Whether alarms are followed by name or prefix (else only the queue's events name them)."""
+        return bool(self._config.alarm_names or self._config.alarm_name_prefix)
+
+    def follows(self, name: str) -> bool:
+        prefix = self._config.alarm_name_prefix
+        if not self.following:
+            return True  # the EventBridge rule chose what reaches the queue
+        return name in self._config.alarm_names or (prefix is not None and name.startswith(prefix))
+
+    def describe(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> list[AlarmState]:
+        """The followed alarms' states by DescribeAlarms (an AWS call each time), applied to the table."""
+        started = self._clock()
         alarms: list[AlarmState] = []
         requests: list[dict[str, Any]] = []
         if self._config.alarm_names:
@@ -98,6 +101,8 @@ class AlarmWatcher:
             ]
         if self._config.alarm_name_prefix:
             requests.append({"AlarmNamePrefix": self._config.alarm_name_prefix})
+        if not requests:
+            return []  # nothing to ask for; the table keeps what events told
         for request in requests:
             token: str | None = None
             while True:
@@ -119,14 +124,14 @@ class AlarmWatcher:
                 token = page.get("NextToken")
                 if not token:
                     break
-        unique = {a.name: a for a in alarms}
-        self._cache, self._cached_at = sorted(unique.values(), key=lambda a: a.name), self._clock()
-        return self._cache
+        unique = sorted({a.name: a for a in alarms}.values(), key=lambda a: a.name)
+        self.table.refreshed(unique, started=started)
+        return unique
 
     def poll_changes(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> int:
         """Fallback without a queue: compare states with the previous poll; store each change as an event."""
         events = []
-        for alarm in self.describe(cw, call, fresh=True):
+        for alarm in self.describe(cw, call):
             before = self._previous.get(alarm.name)
             self._previous[alarm.name] = alarm.state
             if before is None or before == alarm.state:
@@ -165,46 +170,57 @@ class AlarmWatcher:
         handled: list[dict[str, str]] = []
         for message in page.get("Messages", []):
             handled.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
-            record = self._event_from(message.get("Body", ""))
-            if record is not None and not self.dedup.seen(record.dedup_key or ""):
+            found = self._event_from(message.get("Body", ""))
+            if found is None:
+                continue
+            record, update = found
+            if update is not None and self.follows(update.state.name):
+                self.table.apply(update)  # newest wins: a repeated or late event changes nothing
+            if not self.dedup.seen(record.dedup_key or ""):
                 events.append(record)
-        stored = self._store.add_events(events) if events else 0
+        try:
+            stored = self._store.add_events(events) if events else 0
+        except Exception:  # e.g. a full disk: the messages stay on the queue, and their re-delivery is not a repeat
+            self.dedup.forget([e.dedup_key or "" for e in events])
+            raise
         if handled:  # only after the events are stored: a crash before this re-delivers them (and dedup drops them)
             call(lambda: sqs.delete_message_batch(QueueUrl=url, Entries=handled))
-            self._cached_at = float("-inf")  # states changed: the next describe goes to CloudWatch
         return stored
 
-    def _event_from(self, body: str) -> EventRecord | None:
-        """The event a queue message carries; None (and a log line) when it is not an EventBridge event. Nothing
-        here raises: a bad message must not block the queue (it is deleted with the others)."""
+    def _event_from(self, body: str) -> tuple[EventRecord, AlarmUpdate | None] | None:
+        """The event a queue message carries, with the alarm state it reports (if it is an alarm state change with a
+        state); None (and a log line) when it is not an EventBridge event. Nothing here raises: a bad message must
+        not block the queue (it is deleted with the others)."""
         try:
             event = json.loads(body)
             if not isinstance(event, dict) or not isinstance(event.get("detail"), dict):
                 raise ValueError("not an EventBridge event (no detail object)")
             if event.get("detail-type") == ALARM_DETAIL_TYPE:
                 return self._alarm_event(event)
-            return self._other_event(event)
+            return self._other_event(event), None
         except (ValueError, TypeError, AttributeError) as exc:
             logger.warning("skipping a queue message that is not a usable EventBridge event: %s", exc)
             return None
 
-    def _alarm_event(self, event: dict[str, Any]) -> EventRecord:
+    def _alarm_event(self, event: dict[str, Any]) -> tuple[EventRecord, AlarmUpdate | None]:
         detail = event["detail"]
         state = _mapping(detail.get("state"))
         previous = _mapping(detail.get("previousState"))
         name = str(detail.get("alarmName", "?"))
         key = str(event.get("id") or content_key(name, state.get("value"), state.get("timestamp")))
         dims: dict[str, Any] = {}
-        metric_name = None
+        metric_name = namespace = None
         for metric in _mapping(detail.get("configuration")).get("metrics") or []:
             watched = _mapping(_mapping(_mapping(metric).get("metricStat")).get("metric"))
-            dims |= watched.get("dimensions") or {}
+            dims |= _mapping(watched.get("dimensions"))
             metric_name = metric_name or watched.get("name")
+            namespace = namespace or watched.get("namespace")
         component = next((dims[k] for k in COMPONENT_KEYS if k in dims), None)
         tenant = detail.get(TENANT_KEY, dims.get(TENANT_KEY))
-        return EventRecord(
+        when = _event_time(event.get("time"))
+        record = EventRecord(
             tenant_for(tenant, self._config.default_tenant),
-            _event_time(event.get("time")),
+            when,
             "alarm_state_change",
             {
                 "alarm": name,
@@ -218,6 +234,21 @@ class AlarmWatcher:
             SOURCE,
             key,
         )
+        if state.get("value") not in STATES or "alarmName" not in detail:
+            return record, None
+        reported = AlarmState(
+            name=name,
+            state=str(state["value"]),
+            reason=str(state.get("reason", "")),
+            # The state's own timestamp (milliseconds, as DescribeAlarms has it), else the event's (seconds).
+            updated_at=_timestamp(state.get("timestamp")) or when,
+            metric=None if metric_name is None else str(metric_name),
+            namespace=None if namespace is None else str(namespace),
+            tenant=record.tenant,
+            component=None if component is None else str(component),
+            source="EventBridge",
+        )
+        return record, AlarmUpdate(reported, tenant_known=tenant is not None)
 
     def _other_event(self, event: dict[str, Any]) -> EventRecord:
         """Any other EventBridge event the rule let through, stored as it came (type ``eventbridge``)."""
@@ -237,8 +268,17 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _event_time(value: Any) -> float:
+def _timestamp(value: Any) -> float | None:
+    """Unix time of an ISO 8601 text (``2026-11-25T10:00:00Z``, ``2026-11-25T10:00:00.123+0000``), else None."""
+    if not isinstance(value, str):
+        return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return time.time()
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _event_time(value: Any) -> float:
+    found = _timestamp(value)
+    return time.time() if found is None else found

@@ -71,7 +71,7 @@ class MetricFetcher:
         return Target(tenant_for(dims.get(TENANT_DIMENSION), self._config.default_tenant), watch, dims)
 
     def fetch(self, cw: Any, call: Callable[[Callable[[], Any]], Any]) -> int:
-        """Fetch new points of every target and store them; returns how many were stored."""
+        """Fetch new points of every target and store them; returns how many were stored (new or changed)."""
         targets = self.targets(cw, call)
         now = self._clock()
         # Series that start from the same point go in one batch: a series with nothing stored yet (the full
@@ -85,10 +85,24 @@ class MetricFetcher:
         for since, group in sorted(groups.items()):
             for start in range(0, len(group), MAX_QUERIES):
                 batch = group[start : start + MAX_QUERIES]
-                points = self._fetch_batch(cw, call, batch, since, now)
+                points = self._unstored(self._fetch_batch(cw, call, batch, since, now), since, now)
                 if points:
                     stored += self._store.add_metrics(points)
         return stored
+
+    def _unstored(self, points: list[MetricPoint], since: float, now: float) -> list[MetricPoint]:
+        """The points the store does not hold as they are. Each fetch starts at the bucket of the last point stored
+        (a bucket still filling gets its final value later), so that point comes back every poll: stored again, it
+        would count as ingested and reach the anomaly detectors twice. A bucket whose value changed is kept."""
+        held: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+        for tenant, name in {(p.tenant, p.name) for p in points}:
+            for series in self._store.series(tenant, name=name, start=since, end=now):
+                held[(tenant, name, series.key.dimensions)] = dict(zip(series.timestamps, series.values, strict=True))
+        return [
+            p
+            for p in points
+            if held.get((p.tenant, p.name, tuple(sorted(p.dimensions.items()))), {}).get(p.timestamp) != p.value
+        ]
 
     def _since(self, target: Target, now: float) -> float:
         last = self._store.last_timestamp(target.tenant, target.watch.metric_name, target.stored_dimensions)
