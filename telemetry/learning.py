@@ -1,4 +1,10 @@
-"""The learning engine: turns stored telemetry into insights and ranked improvement opportunities."""
+"""The learning engine: turns stored telemetry into insights and ranked improvement opportunities.
+
+Each series is judged on the history it has in the window, not on the window's length: its newest quarter (from its
+own first to its newest point there) is compared with the rest, its baseline, and needs at least 5 baseline and
+3 recent points. So an hour of history reads the same in a 24-hour window as in a 1-hour one, and a level shift
+there is a degradation (severity: :func:`~telemetry.insights.severity_for_shift`), not a slow trend over an empty day.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +20,20 @@ from telemetry.insights import (
     Opportunity,
     Risk,
     allowed,
+    bad_share,
     insight_id,
+    performance_gain,
+    rank_key,
     risk_for,
-    severity_for_change,
+    severity_for_shift,
 )
-from telemetry.store import SeriesKey, SeriesStats, TelemetryStore
+from telemetry.store import SeriesKey, SeriesStats, TelemetryStore, split_time
 from telemetry.trends import Direction, degradation_of, direction_for, trend_of
 
 MIN_Z = 3.0
 MIN_CHANGE_PERCENT = 10.0
 MIN_TREND_PERCENT = 20.0
-RECENT_SHARE = 0.25  # the newest quarter of the window is compared with the rest
+RECENT_SHARE = 0.25  # each series' newest quarter of the history it has in the window is compared with the rest
 
 
 class WindowAnalyser(Protocol):
@@ -74,12 +83,11 @@ class LearningEngine:
     ) -> Analysis:
         end = self._clock()
         start = end - window_hours * 3600
-        recent_start = end - RECENT_SHARE * window_hours * 3600
-        all_stats = self._store.series_stats(tenant, name=metric_name, start=start, end=end, recent_start=recent_start)
+        all_stats = self._store.series_stats(tenant, name=metric_name, start=start, end=end, recent_share=RECENT_SHARE)
         insights: list[Insight] = []
         for stats in all_stats:
             if stats.count:
-                insights += self._series_insights(tenant, stats, recent_start, end)
+                insights += self._series_insights(tenant, stats, end)
         logs_read = 0
         for analyser in self._analysers:
             found, read = analyser(tenant, start, end, metric_name)
@@ -88,7 +96,7 @@ class LearningEngine:
         keys = [stats.key for stats in all_stats]
         opportunities = [o for o in self._opportunities(insights, keys) if allowed(o.risk, risk_tolerance)]
         opportunities.sort(key=lambda o: o.impact_score, reverse=True)
-        insights.sort(key=lambda i: (-_SEVERITY_RANK[i.severity], -i.detected_at))
+        insights.sort(key=rank_key)
         summary = InsightSummary(
             total=len(insights),
             by_kind=dict(Counter(i.kind for i in insights)),
@@ -98,12 +106,19 @@ class LearningEngine:
         )
         return Analysis(insights, opportunities, summary)
 
-    def _series_insights(self, tenant: str, stats: SeriesStats, recent_start: float, end: float) -> list[Insight]:
+    def _series_insights(self, tenant: str, stats: SeriesStats, end: float) -> list[Insight]:
         key = stats.key
         dims = dict(key.dimensions)
         direction = direction_for(key.name, key.unit)
         subject = f"{key.name}|{key.dimensions}"
-        base = {"tenant": tenant, "metric": key.name, "dimensions": dims, "component": component_of(dims)}
+        base = {
+            "tenant": tenant,
+            "metric": key.name,
+            "dimensions": dims,
+            "component": component_of(dims),
+            "source": key.source,
+        }
+        recent_start = split_time(stats.time_origin, stats.last_timestamp, RECENT_SHARE)  # where the store split it
         found = degradation_of(stats, direction=direction)
         if found is not None and found.worse and abs(found.z_score) >= MIN_Z and abs(found.change_percent) >= 10:
             low, high = _bad_bounds(found.baseline_mean, found.baseline_std, direction)
@@ -119,7 +134,7 @@ class LearningEngine:
                 Insight(
                     id=insight_id("degradation", tenant, subject),
                     kind="degradation",
-                    severity=severity_for_change(found.change_percent),
+                    severity=severity_for_shift(found.change_percent, found.z_score),
                     summary=f"{key.name} worsened {how} "
                     f"({found.baseline_mean:.4g} → {found.recent_mean:.4g}, {found.z_score:+.1f} σ)",
                     evidence={
@@ -130,6 +145,8 @@ class LearningEngine:
                         "z_score": round(found.z_score, 2),
                         "bad_share_percent": round(bad, 1),
                         "direction": direction,
+                        "baseline_from": stats.time_origin,
+                        "recent_from": recent_start,
                     },
                     detected_at=stats.last_timestamp,
                     **base,
@@ -176,13 +193,13 @@ class LearningEngine:
                 grouped[(insight.component, insight.metric)].append(insight)
         out: list[Opportunity] = []
         for (component, metric), group in grouped.items():
-            gain = min(100.0, max(_change(i) for i in group))
+            gain = max(performance_gain(i) for i in group)
             users = (
                 100.0
                 * len({tuple(sorted(i.dimensions.items())) for i in group})
                 / max(1, series_per_component[(component, metric)])
             )
-            frequency = max(_bad_percent(i) for i in group)
+            frequency = max(bad_share(i) for i in group)
             direction = str(group[0].evidence.get("direction", "up_is_bad"))
             way = {"up_is_bad": "down ", "down_is_bad": "up "}.get(direction, "")
             goal = f"bring {metric} back {way}to its baseline"
@@ -200,19 +217,3 @@ class LearningEngine:
                 )
             )
         return out
-
-
-_SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
-
-def _change(insight: Insight) -> float:
-    value = insight.evidence.get("change_percent", insight.evidence.get("relative_change_percent", 0.0))
-    if value is None:  # a worsening from a zero baseline: all of the metric's value is the gain to make
-        return 100.0
-    return abs(float(value))
-
-
-def _bad_percent(insight: Insight) -> float:
-    # A trend is bad at every recent point by construction; other kinds say how often.
-    value = insight.evidence.get("bad_share_percent", 100.0 if insight.kind == "trend" else 0.0)
-    return float(value) if value is not None else 0.0

@@ -25,6 +25,7 @@ from telemetry.store import (
     SeriesKey,
     SeriesStats,
     StoreCounts,
+    split_time,
 )
 
 _SCHEMA = """
@@ -179,7 +180,15 @@ class SqliteTelemetryStore:
         return out
 
     def series_stats(
-        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float,
+        end: float,
+        recent_start: float | None = None,
+        tail: int = 12,
+        recent_share: float | None = None,
     ) -> list[SeriesStats]:
         query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = ?"
         params: list[Any] = [tenant]
@@ -196,7 +205,10 @@ class SqliteTelemetryStore:
                     out.append(SeriesStats(key, Moments(), Moments()))
                     continue
                 newest = conn.execute(_NEWEST, (series_id, start, end, tail)).fetchall()
-                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": recent_start}
+                split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
+                if split is None:
+                    raise ValueError("series_stats needs recent_start or recent_share")
+                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": split}
                 baseline = _moments(conn, _BASELINE_SUMS, sums)
                 recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
                 tail_mean = fmean(row[1] for row in reversed(newest))

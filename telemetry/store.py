@@ -122,6 +122,11 @@ class SeriesStats:
         return self.baseline.count + self.recent.count
 
 
+def split_time(first: float, last: float, recent_share: float) -> float:
+    """Where the newest ``recent_share`` of the span from ``first`` to ``last`` begins."""
+    return last - recent_share * (last - first)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreCounts:
     """How much the store holds."""
@@ -158,10 +163,20 @@ class TelemetryStore(Protocol):
         ...
 
     def series_stats(
-        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float,
+        end: float,
+        recent_start: float | None = None,
+        tail: int = 12,
+        recent_share: float | None = None,
     ) -> list[SeriesStats]:
         """Every series of a tenant (optionally one metric name), ordered like :meth:`series`, with the aggregates of
         its points in [start, recent_start) and [recent_start, end] and the mean of its newest ``tail`` values.
+        With ``recent_share`` instead, each series is split at :func:`split_time` of its own first and newest points
+        in the window: the newest share of the history it has there.
         """
         ...
 

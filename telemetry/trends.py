@@ -33,6 +33,13 @@ _DOWN_IS_BAD = re.compile(
     re.IGNORECASE,
 )
 
+# A rate of work done (bytes, packets or operations a second) measures how busy something is, not how well it does:
+# neither way is worse ("disk.read_bytes_per_s" is not a disk filling up). Errors and requests were matched above.
+_ACTIVITY_RATE = re.compile(
+    r"(?:bytes|bits|packets|ops|reads|writes)[_.]?(?:per[_.]?s(?:ec(?:ond)?)?|/s)\b|\biops\b", re.IGNORECASE
+)
+_ACTIVITY_UNIT = re.compile(r"[a-z]*(?:bytes|bits)/second", re.IGNORECASE)
+
 
 def direction_for(name: str, unit: str | None = None) -> Direction:
     """Which way is worse for a metric, judged from its name (and unit)."""
@@ -40,6 +47,8 @@ def direction_for(name: str, unit: str | None = None) -> Direction:
         return "up_is_bad"
     if _DOWN_IS_BAD.search(name):
         return "down_is_bad"
+    if _ACTIVITY_RATE.search(name) or _ACTIVITY_UNIT.fullmatch(unit or ""):
+        return "neutral"
     if _UP_IS_BAD.search(name) or (unit or "").lower() in ("milliseconds", "seconds", "microseconds"):
         return "up_is_bad"
     return "neutral"

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import MetricPoint
+from telemetry.store import MetricPoint, split_time
 from telemetry.trends import Direction, degradation, degradation_of, trend, trend_of
 from tests.conftest import ServerFactory, call, call_error, connect
 
@@ -209,5 +209,35 @@ def test_store_aggregates_give_the_numbers_of_the_points(tmp_path: Path) -> None
                 above = store.count_outside(series.key, start=recent_start, end=end, low=-math.inf, high=high)
                 assert above == sum(1 for v in recent if v > high)
         assert compared > 40
+    finally:
+        store.close()
+
+
+def test_store_splits_each_series_at_its_own_history_when_given_a_share(tmp_path: Path) -> None:
+    """``recent_share``: each series' newest quarter of the points it has in the window, wherever they begin."""
+    rng = random.Random(20261205)
+    end = 1_700_000_000.0
+    start = end - 86400
+    store = SqliteTelemetryStore(tmp_path / "t.db")
+    try:
+        for index in range(40):
+            first = rng.uniform(start, end - 3600)  # histories from one hour to a whole day
+            store.add_metrics(random_points(rng, index, first, first + 0.75 * (end - first), end))
+        compared = 0
+        listed = store.series("t", start=start, end=end)
+        stats = store.series_stats("t", start=start, end=end, recent_share=0.25)
+        for series, aggregates in zip(listed, stats, strict=True):
+            if not series.values:
+                continue
+            split = split_time(series.timestamps[0], series.timestamps[-1], 0.25)
+            expected = degradation(series.timestamps, series.values, recent_start=split, direction="up_is_bad")
+            got = degradation_of(aggregates, direction="up_is_bad")
+            assert (got is None) == (expected is None)
+            if expected is not None and got is not None:
+                compared += 1
+                assert got.baseline_mean == pytest.approx(expected.baseline_mean, rel=1e-12)
+                assert got.recent_mean == pytest.approx(expected.recent_mean, rel=1e-12)
+                assert aggregates.recent.count == sum(1 for t in series.timestamps if t >= split)
+        assert compared > 20
     finally:
         store.close()

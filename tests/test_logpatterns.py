@@ -386,3 +386,110 @@ def test_the_miner_does_not_pull_in_the_server() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("raw", "level", "component", "message", "timestamp"),
+    [
+        (  # python-json-logger, logback's and log4j's JSON layouts
+            '{"timestamp": "2026-11-25T10:00:00Z", "level": "WARNING", "logger": "db", "message": "pool 80% full"}',
+            "WARN",
+            "db",
+            "pool 80% full",
+            datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # pino / bunyan: numeric level, epoch milliseconds, the app's name
+            '{"level":50,"time":1764064800000,"pid":7,"hostname":"h","name":"worker","msg":"job 3 failed"}',
+            "ERROR",
+            "worker",
+            "job 3 failed",
+            datetime(2025, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # ECS: dotted fields nested
+            '{"@timestamp":"2026-11-25T10:00:00.000Z","log":{"level":"error","logger":"api.Handler"},'
+            '"message":"request failed","service":{"name":"shop"}}',
+            "ERROR",
+            "api.Handler",
+            "request failed",
+            datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # structlog: the message is "event"
+            '{"event": "user logged in", "user": "bob", "level": "info", "timestamp": "2026-11-25T10:00:00"}',
+            "INFO",
+            None,
+            "user logged in",
+            datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # Serilog's compact JSON
+            '{"@t":"2026-11-25T10:00:00Z","@m":"Disk D: is 91 % full","@l":"Warning","SourceContext":"Disks"}',
+            "WARN",
+            None,
+            "Disk D: is 91 % full",
+            datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # Docker's json-file: a raw line, header and all, in "log"
+            '{"log":"2026-11-25T10:00:00Z ERROR api: request failed\\n","stream":"stderr",'
+            '"time":"2026-11-25T10:00:01Z"}',
+            "ERROR",
+            "api",
+            "request failed",
+            datetime(2026, 11, 25, 10, 0, 1, tzinfo=UTC).timestamp(),
+        ),
+        (  # a header, then the JSON
+            '2026-11-25T10:00:00Z {"severity": "ERROR", "component": "queue", "msg": "consumer 4 stalled"}',
+            "ERROR",
+            "queue",
+            "consumer 4 stalled",
+            datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp(),
+        ),
+        (  # GELF: a syslog severity as the level, the message in "short_message"
+            '{"version": "1.1", "host": "h", "short_message": "segfault at 0", "level": 3, "_app": "x"}',
+            "ERROR",
+            None,
+            "segfault at 0",
+            None,
+        ),
+        (  # no message field: the record is its fields
+            '{"event_type": "checkout", "order": 17, "ok": true}',
+            None,
+            None,
+            "event_type=checkout order=17 ok=true",
+            None,
+        ),
+    ],
+)
+def test_parse_line_mines_structured_lines_by_their_message(
+    raw: str, level: str | None, component: str | None, message: str, timestamp: float | None
+) -> None:
+    parsed = parse_line(raw)
+    assert (parsed.level, parsed.component, parsed.message) == (level, component, message)
+    assert parsed.timestamp == (None if timestamp is None else pytest.approx(timestamp))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json}",
+        "{",
+        '["a", "list"]',
+        '{"message": 42}',
+        "{} {}",
+        "{" * 100_000 + "}" * 100_000,
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+    ],
+)
+def test_lines_that_only_look_structured_pass_through(content: str) -> None:
+    parsed = parse_line(content)
+    if content.startswith('{"message"'):  # an object without a string message: its fields are the message
+        assert parsed.message == "message=42"
+        return
+    assert parsed == parse_line(content + "\n") and parsed.message == content
+    assert (parsed.timestamp, parsed.level, parsed.component) == (None, None, None)
+
+
+def test_structured_lines_of_one_event_share_a_pattern() -> None:
+    miner = LogPatternMiner()
+    lines = [f'{{"level": "error", "msg": "charge {n} declined for order {n * 7}", "ts": {n}}}' for n in range(5)]
+    ids = {miner.resolve(miner.add(parse_line(line).message).pattern_id) for line in lines}
+    (only,) = ids
+    assert miner.template(only) == "charge <*> declined for order <*>"

@@ -19,7 +19,7 @@ from tools.services import Services, services
 class InsightsResult(BaseModel):
     tenant_id: str = Field(description="Tenant analysed.")
     time_range_hours: float = Field(description="Window, hours, ending now.")
-    insights: list[Insight] = Field(description="Most severe, newest first.")
+    insights: list[Insight] = Field(description="Most severe first, this server's own host last, then by impact.")
     has_more: bool = Field(description="True: more than `limit`.")
     opportunities: list[Opportunity] = Field(
         description="Improvement opportunities, highest impact first (at most `limit`)."
@@ -42,7 +42,8 @@ def register(server: MCPServer) -> None:
         risk_tolerance: Annotated[Risk, Field(description="Leave out riskier opportunities.")] = "high",
     ) -> InsightsResult:
         """What a tenant's telemetry says: trends, degradations against the baseline, anomalies and error patterns with
-        their evidence, and improvement opportunities ranked by impact. Needs `read` on the tenant.
+        their evidence, and improvement opportunities ranked by impact. A series' baseline is its history in the window
+        but the newest quarter. Needs `read` on the tenant.
         """
         authorize("read", tenant_id)
         svc = services(ctx)

@@ -36,8 +36,8 @@ def register(server: MCPServer) -> None:
         tenant_id: Annotated[str, Field(description="Tenant whose logs to group.")] = "default",
         limit: Annotated[int, Field(ge=1, le=200, description="Most patterns to return (1-200).")] = 20,
     ) -> ErrorPatternsResult:
-        """A tenant's log lines grouped into message templates (variable parts as <*>), with counts, first and last
-        seen, an example and the components that logged them.
+        """A tenant's log lines grouped into message templates (variable parts as <*>; JSON lines by their message
+        field), with counts, first and last seen, an example and the components that logged them.
         """
         authorize("read", tenant_id)
         svc = services(ctx)

@@ -134,6 +134,7 @@ class AnomalyWatch:
                     metric=metric,
                     dimensions=dims,
                     component=component_of(dims),
+                    source=str(detail["series_source"]) if detail.get("series_source") else None,
                     summary=f"{metric}: {len(group)} anomal{'y' if len(group) == 1 else 'ies'} in the window; latest "
                     f"{value:.4g} where {typical:.4g} is typical",
                     evidence={

@@ -75,9 +75,19 @@ class ObservedStore:
         return self.inner.series(tenant, name=name, start=start, end=end)
 
     def series_stats(
-        self, tenant: str, *, name: str | None = None, start: float, end: float, recent_start: float, tail: int = 12
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float,
+        end: float,
+        recent_start: float | None = None,
+        tail: int = 12,
+        recent_share: float | None = None,
     ) -> list[SeriesStats]:
-        return self.inner.series_stats(tenant, name=name, start=start, end=end, recent_start=recent_start, tail=tail)
+        return self.inner.series_stats(
+            tenant, name=name, start=start, end=end, recent_start=recent_start, tail=tail, recent_share=recent_share
+        )
 
     def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
         return self.inner.count_outside(key, start=start, end=end, low=low, high=high)

@@ -215,13 +215,11 @@ class PatternWatch:
 
 
 def _feed(state: _Tenant, record: LogRecord) -> None:
-    message, level, component = record.message, record.level, record.component
-    parsed = parse_line(message)
-    if parsed.timestamp is not None:  # a raw line with its header: mine the content, keep the header's fields
-        message = parsed.message
-        level = parsed.level or level
-        component = component or parsed.component
-    match = state.miner.add(message, timestamp=record.timestamp, level=level, component=component)
+    # A raw line with its header, or a structured (JSON) line: mine its message and keep the fields it names (a
+    # plain line comes back as it is).
+    parsed = parse_line(record.message)
+    level, component = parsed.level or record.level, record.component or parsed.component
+    match = state.miner.add(parsed.message, timestamp=record.timestamp, level=level, component=component)
     bucket = state.hours[match.pattern_id].setdefault(int(record.timestamp // HOUR), _Hour())
     bucket.count += 1
     if match.is_error:  # judged once, by the miner

@@ -1,7 +1,8 @@
 """Recognise the header of a raw log line (timestamp, pid, level, component) and split it from the message.
 
 Conservative on purpose: a header is only taken when the line starts with a timestamp of a common shape, so a
-message without a header (for instance ``ERROR IN CONTACTING RM.``) passes through unchanged.
+message without a header (for instance ``ERROR IN CONTACTING RM.``) passes through unchanged. A structured line (a JSON
+object, alone or after a header) is split by its fields instead (:mod:`~telemetry.logpatterns.structured`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from telemetry.logpatterns.structured import StructuredFields, structured_fields
 
 _MONTHS = {
     m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
@@ -43,6 +46,8 @@ _LEVEL_WORDS = {
     "CRIT": "CRITICAL",
     "ALERT": "ALERT",
     "EMERG": "EMERG",
+    "INFORMATION": "INFO",  # .NET and Serilog's names, only ever in a structured line's level field (too long here)
+    "VERBOSE": "TRACE",
 }
 _LEVEL_LETTERS = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL", "A": "FATAL"}
 _SEPARATOR = re.compile(r"[\s,|\-]*")
@@ -65,8 +70,21 @@ class ParsedLine:
 
 
 def parse_line(raw: str) -> ParsedLine:
-    """Split ``raw`` into header fields and message; a line without a recognised timestamp is all message."""
+    """Split ``raw`` into header fields and message; a line without a recognised timestamp is all message, unless
+    it is a JSON object: then its message field is the message and its other fields the header."""
     line = raw.rstrip("\r\n")
+    structured = structured_fields(line)
+    if structured is not None:
+        return _from_structured(structured, None)
+    header = _parse_header(line)
+    if header.timestamp is not None and header.message.startswith("{"):
+        structured = structured_fields(header.message)  # "2026-11-25T10:00:00Z INFO {...}": a header, then JSON
+        if structured is not None:
+            return _from_structured(structured, header)
+    return header
+
+
+def _parse_header(line: str) -> ParsedLine:
     for pattern in _TIMESTAMPS:
         found = pattern.match(line)
         if found:
@@ -80,6 +98,22 @@ def parse_line(raw: str) -> ParsedLine:
         rest = rest[pids.end() :]
     level, component, message = _fields(rest)
     return ParsedLine(_epoch(found), level, component, message.lstrip())
+
+
+def _from_structured(fields: StructuredFields, outer: ParsedLine | None) -> ParsedLine:
+    """A structured line's fields, completed by its outer header (if any) and by a header inside its message (a
+    raw line wrapped in JSON by a log shipper: Docker's ``{"log": "2026-11-25 10:00:00 ERROR ...", ...}``)."""
+    inner = _parse_header(fields.message.rstrip("\r\n"))
+    headers = [h for h in (outer, inner) if h is not None]
+    level = _LEVEL_WORDS.get(fields.level.upper(), fields.level.upper()) if fields.level else None
+    return ParsedLine(
+        fields.timestamp
+        if fields.timestamp is not None
+        else next((h.timestamp for h in headers if h.timestamp is not None), None),
+        level or next((h.level for h in headers if h.level), None),
+        fields.component or next((h.component for h in headers if h.component), None),
+        inner.message,
+    )
 
 
 def _fields(rest: str) -> tuple[str | None, str | None, str]:
