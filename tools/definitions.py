@@ -9,7 +9,8 @@ generates are correct but verbose; this rewrites them to equivalent, shorter one
 * in input schemas ``"default": null`` goes: an argument outside ``required`` is optional already;
 * in output schemas ``default`` and ``required`` go: a result always carries every field (an absent value as null),
   while pydantic lists as required only the fields without a Python default, which says nothing about a result;
-  and a union of one plain type with null becomes a type list (``{"type": ["number", "null"]}``, not an ``anyOf``);
+  and a union of one plain type with null becomes a type list (``{"type": ["number", "null"]}``, not an ``anyOf``),
+  and an enum of strings loses its ``type`` (the values say it);
 * a nested object that several tools return is listed in full once, in the output schema of the smallest tool that
   returns it; the other tools list it as an object whose description says where its fields are; a nested object
   listed in full drops ``"type": "object"``, which its properties already say;
@@ -73,7 +74,17 @@ def _slim(node: Any, *, output: bool) -> Any:
             slimmed[key] = value
         else:
             slimmed[key] = _slim(value, output=output)
-    return _fold_nullable(slimmed) if output else slimmed
+    return _enum_untyped(_fold_nullable(slimmed)) if output else slimmed
+
+
+def _enum_untyped(node: dict[str, Any]) -> dict[str, Any]:
+    """An output's enum of strings (and null) without its ``type``: the values say it (same meaning)."""
+    values = node.get("enum")
+    if not isinstance(values, list) or not values or "type" not in node:
+        return node
+    if all(isinstance(v, str) or v is None for v in values) and node["type"] in ("string", ["string", "null"]):
+        return {k: v for k, v in node.items() if k != "type"}
+    return node
 
 
 def _dropped(key: str, value: Any, *, output: bool) -> bool:
