@@ -71,8 +71,10 @@ class CodeGenerator:
         max_rounds: int = 3,
         stages: Collection[StageName] | None = None,
         test_timeout: float | None = None,
+        prompt_tokens: int = 3000,
     ) -> None:
-        """``stages`` limits validation (all by default); ``test_timeout`` bounds the sandboxed test run."""
+        """``stages`` limits validation (all by default); ``test_timeout`` bounds the sandboxed test run;
+        ``prompt_tokens`` is the token budget of a prompt."""
         if max_rounds < 1:
             raise ValueError("max_rounds must be at least 1")
         self.llm = llm
@@ -82,6 +84,7 @@ class CodeGenerator:
         self.max_rounds = max_rounds
         self.stages = stages
         self.test_timeout = test_timeout
+        self.prompt_tokens = prompt_tokens
 
     async def generate_component(
         self,

@@ -110,7 +110,10 @@ def generator_factory(
         from generators.validation import ValidationConfig, ValidationPipeline
 
         config = ValidationConfig(
-            mypy_cache_dir=settings.data_dir / "mypy-cache", mypy_persistent=True, scratch_dir=scratch_dir
+            mypy_cache_dir=settings.data_dir / "mypy-cache",
+            mypy_persistent=True,
+            scratch_dir=scratch_dir,
+            min_coverage_percent=settings.generation_min_coverage_percent,
         )
         generator = CodeGenerator(
             llm,
@@ -119,6 +122,7 @@ def generator_factory(
             max_rounds=settings.generation_max_rounds,
             stages=stages,
             test_timeout=settings.validation_test_timeout_seconds,
+            prompt_tokens=settings.generation_prompt_tokens,
         )
         built.append(generator)
         return generator
@@ -136,6 +140,10 @@ def cycle_config(settings: Settings) -> CycleConfig:
         monitoring_seconds=settings.improvement_monitoring_seconds,
         regression_percent=settings.improvement_regression_percent,
         benchmark_runs=settings.improvement_benchmark_runs,
+        benchmark_max_runs=settings.improvement_benchmark_max_runs,
+        confidence=settings.improvement_confidence,
+        min_effect_percent=settings.improvement_min_effect_percent,
+        candidates_per_opportunity=settings.improvement_candidates_per_opportunity,
         benchmark_timeout_seconds=settings.improvement_benchmark_timeout_seconds,
         max_concurrency=settings.improvement_max_concurrency,
         rollback_enabled=settings.enable_improvement_rollback,

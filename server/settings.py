@@ -151,8 +151,41 @@ class Settings(BaseSettings):
     )
     llm_model: str | None = Field(None, description="Model for code generation; unset = no LLM (generation off).")
     llm_api_key: SecretStr | None = Field(None, description="API key for the LLM endpoint (else OPENAI_API_KEY).")
-    llm_timeout_seconds: float = Field(120.0, gt=0, description="Per-request LLM timeout.")
-    llm_max_retries: int = Field(2, ge=0, le=10, description="LLM retries (the openai client's; the only layer).")
+    llm_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Most seconds of silence from the LLM (answers stream): before the first token, while the "
+        "prompt is read, and between tokens. A model that keeps writing is not cut by it.",
+    )
+    llm_max_request_seconds: float = Field(
+        1800.0, gt=0, description="Most seconds one LLM request may take in all, however steadily it streams."
+    )
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a request that failed to connect or got 429/5xx (never mid-answer)."
+    )
+    llm_max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="LLM requests in flight at once; default 1 for an endpoint on this machine (a local model "
+        "serves one at a time), 4 otherwise.",
+    )
+    llm_max_tokens_per_cycle: int = Field(
+        300_000, ge=1, description="Most LLM tokens (prompt and answer) one improvement cycle may spend."
+    )
+    llm_max_tokens_per_tenant_day: int = Field(
+        2_000_000, ge=1, description="Most LLM tokens one tenant may spend per UTC day (generation and cycles)."
+    )
+    llm_price_per_million_prompt_tokens: float | None = Field(
+        None, ge=0, description="Price of a million prompt tokens (e.g. in USD); with it, money caps apply."
+    )
+    llm_price_per_million_completion_tokens: float | None = Field(
+        None, ge=0, description="Price of a million completion tokens (same currency)."
+    )
+    llm_max_cost_per_cycle: float | None = Field(None, ge=0, description="Most money one cycle may spend.")
+    llm_max_cost_per_tenant_day: float | None = Field(
+        None, ge=0, description="Most money one tenant may spend per UTC day."
+    )
 
     enable_self_building: bool = Field(True, description="Allow the self-building tools (later releases).")
     enable_cloudwatch_streaming: bool = Field(False, description="Stream telemetry from AWS CloudWatch.")
@@ -162,6 +195,19 @@ class Settings(BaseSettings):
 
     generation_max_rounds: int = Field(
         3, ge=1, le=10, description="Ask → apply → validate rounds per generation before it fails with the report."
+    )
+    generation_min_coverage_percent: float = Field(
+        80.0,
+        ge=0,
+        le=100,
+        description="Line coverage of the changed lines that a change's tests must reach in the sandbox.",
+    )
+    generation_prompt_tokens: int = Field(
+        3000,
+        ge=500,
+        le=200_000,
+        description="Token budget of a generation or improvement prompt; the context that matters most is chosen "
+        "to fit.",
     )
     validation_test_timeout_seconds: float = Field(
         120.0, gt=0, description="Wall-clock limit of the sandboxed test run of generated code (killed after)."
@@ -173,7 +219,21 @@ class Settings(BaseSettings):
     improvement_regression_percent: float = Field(
         10.0, gt=0, description="A change this much worse (benchmark, metric or error rate) is rolled back."
     )
-    improvement_benchmark_runs: int = Field(3, ge=1, le=50, description="Benchmark runs per side (interleaved).")
+    improvement_benchmark_runs: int = Field(
+        5, ge=2, le=50, description="Benchmark runs per side (interleaved) before the first statistical test."
+    )
+    improvement_benchmark_max_runs: int = Field(
+        20, ge=2, le=200, description="Most benchmark runs per side when the first ones cannot tell."
+    )
+    improvement_confidence: float = Field(
+        0.95, ge=0.5, le=0.999, description="Confidence a verdict needs that old and new code differ."
+    )
+    improvement_min_effect_percent: float = Field(
+        5.0, ge=0, le=100, description="Smallest improvement of the opportunity's metric that counts as better."
+    )
+    improvement_candidates_per_opportunity: int = Field(
+        1, ge=1, le=8, description="Candidates generated per opportunity; the best measured one is deployed."
+    )
     improvement_benchmark_timeout_seconds: float = Field(120.0, gt=0, description="Per benchmark or test run.")
     improvement_max_concurrency: int = Field(2, ge=1, le=16, description="Candidates of a cycle worked at once.")
     improvement_review_required: bool = Field(False, description="Hold every improvement for approval.")
@@ -312,6 +372,8 @@ def llm_config(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         model=settings.llm_model,
         api_key=SecretStr(key) if key else None,
         timeout_seconds=settings.llm_timeout_seconds,
+        max_request_seconds=settings.llm_max_request_seconds,
+        max_concurrency=settings.llm_max_concurrency,
         max_retries=settings.llm_max_retries,
     )
 

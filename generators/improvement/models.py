@@ -74,7 +74,11 @@ class CycleConfig:
 
     monitoring_seconds: float = 3600.0
     regression_percent: float = 10.0
-    benchmark_runs: int = 3
+    benchmark_runs: int = 5  # runs per side before the first statistical test
+    benchmark_max_runs: int = 20  # most runs per side when the first ones cannot tell
+    confidence: float = 0.95  # a verdict of better or worse needs this confidence
+    min_effect_percent: float = 5.0  # the smallest improvement of the opportunity's metric that counts
+    candidates_per_opportunity: int = 1
     benchmark_timeout_seconds: float = 120.0
     max_concurrency: int = 2
     rollback_enabled: bool = True

@@ -35,7 +35,13 @@ class LLMConfig(BaseModel):
     base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
     model: str | None = Field(None, description="Model name the endpoint serves.")
     api_key: SecretStr | None = Field(None, description="API key (local servers accept any non-empty value).")
-    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
+    timeout_seconds: float = Field(
+        120.0, gt=0, description="Most seconds of silence: before the first token and between tokens (streaming)."
+    )
+    max_request_seconds: float = Field(1800.0, gt=0, description="Most seconds one request may take in all.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Requests in flight at once; None: 1 for a loopback endpoint, 4 otherwise."
+    )
     max_retries: int = Field(2, ge=0, le=10, description="Retries of the openai client (the only retry layer).")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(4096, ge=1, description="Most tokens per reply.")

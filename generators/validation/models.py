@@ -118,6 +118,7 @@ class ValidationConfig:
     scratch_dir: Path | None = None  # where sandbox copies go (the server's ScratchArea); None: the system temp folder
     bandit_timeout_s: float = 60.0
     test_timeout_s: float = 120.0
+    min_coverage_percent: float = 80.0  # line coverage of the changed lines the change's tests must reach
     test_memory_bytes: int = 1 << 30
     test_cpu_seconds: int = 120
     test_file_size_bytes: int = 256 << 20
