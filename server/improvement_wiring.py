@@ -11,6 +11,7 @@ from generators.improvement import Target
 from generators.improvement.cycle import Emergency
 from generators.improvement.models import Risk
 from telemetry.learning import LearningEngine, component_of
+from telemetry.live.patterns import ERRORS_METRIC
 from telemetry.logpatterns.miner import is_error
 from telemetry.store import EventRecord, TelemetryStore
 from telemetry.trends import direction_for
@@ -43,6 +44,7 @@ class LearningOpportunities:
                     direction="up_is_bad" if direction == "neutral" else direction,
                     evidence=evidence, insight_ids=tuple(o.insight_ids),
                     own_code=bool(o.insight_ids) and all(i in own for i in o.insight_ids),
+                    kind="errors" if o.metric == ERRORS_METRIC else "metric",
                 )
             )  # fmt: skip
         return targets

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 Direction = Literal["up_is_bad", "down_is_bad", "neutral"]
 Risk = Literal["low", "medium", "high"]
+OpportunityKind = Literal["metric", "errors"]
 CycleStatus = Literal["running", "completed", "interrupted", "failed"]
 CycleTrigger = Literal["manual", "autonomous", "emergency"]
 CandidateStatus = Literal[
@@ -46,6 +47,9 @@ class Target:
     evidence: str = ""
     insight_ids: tuple[str, ...] = ()
     own_code: bool = False  # the server's own module (from its self-analysis), named ``package.module[.function]``
+    # "errors": born of an error pattern in the component's logs (a fix must be proved by a reproducing test);
+    # "metric": a measured figure (latency, CPU, ...) to move in ``direction``.
+    kind: OpportunityKind = "metric"
 
 
 class OpportunitySource(Protocol):
