@@ -363,7 +363,7 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def llm_config(settings: Settings, environ: Mapping[str, str] | None = None) -> LLMConfig:
     """The LLM client's configuration: ``SELF_BUILDING_LLM_*``, else ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``."""
-    from generators.llm import LLMConfig
+    from generators.llm import LLMConfig, SpendCaps
 
     env = os.environ if environ is None else environ
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else env.get("OPENAI_API_KEY") or None
@@ -375,6 +375,14 @@ def llm_config(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         max_request_seconds=settings.llm_max_request_seconds,
         max_concurrency=settings.llm_max_concurrency,
         max_retries=settings.llm_max_retries,
+        caps=SpendCaps(
+            max_tokens_per_cycle=settings.llm_max_tokens_per_cycle,
+            max_tokens_per_tenant_day=settings.llm_max_tokens_per_tenant_day,
+            price_per_million_prompt_tokens=settings.llm_price_per_million_prompt_tokens,
+            price_per_million_completion_tokens=settings.llm_price_per_million_completion_tokens,
+            max_cost_per_cycle=settings.llm_max_cost_per_cycle,
+            max_cost_per_tenant_day=settings.llm_max_cost_per_tenant_day,
+        ),
     )
 
 

@@ -66,21 +66,43 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         text = answer(body)
+        ident, created, model = f"chatcmpl-demo-{time.time_ns()}", int(time.time()), body.get("model", "demo")
+        usage = {"prompt_tokens": len(str(body)) // 4, "completion_tokens": len(text) // 4,
+                 "total_tokens": (len(str(body)) + len(text)) // 4}  # fmt: skip
+        if body.get("stream"):  # the server's client streams, as real endpoints do
+            self._stream(ident, created, model, text, usage if body.get("stream_options") else None)
+            return
         reply = {
-            "id": f"chatcmpl-demo-{time.time_ns()}",
+            "id": ident,
             "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "demo"),
+            "created": created,
+            "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": len(str(body)) // 4, "completion_tokens": len(text) // 4,
-                      "total_tokens": (len(str(body)) + len(text)) // 4},
-        }  # fmt: skip
+            "usage": usage,
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _stream(self, ident: str, created: int, model: str, text: str, usage: dict[str, int] | None) -> None:
+        """Server-sent events: the answer in a few chunks, a finish chunk, the usage when asked, then [DONE]."""
+        base = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+        pieces = [text[i : i + 200] for i in range(0, len(text), 200)]
+        events = [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if usage is not None:
+            events.append({**base, "choices": [], "usage": usage})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
 
 
 def start() -> tuple[ThreadingHTTPServer, str]:

@@ -1,7 +1,9 @@
 """The LLM client: any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
 
-from generators.llm.client import Completion, LLMClient, LLMConfig, LLMStats, Message
-from generators.llm.errors import LLMError, LLMNotConfigured, LLMUnavailable
+from generators.llm.client import LLMClient
+from generators.llm.errors import LLMError, LLMNotConfigured, LLMUnavailable, SpendCapReached
+from generators.llm.models import Completion, LLMConfig, LLMStats, Message
+from generators.llm.spend import SpendCaps, SpendLedger, SpendScope, spend_scope
 
 __all__ = [
     "Completion",
@@ -12,4 +14,9 @@ __all__ = [
     "LLMStats",
     "LLMUnavailable",
     "Message",
+    "SpendCapReached",
+    "SpendCaps",
+    "SpendLedger",
+    "SpendScope",
+    "spend_scope",
 ]

@@ -1,9 +1,13 @@
-"""``LLMClient``: ``AsyncOpenAI`` behind a circuit breaker, with token usage and latency recorded.
+"""``LLMClient``: ``AsyncOpenAI``, streamed, behind a concurrency limit, spend caps and a circuit breaker.
 
-Retries live in one place: the ``openai`` client's own (``max_retries``; it honours ``Retry-After`` and backs off
-on 429, 408, 409 and 5xx). Nothing here retries again on top, so a failing endpoint sees ``max_retries + 1``
-requests per call, never the square of it. Consecutive failed calls open the breaker: further calls fail at once
-until ``breaker_cooldown_seconds`` have passed, then one probe is let through.
+Answers stream (see :mod:`generators.llm.streaming`): ``timeout_seconds`` is the most silence, before the first
+token and between tokens, and ``max_request_seconds`` caps a request in all. Retries live in one place, here
+(the ``openai`` client's own are off: it would retry a timeout from scratch): only a request that got no answer
+is tried again — a connection error, 429 or 5xx, after the ``Retry-After`` the endpoint asked for or a short
+back-off — so a failing endpoint sees ``max_retries + 1`` requests per call. A request that went silent once the
+endpoint had the prompt is never sent again: on a CPU that would process the whole prompt again. Consecutive failed
+calls open the breaker: further calls fail at once until ``breaker_cooldown_seconds`` have passed, then one probe
+is let through.
 """
 
 from __future__ import annotations
@@ -11,97 +15,61 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+import anyio
+import anyio.to_thread
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from generators.llm.errors import LLMError, LLMNotConfigured, LLMUnavailable
+from generators.llm.flights import Flight, Flights, default_concurrency
+from generators.llm.models import Completion, LLMConfig, LLMStats, Message
+from generators.llm.spend import SpendLedger, SpendMeter, SpendScope, current_scope
+from generators.llm.streaming import Retryable, Silent, Tally, UsageOptionRefused, estimate_tokens, stream_once
 
 if TYPE_CHECKING:  # openai takes about half a second to import: only a configured client loads it
     import openai
     from openai import AsyncOpenAI
     from openai.types.chat import ChatCompletionMessageParam
 
+    from generators.deploy.audit import AuditLog
+
 logger = logging.getLogger(__name__)
-Role = Literal["system", "user", "assistant"]
-
-
-class LLMConfig(BaseModel):
-    """Where the model is and how to talk to it. ``model`` unset means no LLM is configured."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")
-    model: str | None = Field(None, description="Model name the endpoint serves.")
-    api_key: SecretStr | None = Field(None, description="API key (local servers accept any non-empty value).")
-    timeout_seconds: float = Field(
-        120.0, gt=0, description="Most seconds of silence: before the first token and between tokens (streaming)."
-    )
-    max_request_seconds: float = Field(1800.0, gt=0, description="Most seconds one request may take in all.")
-    max_concurrency: int | None = Field(
-        None, ge=1, description="Requests in flight at once; None: 1 for a loopback endpoint, 4 otherwise."
-    )
-    max_retries: int = Field(2, ge=0, le=10, description="Retries of the openai client (the only retry layer).")
-    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
-    max_tokens: int = Field(4096, ge=1, description="Most tokens per reply.")
-    breaker_failure_threshold: int = Field(3, ge=1, description="Failed calls in a row that open the breaker.")
-    breaker_cooldown_seconds: float = Field(60.0, gt=0, description="Seconds an open breaker waits before a probe.")
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.model)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Role
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """One answer: its text, what it cost, and how long it took (retries included)."""
-
-    text: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    finish_reason: str | None
-
-
-@dataclass
-class LLMStats:
-    """Running totals since start-up (reported by the server; nothing secret in here)."""
-
-    calls: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latency_ms_total: float = 0.0
-    last_error: str | None = None
-    breaker_state: Literal["closed", "open", "half_open"] = "closed"
-    recent_latencies_ms: list[float] = field(default_factory=list)
+CONNECT_SECONDS = 10.0
 
 
 class LLMClient:
-    """Asks the configured model; one instance per server, built by the lifespan."""
+    """Asks the configured model; one instance per server, built by the lifespan.
 
-    def __init__(self, config: LLMConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    With a ``ledger``, every request is charged to the :func:`~generators.llm.spend.spend_scope` it runs in and
+    refused once one of ``config.caps`` is reached (``audit`` gets one entry per cap hit).
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ledger: SpendLedger | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.config = config
-        self.stats = LLMStats()
         self._clock = clock
         self._failures_in_row = 0
         self._opened_at: float | None = None
         self._client: AsyncOpenAI | None = None
+        self._usage_option = True  # ask for usage in the stream until the endpoint refuses stream_options
+        self._meter = SpendMeter(config.caps, ledger, audit) if ledger is not None else None
+        self._flights = Flights(config.max_concurrency or default_concurrency(config.base_url))
+        self.stats = LLMStats(concurrency=self._flights.limit)
         if config.configured:
+            import httpx2
             from openai import AsyncOpenAI
 
             key = config.api_key.get_secret_value() if config.api_key else "not-needed"
-            self._client = AsyncOpenAI(
-                api_key=key, base_url=config.base_url, timeout=config.timeout_seconds, max_retries=config.max_retries
-            )
+            silence = config.timeout_seconds
+            timeout = httpx2.Timeout(silence, connect=min(silence, CONNECT_SECONDS))
+            self._client = AsyncOpenAI(api_key=key, base_url=config.base_url, timeout=timeout, max_retries=0)
 
     @property
     def configured(self) -> bool:
@@ -110,48 +78,134 @@ class LLMClient:
     async def complete(
         self, messages: list[Message], *, temperature: float | None = None, max_tokens: int | None = None
     ) -> Completion:
-        """The model's answer to ``messages``. Raises LLMNotConfigured, LLMUnavailable or LLMError."""
+        """The model's answer to ``messages``.
+
+        Raises:
+            LLMNotConfigured, LLMUnavailable (failed, went silent, took too long, breaker open), SpendCapReached,
+            LLMError (an empty answer).
+        """
         if self._client is None:
             raise LLMNotConfigured()
-        self._check_breaker()
-        started = time.perf_counter()
-        self.stats.calls += 1
-        try:
-            reply = await self._client.chat.completions.create(
-                model=str(self.config.model),
-                messages=[_param(m) for m in messages],
-                temperature=self.config.temperature if temperature is None else temperature,
-                max_tokens=max_tokens or self.config.max_tokens,
-            )
-        except Exception as exc:
-            import openai
-
-            if not isinstance(exc, openai.APIError):
+        scope = current_scope()
+        if self._meter is not None:
+            try:
+                await anyio.to_thread.run_sync(self._meter.check, scope)
+            except LLMError:
+                self.stats.spend_refusals += 1
                 raise
-            self._failed(exc)
-            raise LLMUnavailable(f"the LLM at {self._where()} failed: {_describe(exc)}") from exc
-        latency = (time.perf_counter() - started) * 1000
+        self._check_breaker()
+        self.stats.calls += 1
+        request: dict[str, Any] = {
+            "model": str(self.config.model),
+            "messages": [_param(m) for m in messages],
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or self.config.max_tokens,
+            "stream": True,
+        }
+        tally = Tally(estimate_tokens([m.content for m in messages]))
+        try:
+            async with self._flights.slot() as flight:
+                tally.started = time.perf_counter()
+                await self._ask(request, tally, flight)
+        except LLMError as exc:
+            self._failed(str(exc))
+            await self._charge(scope, tally)
+            raise
+        except BaseException:  # cancelled (the server stops): what the endpoint already did still counts
+            with anyio.CancelScope(shield=True):
+                await self._charge(scope, tally)
+            raise
+        finally:
+            self._note_flights()
+        latency = (time.perf_counter() - tally.started) * 1000
         self._succeeded(latency)
-        if not reply.choices:
+        await self._charge(scope, tally)
+        if not tally.parts and tally.finish_reason is None:
             raise LLMError(f"the LLM at {self._where()} answered with no choices")
-        choice = reply.choices[0]
-        usage = reply.usage
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
+        prompt_tokens, completion_tokens = tally.tokens()
+        ttft = None if tally.first_token is None else (tally.first_token - tally.started) * 1000
         return Completion(
-            text=choice.message.content or "",
-            model=reply.model,
+            text=tally.text,
+            model=tally.model or str(self.config.model),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency,
-            finish_reason=choice.finish_reason,
+            finish_reason=tally.finish_reason,
+            time_to_first_token_ms=ttft,
+            tokens_estimated=tally.estimated,
         )
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def _ask(self, request: dict[str, Any], tally: Tally, flight: Flight) -> None:
+        """One request, its retries included, within ``max_request_seconds``; failures as LLMUnavailable."""
+        import openai
+
+        assert self._client is not None
+        limit = self.config.max_request_seconds
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_retries + 1),
+            retry=retry_if_exception_type(Retryable),
+            wait=_wait,
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        with anyio.CancelScope(deadline=anyio.current_time() + limit) as whole:
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._attempt(request, tally, flight)
+            except Retryable as exc:
+                raise LLMUnavailable(f"the LLM at {self._where()} failed: {_describe(exc.error)}") from exc.error
+            except Silent:
+                raise LLMUnavailable(self._silent(tally)) from None
+            except openai.APIError as exc:
+                raise LLMUnavailable(f"the LLM at {self._where()} failed: {_describe(exc)}") from exc
+        if whole.cancelled_caught:
+            raise LLMUnavailable(
+                f"the LLM at {self._where()} did not finish within {limit:g} s (llm_max_request_seconds), "
+                f"{tally.chunks} tokens into its answer; not asked again: raise llm_max_request_seconds "
+                "(SELF_BUILDING_LLM_MAX_REQUEST_SECONDS), or ask for less"
+            )
+
+    async def _attempt(self, request: dict[str, Any], tally: Tally, flight: Flight) -> None:
+        assert self._client is not None
+        asked = {**request, "stream_options": {"include_usage": True}} if self._usage_option else request
+        try:
+            await stream_once(self._client, asked, tally, self.config.timeout_seconds, lambda: self._token(flight))
+        except UsageOptionRefused:  # a 400: stream_options, or the request itself? Asking without them tells.
+            await stream_once(self._client, request, tally, self.config.timeout_seconds, lambda: self._token(flight))
+            self._usage_option = False
+            logger.warning("the LLM endpoint refuses stream_options: token counts are estimated from now on")
+
+    def _token(self, flight: Flight) -> None:
+        self._flights.first_token(flight)
+
+    def _silent(self, tally: Tally) -> str:
+        silence = self.config.timeout_seconds
+        where = "before its first token (while it read the prompt)" if not tally.chunks else (
+            f"after {tally.chunks} tokens of its answer"
+        )  # fmt: skip
+        return (
+            f"the LLM at {self._where()} timed out: silent for {silence:g} s {where}; not asked again (a retry would "
+            "read the whole prompt again): raise llm_timeout_seconds (SELF_BUILDING_LLM_TIMEOUT_SECONDS) for a slow "
+            "model, or give it a smaller prompt"
+        )
+
+    async def _charge(self, scope: SpendScope, tally: Tally) -> None:
+        prompt_tokens, completion_tokens = tally.tokens()
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        if tally.estimated and tally.accepted:
+            self.stats.estimated_usage_calls += 1
+        if self._meter is not None:
+            await anyio.to_thread.run_sync(self._meter.record, scope, prompt_tokens, completion_tokens)
+
+    def _note_flights(self) -> None:
+        self.stats.concurrency = self._flights.limit
+        self.stats.queueing_detected = self._flights.queueing_detected
 
     def _where(self) -> str:
         return self.config.base_url or "api.openai.com"
@@ -167,9 +221,9 @@ class LLMClient:
             )
         self.stats.breaker_state = "half_open"  # this call is the probe
 
-    def _failed(self, exc: openai.APIError) -> None:
+    def _failed(self, error: str) -> None:
         self.stats.failures += 1
-        self.stats.last_error = _describe(exc)
+        self.stats.last_error = error[:300]
         self._failures_in_row += 1
         if self._failures_in_row >= self.config.breaker_failure_threshold or self.stats.breaker_state == "half_open":
             self._opened_at = self._clock()
@@ -184,6 +238,14 @@ class LLMClient:
         recent = self.stats.recent_latencies_ms
         recent.append(round(latency_ms, 1))
         del recent[:-100]
+
+
+def _wait(state: RetryCallState) -> float:
+    """What the endpoint asked for (``Retry-After``), else 0.5 s doubling up to 8 s."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, Retryable) and error.retry_after is not None:
+        return error.retry_after
+    return float(min(8.0, 0.5 * 2 ** (state.attempt_number - 1)))
 
 
 def _param(message: Message) -> ChatCompletionMessageParam:
@@ -204,9 +266,9 @@ def _describe(exc: openai.APIError) -> str:
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
-        return "timed out"
+        return "timed out connecting"
     if isinstance(exc, openai.APIConnectionError):
         return "could not connect"
     if isinstance(exc, openai.APIStatusError):
         return f"HTTP {exc.status_code}: {exc.message[:200]}"
-    return type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -26,3 +26,7 @@ class LLMNotConfigured(LLMError):
 
 class LLMUnavailable(LLMError):
     """The endpoint failed (after the client's retries), or its circuit breaker is open."""
+
+
+class SpendCapReached(LLMError):
+    """A spend cap (tokens or money, per cycle or per tenant per UTC day) is reached: nothing more is asked."""
