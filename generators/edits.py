@@ -45,17 +45,19 @@ _PATH_LIKE = re.compile(r"^[\w.\-/\\:]+$")
 # Decorations models put around a path line: a heading, bold, backticks, "File:", a trailing colon.
 _PATH_DECORATION = re.compile(r"^(?:#+\s*)?(?:file(?:name)?\s*:\s*)?[`*]*(?P<path>.*?)[`*]*:?$", re.IGNORECASE)
 
+# The example paths are a placeholder, never a plausible file: a model that echoes the example writes nothing.
 REPLY_FORMAT = f"""\
 Reply format (followed exactly; anything else is rejected):
-- Every code block is preceded by a line that holds only the file's path relative to the workspace root,
-  e.g. `components/cache.py`. Do not write any other code blocks (no shell commands, no examples).
+- Every code block is preceded by a line that holds only the file's path relative to the workspace root, one of
+  the paths the task names (written where <path> stands below). Do not write any other code blocks (no shell
+  commands, no examples).
 - A new file, or a file you rewrite completely: the path line, then a fenced block with the whole file:
-components/example.py
+<path>
 ```python
 <complete file content>
 ```
 - Changes to an existing file: the path line, then a fenced block of one or more SEARCH/REPLACE edits:
-components/example.py
+<path>
 ```python
 {SEARCH_MARKER}
 <lines copied exactly from the current file, including indentation and blank lines>
@@ -169,7 +171,8 @@ def _path_for(lines: list[str], fence_line: int, previous_end: int, info: str) -
         break
     raise ReplyFormatError(
         f"The code block on line {fence_line + 1} of your reply has no path line before it. Put the file's path "
-        "(e.g. components/cache.py) alone on the line just before every code block, and send no other code blocks."
+        "(one of the paths the task names) alone on the line just before every code block, and send no other code "
+        "blocks."
     )
 
 

@@ -1,11 +1,16 @@
-"""``CodeGenerator``: ask the model for a change, apply it, validate it, and feed every problem back.
+"""``CodeGenerator``: ask the model for a change, apply it, check it, validate it, and feed every problem back.
 
-One round is: ask → parse and apply the reply (``generators.edit_apply``) → validate the change (in a worker thread,
-because the pipeline blocks). A reply that cannot be applied (format error, refused path, unmatched or ambiguous
-SEARCH) or a change that fails validation is answered with a retry message naming the problems, appended after the
-model's own reply, for up to ``max_rounds`` rounds; then the attempt fails with the report of every round. A change
-that applied is kept as the base of the next round (the retry message shows the files as they now are), so later
-rounds may fix it with small edits. Nothing is ever written to the workspace: deploying is the caller's step.
+One round is: ask → parse and apply the reply (``generators.edit_apply``) → the change rules
+(``generators.change_rules``: only the files the task names, and a real change) → validate the change (in a worker
+thread, because the pipeline blocks), its tests required: they must be where the project keeps them, import the
+changed code, pass, and run ``min_coverage_percent`` of its changed statements. A reply that cannot be applied
+(``edit_error``), writes a file it was not asked to (``refused``), changes nothing (``no_change``) or fails
+validation (``validation_failed``) is answered with a retry message naming the problems, for up to ``max_rounds``
+rounds; then the attempt fails with the report of every round. A validated change is kept as the base of the next
+round (the retry message shows the files as they now are), so later rounds may fix it with small edits, e.g. add the
+tests that run its uncovered lines; a refused or unchanged reply is dropped. Each request holds the prompt and the
+latest exchange only (the model's last reply and the retry message, which carries all that is still wrong), so
+requests do not grow round by round. Nothing is ever written to the workspace: deploying is the caller's step.
 LLM errors (``LLMNotConfigured``, ``LLMUnavailable``, ``LLMError``) propagate unchanged.
 """
 
@@ -14,27 +19,29 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import anyio.to_thread
 
-from generators.edit_apply import DEFAULT_ROOTS, Change, apply_reply, check_path
-from generators.errors import EditError
+from generators.change_rules import TESTS_ROOT, existing_tests, is_test_path, tests_home
+from generators.edit_apply import DEFAULT_ROOTS, Change, check_path
+from generators.generation_checks import Task, Verdict, missing_target, screen, validation_inputs
 from generators.generation_rounds import (
+    AcceptCheck,
     GenerationResult,
     ProgressCallback,
     RoundRecord,
     component_path,
 )
+from generators.generation_types import RoundOutcome
 from generators.llm import LLMClient, Message
 from generators.prompts import (
     Goal,
-    Prompt,
     PromptBudgetError,
     build_generation_prompt,
     build_improvement_prompt,
     build_retry_message,
+    chars_for_tokens,
 )
 from generators.validation import StageName, ValidationPipeline, ValidationReport
 from generators.workspace_overview import WorkspaceOverview, scan_workspace
@@ -43,19 +50,12 @@ __all__ = ["CodeGenerator", "GenerationResult", "RoundRecord"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class _Task:
-    """What every round of one attempt shares."""
-
-    prompt: Prompt
-    files: Mapping[str, str]  # the files the model was shown to edit (empty for a new component)
-    target: str | None  # the module a new component must create
-    component_type: str | None
-    tenant_id: str | None
-    test_paths: Sequence[str] | None
-    progress: ProgressCallback | None
-    roots: Sequence[str]  # folders the model may write to in this attempt
+# What the progress callback is told when a round ends before validation.
+_SCREENED: dict[RoundOutcome, str] = {
+    "edit_error": "the reply could not be applied",
+    "refused": "refused: the reply writes files the task does not name",
+    "no_change": "no change: the reply leaves the code as it was",
+}
 
 
 class CodeGenerator:
@@ -73,8 +73,9 @@ class CodeGenerator:
         test_timeout: float | None = None,
         prompt_tokens: int = 3000,
     ) -> None:
-        """``stages`` limits validation (all by default); ``test_timeout`` bounds the sandboxed test run;
-        ``prompt_tokens`` is the token budget of a prompt."""
+        """``stages`` limits validation (all by default; the tests stage always runs: no test, no change);
+        ``test_timeout`` bounds the sandboxed test run; ``prompt_tokens`` is the token budget of a prompt and of
+        each retry message."""
         if max_rounds < 1:
             raise ValueError("max_rounds must be at least 1")
         self.llm = llm
@@ -82,7 +83,7 @@ class CodeGenerator:
         self.workspace = workspace
         self.allowed_roots = tuple(allowed_roots)
         self.max_rounds = max_rounds
-        self.stages = stages
+        self.stages: Collection[StageName] | None = None if stages is None else {*stages, "tests"}
         self.test_timeout = test_timeout
         self.prompt_tokens = prompt_tokens
 
@@ -98,18 +99,19 @@ class CodeGenerator:
         test_paths: Sequence[str] | None = None,
         progress: ProgressCallback | None = None,
     ) -> GenerationResult:
-        """A new component at ``components/[<tenant>/]<name>.py`` (with its tests), validated.
+        """A new component at ``components/[<tenant>/]<name>.py`` with its tests at
+        ``tests/[<tenant>/]test_<name>.py``, validated.
 
-        ``test_paths`` default to the test files the change writes.
+        ``test_paths`` default to that test file.
 
         Raises:
             GenerationInputError: ``name`` or ``tenant_id`` cannot be a module path, or ``name`` exists already.
             PromptBudgetError: the prompt's fixed parts exceed the budget.
             LLMNotConfigured, LLMUnavailable, LLMError: the model could not be asked.
         """
-        target, _ = component_path(
-            self.workspace, self.pipeline.config.component_roots[0], name, requirements, tenant_id
-        )
+        roots = self.pipeline.config.component_roots
+        target, _ = component_path(self.workspace, roots[0], name, requirements, tenant_id)
+        tests = tests_home(target, roots)
         overview = await self._overview(tenant_id)
         allow_network = component_type in self.pipeline.config.network_component_types
         prompt = build_generation_prompt(
@@ -117,12 +119,17 @@ class CodeGenerator:
             requirements,
             component_type=component_type,
             target_path=target,
+            test_path=tests,
             context=context,
             goals=goals,
             tenant_id=tenant_id,
             allow_network=allow_network,
+            budget_chars=chars_for_tokens(self.prompt_tokens),
         )
-        task = _Task(prompt, {}, target, component_type, tenant_id, test_paths, progress, self.allowed_roots)
+        allowed = frozenset({target, tests})
+        task = Task(
+            prompt, {}, target, component_type, tenant_id, test_paths, progress, self.allowed_roots, allowed, (tests,)
+        )
         return await self._attempt(task)
 
     async def improve(
@@ -136,12 +143,17 @@ class CodeGenerator:
         test_paths: Sequence[str] | None = None,
         progress: ProgressCallback | None = None,
         extra_roots: Sequence[str] = (),
+        accept: AcceptCheck | None = None,
     ) -> GenerationResult:
         """SEARCH/REPLACE edits of the existing ``files`` (path → current content), validated.
 
-        ``test_paths`` default to the test files the change writes plus the workspace's existing
-        ``test_<module>.py`` files for the edited modules. ``extra_roots`` are folders the model may also write to
-        in this attempt (the improvement cycle passes a module's own folder outside the usual roots).
+        The modules' tests are the workspace's ``test_<module>.py`` files that import them (shown with the files when
+        they fit in the prompt), else the model must write them at ``tests/[<sub-folders>/]test_<module>.py``; the
+        change may write only ``files`` and those test files, must change the code of ``files`` (not only whitespace,
+        comments or docstrings), and its tests must pass and run its changed lines. ``test_paths`` (the tests to run)
+        default to those test files. ``extra_roots`` are folders the model may also write to in this attempt (the
+        improvement cycle passes a module's own folder outside the usual roots). ``accept`` has the last word on a
+        change that passed validation: the problems it returns are fed back to the model like a validation failure.
 
         Raises:
             UnsafePathError: a path of ``files`` is outside the allowed roots.
@@ -150,74 +162,112 @@ class CodeGenerator:
         """
         roots = (*self.allowed_roots, *extra_roots)
         shown = {check_path(path, self.workspace, roots): text for path, text in files.items()}
+        targets = tuple(path for path in shown if not is_test_path(path)) or tuple(shown)
+        find = functools.partial(existing_tests, self.workspace, roots, targets, self.pipeline.config)
+        found = await anyio.to_thread.run_sync(find)
+        tests = tuple(found) or tuple(sorted({tests_home(p, self.pipeline.config.component_roots) for p in targets}))
         overview = await self._overview(tenant_id)
         allow_network = component_type in self.pipeline.config.network_component_types
-        prompt = build_improvement_prompt(
-            overview, shown, requirements, goals=goals, tenant_id=tenant_id, allow_network=allow_network
+        build = functools.partial(
+            build_improvement_prompt,
+            overview,
+            requirements=requirements,
+            test_paths=tests,
+            goals=goals,
+            tenant_id=tenant_id,
+            allow_network=allow_network,
+            budget_chars=chars_for_tokens(self.prompt_tokens),
         )
-        task = _Task(prompt, shown, None, component_type, tenant_id, test_paths, progress, roots)
+        with_tests = {**shown, **found}
+        try:
+            prompt = build(with_tests)
+        except PromptBudgetError:
+            # The tests do not fit next to the files to improve: those matter more (the tests still run).
+            prompt, with_tests = build(shown, new_tests=() if found else None), shown
+        allowed = frozenset({*shown, *tests})
+        task = Task(
+            prompt,
+            with_tests,
+            None,
+            component_type,
+            tenant_id,
+            test_paths,
+            progress,
+            roots,
+            allowed,
+            tests,
+            targets,
+            accept,
+        )
         return await self._attempt(task)
 
-    async def _attempt(self, task: _Task) -> GenerationResult:
-        messages = [Message("system", task.prompt.system), Message("user", task.prompt.user)]
+    async def _attempt(self, task: Task) -> GenerationResult:
+        start = [Message("system", task.prompt.system), Message("user", task.prompt.user)]
+        latest: list[Message] = []  # the model's last reply and the retry message
         rounds: list[RoundRecord] = []
         base: Change | None = None
         report: ValidationReport | None = None
         for number in range(1, self.max_rounds + 1):
             await _notify(task.progress, "llm", number, f"asking the model (round {number} of {self.max_rounds})")
-            completion = await self.llm.complete(messages)
+            completion = await self.llm.complete([*start, *latest])
             cost = (completion.prompt_tokens, completion.completion_tokens, completion.latency_ms)
-            shown = {**task.files, **(base.files if base else {})}
-            try:
-                step = apply_reply(completion.text, shown, self.workspace, task.roots)
-            except EditError as exc:
-                await _notify(task.progress, "apply", number, "the reply could not be applied")
-                rounds.append(RoundRecord(number, "edit_error", [str(exc)], None, *cost))
-                messages += self._retry(completion.text, [str(exc)], number, task, base)
-                continue
-            change = base.then(step) if base else step
-            problems = self._missing_target(task, change)
-            await _notify(task.progress, "validate", number, f"validating {', '.join(sorted(change.files))}")
-            report = await self._validate(task, change)
-            files = sorted(change.files)
-            if report.passed and not problems:
-                rounds.append(RoundRecord(number, "accepted", [], report.to_dict(), *cost, files=files))
+            verdict, change = await self._check(task, number, completion.text, base)
+            report = verdict.report or report
+            validation = verdict.report.to_dict() if verdict.report else None
+            rounds.append(
+                RoundRecord(number, verdict.outcome, verdict.problems, validation, *cost, files=verdict.files)
+            )
+            if verdict.outcome == "accepted":
                 await _notify(task.progress, "accepted", number, "validation passed")
                 return _result(True, change, rounds, report, task.target)
-            problems = [*problems, report.render()] if not report.passed else problems
-            rounds.append(RoundRecord(number, "validation_failed", problems, report.to_dict(), *cost, files=files))
-            await _notify(task.progress, "validate", number, "validation failed")
-            base = change
-            messages += self._retry(completion.text, problems, number, task, base)
+            if verdict.outcome == "validation_failed":
+                base = change  # a change that applied is the base of the next round
+            latest = self._retry(completion.text, verdict.problems, number, task, base)
         logger.info("generation failed after %d rounds", self.max_rounds)
         await _notify(task.progress, "failed", self.max_rounds, f"no valid change after {self.max_rounds} rounds")
-        return _result(False, None, rounds, report, task.target)
+        return _result(False, None, rounds, report, task.target, tried=base)
 
-    def _retry(self, reply: str, problems: list[str], number: int, task: _Task, base: Change | None) -> list[Message]:
+    async def _check(self, task: Task, number: int, reply: str, base: Change | None) -> tuple[Verdict, Change | None]:
+        """Apply the reply, apply the change rules, validate: the round's verdict and the change (if it applied)."""
+        verdict, change = screen(task, self.workspace, reply, base)
+        if verdict is not None:
+            await _notify(task.progress, "apply", number, _SCREENED[verdict.outcome])
+            return verdict, None
+        assert change is not None  # screen gives one or the other
+        problems = missing_target(task, change)
+        await _notify(task.progress, "validate", number, f"validating {', '.join(sorted(change.files))}")
+        report = await self._validate(task, change)
+        files = sorted(change.files)
+        if report.passed and not problems and task.accept is not None:
+            await _notify(task.progress, "validate", number, "checking the change against the task")
+            objection = await task.accept(change)
+            if objection is not None:
+                outcome: RoundOutcome = "refused" if objection.restart else "validation_failed"
+                return Verdict(outcome, objection.problems, files, report), change
+        if report.passed and not problems:
+            return Verdict("accepted", [], files, report), change
+        await _notify(task.progress, "validate", number, "validation failed")
+        problems = [*problems, report.render()] if not report.passed else problems
+        return Verdict("validation_failed", problems, files, report), change
+
+    def _retry(self, reply: str, problems: list[str], number: int, task: Task, base: Change | None) -> list[Message]:
         """The model's reply and the retry message; no message after the last round."""
         if number == self.max_rounds:
             return []
         current = {**task.files, **(base.files if base else {})}
+        budget = chars_for_tokens(self.prompt_tokens)
+        retry = functools.partial(
+            build_retry_message, problems, round_number=number, max_rounds=self.max_rounds, budget_chars=budget
+        )
         try:
-            text = build_retry_message(problems, round_number=number, max_rounds=self.max_rounds, current_files=current)
+            text = retry(current_files=current)
         except PromptBudgetError:
             # The files no longer fit next to the report: the report matters more, the model has seen them.
-            text = build_retry_message(problems, round_number=number, max_rounds=self.max_rounds)
+            text = retry()
         return [Message("assistant", reply), Message("user", text)]
 
-    def _missing_target(self, task: _Task, change: Change) -> list[str]:
-        if task.target is None or task.target in change.files:
-            return []
-        return [
-            f"Your reply did not create {task.target}. Send that module as a whole file (path line, then the "
-            "complete content), together with its tests under tests/."
-        ]
-
-    async def _validate(self, task: _Task, change: Change) -> ValidationReport:
-        if task.test_paths is not None:
-            tests = list(task.test_paths)
-        else:
-            tests = await anyio.to_thread.run_sync(self._default_tests, change)
+    async def _validate(self, task: Task, change: Change) -> ValidationReport:
+        subjects, tests = await anyio.to_thread.run_sync(validation_inputs, task, change, self.workspace)
         run = functools.partial(
             self.pipeline.run,
             self.workspace,
@@ -227,38 +277,22 @@ class CodeGenerator:
             tenant=task.tenant_id,
             test_paths=tests,
             timeout=self.test_timeout,
+            subjects=subjects,
         )
         return await anyio.to_thread.run_sync(run)
 
-    def _default_tests(self, change: Change) -> list[str]:
-        """Test files the change writes, plus existing ``test_<module>.py`` files under the allowed roots."""
-        tests = {path for path in change.files if _is_test(path)}
-        for path in change.files:
-            stem = PurePosixPath(path).stem
-            if _is_test(path) or not path.endswith(".py") or stem == "__init__":
-                continue
-            for root in self.allowed_roots:
-                folder = self.workspace / root
-                if folder.is_dir():
-                    tests.update(p.relative_to(self.workspace).as_posix() for p in folder.rglob(f"test_{stem}.py"))
-        return sorted(tests)
-
     async def _overview(self, tenant_id: str | None) -> WorkspaceOverview:
-        """The workspace overview; a tenant sees only its own and the shared component folders."""
+        """The workspace overview; a tenant sees only its own and the shared component folders, and their tests."""
         exclude: list[str] = []
         if tenant_id is not None:
             visible = {tenant_id, *self.pipeline.config.shared_component_packages}
             for root in self.pipeline.config.component_roots:
                 folder = self.workspace / root
                 if folder.is_dir():
-                    exclude += [f"{root}/{d.name}" for d in folder.iterdir() if d.is_dir() and d.name not in visible]
+                    hidden = [d.name for d in folder.iterdir() if d.is_dir() and d.name not in visible]
+                    exclude += [f"{where}/{name}" for name in hidden for where in (root, TESTS_ROOT)]
         scan = functools.partial(scan_workspace, self.workspace, self.allowed_roots, exclude=exclude)
         return await anyio.to_thread.run_sync(scan)
-
-
-def _is_test(path: str) -> bool:
-    name = PurePosixPath(path).name
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
 
 
 def _result(
@@ -267,6 +301,8 @@ def _result(
     rounds: list[RoundRecord],
     report: ValidationReport | None,
     target: str | None,
+    *,
+    tried: Change | None = None,
 ) -> GenerationResult:
     return GenerationResult(
         succeeded=succeeded,
@@ -277,6 +313,7 @@ def _result(
         prompt_tokens=sum(r.prompt_tokens for r in rounds),
         completion_tokens=sum(r.completion_tokens for r in rounds),
         target_path=target,
+        tried=tried,
     )
 
 

@@ -21,8 +21,10 @@ from generators.validation import ValidationReport
 from generators.workspace_overview import tokens
 
 __all__ = [
+    "AcceptCheck",
     "GenerationInputError",
     "GenerationResult",
+    "Objection",
     "ProgressCallback",
     "RoundOutcome",
     "RoundRecord",
@@ -32,6 +34,20 @@ __all__ = [
 
 # (stage, round, message); a tool turns these into MCP progress notifications.
 ProgressCallback = Callable[[str, int, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Objection:
+    """A caller's objection to a change that passed validation: ``problems`` are fed back to the model; with
+    ``restart`` the next round starts again from the files as they were (the change is not its base)."""
+
+    problems: list[str]
+    restart: bool = False
+
+
+# A caller's last word on a change that passed validation (``None``: accept). The improvement cycle uses it to refuse
+# a repeat of an earlier failed attempt, and to make an error fix prove itself with a test that fails on the old code.
+AcceptCheck = Callable[[Change], Awaitable[Objection | None]]
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
@@ -109,6 +125,7 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     target_path: str | None = None
+    tried: Change | None = None  # a failed attempt's last change that applied (archived so it is not repeated)
 
     def render(self) -> str:
         """Every round: its outcome and the problems found, for the caller (or the audit log)."""

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-RoundOutcome = Literal["accepted", "edit_error", "validation_failed"]
+# accepted: passed every check; edit_error: the reply could not be applied; refused: it writes a file the task does
+# not name; no_change: it leaves the code as it was; validation_failed: the change (or its tests) failed validation.
+RoundOutcome = Literal["accepted", "edit_error", "refused", "no_change", "validation_failed"]

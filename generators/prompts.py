@@ -1,17 +1,21 @@
 """Messages for the model: generate a new component, improve an existing one, and retry after errors.
 
-A prompt carries the quality standards and the reply format (system message), then the task, the optimisation
-goals, an overview of the workspace, the files to edit (improvements, always in full) and the closest existing
-modules as patterns. Every section is clipped so that system + user stay within ``budget_chars``; the files to
-edit are never clipped, because SEARCH texts must be copied from them, so a prompt they do not fit in is refused.
-Goals are plain ``Goal`` values: the caller turns telemetry insights into them (this package never imports
-telemetry).
+A prompt carries the quality standards and the reply format (system message), then the task (with the exact paths
+the model may write, its tests' among them), the optimisation goals, an overview of the workspace, the files to edit
+(improvements, always in full) and the closest existing modules as patterns. Prompts are budgeted in tokens,
+estimated from characters by :func:`estimate_tokens`; the builders work in characters (``budget_chars``, from
+:func:`chars_for_tokens`). What matters is kept first: the standards, the reply format, the files to edit (never
+clipped, because SEARCH texts must be copied from them: a prompt they do not fit in is refused) and the task; the
+goals, the workspace overview and the pattern modules get what is left, and are shrunk or dropped. Goals are plain
+``Goal`` values: the caller turns telemetry insights into them (this package never imports telemetry).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
 
 from generators.edits import REPLY_FORMAT
@@ -19,22 +23,44 @@ from generators.errors import GeneratorError
 from generators.workspace_overview import WorkspaceOverview
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "DEFAULT_BUDGET_CHARS",
+    "DEFAULT_PROMPT_TOKENS",
     "Goal",
     "Prompt",
     "PromptBudgetError",
     "build_generation_prompt",
     "build_improvement_prompt",
     "build_retry_message",
+    "chars_for_tokens",
+    "estimate_tokens",
     "quality_standards",
 ]
 
-DEFAULT_BUDGET_CHARS = 32_000
+# Characters per token assumed when a budget in tokens is turned into characters. Tokenizers of code models (BPE:
+# Qwen, Llama, GPT) average about 3.5-4 characters per token on Python and English; the low end keeps the estimate
+# conservative (it overestimates the tokens). Text far from English or code (CJK, long digit runs) packs fewer
+# characters per token and can exceed the estimate.
+CHARS_PER_TOKEN = 3.5
+DEFAULT_PROMPT_TOKENS = 3000
 _SECTION_OVERHEAD = 600  # headers, separators and the closing instruction
 
 
+def estimate_tokens(text: str) -> int:
+    """The tokens ``text`` is assumed to take (``len(text) / CHARS_PER_TOKEN``, rounded up)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def chars_for_tokens(tokens: int) -> int:
+    """The characters a budget of ``tokens`` allows: the inverse of :func:`estimate_tokens`."""
+    return int(tokens * CHARS_PER_TOKEN)
+
+
+DEFAULT_BUDGET_CHARS = chars_for_tokens(DEFAULT_PROMPT_TOKENS)
+
+
 class PromptBudgetError(GeneratorError):
-    """The fixed parts of a prompt (standards, format, files to edit) do not fit in the character budget."""
+    """The fixed parts of a prompt (standards, format, files to edit) do not fit in the budget."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,7 @@ def build_generation_prompt(
     *,
     component_type: str,
     target_path: str,
+    test_path: str | None = None,
     context: str | None = None,
     goals: Sequence[Goal] = (),
     tenant_id: str | None = None,
@@ -105,13 +132,17 @@ def build_generation_prompt(
     examples: int = 2,
     budget_chars: int = DEFAULT_BUDGET_CHARS,
 ) -> Prompt:
-    """The prompt for a new component written to ``target_path`` (and its tests).
+    """The prompt for a new component written to ``target_path`` and its tests to ``test_path`` (default
+    ``tests/test_<name>.py``).
 
     Raises:
         PromptBudgetError: the standards and reply format alone exceed ``budget_chars``.
     """
+    tests = test_path or f"tests/test_{PurePosixPath(target_path).stem}.py"
     task = (
-        f"Write a new {component_type} component at {target_path}, with pytest tests under tests/.\n"
+        f"Write a new {component_type} component at {target_path}, and its pytest tests in {tests}: exactly that "
+        f"path, tests anywhere else are refused. The tests must import {_dotted(target_path)} and run every line of "
+        f"it. Send exactly these two files, each whole ({target_path} and {tests}); any other file is refused.\n"
         f"Requirements:\n{requirements.strip()}\n"
     )
     if context:
@@ -126,6 +157,8 @@ def build_improvement_prompt(
     files: Mapping[str, str],
     requirements: str,
     *,
+    test_paths: Sequence[str] = (),
+    new_tests: Sequence[str] | None = None,
     goals: Sequence[Goal] = (),
     tenant_id: str | None = None,
     allow_network: bool = False,
@@ -134,12 +167,37 @@ def build_improvement_prompt(
 ) -> Prompt:
     """The prompt for improving the existing ``files`` (path → current content), answered with SEARCH/REPLACE edits.
 
+    ``test_paths`` are where the tests of the modules are (or go): those in ``files`` are shown with them; the model
+    is asked to create ``new_tests`` (by default those not in ``files``); the others exist but are not shown.
+
     Raises:
         PromptBudgetError: the standards, reply format and the files to edit exceed ``budget_chars``.
     """
+    modules = [path for path in files if path not in test_paths] or list(files)
+    names = ", ".join(modules)
     task = (
-        f"Improve {', '.join(files)} by SEARCH/REPLACE edits, keeping its public names and behaviour unless the "
-        f"requirements say otherwise, and update or add tests.\nRequirements:\n{requirements.strip()}\n"
+        f"Improve {names} by SEARCH/REPLACE edits, keeping its public names and behaviour unless the requirements "
+        "say otherwise. A change of only whitespace, comments or docstrings is refused as no change.\n"
+    )
+    shown = [path for path in test_paths if path in files]
+    missing = [path for path in test_paths if path not in files] if new_tests is None else list(new_tests)
+    hidden = [path for path in test_paths if path not in files and path not in missing]
+    notes = [
+        (
+            shown,
+            "(shown below): they must pass and run every line you change; add tests there for lines they do not run",
+        ),
+        (hidden, "(not shown: too large for this prompt): they must pass and run every line you change"),
+    ]
+    task += "".join(f"Its tests are in {', '.join(paths)} {note}.\n" for paths, note in notes if paths)
+    if missing:
+        task += (
+            f"It has no tests yet: write them in {', '.join(missing)} (a new file, sent whole), importing the module "
+            "and running every line you change.\n"
+        )
+    allowed = [*files, *missing]
+    task += (
+        f"You may write only {', '.join(allowed)}; any other file is refused.\nRequirements:\n{requirements.strip()}\n"
     )
     system = _system("You improve existing components of this workspace.", tenant_id, allow_network)
     query = requirements + " " + " ".join(f"{path} {text}" for path, text in files.items())
@@ -174,11 +232,16 @@ def build_retry_message(
     if room < 200:
         raise PromptBudgetError(
             f"The current files ({len(files_text)} characters) leave no room for the error report within "
-            f"{budget_chars} characters; raise the prompt budget or change fewer files at once."
+            f"{budget_chars} characters (about {math.floor(budget_chars / CHARS_PER_TOKEN)} tokens); raise the prompt "
+            "budget or change fewer files at once."
         )
     share = room // max(len(problems), 1)
     report = "".join(f"\nProblem {n}:\n{_clip(text.strip(), share - 20)}\n" for n, text in enumerate(problems, 1))
     return head + report + ("\n" + files_text if files_text else "") + tail
+
+
+def _dotted(path: str) -> str:
+    return ".".join(PurePosixPath(path).with_suffix("").parts)
 
 
 def _system(role: str, tenant_id: str | None, allow_network: bool) -> str:
@@ -201,15 +264,20 @@ def _assemble(
     files_text = _files_section(files)
     room = budget_chars - len(system) - len(files_text) - _SECTION_OVERHEAD
     if room < 1000:
+        fixed = len(system) + len(files_text)
         raise PromptBudgetError(
-            f"The prompt's fixed parts ({len(system) + len(files_text)} characters, files to edit included) do not "
-            f"fit in the budget of {budget_chars} characters; raise the budget or improve fewer/smaller files."
+            f"The prompt's fixed parts ({fixed} characters, about {estimate_tokens(system + files_text)} tokens, files "
+            f"to edit included) do not fit in the budget of {budget_chars} characters (about "
+            f"{math.floor(budget_chars / CHARS_PER_TOKEN)} tokens); raise the prompt budget or improve fewer/smaller "
+            "files."
         )
-    task_text = _clip(task, room // 4)
+    # The task first (clipped only when it alone would crowd out everything else), then the goals; the overview and
+    # the pattern modules share what is left, and are dropped when too little is.
+    task_text = _clip(task, room * 2 // 3)
     goals_text = _clip("".join(goal.render() + "\n" for goal in goals) or "- none given\n", room // 10)
-    overview_text = overview.render(max(room // 4, 200))
-    left = room - len(task_text) - len(goals_text) - len(overview_text)
-    patterns = _patterns(overview, query, examples, set(files), left)
+    left = room - len(task_text) - len(goals_text)
+    overview_text = overview.render(left // 2) if left // 2 >= 200 else ""
+    patterns = _patterns(overview, query, examples, set(files), left - len(overview_text))
     sections = [
         ("Task", task_text),
         ("Optimisation goals", goals_text),

@@ -250,12 +250,16 @@ def test_nearest_lines_returns_none_when_nothing_is_close() -> None:
     )
 
 
-def test_the_documented_format_parses() -> None:
-    """The example in the format text the model is given is itself a valid reply."""
+def test_the_documented_format_parses_once_a_real_path_replaces_the_placeholder() -> None:
+    """The example in the format text is a valid reply once its placeholder names a file; echoed as it is, it writes
+    nothing (a small model that copies the example must not create a plausible stray module)."""
     example = REPLY_FORMAT.split("whole file:\n", 1)[1].split("- Changes", 1)[0]
-    assert parse_reply(example).blocks == (
-        FileBlock(path="components/example.py", content="<complete file content>\n", line=2),
+    assert parse_reply(example.replace("<path>", "components/cache.py")).blocks == (
+        FileBlock(path="components/cache.py", content="<complete file content>\n", line=2),
     )
+    with pytest.raises(ReplyFormatError, match="no path line"):
+        parse_reply(example)
+    assert "example.py" not in REPLY_FORMAT
 
 
 def test_nearest_lines_finds_the_near_miss_in_a_long_repetitive_file() -> None:

@@ -106,9 +106,10 @@ def snapshot(workspace: Path) -> dict[str, bytes]:
 
 
 def feedback(scripted_llm: ScriptedLLM, index: int) -> str:
-    """The retry message of request ``index``, after checking it follows the model's previous reply."""
+    """The retry message of request ``index``, after checking it follows the model's previous reply (a request holds
+    the prompt and the latest exchange only)."""
     messages = scripted_llm.requests[index]["messages"]
-    assert [m["role"] for m in messages] == ["system", "user"] + ["assistant", "user"] * index
+    assert [m["role"] for m in messages] == ["system", "user"] + ["assistant", "user"] * min(index, 1)
     content = messages[-1]["content"]
     assert isinstance(content, str)
     return content
@@ -176,7 +177,8 @@ async def test_syntax_error_is_fed_back_and_the_fix_accepted_in_round_two(
 async def test_unresolvable_import_fails_after_three_rounds_with_every_report(
     scripted_llm: ScriptedLLM, llm: LLMClient, workspace: Path, tmp_path: Path
 ) -> None:
-    scripted_llm.reply(slugify_reply(header="import no_such_package_xyz\n"), times=3)
+    for attempt in range(3):  # each reply differs (the same one again would be "no change")
+        scripted_llm.reply(slugify_reply(header=f"import no_such_package_xyz\n\nATTEMPT = {attempt}\n"))
 
     result = await generator(llm, workspace, tmp_path).generate_component("utility", "Slugify", name="slugify")
 
@@ -258,6 +260,7 @@ async def test_tenant_component_is_scoped_and_other_tenants_are_hidden(
     scripted_llm: ScriptedLLM, llm: LLMClient, workspace: Path, tmp_path: Path
 ) -> None:
     reply = slugify_reply().replace("components/slugify.py", "components/shop/slugify_titles.py")
+    reply = reply.replace("tests/test_slugify.py", "tests/shop/test_slugify_titles.py")  # a tenant's tests folder
     scripted_llm.reply(reply.replace("from components.slugify", "from components.shop.slugify_titles"))
 
     result = await generator(llm, workspace, tmp_path).generate_component("utility", "Slugify titles", tenant_id="shop")
@@ -272,7 +275,9 @@ async def test_tenant_component_is_scoped_and_other_tenants_are_hidden(
 async def test_reply_without_the_target_module_is_fed_back(
     scripted_llm: ScriptedLLM, llm: LLMClient, workspace: Path, tmp_path: Path
 ) -> None:
-    scripted_llm.reply(slugify_reply(), times=3)
+    for attempt in range(3):  # only the tests, each round different (the same reply again would be "no change")
+        test = f"def test_slug_{attempt}() -> None:\n    assert slug('A b') == 'a-b'\n"
+        scripted_llm.reply(f"tests/test_slug.py\n```python\nfrom components.slug import slug\n\n\n{test}```\n")
 
     result = await generator(llm, workspace, tmp_path).generate_component("utility", "Slugify", name="slug")
 

@@ -27,6 +27,7 @@ BROKEN = 'components/slugify.py\n```python\n"""Broken."""\n\n\ndef slugify(title
 
 def slugify_reply(folder: str = "components") -> str:
     module = folder.replace("/", ".")
+    tests = "tests" + folder.removeprefix("components")  # a tenant's tests go in its own folder under tests/
     return f'''Here is the component.
 
 {folder}/slugify.py
@@ -41,7 +42,7 @@ def slugify(title: str) -> str:
     return "-".join(re.findall(r"[a-z0-9]+", title.lower()))
 ```
 
-tests/test_slugify.py
+{tests}/test_slugify.py
 ```python
 """Tests of slugify."""
 
@@ -151,7 +152,8 @@ async def test_system_tenant_change_waits_for_approval(
 async def test_failed_generation_is_a_result_with_the_report(
     settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
 ) -> None:
-    scripted_llm.reply(BROKEN, times=3)
+    for attempt in range(3):  # each reply differs (the same one again would be "no change")
+        scripted_llm.reply(BROKEN.replace('"""Broken."""', f'"""Broken, attempt {attempt}."""'))
     async with connect(build(settings, host, scripted_llm)) as client:
         out = await call(client, "generate_component", {**ARGS, "deploy": True})
         assert out["succeeded"] is False

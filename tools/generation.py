@@ -1,11 +1,14 @@
 """``generate_component``: ask the LLM for a new component, validate it, and optionally deploy it.
 
 Role ``improve`` on the tenant. The tenant ``default`` (or the server's default tenant) is not tenant-scoped: its
-component goes to ``components/<name>.py``; any other tenant's to ``components/<tenant>/<name>.py``. A generation
-that fails validation after every round is a normal answer (``succeeded`` false, with the report), so the agent can
-read why; a refused request (flags off, no LLM, LLM down, bad name) is a ``ToolError``. With ``deploy`` the accepted
-files are written as one transaction, except for tenant ``system``: system-wide changes wait in
-``pending_approval`` for a caller with the ``approve`` role. Every request and result is in the audit log.
+component goes to ``components/<name>.py`` and its tests to ``tests/test_<name>.py``; any other tenant's to
+``components/<tenant>/<name>.py`` and ``tests/<tenant>/test_<name>.py``. Only a change whose tests are there, pass
+and run its lines is accepted. A generation whose every round failed (a reply that could not be applied, wrote
+files not asked for, changed nothing, or failed validation) is a normal answer (``succeeded`` false, each round's
+outcome and problems, the report), so the agent can read why, and is never deployed; a refused request (flags off,
+no LLM, LLM down, bad name) is a ``ToolError``. With ``deploy`` the accepted files are written as one transaction,
+except for tenant ``system``: system-wide changes wait in ``pending_approval`` for a caller with the ``approve``
+role. Every request and result is in the audit log, with each round's outcome, tokens and seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from generators.deploy import Deployment, DeploymentStatus
 from generators.generation_types import RoundOutcome
-from generators.llm import LLMError, LLMNotConfigured
+from generators.llm import LLMError, LLMNotConfigured, spend_scope
 from tools.access import Caller, authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
@@ -41,13 +44,14 @@ SYSTEM_TENANT = "system"
 
 
 class RoundSummary(BaseModel):
-    number: int = Field(description="Round number, from 1.")
-    outcome: RoundOutcome = Field(description="edit_error: reply not applicable.")
-    problems: list[str] = Field(description="What the model was told was wrong (cut).")
-    problems_truncated: bool = Field(description="True when some problem text was cut.")
+    number: int = Field(description="Round, from 1.")
+    outcome: RoundOutcome = Field(description="refused: wrote files not asked for; no_change: code as it was.")
+    problems: list[str] = Field(description="What the model was told (cut).")
+    problems_truncated: bool = Field(description="True: a problem was cut.")
     files: list[str] = Field(description="Files after this round.")
     prompt_tokens: int = Field(description="Prompt tokens.")
     completion_tokens: int = Field(description="Completion tokens.")
+    seconds: float = Field(description="Time the model took.")
 
 
 class DeploymentRef(BaseModel):
@@ -57,13 +61,13 @@ class DeploymentRef(BaseModel):
 
 class GenerationOutput(BaseModel):
     succeeded: bool = Field(description="True: a change passed validation.")
-    tenant_id: str = Field(description="Tenant the component belongs to.")
+    tenant_id: str = Field(description="Its tenant.")
     target_path: str | None = Field(description="Workspace path of the module.")
     files: list[str] = Field(description="Files of the accepted change.")
-    diff: str = Field(description="Unified diff of the accepted change.")
-    diff_truncated: bool = Field(description=f"True when the diff was cut to {MAX_DIFF_CHARS} characters.")
+    diff: str = Field(description="Its unified diff.")
+    diff_truncated: bool = Field(description=f"True: cut to {MAX_DIFF_CHARS} characters.")
     rounds: list[RoundSummary] = Field(description="Each ask, apply, validate round.")
-    validation: dict[str, Any] | None = Field(description="Last validation report (bounded); null: none ran.")
+    validation: dict[str, Any] | None = Field(description="Last validation report (cut); null: none.")
     validation_text: str = Field(description="The report as text (bounded).")
     validation_truncated: bool = Field(description="True: the report was cut.")
     prompt_tokens: int = Field(description="Prompt tokens over all rounds.")
@@ -110,9 +114,9 @@ def register(server: MCPServer) -> None:
             Field(description="Write the accepted change (tenant 'system': propose it)."),
         ] = False,
     ) -> GenerationOutput:
-        """Generate a new Python component with tests using the LLM, validated (syntax, imports, security, types,
-        quality, tenant isolation, sandboxed tests) with problems fed back for up to 3 rounds. deploy=true
-        also writes it (system-wide changes wait for approval).
+        """Generate a new Python component and its tests (tests/[<tenant>/]test_<name>.py; they must pass and run
+        its lines) with the LLM, validated, problems fed back for up to 3 rounds. deploy=true also writes it
+        (system-wide changes wait for approval).
         """
         caller = authorize("improve", tenant_id)
         svc = services(ctx)
@@ -129,7 +133,7 @@ def register(server: MCPServer) -> None:
             await ctx.report_progress(steps, None, f"round {number} {stage}: {message}")
 
         try:
-            with domain_errors():
+            with domain_errors(), spend_scope(tenant_id, actor=caller.name):  # its LLM tokens count for the tenant
                 result = await svc.generator().generate_component(
                     component_type, requirements, name=name, context=context, tenant_id=scoped, progress=progress
                 )
@@ -177,6 +181,8 @@ def _audit_result(svc: Services, caller: Caller, tenant: str, result: Generation
         "succeeded": result.succeeded,
         "rounds": len(result.rounds),
         "outcomes": [r.outcome for r in result.rounds],
+        "round_tokens": [r.prompt_tokens + r.completion_tokens for r in result.rounds],
+        "round_seconds": [round(r.latency_ms / 1000, 3) for r in result.rounds],
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "files": sorted(result.change.files) if result.change else [],
@@ -217,9 +223,14 @@ def _output(
         action = f"; deployment {deployment.id} is {deployment.status}"
     elif deploy_error is not None:
         action = f"; not deployed: {deploy_error}"
+    elif result.succeeded:
+        action = "; nothing was written (deploy=false)"
     else:
-        action = "; nothing was written (deploy=false)" if result.succeeded else ""
-    verdict = "accepted" if result.succeeded else "failed validation in every round"
+        action = "; nothing was written"
+    outcomes = ", ".join(r.outcome for r in result.rounds)
+    verdict = (
+        "accepted" if result.succeeded else f"failed: no round gave a valid change with passing tests ({outcomes})"
+    )
     return GenerationOutput(
         succeeded=result.succeeded,
         tenant_id=tenant,
@@ -249,6 +260,7 @@ def _round(record: RoundRecord) -> RoundSummary:
         files=list(record.files),
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
+        seconds=round(record.latency_ms / 1000, 3),
     )
 
 

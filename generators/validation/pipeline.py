@@ -48,6 +48,7 @@ class _Request:
     test_paths: list[str]
     timeout_s: float
     extra_env: Mapping[str, str] | None
+    subjects: Mapping[str, Collection[int]] | None
 
 
 class ValidationPipeline:
@@ -64,7 +65,7 @@ class ValidationPipeline:
             "types": lambda r: check_types(r.overlay, self.config, self._mypy),
             "quality": lambda r: check_quality(r.overlay.parsed_sources(), self.config),
             "tenancy": self._tenancy,
-            "tests": lambda r: run_tests(r.overlay, self.config, r.test_paths, r.timeout_s, r.extra_env),
+            "tests": lambda r: run_tests(r.overlay, self.config, r.test_paths, r.timeout_s, r.extra_env, r.subjects),
         }
 
     def close(self) -> None:
@@ -86,12 +87,14 @@ class ValidationPipeline:
         test_paths: Sequence[str] = (),
         timeout: float | None = None,
         extra_env: Mapping[str, str] | None = None,
+        subjects: Mapping[str, Collection[int]] | None = None,
     ) -> ValidationReport:
         """Run the requested ``stages`` (all by default) in pipeline order and return the report.
 
         Network access is allowed when ``component_type`` is one of ``config.network_component_types``.
         ``timeout`` bounds the test run (default ``config.test_timeout_s``); ``extra_env`` adds variables to the
-        test environment, minus anything that looks like a secret or proxy.
+        test environment, minus anything that looks like a secret or proxy. ``subjects`` (module path → changed line
+        numbers) make tests required: they must import and cover those lines (see ``sandbox.run_tests``).
 
         Raises:
             ValidationInputError: the workspace is not a folder, a change path is absolute or escapes it, a content
@@ -109,6 +112,7 @@ class ValidationPipeline:
             test_paths=list(test_paths),
             timeout_s=self.config.test_timeout_s if timeout is None else timeout,
             extra_env=extra_env,
+            subjects=subjects,
         )
         results: list[StageResult] = []
         types: Future[StageResult] | None = None

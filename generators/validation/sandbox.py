@@ -16,10 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import suppress
 from pathlib import Path
 
+from generators.validation.change_tests import import_findings
+from generators.validation.coverage import COVERAGE_PYTEST, coverage_args, coverage_outcome, measure
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
 from generators.validation.scratch import SCRATCH_FOLDER
@@ -95,24 +97,41 @@ def run_tests(
     test_paths: list[str],
     timeout_s: float,
     extra_env: Mapping[str, str] | None = None,
+    subjects: Mapping[str, Collection[int]] | None = None,
 ) -> StageOutcome:
-    """Run pytest on ``test_paths`` in a sandbox copy of the changed workspace; fail on failures, timeout or kill."""
+    """Run pytest on ``test_paths`` in a sandbox copy of the changed workspace; fail on failures, timeout or kill.
+
+    With ``subjects`` (module path → its changed line numbers) the change must bring tests: no test paths, a missing
+    test file or one that imports none of the subjects fails the stage, and the run is measured by coverage.py, which
+    must find ``config.min_coverage_percent`` of the changed statements run. Without, no test paths skip the stage.
+    """
     if not test_paths:
-        return StageOutcome(note="no test paths given: skipped", skipped=True)
+        if subjects is None:
+            return StageOutcome(note="no test paths given: skipped", skipped=True)
+        names = ", ".join(sorted(subjects)) or "the change"
+        return StageOutcome([Finding("tests", 0, f"no tests were given for {names}; write tests for it", "TST006")])
     paths = [normalize_path(p) for p in test_paths]
     missing = [p for p in paths if not (overlay.is_file(p) or overlay.is_dir(p))]
     if missing:
-        return StageOutcome(
-            [Finding(p, 0, "test path does not exist in the changed workspace", "TST003") for p in missing]
-        )
+        message = "test file does not exist in the changed workspace: write the tests of this change there"
+        return StageOutcome([Finding(p, 0, message, "TST003") for p in missing])
+    if subjects is not None:
+        files = {p: overlay.tree(p) for p in paths if p.endswith(".py") and overlay.is_file(p)}
+        unrelated = import_findings(files, list(subjects), config)
+        if unrelated:
+            return StageOutcome(unrelated, note="tests not run: a test file does not import the changed code")
     with tempfile.TemporaryDirectory(
         prefix="validate-sandbox-", dir=config.scratch_dir, ignore_cleanup_errors=True
     ) as tmp:
-        root, home, log = Path(tmp) / "ws", Path(tmp) / "home", Path(tmp) / "output.log"
+        work = Path(tmp).resolve()
+        root, home, log = work / "ws", work / "home", work / "output.log"
         overlay.copy_tree(root, copy_ignore(config))
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--", *paths]
-        command = limited_command(config, _PYTEST, args)
+        if not subjects:
+            command = limited_command(config, _PYTEST, args)
+        else:
+            command = limited_command(config, COVERAGE_PYTEST, [*coverage_args(work, root, subjects), *args])
         started = time.monotonic()
         with log.open("wb") as out:
             process = subprocess.Popen(
@@ -126,7 +145,15 @@ def run_tests(
             )
             timed_out = wait_or_kill(process, timeout_s)
         output = _tail(log, config.max_output_chars)
-    return _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
+        outcome = _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
+        if not subjects or outcome.findings:
+            return outcome  # failing tests are the problem to report, not what they did not run
+        texts = {path: overlay.read(path) or "" for path in subjects}
+        covered = coverage_outcome(measure(work, root, subjects, texts), config.min_coverage_percent)
+    findings, figures = covered
+    note = f"{outcome.note}; {figures['covered_statements']} of {figures['changed_statements']} changed statements run"
+    note += f" ({figures['coverage_percent']:g} %)"
+    return StageOutcome(findings, note=note, details={**outcome.details, **figures})
 
 
 def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
