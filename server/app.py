@@ -15,9 +15,10 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.deploy import Deployment
 from generators.improvement import SqliteCycleStore
+from generators.improvement.attempts import SqliteAttemptArchive
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.cycle import ImprovementService
-from generators.llm import LLMClient
+from generators.llm import LLMClient, SpendLedger
 from generators.remediation import ScriptGenerator
 from server import __version__
 from server.auth import auth_settings, key_verifier
@@ -130,7 +131,9 @@ def create_server(
             opened.callback(audit_log.close)
             scratch = await anyio.to_thread.run_sync(open_scratch, settings)  # removes what killed servers left
             opened.callback(scratch.close)
-            llm = LLMClient(llm_config(settings))
+            ledger = await anyio.to_thread.run_sync(SpendLedger, settings.data_dir / "llm_spend.sqlite3", clock)
+            opened.callback(ledger.close)
+            llm = LLMClient(llm_config(settings), ledger=ledger, audit=audit_log)
             generator, close_generator = generator_factory(llm, settings, validation_stages, scratch.path)
             opened.push_async_callback(_close_generation, llm, close_generator)
             anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
@@ -161,6 +164,8 @@ def create_server(
                 await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
             )
             opened.callback(cycles.close)
+            attempts = await anyio.to_thread.run_sync(SqliteAttemptArchive, settings.data_dir / "attempts.sqlite3")
+            opened.callback(attempts.close)
             runner = CandidateRunner(
                 store=cycles,
                 deployer=deployer,
@@ -169,6 +174,7 @@ def create_server(
                 figures=TelemetryFigures(raw_store),
                 config=cycle_config(settings),
                 clock=clock,
+                attempts=attempts,
             )
             improvements = ImprovementService(
                 runner,

@@ -229,6 +229,10 @@ class ObservedCycleStore:
         self.inner.finish(cycle_id, status, at, error)
         self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id))
 
+    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+        self.inner.set_left_out(cycle_id, entries, total)
+        self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id))
+
     def get(self, cycle_id: str) -> CycleRecord | None:
         return self.inner.get(cycle_id)
 

@@ -5,9 +5,9 @@ Every datum carries the ``Server`` dimension (the host name), so several servers
 interval, read from the ``ServerMetrics`` registry:
 
 - ``CycleSuccessRate`` (Percent): improvement cycles that ended in the interval with status ``completed``, out of
-  all that ended (``completed``, ``failed``, ``interrupted``). Sent as a statistic set where each ended cycle is one
-  sample of 100 (completed) or 0, so CloudWatch's Average over any period is the exact success rate of that
-  period. Omitted when no cycle ended.
+  all that ended (``completed``, ``no_improvement``, ``failed``, ``interrupted``; ``nothing_to_do`` is no work).
+  Sent as a statistic set where each ended cycle is one sample of 100 (completed) or 0, so CloudWatch's Average
+  over any period is the exact success rate of that period. Omitted when no cycle ended.
 - ``CodeGenerationLatency`` (Seconds): per answered LLM request in the interval, as a statistic set (Average;
   Maximum and Minimum from the client's last 100 latencies). Omitted without requests.
 - ``TelemetryThroughput`` (Count/Second): telemetry items stored per second in the interval.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from server.settings import Settings
 
 _Figures = dict[str, float]
-_CYCLE_ENDS = ("completed", "failed", "interrupted")
+_CYCLE_ENDS = ("completed", "no_improvement", "failed", "interrupted")
 _RECENT_LATENCIES = 100  # LLMStats keeps the last 100
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable, Collection, Sequence
 
 from generators.improvement import Target
 from generators.improvement.cycle import Emergency
-from generators.improvement.models import Risk
 from telemetry.learning import LearningEngine, component_of
 from telemetry.live.patterns import ERRORS_METRIC
 from telemetry.logpatterns.miner import is_error
@@ -28,8 +27,9 @@ class LearningOpportunities:
         self._learning = learning
         self._own_insights = own_insights
 
-    def __call__(self, tenant: str, window_hours: float, risk_tolerance: Risk, component: str | None) -> list[Target]:
-        analysis = self._learning.analyze(tenant, window_hours=window_hours, risk_tolerance=risk_tolerance)
+    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Target]:
+        """Every opportunity, whatever its severity: the cycle judges the risk of a change by its blast radius."""
+        analysis = self._learning.analyze(tenant, window_hours=window_hours, risk_tolerance="high")
         summaries = {i.id: i.summary for i in analysis.insights}
         own = self._own_insights()
         targets = []
@@ -63,6 +63,16 @@ class TelemetryFigures:
                 total += sum(series.values)
                 count += len(series.values)
         return (total / count if count else 0.0), count
+
+    def metric_values(self, tenant: str, component: str, metric: str, start: float, end: float) -> list[float]:
+        """The points themselves, oldest first (the verdict's rank test needs them, not only a mean)."""
+        points = [
+            pair
+            for series in self._store.series(tenant, name=metric, start=start, end=end)
+            if component_of(dict(series.key.dimensions)) == component
+            for pair in zip(series.timestamps, series.values, strict=True)
+        ]
+        return [value for _, value in sorted(points)]
 
     def error_count(self, tenant: str, component: str, start: float, end: float) -> int | None:
         logs = self._store.logs(tenant, start=start, end=end, limit=MAX_LOGS_JUDGED + 1)

@@ -141,7 +141,7 @@ def _improvements(svc: Services) -> Iterator[Metric]:
     finished = CounterMetricFamily(
         "improvement_cycles_completed", "Improvement cycles that ended, by status.", labels=["status"]
     )
-    for status in ("completed", "failed", "interrupted"):
+    for status in ("completed", "no_improvement", "failed", "nothing_to_do", "interrupted"):
         finished.add_metric([status], tallies["cycles"].get(status, 0))
     outcomes = CounterMetricFamily(
         "improvement_deployments", "Deployed improvements judged, by outcome.", labels=["outcome"]

@@ -62,7 +62,7 @@ class Opportunity(BaseModel):
     performance_gain: float = Field(description="% worse than baseline (max 100).")
     affected_users: float = Field(description="% of its series affected.")
     frequency: float = Field(description="% of recent points bad.")
-    risk: Risk = Field(description="Risk of changing it.")
+    risk: Risk = Field(description="Severity of the problem.")
     insight_ids: list[str] = Field(description="Insights behind it.")
 
 
@@ -130,7 +130,9 @@ def rank_key(insight: Insight) -> tuple[int, int, float, float]:
 
 
 def risk_for(insights: list[Insight]) -> Risk:
-    """Risk of acting: a critical or widespread problem needs a bigger change, and bigger changes risk more."""
+    """How severe an opportunity's problem is (its ``risk`` field, kept under that name for the insights tool's
+    ``risk_tolerance``): a critical or widespread problem is high. The improvement cycle no longer filters by it:
+    it judges the risk of a change by what the change can break (generators/improvement/risk.py)."""
     worst = max(SEVERITY_ORDER[i.severity] for i in insights)
     if worst >= SEVERITY_ORDER["critical"]:
         return "high"

@@ -8,18 +8,21 @@ up to ``improvement_wait_seconds`` while sending progress notifications, then an
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from generators.deploy import DeployError
 from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
+from generators.improvement.models import outcome_counts
+from generators.improvement.picking import MAX_LEFT_OUT, LeftOutReason
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
 from tools.deployments import decide
@@ -43,7 +46,8 @@ class CandidateView(BaseModel):
     metric: str = Field(description="Metric to improve.")
     goal: str = Field(description="Goal.")
     impact_score: float = Field(description="Impact score (0-10,000).")
-    risk: str = Field(description="Risk: low, medium or high.")
+    risk: str = Field(description="Blast radius of changing it: low, medium or high.")
+    risk_factors: dict[str, Any] = Field(description="Figures behind the risk.")
     status: CandidateStatus = Field(description="Where it stands; regressed: worse, with rollback off.")
     message: str = Field(description="What happened.")
     deployment_id: str | None = Field(description="Its deployment, if any.")
@@ -56,6 +60,16 @@ class CandidateView(BaseModel):
     reasons: list[str] = Field(description="Why it was judged worse.")
     prompt_tokens: int = Field(description="Prompt tokens.")
     completion_tokens: int = Field(description="Completion tokens.")
+    rounds: list[dict[str, Any]] = Field(description="Rounds: outcome, problems, tokens, seconds.")
+
+
+class LeftOutView(BaseModel):
+    component: str = Field(description="Component.")
+    metric: str = Field(description="Metric.")
+    reason: LeftOutReason = Field(description="Why.")
+    message: str = Field(description="Why, in words.")
+    risk: str | None = Field(description="Blast radius; null: no module.")
+    risk_factors: dict[str, Any] = Field(description="Figures behind the risk.")
 
 
 class CycleView(BaseModel):
@@ -63,20 +77,26 @@ class CycleView(BaseModel):
     tenant_id: str = Field(description="Tenant.")
     trigger: Literal["manual", "autonomous", "emergency"] = Field(description="Who started it.")
     status: CycleStatus = Field(
-        description="running: changes may still be watched; interrupted: the server stopped (its changes are judged "
-        "after the restart)."
+        description="completed: a change kept, validated or held; no_improvement: none kept; failed: all errored; "
+        "nothing_to_do: see left_out; interrupted: the server stopped (its changes are judged after the restart)."
     )
     dry_run: bool = Field(description="True: nothing deployed.")
     started_at: float = Field(description="Unix time it started.")
     finished_at: float | None = Field(description="Unix time it ended; null: running.")
     error: str | None = Field(description="Why it failed or stopped.")
     candidates: list[CandidateView] = Field(description="By impact.")
+    outcomes: dict[str, int] = Field(description="Candidates per status.")
+    left_out: list[LeftOutView] = Field(description=f"Opportunities not acted on (first {MAX_LEFT_OUT}).")
+    left_out_total: int = Field(description="All left out.")
     message: str = Field(description="Summary of outcomes.")
 
 
 class ActiveImprovements(BaseModel):
     cycles: list[CycleView] = Field(description="Cycles still at work (running, or with changes held or watched).")
     has_more: bool = Field(description=f"True when more than {MAX_ACTIVE} cycles are at work.")
+
+
+MAX_ATTEMPTS = 20
 
 
 def register(server: MCPServer, ref: ServicesRef) -> None:
@@ -97,6 +117,24 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         answer = ActiveImprovements(cycles=visible[:MAX_ACTIVE], has_more=more or len(visible) > MAX_ACTIVE)
         return answer.model_dump_json(indent=2)
 
+    @server.resource(
+        "improvements://attempts/{tenant_id}/{component}",
+        name="improvement_attempts",
+        title="Improvement attempts of a component",
+        description=f"Every archived attempt at improving one component of a tenant, newest first (at most "
+        f"{MAX_ATTEMPTS}), as JSON: outcome, reason, measured effect and diff (bounded). The next attempt on the "
+        "component is shown the best kept ones and why the others failed.",
+        mime_type="application/json",
+    )
+    async def attempts_resource(tenant_id: str, component: str) -> str:
+        caller = authorize_resource("read")
+        archive = ref.get().improvements.runner.attempts
+        if not caller.may_use(tenant_id) or archive is None:
+            raise ResourceNotFoundError(f"no attempts of {component!r} for tenant {tenant_id!r} that you may read")
+        found = await anyio.to_thread.run_sync(archive.recent, tenant_id, component, MAX_ATTEMPTS)
+        return json.dumps({"tenant_id": tenant_id, "component": component,
+                           "attempts": [a.to_dict() for a in found]}, indent=2)  # fmt: skip
+
     @server.tool(
         title="Run an improvement cycle",
         annotations=ToolAnnotations(
@@ -112,7 +150,8 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         tenant_id: Annotated[str, Field(min_length=1, max_length=64, description="Tenant to improve.")] = "default",
         dry_run: Annotated[bool, Field(description="Generate and validate only; deploy nothing.")] = False,
         risk_tolerance: Annotated[
-            Literal["low", "medium", "high"], Field(description="Highest opportunity risk to act on.")
+            Literal["low", "medium", "high"],
+            Field(description="Highest blast radius to act on (shared, imported, untested, rolled back)."),
         ] = "medium",
     ) -> CycleView:
         """Improve the components behind a tenant's top opportunities: LLM edits, validated (up to 3 rounds), held
@@ -201,10 +240,14 @@ async def ask_approvals(ctx: Context[Services, Any], svc: Services, caller: Call
 def view(cycle: CycleRecord) -> CycleView:
     """The tool view of a cycle record."""
     candidates = [_candidate(c) for c in cycle.candidates]
-    counts: dict[str, int] = {}
-    for c in candidates:
-        counts[c.status] = counts.get(c.status, 0) + 1
-    outcome = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no opportunities to act on"
+    counts = outcome_counts(cycle.candidates)
+    outcome = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no opportunities to act on"
+    if cycle.left_out_total:
+        reasons: dict[str, int] = {}
+        for entry in cycle.left_out:
+            reasons[str(entry.get("reason"))] = reasons.get(str(entry.get("reason")), 0) + 1
+        shown = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        outcome += f"; {cycle.left_out_total} left out ({shown})"
     return CycleView(
         cycle_id=cycle.id,
         tenant_id=cycle.tenant,
@@ -215,7 +258,21 @@ def view(cycle: CycleRecord) -> CycleView:
         finished_at=cycle.finished_at,
         error=cycle.error,
         candidates=candidates,
+        outcomes=counts,
+        left_out=[_left_out(entry) for entry in cycle.left_out[:MAX_LEFT_OUT]],
+        left_out_total=cycle.left_out_total,
         message=f"cycle {cycle.status}: {outcome}",
+    )
+
+
+def _left_out(entry: dict[str, Any]) -> LeftOutView:
+    return LeftOutView(
+        component=str(entry.get("component", "")),
+        metric=str(entry.get("metric", "")),
+        reason=entry.get("reason", "no_module"),
+        message=str(entry.get("message", "")),
+        risk=entry.get("risk"),
+        risk_factors=dict(entry.get("risk_factors") or {}),
     )
 
 
@@ -227,6 +284,7 @@ def _candidate(c: CandidateRecord) -> CandidateView:
         goal=str(d.get("goal", "")),
         impact_score=float(d.get("impact_score", 0.0)),
         risk=str(d.get("risk", "")),
+        risk_factors=dict(d.get("risk_factors") or {}),
         status=c.status,
         message=str(d.get("message", "")),
         deployment_id=c.deployment_id,
@@ -239,4 +297,5 @@ def _candidate(c: CandidateRecord) -> CandidateView:
         reasons=list(d.get("reasons", [])),
         prompt_tokens=int(d.get("prompt_tokens", 0)),
         completion_tokens=int(d.get("completion_tokens", 0)),
+        rounds=[r for r in d.get("rounds", []) if isinstance(r, dict)][:10],
     )

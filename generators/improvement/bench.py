@@ -4,8 +4,9 @@ Convention: the benchmark of ``components/[<tenant>/]<name>.py`` is ``benchmarks
 workspace; it prints a figure where **lower is better** (seconds, milliseconds), and the last number on its stdout is
 taken (stderr is kept apart). Both versions run in their own copy of the workspace (the same sandbox environment and
 resource limits as the test stage), alternating before/after/after/before..., so a machine that gets busier halfway
-hurts both sides alike.
-The medians are compared.
+hurts both sides alike. Each side runs once first, unmeasured (imports compiled, files cached), so the first measured
+run of neither side pays for a cold start. :func:`run_adaptive` adds runs, still interleaved, until the caller's
+test can tell (see :mod:`generators.improvement.stats`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -91,21 +92,87 @@ def run_interleaved(
     Raises:
         BenchmarkError: a run failed, timed out, or printed no number.
     """
-    config = config or ValidationConfig()
-    with tempfile.TemporaryDirectory(
-        prefix="improve-bench-", dir=config.scratch_dir, ignore_cleanup_errors=True
-    ) as tmp:
-        sides = {"before": Path(tmp) / "before", "after": Path(tmp) / "after"}
-        for name, files in (("before", before), ("after", after)):
-            _materialise(workspace, sides[name], files, copy_ignore(config))
-        home = Path(tmp) / "home"
-        home.mkdir()
-        samples: dict[str, list[float]] = {"before": [], "after": []}
-        for index in range(runs):
+    with _Sides(workspace, before, after, config or ValidationConfig()) as sides:
+        return sides.run(script, runs, timeout, BenchFigures(script, [], []))
+
+
+def run_adaptive(
+    workspace: Path,
+    script: str,
+    before: Mapping[str, bytes | None],
+    after: Mapping[str, bytes],
+    *,
+    sizes: Sequence[int],
+    enough: Callable[[BenchFigures, int], bool],
+    timeout: float,
+    config: ValidationConfig | None = None,
+) -> tuple[BenchFigures, int]:
+    """After a warm-up run of each side, run both sides up to ``sizes[0]`` times each, then up to each next size in
+    turn until ``enough(figures, look)`` (``look`` counts from 1) or the sizes run out; returns the figures and the
+    number of looks taken.
+
+    Raises:
+        BenchmarkError: a run failed, timed out, or printed no number.
+    """
+    with _Sides(workspace, before, after, config or ValidationConfig()) as sides:
+        sides.warm_up(script, timeout)
+        figures = BenchFigures(script, [], [])
+        look = 0
+        for look, size in enumerate(sizes, start=1):
+            figures = sides.run(script, size - len(figures.before), timeout, figures)
+            if enough(figures, look):
+                break
+        return figures, look
+
+
+class _Sides:
+    """Both versions of the workspace, each in its own copy, and a home folder, for the length of a ``with``."""
+
+    def __init__(
+        self, workspace: Path, before: Mapping[str, bytes | None], after: Mapping[str, bytes], config: ValidationConfig
+    ) -> None:
+        self._workspace = workspace
+        self._files = {"before": before, "after": after}
+        self._config = config
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._roots: dict[str, Path] = {}
+        self._home = Path()
+
+    def __enter__(self) -> _Sides:
+        self._tmp = tempfile.TemporaryDirectory(
+            prefix="improve-bench-", dir=self._config.scratch_dir, ignore_cleanup_errors=True
+        )
+        try:
+            tmp = Path(self._tmp.name)
+            for name, files in self._files.items():
+                self._roots[name] = tmp / name
+                _materialise(self._workspace, self._roots[name], files, copy_ignore(self._config))
+            self._home = tmp / "home"
+            self._home.mkdir()
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def warm_up(self, script: str, timeout: float) -> None:
+        for name in ("before", "after"):
+            self._once(script, timeout, name)
+
+    def run(self, script: str, runs: int, timeout: float, figures: BenchFigures) -> BenchFigures:
+        """``figures`` with ``runs`` more runs of each side, the order alternating as the run count goes on."""
+        samples = {"before": list(figures.before), "after": list(figures.after)}
+        for index in range(len(samples["before"]), len(samples["before"]) + max(0, runs)):
             order = ("before", "after") if index % 2 == 0 else ("after", "before")
             for name in order:
-                samples[name].append(_run_once(sides[name], home, script, timeout, config, name))
-    return BenchFigures(script, samples["before"], samples["after"])
+                samples[name].append(self._once(script, timeout, name))
+        return BenchFigures(script, samples["before"], samples["after"])
+
+    def _once(self, script: str, timeout: float, side: str) -> float:
+        return _run_once(self._roots[side], self._home, script, timeout, self._config, side)
 
 
 def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None], ignore: tuple[str, ...]) -> None:

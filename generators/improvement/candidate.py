@@ -17,7 +17,27 @@ import anyio.to_thread
 
 from generators.deploy import AuditLog, Deployer, DeployError, Deployment
 from generators.deploy.models import sha256_hex
-from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
+from generators.improvement.attempting import (
+    SETTLED,
+    accept_check,
+    archive,
+    best_candidate,
+    earlier_attempts,
+    effect_of,
+    failed_message,
+    proof_check,
+)
+from generators.improvement.attempts import (
+    SqliteAttemptArchive,
+    history_section,
+)
+from generators.improvement.models import (
+    CandidateRecord,
+    CandidateStatus,
+    CycleConfig,
+    MetricFigures,
+    Target,
+)
 from generators.improvement.store import CycleStore
 from generators.llm import LLMError
 
@@ -29,6 +49,7 @@ logger = logging.getLogger(__name__)
 ACTOR = "improvement-cycle"
 MAX_DIFF_CHARS = 20_000
 MAX_REPORT_CHARS = 8_000
+MAX_ERROR_CHARS = 2_000
 Progress = Callable[[str, str], Awaitable[None]]
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
@@ -58,7 +79,10 @@ class CandidateRunner:
         figures: MetricFigures,
         config: CycleConfig,
         clock: Callable[[], float],
+        attempts: SqliteAttemptArchive | None = None,
     ) -> None:
+        """``attempts`` archives every attempt per component (the next attempt learns from them)."""
+        self.attempts = attempts
         self.store = store
         self.deployer = deployer
         self.audit = audit
@@ -72,6 +96,12 @@ class CandidateRunner:
         record.updated_at = self.clock()
         record.detail.update(detail)
         await anyio.to_thread.run_sync(self.store.save_candidate, record)
+        outcome = SETTLED.get(status)
+        if self.attempts is not None and outcome is not None:  # the archived attempt's fate, for the next attempt
+            figures = {"effect_percent": effect_of(record.detail), "decision": record.detail.get("decision")}
+            why = str(record.detail.get("message") or status)
+            call = functools.partial(self.attempts.settle, record.cycle_id, record.position, outcome, why, figures)
+            await anyio.to_thread.run_sync(call)
 
     async def improve_and_deploy(self, record: CandidateRecord, job: Job) -> bool:
         """Generate, validate, gate and deploy; True when a deployment now needs monitoring."""
@@ -80,30 +110,29 @@ class CandidateRunner:
         await job.progress("generate", f"{target.component}: asking the model to improve {target.metric}")
         module = await anyio.to_thread.run_sync(self.locate, job.tenant, target.component, target.own_code)
         if module is None:
-            await self.save(
-                record,
-                "skipped",
-                message=f"no module for component {target.component!r} in the "
-                f"workspace (looked for components/[{job.tenant}/]{target.component}.py)",
-            )
+            where = f"components/[{job.tenant}/]{target.component}.py"
+            await self.skip(record, job, f"no module for component {target.component!r} in the workspace ({where})")
             return False
         raw = await anyio.to_thread.run_sync((self.deployer.workspace / module).read_bytes)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            await self.save(record, "skipped", message=f"{module} is not UTF-8 text")
+            await self.skip(record, job, f"{module} is not UTF-8 text", module)
             return False
         try:
-            result = await self._generate(job, module, text)
-        except LLMError as exc:
-            await self.save(record, "error", message=f"the LLM could not be asked: {exc}")
+            result = await best_candidate(self, record, job, module, raw, text)
+        except LLMError as exc:  # a spend cap reached too: its message names the cap and the setting to raise
+            message = f"the LLM could not be asked: {exc}"
+            await anyio.to_thread.run_sync(self._audit_generation, job, module, None, message)
+            await self.save(record, "error", message=message, error_type=type(exc).__name__)
             return False
-        await anyio.to_thread.run_sync(self._audit_generation, job, module, result)
         record.detail.update(_generation_detail(result))
         if not result.succeeded or result.change is None:
-            await self.save(record, "validation_failed", message="no change passed validation in every round")
+            await self.save(record, "validation_failed", message=failed_message(result))
             return False
+        record.detail["kind"] = target.kind  # the verdict judges an error fix on its errors, a metric on the metric
         if job.dry_run:
+            await archive(self, record, job, module, result, "dry_run", "validated; dry_run: nothing was deployed")
             await self.save(record, "dry_run", message="validated; dry_run: nothing was deployed")
             return False
         return await self._deploy(record, job, module, sha256_hex(raw), result)
@@ -134,15 +163,26 @@ class CandidateRunner:
                 return path
         return None
 
-    async def _generate(self, job: Job, module: str, text: str) -> GenerationResult:
-        from generators.prompts import Goal  # the generation modules load on first use, not at start-up
+    async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult:
+        from generators.change_rules import tests_home  # the generation modules load on first use, not at start-up
+        from generators.prompts import Goal
 
         target = job.target
+        gen = self.generator()
         requirements = (
             f"{target.goal} (component {target.component}, metric {target.metric}). "
             f"What the telemetry shows: {target.evidence or 'see the goals'}. Make {module} better on "
             f"{target.metric} without changing its public names or behaviour; its tests must still pass."
         )
+        if target.kind == "errors":  # the change is refused unless such a test fails on the old code
+            test = tests_home(module, gen.pipeline.config.component_roots)
+            requirements = (
+                f"{target.goal} (component {target.component}). The logs show errors: {target.evidence!r}. Fix "
+                f"their cause in {module} without changing its public names; its tests must still pass. Prove the "
+                f"fix: add to {test} a test that reproduces the logged failure, calling the code with input that "
+                f"raised it; it must fail on the current code with that error and pass with your fix. A change "
+                f"without such a test is refused."
+            )
         goals = [
             Goal(
                 target.metric,
@@ -160,12 +200,16 @@ class CandidateRunner:
             functools.partial(self.audit.append, "generation_request", module, actor=job.requested_by,
                               tenant=job.tenant, detail=request)
         )  # fmt: skip
-        gen = self.generator()
         folder = PurePosixPath(module).parent.as_posix()
         extra = () if module.startswith("components/") or folder == "." else (folder,)  # the server's own code
+        earlier = await earlier_attempts(self, job.tenant, target.component)
+        requirements += history_section(earlier)
+        proof = proof_check(self, module, target.evidence, record) if target.kind == "errors" else None
+        accept = accept_check(module, earlier, proof)
         return await gen.improve(
-            {module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds, extra_roots=extra
-        )
+            {module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds, extra_roots=extra,
+            accept=accept,
+        )  # fmt: skip
 
     def _needs_review(self, tenant: str, component: str, module: str, paths: list[str]) -> str | None:
         parts = PurePosixPath(module).parts
@@ -216,6 +260,7 @@ class CandidateRunner:
                     expected=expected,
                 )  # fmt: skip
                 await anyio.to_thread.run_sync(call)
+                await archive(self, record, job, module, result, "held", f"held for approval: {review}")
                 await job.progress("approval", f"{target.component}: waiting for approval ({review})")
                 await self.save(record, "pending_approval", message=f"held for approval: {review}", test_paths=tests)
                 return False
@@ -229,6 +274,7 @@ class CandidateRunner:
         except DeployError as exc:
             await self.save(record, "deploy_failed", message=str(exc))
             return False
+        await archive(self, record, job, module, result, "deployed", "deployed; the verdict is pending")
         await self.start_monitoring(record, deployed.id, deployed.updated_at)
         return True
 
@@ -250,76 +296,35 @@ class CandidateRunner:
 
     async def monitor(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
         """Wait out the monitoring period, judge the change, keep it or roll it back."""
-        assert record.deployment_id is not None and record.monitor_until is not None
-        await anyio.sleep(max(0.0, record.monitor_until - self.clock()))
-        deployment = await anyio.to_thread.run_sync(self.deployer.store.get, record.deployment_id)
-        if deployment is None or deployment.status != "deployed":
-            state = deployment.status if deployment else "missing"
-            status: CandidateStatus = "rolled_back" if state == "rolled_back" else "error"
-            await self.save(record, status, message=f"the deployment is {state}; nothing left to judge")
-            return
-        await progress("measure", f"{record.component}: comparing before and after")
-        from generators.improvement.evaluation import Subject, evaluate
+        from generators.improvement.judging import judge
 
-        subject = Subject(
-            tenant,
-            record.component,
-            record.metric,
-            direction,  # type: ignore[arg-type]
-            float(record.detail.get("deployed_at", deployment.updated_at)),
-            record.monitor_until,
-            tuple(record.detail.get("test_paths", ())),
-        )
-        versions = await anyio.to_thread.run_sync(self.deployer.store.files, deployment.id)
-        judge = functools.partial(
-            evaluate, self.deployer.workspace, subject, versions, self.figures, self.generator().pipeline, self.config
-        )
-        verdict = await anyio.to_thread.run_sync(judge)
-        await anyio.to_thread.run_sync(
-            self.deployer.store.merge_detail, deployment.id, {"figures": verdict.figures, "reasons": verdict.reasons}
-        )
-        self.audit.append(
-            "improvement_verdict",
-            deployment.id,
-            actor=ACTOR,
-            tenant=tenant,
-            detail={
-                "component": record.component,
-                "regressed": verdict.regressed,
-                "reasons": verdict.reasons,
-                "figures": verdict.figures,
-            },
-        )
-        record.detail.update(figures=verdict.figures, reasons=verdict.reasons)
-        if not verdict.regressed:
-            await self.save(record, "kept", message="no regression: the change is kept")
-        elif not self.config.rollback_enabled:
-            await self.save(record, "regressed", message="worse, but enable_improvement_rollback is off: kept")
-        else:
-            await self._roll_back(record, deployment.id, "; ".join(verdict.reasons), progress)
+        await judge(self, record, tenant, direction, progress)
 
-    async def _roll_back(self, record: CandidateRecord, deployment_id: str, why: str, progress: Progress) -> None:
-        await progress("rollback", f"{record.component}: rolling back ({why})")
-        call = functools.partial(self.deployer.rollback, deployment_id, actor=ACTOR, reason=f"regression: {why}")
-        try:
-            await anyio.to_thread.run_sync(call)
-        except DeployError as exc:
-            await self.save(record, "regressed", message=f"worse, and the rollback was refused: {exc}")
-            return
-        await self.save(record, "rolled_back", message=f"rolled back: {why}")
-
-    def _audit_generation(self, job: Job, module: str, result: GenerationResult) -> None:
-        detail = {
+    def _audit_generation(
+        self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
+    ) -> None:
+        """One "generation_result" entry per candidate: what the model's rounds gave, or (``result`` None) why there
+        was no result: the model could not be asked (``error``), or the candidate was skipped. The rounds and tokens
+        of a generation the model failed midway are not known here (the error carries none)."""
+        detail: dict[str, Any] = {
             "cycle_id": job.cycle_id,
+            "component": job.target.component,
             "module": module,
-            "succeeded": result.succeeded,
-            "rounds": len(result.rounds),
-            "outcomes": [r.outcome for r in result.rounds],
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "validation_passed": result.report.passed if result.report else None,
+            "succeeded": bool(result and result.succeeded),
+            "error": error[:MAX_ERROR_CHARS] if error else None,
+            "rounds": len(result.rounds) if result else None,
+            "outcomes": [r.outcome for r in result.rounds] if result else [],
+            "prompt_tokens": result.prompt_tokens if result else None,
+            "completion_tokens": result.completion_tokens if result else None,
+            "validation_passed": result.report.passed if result and result.report else None,
         }
         self.audit.append("generation_result", module, actor=job.requested_by, tenant=job.tenant, detail=detail)
+
+    async def skip(self, record: CandidateRecord, job: Job, message: str, module: str | None = None) -> None:
+        """The candidate is not generated (``message`` says why): recorded, and audited like any generation."""
+        subject = module or str(record.detail.get("module") or record.component)
+        await anyio.to_thread.run_sync(self._audit_generation, job, subject, None, f"skipped: {message}")
+        await self.save(record, "skipped", message=message)
 
 
 def _generation_detail(result: GenerationResult) -> dict[str, Any]:
@@ -330,7 +335,14 @@ def _generation_detail(result: GenerationResult) -> dict[str, Any]:
         "validation_passed": result.report.passed if result.report else None,
         "validation_text": text[:MAX_REPORT_CHARS],
         "rounds": [
-            {"number": r.number, "outcome": r.outcome, "problems": [p[:1000] for p in r.problems]}
+            {
+                "number": r.number,
+                "outcome": r.outcome,
+                "problems": [p[:1000] for p in r.problems],
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "seconds": round(r.latency_ms / 1000, 2),
+            }
             for r in result.rounds
         ],
         "prompt_tokens": result.prompt_tokens,

@@ -1,16 +1,17 @@
 """The improvement service: runs cycles in the background (they outlive the request that started them), persists
-their state, resumes the monitoring of deployments after a restart, and starts cycles on its own — on a schedule
-(autonomous mode) and when a critical alarm fires (emergency cycles, at most one at a time per component).
+their state, resumes the monitoring of deployments after a restart, and starts cycles on its own (see
+:mod:`generators.improvement.triggers`). A cycle acts on the opportunities :mod:`generators.improvement.picking`
+picks, lists the others with the reason, and ends with a status its candidates' outcomes decide (see
+:data:`~generators.improvement.models.CycleStatus`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import queue
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import anyio
@@ -25,27 +26,20 @@ from generators.improvement.models import (
     CycleStatus,
     OpportunitySource,
     Target,
+    cycle_outcome,
+    outcome_counts,
 )
+from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, select
+from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, assess_targets
 from generators.improvement.store import CycleStore
+from generators.improvement.triggers import Emergency, Triggers
+from generators.llm import SpendCapReached
+from generators.llm.spend import spend_scope
 
 logger = logging.getLogger(__name__)
-EMERGENCY_POLL_SECONDS = 0.5
 MAX_FINISHED_KEPT = 200
-SKIP_AUDIT_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Emergency:
-    tenant: str
-    component: str
-    alarm: str
-    reason: str
-    metric: str | None = None
-
-
-def busy_key(tenant: str, component: str) -> tuple[str, str]:
-    """One component, however its name is spelt (``my-comp`` and ``my_comp`` are one module)."""
-    return tenant, component.replace("-", "_")
+MAX_ROLLBACKS_READ = 500  # a tenant's newest rolled-back deployments read for the risk of a change
+__all__ = ["Emergency", "ImprovementService"]
 
 
 class ImprovementService:
@@ -65,17 +59,20 @@ class ImprovementService:
         self.runner = runner
         self.store: CycleStore = runner.store
         self._opportunities = opportunities
-        self._ready = ready
-        self._autonomous = autonomous_tenants
-        self._interval = autonomous_interval_seconds
-        self._emergency_hours = emergency_window_hours
+        self._triggers = Triggers(
+            self,
+            runner.audit,
+            runner.clock,
+            ready=ready,
+            autonomous_tenants=autonomous_tenants,
+            autonomous_interval_seconds=autonomous_interval_seconds,
+            emergency_window_hours=emergency_window_hours,
+        )
         self._tg: TaskGroup | None = None
         self._done: dict[str, anyio.Event] = {}
         self._listeners: dict[str, Progress] = {}
         self._busy: set[tuple[str, str]] = set()
-        self._emergencies: queue.SimpleQueue[Emergency] = queue.SimpleQueue()
-        self._emergency_cycles: dict[tuple[str, str], str] = {}
-        self._skips_audited: dict[tuple[str, str, str], float] = {}
+        self._settling = anyio.Lock()  # a cycle's status is derived by one task at a time (its end, a late verdict)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -90,10 +87,16 @@ class ImprovementService:
         await self._adopt_recovered_deployments()
         for record in await anyio.to_thread.run_sync(self.store.by_status, "monitoring"):
             await self._watch(record)
-        task_group.start_soon(_forever, "the emergency-cycle loop", self._emergency_loop)
-        if self._autonomous and self._interval > 0:
-            task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop)
+        self._triggers.open(task_group)
         return interrupted
+
+    def is_busy(self, tenant: str, component: str) -> bool:
+        """A cycle (or the judging of a change) holds the component."""
+        return busy_key(tenant, component) in self._busy
+
+    def is_running(self, cycle_id: str) -> bool:
+        done = self._done.get(cycle_id)
+        return done is not None and not done.is_set()
 
     async def _tenant_of(self, record: CandidateRecord) -> str:
         cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
@@ -119,6 +122,7 @@ class ImprovementService:
                     await self.runner.start_monitoring(record, found.id, found.updated_at)
                 elif state == "rejected":
                     await self.runner.save(record, "rejected", message="the change was rejected by an approver")
+                    await self._settle(record.cycle_id)
                 elif status == "deploying" and state != "pending_approval":
                     await self.runner.save(
                         record, "interrupted", message=f"the server stopped mid-deploy; it is {state}"
@@ -140,7 +144,8 @@ class ImprovementService:
         self._prune()
         self._done[cycle.id] = anyio.Event()
         await anyio.to_thread.run_sync(self.store.create, cycle)
-        self._tg.start_soon(self._run, cycle, request)
+        with spend_scope(request.tenant, cycle.id, request.actor):  # the cycle's task inherits whom its LLM use costs
+            self._tg.start_soon(self._run, cycle, request)
         return cycle
 
     def _prune(self) -> None:
@@ -148,7 +153,7 @@ class ImprovementService:
         finished = [cycle_id for cycle_id, done in self._done.items() if done.is_set()]
         for cycle_id in finished[: max(0, len(finished) - MAX_FINISHED_KEPT)]:
             del self._done[cycle_id]
-        self._emergency_cycles = {k: v for k, v in self._emergency_cycles.items() if v in self._done}
+        self._triggers.forget(self._done.__contains__)
 
     def listen(self, cycle_id: str, progress: Progress | None) -> None:
         """Send the cycle's progress to ``progress`` (``None`` stops it)."""
@@ -170,7 +175,7 @@ class ImprovementService:
 
     def request_emergency(self, emergency: Emergency) -> None:
         """Thread-safe: ask for an emergency cycle (picked up within a second)."""
-        self._emergencies.put(emergency)
+        self._triggers.request_emergency(emergency)
 
     async def after_approval(self, deployment_id: str, deployed_at: float) -> bool:
         """An approved change of a cycle was deployed: monitor it like any other. False when not a cycle's."""
@@ -185,51 +190,70 @@ class ImprovementService:
         record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
         if record is not None:
             await self.runner.save(record, "rejected", message="the change was rejected by an approver")
+            await self._settle(record.cycle_id)
+
+    async def _settle(self, cycle_id: str) -> None:
+        """A candidate of a cycle that has ended was decided later (an approval and its verdict, a rejection): the
+        cycle's status is derived anew. Cycles that are running, interrupted or broke keep theirs."""
+        async with self._settling:
+            cycle = await anyio.to_thread.run_sync(self.store.get, cycle_id)
+            if cycle is None or cycle.status in ("running", "interrupted") or cycle.error is not None:
+                return
+            status = cycle_outcome(cycle.candidates)
+            if status == cycle.status:
+                return
+            await anyio.to_thread.run_sync(self.store.finish, cycle_id, status, self.clock(), None)
+        detail = {"status": status, "was": cycle.status, "outcomes": outcome_counts(cycle.candidates)}
+        await self._audit("improvement_cycle_settled", cycle_id, cycle.actor, cycle.tenant, detail)
 
     # -- the cycle
 
     async def _run(self, cycle: CycleRecord, request: CycleRequest) -> None:
         progress = self._progress(cycle.id)
-        status: CycleStatus = "completed"
+        status: CycleStatus = "failed"
         error: str | None = None
         ended = False  # False when cancelled (the server stops): the cycle stays running and is marked interrupted
+        reserved: set[tuple[str, str]] = set()  # components this cycle holds whose candidate has not started
         try:
             await self._audit("improvement_cycle_started", cycle.id, cycle.actor, cycle.tenant,
                               {"trigger": cycle.trigger, **cycle.params})  # fmt: skip
             await progress("opportunities", f"analysing {request.analysis_window_hours:g} h of telemetry")
             targets = await anyio.to_thread.run_sync(
-                self._opportunities,
-                request.tenant,
-                request.analysis_window_hours,
-                request.risk_tolerance,
-                request.component,
+                self._opportunities, request.tenant, request.analysis_window_hours, request.component
             )
             if request.component is not None and request.trigger == "emergency" and not targets:
                 targets = [self._emergency_target(request)]
-            picked = _one_per_component(targets)[: request.max_improvements]
-            await progress("opportunities", f"{len(picked)} opportunities picked of {len(targets)} found")
+            picked = await self._pick(cycle, request, targets, reserved)
+            await progress(
+                "opportunities",
+                f"{len(picked)} opportunities picked of {len(targets)} found"
+                f"{f'; {len(targets) - len(picked)} left out' if len(targets) > len(picked) else ''}",
+            )
             records = [
-                CandidateRecord(cycle.id, i, t.component, t.metric, "queued", self.clock(), detail=_target_detail(t))
-                for i, t in enumerate(picked)
+                CandidateRecord(
+                    cycle.id, i, p.target.component, p.target.metric, "queued", self.clock(), detail=p.detail()
+                )
+                for i, p in enumerate(picked)
             ]
             for record in records:
                 await anyio.to_thread.run_sync(self.store.save_candidate, record)
             limiter = anyio.CapacityLimiter(self.runner.config.max_concurrency)
+            capped: list[str] = []  # why the model may not be asked any more in this cycle (a spend cap)
             async with anyio.create_task_group() as group:
-                for record, target in zip(records, picked, strict=True):
-                    job = Job(request.tenant, target, request.dry_run, progress, request.actor, cycle.id)
-                    group.start_soon(self._candidate, record, job, limiter)
+                for record, chosen in zip(records, picked, strict=True):
+                    job = Job(request.tenant, chosen.target, request.dry_run, progress, request.actor, cycle.id)
+                    group.start_soon(self._candidate, record, job, limiter, reserved, capped)
             ended = True
         except Exception as exc:  # a broken cycle is reported, never takes the server down
             logger.exception("improvement cycle %s failed", cycle.id)
-            status, error, ended = "failed", f"{type(exc).__name__}: {exc}", True
+            error, ended = f"{type(exc).__name__}: {exc}", True
         finally:
+            for key in reserved:  # held for candidates that never started
+                self._busy.discard(key)
             with anyio.CancelScope(shield=True):
                 try:
                     if ended:
-                        await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
-                        await self._audit("improvement_cycle_finished", cycle.id, cycle.actor, cycle.tenant,
-                                          {"status": status, "error": error})  # fmt: skip
+                        status = await self._finish(cycle, error)
                     await progress("done", f"cycle {status}" if ended else "cycle interrupted: the server is stopping")
                 except Exception:
                     logger.exception("could not record the end of improvement cycle %s", cycle.id)
@@ -237,24 +261,89 @@ class ImprovementService:
                     self._listeners.pop(cycle.id, None)
                     self._done[cycle.id].set()
 
-    async def _candidate(self, record: CandidateRecord, job: Job, limiter: anyio.CapacityLimiter) -> None:
-        """One candidate; nothing it raises reaches its siblings (each outcome is recorded instead)."""
+    async def _pick(
+        self, cycle: CycleRecord, request: CycleRequest, targets: list[Target], reserved: set[tuple[str, str]]
+    ) -> list[Picked]:
+        """The opportunities to act on (their components reserved for this cycle in ``reserved``); the others are
+        stored with the cycle, each with the reason it was left out."""
+        runner = self.runner
+        assess = functools.partial(
+            assess_targets,
+            runner.deployer.workspace,
+            targets,
+            locate=lambda t: runner.locate(request.tenant, t.component, t.own_code),
+            rollbacks=functools.partial(self._rollbacks, request.tenant),
+            shared_packages=runner.config.shared_packages,
+        )
+        assessed = await anyio.to_thread.run_sync(assess)
+        picked, left = select(
+            assessed,
+            max_improvements=request.max_improvements,
+            tolerance=request.risk_tolerance,
+            busy=lambda t: busy_key(request.tenant, t.component) in self._busy,
+            no_module=lambda t: (
+                f"no module for component {t.component!r} in the workspace (looked for "
+                f"components/[{request.tenant}/]{t.component}.py)"
+            ),
+        )
+        keys = {busy_key(request.tenant, p.target.component) for p in picked}
+        self._busy |= keys  # no await since the busy check: no other cycle can take them in between
+        reserved |= keys
+        if left:
+            entries = [entry.to_dict() for entry in left[:MAX_LEFT_OUT]]
+            await anyio.to_thread.run_sync(self.store.set_left_out, cycle.id, entries, len(left))
+        return picked
+
+    def _rollbacks(self, tenant: str, component: str) -> int:
+        """Changes of the component rolled back recently (blocking)."""
+        found, _ = self.runner.deployer.store.list(tenant, "rolled_back", MAX_ROLLBACKS_READ)
+        since = self.clock() - ROLLBACK_MEMORY_SECONDS
+        key = busy_key(tenant, component)
+        return sum(1 for d in found if busy_key(tenant, d.component) == key and d.updated_at >= since)
+
+    async def _finish(self, cycle: CycleRecord, error: str | None) -> CycleStatus:
+        """Record the end of the cycle's run, its status derived from its candidates' outcomes."""
+        async with self._settling:
+            found = await anyio.to_thread.run_sync(self.store.get, cycle.id)
+            candidates = found.candidates if found else []
+            status: CycleStatus = "failed" if error is not None else cycle_outcome(candidates)
+            await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
+        detail = {
+            "status": status,
+            "error": error,
+            "outcomes": outcome_counts(candidates),
+            "left_out": found.left_out_total if found else 0,
+        }
+        await self._audit("improvement_cycle_finished", cycle.id, cycle.actor, cycle.tenant, detail)
+        return status
+
+    async def _candidate(
+        self,
+        record: CandidateRecord,
+        job: Job,
+        limiter: anyio.CapacityLimiter,
+        reserved: set[tuple[str, str]],
+        capped: list[str],
+    ) -> None:
+        """One candidate, its component reserved by the cycle; nothing it raises reaches its siblings (each outcome
+        is recorded instead). Once one reached a spend cap, those not yet started are skipped with its reason."""
         key = busy_key(job.tenant, record.component)
+        reserved.discard(key)  # released here from now on
         try:
-            if key in self._busy:
-                await self.runner.save(record, "skipped", message="another cycle is working on this component")
-                return
-            self._busy.add(key)
-            try:
-                async with limiter:
-                    monitor = await self._guarded(record, job)
-                if monitor:
-                    await self._judge(record, job.tenant, job.target.direction, job.progress)
-            finally:
-                self._busy.discard(key)
+            async with limiter:
+                if capped:
+                    await self.runner.skip(record, job, f"not started: {capped[0]}")
+                    return
+                monitor = await self._guarded(record, job)
+                if record.status == "error" and record.detail.get("error_type") == SpendCapReached.__name__:
+                    capped.append(str(record.detail.get("message", "a spend cap is reached")))
+            if monitor:
+                await self._judge(record, job.tenant, job.target.direction, job.progress)
         except Exception:
             logger.exception("improvement candidate %s of cycle %s could not be recorded", record.component,
                              record.cycle_id)  # fmt: skip
+        finally:
+            self._busy.discard(key)
 
     async def _guarded(self, record: CandidateRecord, job: Job) -> bool:
         try:
@@ -278,6 +367,7 @@ class ImprovementService:
     async def _resume(self, record: CandidateRecord, tenant: str, key: tuple[str, str] | None) -> None:
         try:
             await self._judge(record, tenant, str(record.detail.get("direction", "up_is_bad")), _quiet)
+            await self._settle(record.cycle_id)
         finally:
             if key is not None:
                 self._busy.discard(key)
@@ -294,62 +384,6 @@ class ImprovementService:
 
         return send
 
-    # -- cycles nobody asked for
-
-    async def _autonomous_loop(self) -> None:
-        while True:
-            await anyio.sleep(self._interval)
-            why = self._ready()
-            if why is not None:
-                logger.warning("autonomous improvement cycle not started: %s", why)
-                continue
-            for tenant in self._autonomous:
-                try:
-                    await self.start(CycleRequest(tenant, "autonomous", trigger="autonomous"))
-                except Exception:
-                    logger.exception("could not start the autonomous improvement cycle of %s", tenant)
-
-    async def _emergency_loop(self) -> None:
-        while True:
-            try:
-                emergency = self._emergencies.get_nowait()
-            except queue.Empty:
-                await anyio.sleep(EMERGENCY_POLL_SECONDS)
-                continue
-            try:
-                await self._emergency(emergency)
-            except Exception:
-                logger.exception("could not start an emergency cycle for %s", emergency.component)
-
-    async def _emergency(self, e: Emergency) -> None:
-        key = busy_key(e.tenant, e.component)
-        why = self._ready()
-        running = self._emergency_cycles.get(key)
-        if why is None and (key in self._busy or (running is not None and not self._done[running].is_set())):
-            why = "a cycle is already working on this component"
-        if why is not None:
-            logger.warning("emergency cycle for %s (alarm %s) not started: %s", e.component, e.alarm, why)
-            last = self._skips_audited.get((*key, e.alarm), float("-inf"))
-            if self.clock() - last >= SKIP_AUDIT_SECONDS:  # a flapping alarm is recorded once a minute, not per event
-                self._skips_audited[(*key, e.alarm)] = self.clock()
-                await self._audit("emergency_cycle_skipped", e.component, f"alarm:{e.alarm}", e.tenant,
-                                  {"alarm": e.alarm, "why": why})  # fmt: skip
-            return
-        request = CycleRequest(
-            e.tenant,
-            f"alarm:{e.alarm}",
-            self._emergency_hours,
-            1,
-            risk_tolerance="high",
-            trigger="emergency",
-            component=e.component,
-            metric=e.metric,
-            reason=f"alarm {e.alarm}: {e.reason}",
-        )
-        cycle = await self.start(request)
-        self._emergency_cycles[key] = cycle.id
-        logger.warning("alarm %s started emergency improvement cycle %s for %s", e.alarm, cycle.id, e.component)
-
     async def _audit(self, kind: str, subject: str, actor: str, tenant: str, detail: dict[str, Any]) -> None:
         call = functools.partial(self.runner.audit.append, kind, subject, actor=actor, tenant=tenant, detail=detail)
         await anyio.to_thread.run_sync(call)
@@ -360,36 +394,5 @@ class ImprovementService:
         return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)
 
 
-async def _forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
-    """Run a service loop; should it ever raise, log it and start it again rather than stop the server."""
-    while True:
-        try:
-            await loop()
-        except Exception:
-            logger.exception("%s failed; restarting it", name)
-            await anyio.sleep(1.0)
-
-
 async def _quiet(stage: str, message: str) -> None:
     logger.info("improvement %s: %s", stage, message)
-
-
-def _one_per_component(targets: list[Target]) -> list[Target]:
-    seen: set[str] = set()
-    out = []
-    for target in targets:
-        if target.component not in seen:
-            seen.add(target.component)
-            out.append(target)
-    return out
-
-
-def _target_detail(target: Target) -> dict[str, Any]:
-    return {
-        "goal": target.goal,
-        "impact_score": target.impact_score,
-        "risk": target.risk,
-        "direction": target.direction,
-        "evidence": target.evidence,
-        "insight_ids": list(target.insight_ids),
-    }

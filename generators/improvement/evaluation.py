@@ -1,11 +1,21 @@
-"""The verdict after a monitoring period: is the deployed change worse than what it replaced?
+"""The verdict after a monitoring period: is the deployed change measurably better than what it replaced?
 
-Four kinds of evidence, each optional: the component's benchmark (old and new code run interleaved), its metric in
-the telemetry store (the window before the deployment against the monitoring period), its error log rate (same
-windows), and its tests run again on the workspace as deployed. A change is worse when the benchmark or the metric
-moved more than ``regression_percent`` in the bad direction, the error rate rose by as much (with at least
-``min_errors`` errors after), or a test fails. Missing evidence (no benchmark, too few points) is reported, not held
-against the change.
+Four kinds of evidence: the component's benchmark (old and new code run interleaved, runs added until a rank test can
+tell, see :mod:`generators.improvement.stats`), its metric in the telemetry store (the points of the window before the
+deployment against those of the monitoring period, the same test), its error log rate (same windows), and its tests
+run again on the workspace as deployed.
+
+What decides depends on what the opportunity was about:
+
+* ``metric`` (a latency, a CPU figure...): kept only when the benchmark or the telemetry metric shows the change
+  better by more than ``min_effect_percent`` with ``confidence``, and none shows it worse. Neither able to show it:
+  "no measurable improvement", rolled back. A change is never kept just because nothing got worse.
+* ``errors`` (born of an error pattern in the logs): judged on the errors. Kept when its tests, the reproducing test
+  among them (proved to fail on the old code before the deployment), pass on the deployed code and the error rate
+  did not rise; its benchmark must only not be worse.
+
+Either way, failing tests, a rising error rate, a benchmark that no longer runs or a figure significantly worse
+roll the change back as worse.
 """
 
 from __future__ import annotations
@@ -14,14 +24,26 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from generators.deploy import FileVersion
-from generators.improvement.bench import BenchmarkError, find_benchmark, run_interleaved
-from generators.improvement.models import CycleConfig, Direction, MetricFigures
+from generators.improvement.bench import BenchFigures, BenchmarkError, find_benchmark, run_adaptive
+from generators.improvement.models import CycleConfig, Direction, MetricFigures, OpportunityKind
+from generators.improvement.stats import Decision, Goal, Rule, describe, interval_level, judge, plan, shift
 from generators.validation import ValidationPipeline
 
 logger = logging.getLogger(__name__)
+Verdict = Literal["keep", "worse", "no_improvement"]
+NO_IMPROVEMENT = "no measurable improvement"
+
+
+@runtime_checkable
+class MetricSamples(Protocol):
+    """The telemetry figures' points themselves (the statistical test needs them, not only a mean)."""
+
+    def metric_values(self, tenant: str, component: str, metric: str, start: float, end: float) -> list[float]:
+        """The values of ``metric`` for ``component`` in [start, end], oldest first. Blocking."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,18 +57,33 @@ class Subject:
     deployed_at: float
     monitored_until: float
     test_paths: tuple[str, ...] = ()
+    kind: OpportunityKind = "metric"
 
 
 @dataclass(slots=True)
 class Evaluation:
-    """Figures before and after, and the reasons (empty: keep the change)."""
+    """Figures before and after, the decision, why (``reasons``: empty when kept) and a one-line ``summary``."""
 
     figures: dict[str, Any] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    decision: Verdict = "no_improvement"
+    summary: str = ""
+    better: list[str] = field(default_factory=list)  # the evidence that showed the change better
+
+    @property
+    def kept(self) -> bool:
+        return self.decision == "keep"
 
     @property
     def regressed(self) -> bool:
-        return bool(self.reasons)
+        """Worse than before (tests, errors, a figure), not merely no better."""
+        return self.decision == "worse"
+
+    @property
+    def rollback_reason(self) -> str:
+        """The deployment's rollback reason: ``regression: ...`` or ``no measurable improvement: ...``."""
+        why = "; ".join(self.reasons)
+        return f"regression: {why}" if self.regressed else why
 
 
 def evaluate(
@@ -59,10 +96,15 @@ def evaluate(
 ) -> Evaluation:
     """Collect every kind of evidence and decide. Blocking (subprocesses, SQLite): run it in a worker thread."""
     result = Evaluation()
-    _benchmark(workspace, versions, config, result, pipeline)
-    _telemetry(subject, figures, config, result)
+    goal: Goal = "not_worse" if subject.kind == "errors" else "improve"
+    _benchmark(workspace, versions, config, result, pipeline, goal)
+    if subject.kind == "errors":
+        result.figures["telemetry"] = {"metric": subject.metric, "note": "an error fix is judged on its errors"}
+    else:
+        _telemetry(subject, figures, config, result)
     _errors(subject, figures, config, result)
     _tests(workspace, subject, pipeline, config, result)
+    _decide(subject, config, result)
     return result
 
 
@@ -74,6 +116,10 @@ def worse_percent(before: float, after: float, direction: Direction) -> float:
     return change if direction == "up_is_bad" else -change
 
 
+def rule_of(config: CycleConfig, lower_is_better: bool = True) -> Rule:
+    return Rule(lower_is_better, config.min_effect_percent, config.regression_percent, config.confidence)
+
+
 def _module(versions: Sequence[FileVersion]) -> FileVersion | None:
     for v in versions:
         name = PurePosixPath(v.path).name
@@ -83,20 +129,36 @@ def _module(versions: Sequence[FileVersion]) -> FileVersion | None:
 
 
 def _benchmark(
-    workspace: Path, versions: Sequence[FileVersion], config: CycleConfig, out: Evaluation, pipeline: ValidationPipeline
+    workspace: Path,
+    versions: Sequence[FileVersion],
+    config: CycleConfig,
+    out: Evaluation,
+    pipeline: ValidationPipeline,
+    goal: Goal,
 ) -> None:
     module = _module(versions)
     script = find_benchmark(workspace, module.path) if module else None
     if script is None:
         out.figures["benchmark"] = {"note": "no benchmarks/bench_<module>.py for this component"}
         return
+    rule, sizes = rule_of(config), plan(config.benchmark_runs, config.benchmark_max_runs)
+    level = interval_level(config.confidence, len(sizes))
+    decided: dict[int, Decision] = {}
+
+    def enough(bench: BenchFigures, look: int) -> bool:
+        found = judge(shift(bench.before, bench.after, level), rule, goal=goal, final=look == len(sizes))
+        if found is not None:
+            decided[look] = found
+        return found is not None
+
     try:
-        bench = run_interleaved(
+        bench, looks = run_adaptive(
             workspace,
             script,
             {v.path: v.previous for v in versions},
             {v.path: v.new for v in versions},
-            runs=config.benchmark_runs,
+            sizes=sizes,
+            enough=enough,
             timeout=config.benchmark_timeout_seconds,
             config=pipeline.config,  # the server's sandbox limits and scratch folder
         )
@@ -105,12 +167,15 @@ def _benchmark(
         if exc.side == "after":  # broken on the old code too: not the change's fault, and no figure to compare
             out.reasons.append(f"the benchmark no longer runs: {exc}")
         return
-    out.figures["benchmark"] = bench.to_dict()
-    if bench.change_percent > config.regression_percent:
-        out.reasons.append(
-            f"{script} is {bench.change_percent:.1f}% slower (median {bench.before_median:.4g} -> "
-            f"{bench.after_median:.4g}; limit {config.regression_percent:g}%)"
-        )
+    s = shift(bench.before, bench.after, level)
+    decision = decided.get(looks, "no_improvement")
+    line = f"{script}: {describe(s, ('faster', 'slower'))}"
+    out.figures["benchmark"] = {**bench.to_dict(), **s.figures(decision, config.confidence, looks)}
+    out.figures["benchmark"]["summary"] = line
+    if decision == "worse":
+        out.reasons.append(f"{script} is {describe(s, ('faster', 'slower'))}")
+    elif decision == "better":
+        out.better.append(line)
 
 
 def _windows(subject: Subject) -> tuple[float, float, float]:
@@ -131,17 +196,30 @@ def _telemetry(subject: Subject, figures: MetricFigures, config: CycleConfig, ou
         "after_mean": after,
         "after_points": n_after,
     }
+    out.figures["telemetry"] = entry
     if min(n_before, n_after) < config.min_points:
         entry["note"] = f"fewer than {config.min_points} points on a side: not judged"
-    else:
-        worse = worse_percent(before, after, subject.direction)
-        entry["worse_percent"] = round(worse, 2)
-        if worse > config.regression_percent:
-            out.reasons.append(
-                f"{subject.metric} is {worse:.1f}% worse since the deployment ({before:.4g} -> {after:.4g}; "
-                f"limit {config.regression_percent:g}%)"
-            )
-    out.figures["telemetry"] = entry
+        return
+    entry["worse_percent"] = round(worse_percent(before, after, subject.direction), 2)
+    if subject.direction == "neutral" or not isinstance(figures, MetricSamples):
+        entry["note"] = "a metric with no better direction, or no points to test: not judged"
+        return
+    old = figures.metric_values(subject.tenant, subject.component, subject.metric, start, split)
+    new = figures.metric_values(subject.tenant, subject.component, subject.metric, split, end)
+    if min(len(old), len(new)) < config.min_points:
+        entry["note"] = f"fewer than {config.min_points} points on a side: not judged"
+        return
+    rule = rule_of(config, lower_is_better=subject.direction == "up_is_bad")
+    s = shift(old, new, interval_level(config.confidence))
+    decision = judge(s, rule) or "no_improvement"
+    entry.update(s.figures(decision, config.confidence, 1))
+    line = f"{subject.metric} since the deployment: {describe(s)}"
+    entry["summary"] = line
+    if decision == "worse":
+        worse = abs(s.change_percent or 0.0)
+        out.reasons.append(f"{subject.metric} is {worse:.1f}% worse since the deployment ({describe(s)})")
+    elif decision == "better":
+        out.better.append(line)
 
 
 def _errors(subject: Subject, figures: MetricFigures, config: CycleConfig, out: Evaluation) -> None:
@@ -177,3 +255,43 @@ def _tests(
     out.figures["tests"] = {"status": stage.status, "note": stage.note, "paths": paths}
     if stage.status == "failed":
         out.reasons.append(f"the tests fail on the deployed code: {stage.note}")
+
+
+def _decide(subject: Subject, config: CycleConfig, out: Evaluation) -> None:
+    """Worse when any evidence says so; else kept on the evidence its kind of opportunity asks for."""
+    if out.reasons:
+        out.decision, out.summary = "worse", "; ".join(out.reasons)
+    elif subject.kind == "errors":
+        tests = out.figures.get("tests", {})
+        if tests.get("status") == "passed":
+            errors = out.figures.get("errors", {})
+            counts = f" ({errors['before']} -> {errors['after']} error lines)" if "before" in errors else ""
+            out.decision = "keep"
+            out.summary = (
+                f"the error fix is proved: its tests, the reproducing test among them, pass on the deployed code, "
+                f"and the error rate did not rise{counts}"
+            )
+        else:
+            note = tests.get("note") or tests.get("status") or "not run"
+            out.reasons.append(f"{NO_IMPROVEMENT}: the error fix is not proved on the deployed code (tests: {note})")
+            out.decision, out.summary = "no_improvement", out.reasons[-1]
+    elif out.better:
+        out.decision, out.summary = "keep", "; ".join(out.better)
+    else:
+        out.reasons.append(f"{NO_IMPROVEMENT}: {_not_shown(subject, config, out.figures)}")
+        out.decision, out.summary = "no_improvement", out.reasons[-1]
+    out.figures["verdict"] = {
+        "decision": out.decision,
+        "kind": subject.kind,
+        "note": f"{'kept' if out.kept else 'rolled back'}: {out.summary}",
+    }
+
+
+def _not_shown(subject: Subject, config: CycleConfig, figures: dict[str, Any]) -> str:
+    """Why neither the benchmark nor the telemetry showed the change better by the smallest effect, with figures."""
+    parts = []
+    for name in ("benchmark", "telemetry"):
+        entry = figures.get(name, {})
+        parts.append(str(entry.get("summary") or f"{name}: {entry.get('note') or entry.get('error') or 'none'}"))
+    need = f"{config.min_effect_percent:g}% better with {config.confidence:.0%} confidence"
+    return f"neither the benchmark nor {subject.metric} shows the change {need}: " + "; ".join(parts)

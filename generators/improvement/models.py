@@ -12,8 +12,20 @@ from typing import Any, Literal, Protocol
 
 Direction = Literal["up_is_bad", "down_is_bad", "neutral"]
 Risk = Literal["low", "medium", "high"]
+RISK_ORDER: dict[Risk, int] = {"low": 0, "medium": 1, "high": 2}
 OpportunityKind = Literal["metric", "errors"]
-CycleStatus = Literal["running", "completed", "interrupted", "failed"]
+# What a cycle's status says (derived from its candidates' outcomes by :func:`cycle_outcome` when its work ends, and
+# derived again when a change it held for approval is decided and judged later):
+# * running: at work (opportunities, generation, deploys, monitoring);
+# * completed: at least one change was kept, validated (a dry run), or is held for approval or still watched;
+# * no_improvement: changes were tried and none is kept: refused by validation, rejected, rolled back, worse, not
+#   deployable; errors may be among them;
+# * failed: every candidate errored (the model could not be asked: unavailable, timed out, a spend cap) or the cycle
+#   itself broke (its ``error`` says how);
+# * nothing_to_do: no opportunity was acted on: none found, every one left out (``left_out`` says why), or every
+#   candidate skipped before the model was asked (its message says why);
+# * interrupted: the server stopped while it ran (changes it deployed are still judged after the restart).
+CycleStatus = Literal["running", "completed", "no_improvement", "failed", "nothing_to_do", "interrupted"]
 CycleTrigger = Literal["manual", "autonomous", "emergency"]
 CandidateStatus = Literal[
     "queued",
@@ -42,7 +54,9 @@ class Target:
     metric: str
     goal: str
     impact_score: float
-    risk: Risk
+    # How bad the problem is (the learning engine's word). It never filters: the cycle judges the risk of a change
+    # by its blast radius (see generators.improvement.risk).
+    severity: Risk
     direction: Direction = "up_is_bad"
     evidence: str = ""
     insight_ids: tuple[str, ...] = ()
@@ -53,9 +67,10 @@ class Target:
 
 
 class OpportunitySource(Protocol):
-    """Ranked opportunities of a tenant's window (highest impact first), optionally for one component."""
+    """Ranked opportunities of a tenant's window (highest impact first), optionally for one component; all of them:
+    the cycle decides which to act on, and lists the others with the reason."""
 
-    def __call__(self, tenant: str, window_hours: float, risk_tolerance: Risk, component: str | None) -> list[Target]:
+    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Target]:
         """Blocking: called in a worker thread."""
         ...
 
@@ -140,3 +155,31 @@ class CycleRecord:
     finished_at: float | None = None
     error: str | None = None
     candidates: list[CandidateRecord] = field(default_factory=list)
+    left_out: list[dict[str, Any]] = field(default_factory=list)  # opportunities not acted on (bounded), and why
+    left_out_total: int = 0  # how many were left out in all
+
+
+# Candidate outcomes that count as the cycle having done its work: a change kept, validated in a dry run, or on its
+# way (held for an approver, being deployed or watched: the cycle's status is derived again once it is judged).
+DONE: frozenset[CandidateStatus] = frozenset({"kept", "dry_run", "pending_approval", "deploying", "monitoring"})
+ERRORED: frozenset[CandidateStatus] = frozenset({"error", "interrupted", "queued", "generating"})
+
+
+def outcome_counts(candidates: list[CandidateRecord]) -> dict[str, int]:
+    """How many candidates ended (or stand) in each status, e.g. ``{"kept": 1, "error": 2}``."""
+    counts: dict[str, int] = {}
+    for candidate in candidates:
+        counts[candidate.status] = counts.get(candidate.status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def cycle_outcome(candidates: list[CandidateRecord]) -> CycleStatus:
+    """The status of a cycle whose work has ended (see :data:`CycleStatus`)."""
+    if not candidates:
+        return "nothing_to_do"
+    statuses = {c.status for c in candidates}
+    if statuses & DONE:
+        return "completed"
+    if statuses <= ERRORED | {"skipped"}:  # no candidate got an answer from the model
+        return "failed" if statuses & ERRORED else "nothing_to_do"
+    return "no_improvement"

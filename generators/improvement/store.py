@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS candidates_by_status ON candidates (status);
 CREATE INDEX IF NOT EXISTS candidates_by_deployment ON candidates (deployment_id);
+CREATE TABLE IF NOT EXISTS left_out (
+    cycle_id TEXT PRIMARY KEY REFERENCES cycles (id),
+    total INTEGER NOT NULL,
+    entries TEXT NOT NULL
+);
 """
 
 
@@ -47,6 +52,7 @@ class CycleStore(Protocol):
     def create(self, cycle: CycleRecord) -> None: ...
     def save_candidate(self, candidate: CandidateRecord) -> None: ...
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None: ...
+    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None: ...
     def get(self, cycle_id: str) -> CycleRecord | None: ...
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
@@ -108,15 +114,25 @@ class SqliteCycleStore:
             conn.execute("UPDATE cycles SET updated_at = MAX(updated_at, ?) WHERE id = ?", (c.updated_at, c.cycle_id))
 
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
+        """Record how the cycle ended; again later when its status is derived anew (it keeps its first end time)."""
         with self._db.transaction() as conn:
             conn.execute(
-                "UPDATE cycles SET status = ?, updated_at = ?, finished_at = ?, error = ? WHERE id = ?",
+                "UPDATE cycles SET status = ?, updated_at = ?, finished_at = COALESCE(finished_at, ?), error = ?"
+                " WHERE id = ?",
                 (status, at, at, error, cycle_id),
+            )
+
+    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+        """The opportunities the cycle did not act on (at most the first MAX_LEFT_OUT are passed) and how many."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO left_out (cycle_id, total, entries) VALUES (?, ?, ?)",
+                (cycle_id, total, json.dumps(entries, default=str)),
             )
 
     def get(self, cycle_id: str) -> CycleRecord | None:
         with self._lock:
-            row = self._conn.execute(f"SELECT {_CYCLE} FROM cycles WHERE id = ?", (cycle_id,)).fetchone()
+            row = self._conn.execute(f"SELECT {_CYCLE} FROM {_CYCLES} WHERE id = ?", (cycle_id,)).fetchone()
             if row is None:
                 return None
             cycle = _cycle(row)
@@ -144,7 +160,7 @@ class SqliteCycleStore:
         busy = "', '".join(ACTIVE_CANDIDATE_STATUSES)
         with self._lock:  # two queries however many cycles: this is read after every change a listener hears of
             rows = self._conn.execute(
-                f"SELECT {_CYCLE} FROM cycles WHERE status = 'running' OR id IN"
+                f"SELECT {_CYCLE} FROM {_CYCLES} WHERE status = 'running' OR id IN"
                 f" (SELECT cycle_id FROM candidates WHERE status IN ('{busy}')) ORDER BY started_at DESC LIMIT ?",
                 (limit + 1,),
             ).fetchall()
@@ -185,7 +201,8 @@ class SqliteCycleStore:
 
 
 ACTIVE_CANDIDATE_STATUSES: tuple[CandidateStatus, ...] = ("generating", "pending_approval", "deploying", "monitoring")
-_CYCLE = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error"
+_CYCLE = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error, total, entries"
+_CYCLES = "cycles LEFT JOIN left_out ON left_out.cycle_id = cycles.id"
 _CANDIDATE = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"
 
 
@@ -201,6 +218,8 @@ def _cycle(row: tuple[Any, ...]) -> CycleRecord:
         finished_at=row[7],
         params=json.loads(row[8]),
         error=row[9],
+        left_out=json.loads(row[11]) if row[11] else [],
+        left_out_total=row[10] or 0,
     )
 
 

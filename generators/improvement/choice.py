@@ -1,0 +1,65 @@
+"""Several candidates for one opportunity: every one is validated, and the best by its measured figure is deployed.
+
+With a benchmark (``benchmarks/bench_<module>.py``), each validated candidate runs interleaved against the old code
+(``benchmark_runs`` per side) and the lowest ratio of medians new/old wins; the others are archived "not chosen" with
+their figures. Without one, or for an error fix (judged on its reproducing test, not on speed), the first validated
+candidate is deployed. A candidate whose benchmark fails is not chosen; the verdict after deployment measures again,
+with its statistical test, whichever candidate was deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from generators.improvement.bench import BenchmarkError, find_benchmark, run_interleaved
+from generators.improvement.models import CycleConfig
+from generators.validation.models import ValidationConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The index of the chosen candidate and, per candidate, its figure (ratio new/old) or why it has none."""
+
+    chosen: int
+    figures: list[dict[str, object]]
+
+
+def choose(
+    workspace: Path,
+    module: str,
+    old: bytes,
+    candidates: Sequence[dict[str, bytes]],
+    *,
+    measure: bool,
+    config: CycleConfig,
+    sandbox: ValidationConfig,
+) -> Choice:
+    """The best of ``candidates`` (each: path -> new bytes). Blocking (subprocesses): run it in a worker thread."""
+    script = find_benchmark(workspace, module) if measure and len(candidates) > 1 else None
+    if script is None:
+        return Choice(0, [{"note": "not measured: the first validated candidate is deployed"} for _ in candidates])
+    figures: list[dict[str, object]] = []
+    best, best_ratio = 0, float("inf")
+    for index, files in enumerate(candidates):
+        before: dict[str, bytes | None] = {path: (old if path == module else None) for path in files}
+        for path in files:
+            if path != module and (workspace / path).is_file():
+                before[path] = (workspace / path).read_bytes()
+        try:
+            bench = run_interleaved(
+                workspace, script, before, files, runs=config.benchmark_runs,
+                timeout=config.benchmark_timeout_seconds, config=sandbox,
+            )  # fmt: skip
+        except BenchmarkError as exc:
+            figures.append({"error": str(exc)[:500]})
+            continue
+        ratio = bench.after_median / bench.before_median if bench.before_median else 1.0
+        figures.append({"ratio": round(ratio, 4), "change_percent": round(bench.change_percent, 2)})
+        if ratio < best_ratio:
+            best, best_ratio = index, ratio
+    return Choice(best, figures)
