@@ -53,7 +53,11 @@ async def test_a_rolled_back_answer_is_shown_to_the_next_attempt_and_refused_whe
     assert "Earlier attempts on this component" in shown
     assert "- rolled back, effect +0.0 %: rolled back: no measurable improvement" in shown
     assert "+    ranked: list[float] = []" in shown
-    assert "Earlier attempts" not in user_text(scripted_llm.requests[0])
+    first_prompt = user_text(scripted_llm.requests[0])
+    assert "Earlier attempts" not in first_prompt
+    # What judges the change is said, with the benchmark itself: a model that sees what is measured aims at it.
+    assert "The change is judged by the benchmark benchmarks/bench_slow_stats.py" in first_prompt
+    assert "falls by more than 5 % with 95% confidence" in first_prompt and "Counted.calls" in first_prompt
     retry = user_text(scripted_llm.requests[2])
     assert "the same code as an earlier attempt on this component" in retry and "different approach" in retry
     outcomes = [r["outcome"] for r in two["rounds"]]

@@ -162,3 +162,30 @@ def accept_check(module: str, earlier: list[Attempt], proof: AcceptCheck | None)
         return await proof(change) if proof is not None else None
 
     return check
+
+
+BENCHMARK_SHOWN_CHARS = 2_000
+
+
+def measured_by(runner: CandidateRunner, module: str) -> str:
+    """The requirements' sentence on how a change of ``module`` is judged, with its benchmark script when it has one
+    (bounded): a model that sees what is measured aims at it. Blocking (reads a file)."""
+    from generators.improvement.bench import find_benchmark
+
+    rule = (
+        f" It is kept only when the measured figure falls by more than {runner.config.min_effect_percent:g} % with "
+        f"{runner.config.confidence:.0%} confidence; a change that is not measurably faster is rolled back."
+    )
+    script = find_benchmark(runner.deployer.workspace, module)
+    if script is None:
+        return "\nThe change is judged on the metric in the telemetry after it is deployed." + rule
+    try:
+        source = (runner.deployer.workspace / script).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return f"\nThe change is judged by the benchmark {script} (lower is better)." + rule
+    if len(source) > BENCHMARK_SHOWN_CHARS:
+        source = source[:BENCHMARK_SHOWN_CHARS] + "\n# ... (the rest left out)\n"
+    return (
+        f"\nThe change is judged by the benchmark {script}, run on the old and the new code (lower is better)."
+        f"{rule} The benchmark (do not edit it):\n```python\n{source.rstrip()}\n```"
+    )

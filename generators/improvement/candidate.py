@@ -25,6 +25,7 @@ from generators.improvement.attempting import (
     earlier_attempts,
     effect_of,
     failed_message,
+    measured_by,
     proof_check,
 )
 from generators.improvement.attempts import (
@@ -183,6 +184,8 @@ class CandidateRunner:
                 f"raised it; it must fail on the current code with that error and pass with your fix. A change "
                 f"without such a test is refused."
             )
+        else:  # a metric: say how the change will be judged, with the benchmark that judges it
+            requirements += await anyio.to_thread.run_sync(measured_by, self, module)
         goals = [
             Goal(
                 target.metric,
