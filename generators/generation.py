@@ -49,6 +49,7 @@ from generators.workspace_overview import WorkspaceOverview, scan_workspace
 __all__ = ["CodeGenerator", "GenerationResult", "RoundRecord"]
 
 logger = logging.getLogger(__name__)
+RETRY_WARMING = 0.3  # added to the sampling temperature per retry round
 
 # What the progress callback is told when a round ends before validation.
 _SCREENED: dict[RoundOutcome, str] = {
@@ -209,7 +210,7 @@ class CodeGenerator:
         report: ValidationReport | None = None
         for number in range(1, self.max_rounds + 1):
             await _notify(task.progress, "llm", number, f"asking the model (round {number} of {self.max_rounds})")
-            completion = await self.llm.complete([*start, *latest])
+            completion = await self.llm.complete([*start, *latest], temperature=self._temperature(number))
             cost = (completion.prompt_tokens, completion.completion_tokens, completion.latency_ms)
             verdict, change = await self._check(task, number, completion.text, base)
             report = verdict.report or report
@@ -249,6 +250,14 @@ class CodeGenerator:
         await _notify(task.progress, "validate", number, "validation failed")
         problems = [*problems, report.render()] if not report.passed else problems
         return Verdict("validation_failed", problems, files, report), change
+
+    def _temperature(self, number: int) -> float:
+        """The first round at the configured temperature; each retry warmer by ``RETRY_WARMING`` (at most 1.0): a
+        small model near-greedy at a low temperature answers a retry with the very reply it was told was wrong (seen
+        with Qwen2.5-Coder 1.5B: the same answer, token for token, in all three rounds), and a retry that cannot
+        differ is wasted."""
+        base = self.llm.config.temperature
+        return base if number == 1 else round(min(max(base, 1.0), base + RETRY_WARMING * (number - 1)), 2)
 
     def _retry(self, reply: str, problems: list[str], number: int, task: Task, base: Change | None) -> list[Message]:
         """The model's reply and the retry message; no message after the last round."""

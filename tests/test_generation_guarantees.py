@@ -147,6 +147,19 @@ async def test_a_reply_without_tests_is_not_accepted_and_the_model_is_told_the_e
     assert out["deployment"]["status"] == "deployed"
 
 
+async def test_each_retry_is_asked_warmer_so_that_its_answer_can_differ(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    """A small model near-greedy at a low temperature answers a retry with the very reply it was told was wrong (the
+    1.5B model did, token for token, in all three rounds): each retry is sampled warmer, up to 1.0."""
+    for _ in range(3):
+        scripted_llm.reply(block("components/duration.py", MODULE))  # never with its tests
+    async with connect(build(settings, scripted_llm, generation_max_rounds=3)) as client:
+        out = await call(client, "generate_component", ARGS)
+    assert out["rounds"][0]["outcome"] == "validation_failed" and not out["succeeded"]
+    assert [r["temperature"] for r in scripted_llm.requests] == [0.2, 0.5, 0.8]
+
+
 async def test_a_reply_whose_every_round_lacks_tests_is_never_deployed(
     settings: Settings, scripted_llm: ScriptedLLM
 ) -> None:
