@@ -7,10 +7,8 @@ a real fix with a reproducing test is deployed and kept on its errors."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,23 +17,17 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
-from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
 from tests.conftest import call, connect
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
+from tests.test_improvement_cycle import DEMO, STAGES, push_degradations
+from tests.test_improvement_cycle import FAST_STATS as FASTER
+from tests.test_improvement_cycle import SLOW_WORDS as SLOWER
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "workspace"
-STAGES: tuple[StageName, ...] = ("syntax", "imports", "security", "quality", "tenancy", "tests")
-_SPEC = importlib.util.spec_from_file_location("demo_scripted_llm_verdict", DEMO.parent / "scripted_llm.py")
-assert _SPEC is not None and _SPEC.loader is not None
-_DEMO_LLM = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_DEMO_LLM)
-FASTER: str = _DEMO_LLM.FASTER
-SLOWER: str = _DEMO_LLM.SLOWER
 
 RENAME = """Clearer name for the sorted list.
 
@@ -173,27 +165,6 @@ def build(settings: Settings, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
         | overrides
     )
     return create_server(merged, host_source=FakeHostSource(), gpu_source=NoGpu(), validation_stages=STAGES)
-
-
-def latency_points(component: str, baseline: float, recent: float, now: float) -> list[dict[str, Any]]:
-    """24 h of latency every 20 minutes; the newest quarter of the window at ``recent``."""
-    return [
-        {
-            "name": "latency_ms",
-            "value": (recent if (ts := now - 24 * 3600 + 60 + i * 1200) >= now - 6 * 3600 + 60 else baseline) + i % 5,
-            "timestamp": ts,
-            "dimensions": {"Component": component},
-        }
-        for i in range(72)
-    ]
-
-
-async def push_degradations(client: Client, *components: tuple[str, float]) -> None:
-    now = time.time()
-    for component, recent in components:
-        points = latency_points(component, 100, recent, now)
-        pushed = await call(client, "ingest_telemetry", {"tenant_id": "default", "metrics": points})
-        assert pushed["accepted"]["metrics"] == 72
 
 
 async def finished(client: Client, cycle_id: str) -> dict[str, Any]:

@@ -45,11 +45,9 @@ def choose(
         return Choice(0, [{"note": "not measured: the first validated candidate is deployed"} for _ in candidates])
     figures: list[dict[str, object]] = []
     best, best_ratio = 0, float("inf")
+    current = _current(workspace, module, old, {path for files in candidates for path in files})
     for index, files in enumerate(candidates):
-        before: dict[str, bytes | None] = {path: (old if path == module else None) for path in files}
-        for path in files:
-            if path != module and (workspace / path).is_file():
-                before[path] = (workspace / path).read_bytes()
+        before = {path: current[path] for path in files}
         try:
             bench = run_interleaved(
                 workspace, script, before, files, runs=config.benchmark_runs,
@@ -63,3 +61,12 @@ def choose(
         if ratio < best_ratio:
             best, best_ratio = index, ratio
     return Choice(best, figures)
+
+
+def _current(workspace: Path, module: str, old: bytes, paths: set[str]) -> dict[str, bytes | None]:
+    """The workspace's bytes of every path some candidate writes (``None``: it does not exist), each read once."""
+    found: dict[str, bytes | None] = {}
+    for path in paths:
+        target = workspace / path
+        found[path] = old if path == module else target.read_bytes() if target.is_file() else None
+    return found
