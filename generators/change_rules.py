@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from generators.edit_apply import Change
+from generators.reply_paths import is_test_path
 from generators.validation import ValidationConfig
 from generators.validation.change_tests import imports_any, module_name
 
@@ -41,12 +42,6 @@ logger = logging.getLogger(__name__)
 TESTS_ROOT = "tests"
 _MAX_TEST_BYTES = 512_000
 _DOCSTRING_HOLDERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-
-
-def is_test_path(path: str) -> bool:
-    """A pytest file by name: ``test_*.py`` or ``*_test.py``."""
-    name = PurePosixPath(path).name
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
 
 
 def tests_home(module: str, component_roots: Sequence[str]) -> str:

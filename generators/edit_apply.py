@@ -9,12 +9,13 @@ any content is looked at: relative, no ``..``, under an allowed root, and still 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from generators.edits import EditBlock, FileBlock, ParsedReply, parse_reply
+from generators.edits import EditBlock, FileBlock, ParsedReply, Writable, parse_reply
 from generators.errors import EditError
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "check_path",
     "nearest_lines",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ROOTS: tuple[str, ...] = ("components/", "tests/")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_.\-/]+$")
@@ -141,15 +144,20 @@ def apply_reply(
     files: Mapping[str, str],
     workspace: Path,
     allowed_roots: Sequence[str] = DEFAULT_ROOTS,
+    writable: Writable | None = None,
 ) -> Change:
-    """Parse ``reply`` and apply it to ``files`` (the current content of the files the model was shown).
+    """Parse ``reply`` and apply it to ``files`` (the current content of the files the model was shown);
+    ``writable`` lets a block without a path line count as the one file its content is for (``parse_reply``).
 
     Raises:
         ReplyFormatError: the reply does not follow the reply format.
         UnsafePathError: a path is refused (see ``check_path``).
         EditConflictError: some SEARCH texts matched nowhere or more than once.
     """
-    return apply_blocks(parse_reply(reply), files, workspace, allowed_roots)
+    parsed = parse_reply(reply, writable)
+    if parsed.guessed:
+        logger.info("blocks without a path line, taken by their content: %s", "; ".join(parsed.guessed))
+    return apply_blocks(parsed, files, workspace, allowed_roots)
 
 
 def apply_blocks(

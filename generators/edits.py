@@ -20,17 +20,20 @@ edits to that existing file; any other block is the complete content of the file
 
 A fence closes on a line of at least as many backticks as opened it, so a file that itself contains ```` ``` ````
 is sent inside a longer fence. Anything the parser cannot read raises ``ReplyFormatError`` with the line number
-and what to do; no block is ever skipped. Applying the blocks is ``generators.edit_apply``.
+and what to do; no block is ever skipped. Given the files the reply may write, a block without its path line is
+taken as the one file its content can only be for (``generators.reply_paths``); the reply then says so in
+``ParsedReply.guessed``. Applying the blocks is ``generators.edit_apply``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generators.errors import EditError
+from generators.reply_paths import Writable, guess_path
 
-__all__ = ["REPLY_FORMAT", "EditBlock", "FileBlock", "ParsedReply", "ReplyFormatError", "parse_reply"]
+__all__ = ["REPLY_FORMAT", "EditBlock", "FileBlock", "ParsedReply", "ReplyFormatError", "Writable", "parse_reply"]
 
 SEARCH_MARKER = "<<<<<<< SEARCH"
 DIVIDER_MARKER = "======="
@@ -42,6 +45,9 @@ _DIVIDER = re.compile(r"^={5,9}\s*$")
 _REPLACE = re.compile(r"^>{5,9} ?REPLACE\s*$")
 _PATH_ATTR = re.compile(r"(?:^|\s)(?:path|file)=([^\s]+)")
 _PATH_LIKE = re.compile(r"^[\w.\-/\\:]+$")
+# A line of one word is an attempt at a path line (a placeholder, a bare name); prose has blanks in it, and a one-word
+# heading ("Usage:") ends with a colon.
+_ONE_WORD = re.compile(r"^\S*[^\s:]$")
 # Decorations models put around a path line: a heading, bold, backticks, "File:", a trailing colon.
 _PATH_DECORATION = re.compile(r"^(?:#+\s*)?(?:file(?:name)?\s*:\s*)?[`*]*(?P<path>.*?)[`*]*:?$", re.IGNORECASE)
 
@@ -98,9 +104,11 @@ class EditBlock:
 
 @dataclass(frozen=True)
 class ParsedReply:
-    """The blocks of a reply in the order they appear."""
+    """The blocks of a reply in the order they appear; ``guessed`` says which blocks had no path line and the file
+    their content showed them to be for (``"line 1: components/x.py"``)."""
 
     blocks: tuple[FileBlock | EditBlock, ...]
+    guessed: tuple[str, ...] = ()
 
     @property
     def paths(self) -> list[str]:
@@ -108,15 +116,17 @@ class ParsedReply:
         return list(dict.fromkeys(block.path for block in self.blocks))
 
 
-def parse_reply(reply: str) -> ParsedReply:
-    """Read every file and edit block of ``reply``.
+def parse_reply(reply: str, writable: Writable | None = None) -> ParsedReply:
+    """Read every file and edit block of ``reply``; ``writable`` (the files the reply may write) lets a block without
+    a path line be taken as the one file it can only be for.
 
     Raises:
-        ReplyFormatError: the reply has no blocks, a fence is not closed, a block has no path line, or an edit
-            block lacks a marker. The message names the line and says how to fix it.
+        ReplyFormatError: the reply has no blocks, a fence is not closed, a block has no path line (and its file
+            cannot be told), or an edit block lacks a marker. The message names the line and says how to fix it.
     """
     lines = reply.replace("\r\n", "\n").split("\n")
     blocks: list[FileBlock | EditBlock] = []
+    guessed: dict[int, str] = {}
     index = 0
     previous_end = 0  # a path line must come after the previous block
     while index < len(lines):
@@ -134,10 +144,16 @@ def parse_reply(reply: str) -> ParsedReply:
         path = _path_for(lines, index, previous_end, info)
         body = lines[index + 1 : close]
         first = next((line for line in body if line.strip()), "")
+        found: list[FileBlock | EditBlock]
         if _SEARCH.match(first.strip()):
-            blocks.extend(_edit_blocks(path, body, index + 2, sum(isinstance(b, EditBlock) for b in blocks)))
+            found = [*_edit_blocks(path or "", body, index + 2, sum(isinstance(b, EditBlock) for b in blocks))]
         else:
-            blocks.append(FileBlock(path=path, content=_join(body), line=index + 1))
+            found = [FileBlock(path=path or "", content=_join(body), line=index + 1)]
+        if path is None:
+            path = _guess(writable, info, found, index)
+            guessed[index + 1] = path
+            found = [replace(block, path=path) for block in found]
+        blocks.extend(found)
         previous_end = close + 1
         index = close + 1
     if not blocks:
@@ -145,7 +161,32 @@ def parse_reply(reply: str) -> ParsedReply:
             "Your reply contains no file or edit blocks. Send each file or edit as a path line followed by a "
             "fenced code block, as the reply format describes."
         )
-    return ParsedReply(blocks=tuple(blocks))
+    _check_guesses(blocks, guessed)
+    return ParsedReply(blocks=tuple(blocks), guessed=tuple(f"line {n}: {p}" for n, p in guessed.items()))
+
+
+def _guess(writable: Writable | None, info: str, found: list[FileBlock | EditBlock], fence_line: int) -> str:
+    """The file a block without a path line is for, judged by its content; else the no-path-line error."""
+    first = found[0]
+    search = first.search if isinstance(first, EditBlock) else None
+    body = first.content if isinstance(first, FileBlock) else ""
+    path = guess_path(writable, info, body, search) if writable is not None else None
+    if path is None:
+        raise _no_path(fence_line)
+    return path
+
+
+def _check_guesses(blocks: list[FileBlock | EditBlock], guessed: dict[int, str]) -> None:
+    """A guessed whole file must be the only whole file of its path: else the guess would overwrite a file the
+    reply names, or be overwritten by it."""
+    whole = [block for block in blocks if isinstance(block, FileBlock)]
+    for block in whole:
+        if guessed.get(block.line) == block.path and sum(b.path == block.path for b in whole) > 1:
+            raise ReplyFormatError(
+                f"The code block on line {block.line} of your reply has no path line, and its content can only be "
+                f"{block.path}, which your reply also sends as another block. Put the file's path alone on the line "
+                "just before every code block, and send each file once."
+            )
 
 
 def _find_close(lines: list[str], start: int, width: int) -> int | None:
@@ -156,7 +197,9 @@ def _find_close(lines: list[str], start: int, width: int) -> int | None:
     return None
 
 
-def _path_for(lines: list[str], fence_line: int, previous_end: int, info: str) -> str:
+def _path_for(lines: list[str], fence_line: int, previous_end: int, info: str) -> str | None:
+    """The block's path from its path line (or ``path=`` in the fence label); ``None`` when the lines before it are
+    prose or nothing. A one-word line that is no path (an echoed ``<path>``) is an error: a path was meant."""
     attribute = _PATH_ATTR.search(info)
     if attribute:
         return attribute.group(1).strip("`'\"")
@@ -168,8 +211,14 @@ def _path_for(lines: list[str], fence_line: int, previous_end: int, info: str) -
         path = decoration.group("path").strip() if decoration else candidate
         if path and _PATH_LIKE.match(path) and ("/" in path or "." in path):
             return path
+        if _ONE_WORD.match(candidate):
+            raise _no_path(fence_line)
         break
-    raise ReplyFormatError(
+    return None
+
+
+def _no_path(fence_line: int) -> ReplyFormatError:
+    return ReplyFormatError(
         f"The code block on line {fence_line + 1} of your reply has no path line before it. Put the file's path "
         "(one of the paths the task names) alone on the line just before every code block, and send no other code "
         "blocks."

@@ -32,6 +32,7 @@ from generators.generation_rounds import (
     ProgressCallback,
     RoundRecord,
     component_path,
+    reply_excerpt,
 )
 from generators.generation_types import RoundOutcome
 from generators.llm import LLMClient, Message
@@ -215,8 +216,17 @@ class CodeGenerator:
             verdict, change = await self._check(task, number, completion.text, base)
             report = verdict.report or report
             validation = verdict.report.to_dict() if verdict.report else None
+            excerpt = "" if verdict.outcome == "accepted" else reply_excerpt(completion.text)
             rounds.append(
-                RoundRecord(number, verdict.outcome, verdict.problems, validation, *cost, files=verdict.files)
+                RoundRecord(
+                    number,
+                    verdict.outcome,
+                    verdict.problems,
+                    validation,
+                    *cost,
+                    files=verdict.files,
+                    reply_excerpt=excerpt,
+                )
             )
             if verdict.outcome == "accepted":
                 await _notify(task.progress, "accepted", number, "validation passed")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from generators.change_rules import is_test_path, refusal_message, refused_paths, unchanged, untouched
 from generators.edit_apply import Change, apply_reply
+from generators.edits import Writable
 from generators.errors import EditError
 from generators.generation_rounds import AcceptCheck, ProgressCallback
 from generators.generation_types import RoundOutcome
@@ -57,7 +58,7 @@ def screen(task: Task, workspace: Path, reply: str, base: Change | None) -> tupl
     (``edit_error``, ``refused``, ``no_change``), else ``(None, change)`` to validate."""
     shown = {**task.files, **(base.files if base else {})}
     try:
-        step = apply_reply(reply, shown, workspace, task.roots)
+        step = apply_reply(reply, shown, workspace, task.roots, Writable(sorted(task.allowed), shown))
     except EditError as exc:
         return Verdict("edit_error", [str(exc)], []), None
     refused = refused_paths(step, task.allowed)

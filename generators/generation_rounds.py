@@ -30,6 +30,7 @@ __all__ = [
     "RoundRecord",
     "component_path",
     "module_name_from",
+    "reply_excerpt",
 ]
 
 # (stage, round, message); a tool turns these into MCP progress notifications.
@@ -48,6 +49,9 @@ class Objection:
 # A caller's last word on a change that passed validation (``None``: accept). The improvement cycle uses it to refuse
 # a repeat of an earlier failed attempt, and to make an error fix prove itself with a test that fails on the old code.
 AcceptCheck = Callable[[Change], Awaitable[Objection | None]]
+
+# How much of a failed round's raw reply is kept (its start: where a reply goes wrong is usually where it begins).
+REPLY_EXCERPT_CHARS = 2000
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
@@ -84,7 +88,9 @@ class GenerationInputError(GeneratorError):
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One round: what the model was told was wrong with its reply (empty when accepted) and what it cost."""
+    """One round: what the model was told was wrong with its reply (empty when accepted), what it cost, and the start
+    of the reply it failed on (``reply_excerpt``, empty when accepted: the diff shows that one), so a reader can see
+    what the model actually sent."""
 
     number: int
     outcome: RoundOutcome
@@ -94,6 +100,7 @@ class RoundRecord:
     completion_tokens: int
     latency_ms: float
     files: list[str] = field(default_factory=list)
+    reply_excerpt: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the round."""
@@ -106,7 +113,15 @@ class RoundRecord:
             "completion_tokens": self.completion_tokens,
             "latency_ms": round(self.latency_ms, 1),
             "files": list(self.files),
+            "reply_excerpt": self.reply_excerpt,
         }
+
+
+def reply_excerpt(reply: str, limit: int = REPLY_EXCERPT_CHARS) -> str:
+    """The first ``limit`` characters of a reply, saying how many more there were."""
+    if len(reply) <= limit:
+        return reply
+    return f"{reply[:limit]}\n[... {len(reply) - limit} more characters]"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from generators.edit_apply import (
     check_path,
     nearest_lines,
 )
-from generators.edits import REPLY_FORMAT, EditBlock, FileBlock, ReplyFormatError, parse_reply
+from generators.edits import REPLY_FORMAT, EditBlock, FileBlock, ReplyFormatError, Writable, parse_reply
 from generators.errors import EditError, GeneratorError
 
 STORE = """\
@@ -268,3 +268,56 @@ def test_nearest_lines_finds_the_near_miss_in_a_long_repetitive_file() -> None:
     assert nearest_lines("".join(lines), typo) == (301, "".join(lines[300:320]))
     reindented = "".join(line.replace("    ", "  ") for line in lines[100:140])
     assert nearest_lines("".join(lines), reindented) == (101, "".join(lines[100:140]))
+
+
+# --- A block without its path line, taken by its content when that leaves no doubt --------------------------------
+
+MODULE_AND_TESTS = Writable(paths=["components/store.py", "tests/test_store.py"], files={"components/store.py": STORE})
+
+
+def test_a_bare_whole_file_is_the_module_or_the_test_file_by_what_it_defines() -> None:
+    """Small models open their answer with a bare block: a file defining pytest tests is the test file, any other
+    the module, when the task lets the model write one of each."""
+    tests = "from components.store import load\n\n\ndef test_load() -> None:\n    assert load\n"
+    reply = f"Here is the fix:\n```python\n{STORE}```\n\nAnd its tests:\n```\n{tests}```\n"
+    parsed = parse_reply(reply, MODULE_AND_TESTS)
+    assert [(b.path, b.line) for b in parsed.blocks] == [("components/store.py", 2), ("tests/test_store.py", 18)]
+    assert parsed.guessed == ("line 2: components/store.py", "line 18: tests/test_store.py")
+    with pytest.raises(ReplyFormatError, match="on line 2 of your reply has no path line"):
+        parse_reply(reply)  # without the files the reply may write, nothing is guessed
+
+
+def test_a_bare_edit_block_is_for_the_one_file_its_search_text_is_in(workspace: Path) -> None:
+    reply = (
+        "```python\n<<<<<<< SEARCH\n    _write(key, value)\n=======\n"
+        "    _write(key, value.strip())\n>>>>>>> REPLACE\n```"
+    )
+    change = apply_reply(reply, {"components/store.py": STORE}, workspace, writable=MODULE_AND_TESTS)
+    assert change.files["components/store.py"] == STORE.replace("_write(key, value)", "_write(key, value.strip())")
+    with pytest.raises(ReplyFormatError, match="has no path line"):  # a SEARCH text found in no file
+        parse_reply(reply.replace("_write(key, value)\n=", "_gone()\n="), MODULE_AND_TESTS)
+
+
+@pytest.mark.parametrize(
+    ("reply", "writable", "expected"),
+    [
+        # two modules may be written: a bare module could be either
+        ("```python\nX = 1\n```\n", Writable(paths=["components/a.py", "components/b.py"]), "has no path line"),
+        # a shell block is never a module
+        ("```bash\npytest\n```\n", MODULE_AND_TESTS, "has no path line"),
+        # the format's placeholder echoed: a path was meant, and none given
+        ("<path>\n```python\nX = 1\n```\n", MODULE_AND_TESTS, "on line 2 of your reply has no path line"),
+        # a bare example after the module would overwrite it
+        (
+            "components/store.py\n```python\nX = 1\n```\nUsage:\n```python\nload('k')\n```\n",
+            MODULE_AND_TESTS,
+            "content can only be components/store.py, which your reply also sends as another block",
+        ),
+    ],
+)
+def test_a_bare_block_whose_file_cannot_be_told_is_still_an_error(
+    reply: str, writable: Writable, expected: str
+) -> None:
+    with pytest.raises(ReplyFormatError) as caught:
+        parse_reply(reply, writable)
+    assert expected in str(caught.value)

@@ -250,6 +250,28 @@ async def test_the_format_example_echoed_is_refused_and_fed_back(settings: Setti
     assert sorted(files(settings.workspace)) == ["components/duration.py", "tests/test_duration.py"]
 
 
+async def test_blocks_without_path_lines_are_taken_by_their_content_and_failed_replies_are_kept(
+    settings: Settings, scripted_llm: ScriptedLLM
+) -> None:
+    """20 of 24 rounds of the 0.5B model (9 of the 1.5B's) opened with a bare code block and were lost to "no path
+    line" though the code was there: a module and a test file are told apart by what they define. A failed round
+    keeps the start of its reply, so that what the model sent can be read afterwards."""
+    rambling = "Sure! First, the module.\n```python\n" + MODULE + "```\n" + "This handles minutes. " * 200
+    scripted_llm.reply(rambling)  # the module, taken as components/duration.py, still without its tests
+    scripted_llm.reply("```python\n" + MODULE + "```\n\nTests:\n```python\n" + ALL_TESTS + "```\n")
+    async with connect(build(settings, scripted_llm)) as client:
+        out = await call(client, "generate_component", {**ARGS, "deploy": True})
+    first, second = out["rounds"]
+    assert first["outcome"] == "validation_failed" and first["files"] == ["components/duration.py"]
+    assert "[TST003] test file does not exist" in first["problems"][-1]
+    excerpt = first["reply_excerpt"]
+    assert excerpt.startswith(rambling[:2000]) and f"[... {len(rambling) - 2000} more characters]" in excerpt
+    assert second["outcome"] == "accepted" and second["reply_excerpt"] == ""
+    assert out["files"] == ["components/duration.py", "tests/test_duration.py"]
+    assert out["deployment"]["status"] == "deployed"
+    assert files(settings.workspace)["tests/test_duration.py"] == ALL_TESTS.encode()
+
+
 async def test_a_tenants_component_has_its_tests_in_the_tenants_test_folder(
     settings: Settings, scripted_llm: ScriptedLLM
 ) -> None:

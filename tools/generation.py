@@ -52,6 +52,7 @@ class RoundSummary(BaseModel):
     prompt_tokens: int = Field(description="Prompt tokens.")
     completion_tokens: int = Field(description="Completion tokens.")
     seconds: float = Field(description="Time the model took.")
+    reply_excerpt: str = Field(description="Start of the reply a failed round got.")
 
 
 class DeploymentRef(BaseModel):
@@ -261,6 +262,7 @@ def _round(record: RoundRecord) -> RoundSummary:
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
         seconds=round(record.latency_ms / 1000, 3),
+        reply_excerpt=record.reply_excerpt,
     )
 
 

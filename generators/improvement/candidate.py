@@ -345,6 +345,7 @@ def _generation_detail(result: GenerationResult) -> dict[str, Any]:
                 "prompt_tokens": r.prompt_tokens,
                 "completion_tokens": r.completion_tokens,
                 "seconds": round(r.latency_ms / 1000, 2),
+                "reply_excerpt": r.reply_excerpt,
             }
             for r in result.rounds
         ],
