@@ -48,8 +48,10 @@ _PATH_LIKE = re.compile(r"^[\w.\-/\\:]+$")
 # A line of one word is an attempt at a path line (a placeholder, a bare name); prose has blanks in it, and a one-word
 # heading ("Usage:") ends with a colon.
 _ONE_WORD = re.compile(r"^\S*[^\s:]$")
-# Decorations models put around a path line: a heading, bold, backticks, "File:", a trailing colon.
-_PATH_DECORATION = re.compile(r"^(?:#+\s*)?(?:file(?:name)?\s*:\s*)?[`*]*(?P<path>.*?)[`*]*:?$", re.IGNORECASE)
+# Decorations models put around a path line: a heading, bold, backticks, "File:", a trailing colon, and the angle
+# brackets of the format's own ``<path>`` placeholder (Qwen2.5-Coder 1.5B wrote ``<components/x.py>``; a bare
+# ``<path>`` is still no path).
+_PATH_DECORATION = re.compile(r"^(?:#+\s*)?(?:file(?:name)?\s*:\s*)?[`*<]*(?P<path>.*?)[`*>]*:?$", re.IGNORECASE)
 
 # The example paths are a placeholder, never a plausible file: a model that echoes the example writes nothing.
 REPLY_FORMAT = f"""\

@@ -275,6 +275,15 @@ def test_nearest_lines_finds_the_near_miss_in_a_long_repetitive_file() -> None:
 MODULE_AND_TESTS = Writable(paths=["components/store.py", "tests/test_store.py"], files={"components/store.py": STORE})
 
 
+def test_a_path_in_the_angle_brackets_of_the_format_placeholder_is_the_path() -> None:
+    """The 1.5B model wrote the path where the format shows ``<path>``, brackets and all, in every round of two tasks;
+    the placeholder itself is still no path."""
+    parsed = parse_reply("<components/store.py>\n```python\nX = 1\n```\n")
+    assert parsed.blocks == (FileBlock(path="components/store.py", content="X = 1\n", line=2),)
+    with pytest.raises(ReplyFormatError, match="has no path line"):
+        parse_reply("<path>\n```python\nX = 1\n```\n")
+
+
 def test_a_bare_whole_file_is_the_module_or_the_test_file_by_what_it_defines() -> None:
     """Small models open their answer with a bare block: a file defining pytest tests is the test file, any other
     the module, when the task lets the model write one of each."""
