@@ -138,7 +138,9 @@ def create_server(
             opened.push_async_callback(_close_generation, llm, close_generator)
             anomalies = AnomalyWatch(history=raw_store, max_series=settings.anomaly_max_series)
             retention = settings.telemetry_retention_days * 86400
-            pattern_watch = PatternWatch(raw_store, retention_seconds=retention, clock=clock)
+            pattern_watch = PatternWatch(
+                raw_store, retention_seconds=retention, clock=clock, log_formats=settings.log_formats
+            )
             telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)
             sampler = Sampler(
                 host_source or PsutilHostSource(),

@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         '{"pattern_id", "template"}. The same miner the server runs on ingested logs.',
     )
     patterns.add_argument("file", type=Path, metavar="FILE", help="log file, one message per line")
+    patterns.add_argument(
+        "--log-format",
+        metavar="FORMAT",
+        help="the lines' layout, e.g. '<Date> <Time> <Level> <Component>: <Content>' (default: learned from the "
+        "first lines)",
+    )
 
     cloudwatch_cli.add_parser(commands, common)
     return parser
@@ -100,7 +106,7 @@ def _main(argv: Sequence[str] | None) -> int:
     tune_process()  # before the heavy imports below: they allocate enough to trigger hundreds of collections
     args = _parser().parse_args(argv)
     if args.command in ("detect-anomalies", "log-patterns"):
-        return _to_stdout(lambda: _offline(args.command, args.file))
+        return _to_stdout(lambda: _offline(args.command, args.file, getattr(args, "log_format", None)))
     try:
         check_packages()
         # The CPU figure is a difference of two readings: take the first now, so the start-up below is the window.
@@ -159,7 +165,7 @@ def _to_stdout(command: Callable[[], int]) -> int:
     return code
 
 
-def _offline(command: str, path: Path) -> int:
+def _offline(command: str, path: Path, log_format: str | None = None) -> int:
     """The offline analysis commands: no settings, no server, output on stdout only."""
     if not path.is_file():
         sys.stderr.write(f"self-building-mcp: error: {path} is not a readable file\n")
@@ -168,9 +174,14 @@ def _offline(command: str, path: Path) -> int:
         from telemetry.anomaly import detect_csv
 
         return detect_csv(path, sys.stdout)
-    from telemetry.logpatterns import mine_file
+    from telemetry.logpatterns import LogFormat, mine_file
 
-    return mine_file(path, sys.stdout)
+    try:
+        layout = LogFormat(log_format) if log_format else None
+    except ValueError as exc:
+        sys.stderr.write(f"self-building-mcp: error: --log-format: {exc}\n")
+        return EXIT_USAGE
+    return mine_file(path, sys.stdout, log_format=layout)
 
 
 def _unusable_dir(path: Path) -> str | None:

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from telemetry.cloudwatch.config import CloudWatchConfig
+from telemetry.logpatterns.formats import LogFormat
 
 if TYPE_CHECKING:
     from generators.llm import LLMConfig
@@ -138,6 +139,12 @@ class Settings(BaseSettings):
     telemetry_retention_days: float = Field(14.0, gt=0, description="Telemetry older than this is pruned.")
     anomaly_max_series: int = Field(
         1_000, ge=1, le=100_000, description="Series with a live anomaly detector at once (each holds ~100 KB)."
+    )
+    log_formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="Log line formats by source: a CloudWatch log group's name, or the log_source attribute of "
+        "pushed logs, to a format such as '<Date> <Time> <Level> <Component>: <Content>'. Other sources' header "
+        "layouts are learned from their first lines.",
     )
 
     cloudwatch: CloudWatchConfig = Field(
@@ -288,6 +295,16 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_formats")
+    @classmethod
+    def _log_formats(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, spec in value.items():
+            try:
+                LogFormat(spec)
+            except ValueError as exc:
+                raise ValueError(f"{source!r}: {exc}") from None
         return value
 
     @field_validator("mcp_api_key", "tenants_file", "llm_api_key", "llm_base_url", "llm_model", mode="before")

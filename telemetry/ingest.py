@@ -21,6 +21,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from telemetry.errors import TelemetryError
+from telemetry.logpatterns.formats import LogFormat
 from telemetry.store import EventRecord, LogRecord, MetricPoint
 
 MAX_ITEMS = 10_000
@@ -81,6 +82,16 @@ class LogIn(_Item):
         if upper not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
         return upper
+
+    @field_validator("attributes")
+    @classmethod
+    def _log_format(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        spec = attributes.get("log_format")
+        if spec is not None:  # the layout of this source's raw lines: refused here rather than ignored later
+            if not isinstance(spec, str):
+                raise ValueError("log_format must be a string such as '<Date> <Time> <Level> <Component>: <Content>'")
+            LogFormat(spec)
+        return attributes
 
 
 class EventIn(_Item):

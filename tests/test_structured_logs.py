@@ -1,4 +1,5 @@
-"""Structured (JSON object) log lines are mined by their message field, not their JSON text (issue 12, point 11)."""
+"""Structured log lines (a JSON object, logfmt pairs) are mined by their message field, not their text (issue 12,
+point 11; logfmt: issue 14)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-from telemetry.logpatterns import WILDCARD, mine_file
+from telemetry.logpatterns import WILDCARD, mine_file, parse_line
 from telemetry.sqlite_store import SqliteTelemetryStore
 from telemetry.store import LogRecord
 from tests.conftest import ServerFactory, call, connect
@@ -93,3 +94,57 @@ def test_the_log_patterns_command_mines_json_lines_by_their_message(tmp_path: Pa
         "served <*> items",
         "job <*> failed after <*> retries",
     }
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "component", "message", "timestamp"),
+    [
+        (  # Go's slog text handler
+            'time=2026-03-04T05:06:07.250Z level=WARN msg="consumer 3 stalled" component=queue attempt=2',
+            "WARN",
+            "queue",
+            "consumer 3 stalled",
+            datetime(2026, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC).timestamp(),
+        ),
+        (  # logrus: an epoch as text, the logger's name, an escaped quote
+            'ts=1772600767 lvl=error logger=billing msg="charge \\"7\\" declined" order=17',
+            "ERROR",
+            "billing",
+            'charge "7" declined',
+            1772600767.0,
+        ),
+        (  # a header, then pairs
+            '2026-03-04T05:06:07Z INFO level=debug msg="cache warmed" component=api',
+            "DEBUG",
+            "api",
+            "cache warmed",
+            datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC).timestamp(),
+        ),
+    ],
+)
+def test_logfmt_lines_are_split_by_their_fields(
+    line: str, level: str, component: str, message: str, timestamp: float
+) -> None:
+    parsed = parse_line(line)
+    assert (parsed.level, parsed.component, parsed.message) == (level, component, message)
+    assert parsed.timestamp == pytest.approx(timestamp)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["user=alice logged in", "a=1 b=2", "msg=alone", 'level=info msg="unterminated', "x=" + "k=v " * 1000],
+)
+def test_lines_that_only_look_like_logfmt_stay_text(line: str) -> None:
+    assert parse_line(line).message == line
+
+
+async def test_logfmt_lines_pushed_are_mined_by_their_message(make_server: ServerFactory) -> None:
+    now = time.time()
+    lines = [f'level=error logger=payments msg="charge {9000 + i} declined" order={i}' for i in range(6)]
+    async with connect(make_server()) as client:
+        logs = [{"message": line, "timestamp": now - 60} for line in lines]
+        assert (await call(client, "ingest_telemetry", {"tenant_id": "shop", "logs": logs}))["rejected"] == 0
+        result = await call(client, "query_error_patterns", {"tenant_id": "shop"})
+    (pattern,) = result["patterns"]
+    assert pattern["template"] == "charge <*> declined"
+    assert pattern["error_count"] == 6 and pattern["components"] == ["payments"]

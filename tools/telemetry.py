@@ -43,7 +43,10 @@ def register(server: MCPServer) -> None:
         ] = [],  # noqa: B006 - the SDK builds the schema from this default; it is never mutated
         logs: Annotated[
             list[Any],
-            Field(description="Log records: {message, level?, timestamp?, component?, attributes?}."),
+            Field(
+                description="Log records: {message, level?, timestamp?, component?, attributes?}; attributes "
+                "log_source, log_format: a raw line's source and layout."
+            ),
         ] = [],  # noqa: B006
         events: Annotated[
             list[Any],

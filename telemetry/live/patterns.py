@@ -1,5 +1,10 @@
 """Error patterns on live logs: each tenant's lines go through the log-pattern miner as they are stored.
 
+A raw line's header is split off by its source's :class:`LogSource` before mining: the source is the record's
+``log_source`` attribute (an agent's name for where its lines come from) or its CloudWatch ``log_group``, within the
+record's origin (``agent``, ``cloudwatch``). Its format is the record's own ``log_format`` attribute, else the one
+configured for the source's name, else the layout learned from the source's first lines.
+
 Per pattern the watch keeps hourly buckets (lines, error lines, first and last timestamp), so a query for any
 window is a sum over hours: counts are exact to the hour, and the window's first hour counts whole. After a restart
 (or when a tenant was evicted) a tenant's miner is rebuilt from its stored logs on first use.
@@ -10,19 +15,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
 from telemetry.insights import Insight, Severity, insight_id
-from telemetry.logpatterns import LogPatternMiner, MinerConfig, parse_line
+from telemetry.logpatterns import LogFormat, LogPatternMiner, LogSource, MinerConfig
 from telemetry.store import LogRecord, TelemetryStore
 
 logger = logging.getLogger(__name__)
 HOUR = 3600
 MIN_ERRORS_FOR_INSIGHT = 3
 ERRORS_METRIC = "log.errors"
+MAX_SOURCES = 64  # log sources with a learned layout per tenant; the least recently used one is relearned
+SourceKey = tuple[str, str, str]  # origin, source name, explicit format ("" when none)
 
 
 class ErrorPattern(BaseModel):
@@ -57,6 +64,7 @@ class _Hour:
 class _Tenant:
     miner: LogPatternMiner
     hours: dict[int, dict[int, _Hour]] = field(default_factory=lambda: defaultdict(dict))
+    sources: OrderedDict[SourceKey, LogSource] = field(default_factory=OrderedDict)
 
 
 class PatternWatch:
@@ -71,13 +79,16 @@ class PatternWatch:
         replay_limit: int = 100_000,
         retention_seconds: float = 30 * 86400,
         clock: Callable[[], float],
+        log_formats: Mapping[str, str] | None = None,
     ) -> None:
+        """``log_formats``: explicit formats by source name (raises ValueError for one that cannot be used)."""
         self._store = store
         self._config = config or MinerConfig()
         self._max_tenants = max_tenants
         self._replay_limit = replay_limit
         self._retention = retention_seconds
         self._clock = clock
+        self._formats = {name: LogFormat(spec) for name, spec in (log_formats or {}).items()}
         self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -94,8 +105,7 @@ class PatternWatch:
                     self._load(tenant)  # rebuilt from the store, which now holds this batch too
                     continue
                 self._tenants.move_to_end(tenant)
-                for record in records:
-                    _feed(state, record)
+                self._feed_all(state, records)
             return written
 
     def report(self, tenant: str, start: float, end: float, limit: int) -> PatternReport:
@@ -160,8 +170,7 @@ class PatternWatch:
         state = _Tenant(LogPatternMiner(self._config))
         since = self._clock() - self._retention
         replay = self._store.logs(tenant, start=since, limit=self._replay_limit, newest=True)
-        for record in replay:
-            _feed(state, record)
+        self._feed_all(state, replay)
         if len(replay) == self._replay_limit:
             logger.warning(
                 "tenant %s: error patterns rebuilt from its newest %d stored log lines only", tenant, len(replay)
@@ -170,6 +179,29 @@ class PatternWatch:
         if len(self._tenants) > self._max_tenants:
             self._tenants.popitem(last=False)
         return state
+
+    def _feed_all(self, state: _Tenant, records: Sequence[LogRecord]) -> None:
+        """Feed ``records`` in order, each source having learned from its lines among them first."""
+        by_source: dict[SourceKey, list[LogRecord]] = defaultdict(list)
+        for record in records:
+            by_source[_source_key(record)].append(record)
+        sources = {key: self._source(state, key, lines) for key, lines in by_source.items()}
+        for record in records:
+            _feed(state, sources[_source_key(record)], record)
+
+    def _source(self, state: _Tenant, key: SourceKey, records: Iterable[LogRecord]) -> LogSource:
+        source = state.sources.get(key)
+        if source is None:
+            _, name, spec = key
+            log_format = _pushed_format(spec) if spec else self._formats.get(name)
+            source = state.sources[key] = LogSource(log_format)
+            if len(state.sources) > MAX_SOURCES:
+                state.sources.popitem(last=False)
+        else:
+            state.sources.move_to_end(key)
+        if source.learning:
+            source.learn(r.message for r in records)
+        return source
 
     def _window(self, state: _Tenant, start: float, end: float) -> list[ErrorPattern]:
         miner = state.miner
@@ -214,10 +246,24 @@ class PatternWatch:
         return rows
 
 
-def _feed(state: _Tenant, record: LogRecord) -> None:
+def _source_key(record: LogRecord) -> SourceKey:
+    attributes = record.attributes
+    name = attributes.get("log_source") or attributes.get("log_group") or ""
+    spec = attributes.get("log_format") or ""
+    return record.source, name if isinstance(name, str) else "", spec if isinstance(spec, str) else ""
+
+
+def _pushed_format(spec: str) -> LogFormat | None:
+    try:
+        return LogFormat(spec)
+    except ValueError:  # refused at ingest; a record stored before that check is split by the learned layout
+        return None
+
+
+def _feed(state: _Tenant, source: LogSource, record: LogRecord) -> None:
     # A raw line with its header, or a structured (JSON) line: mine its message and keep the fields it names (a
     # plain line comes back as it is).
-    parsed = parse_line(record.message)
+    parsed = source.parse(record.message)
     level, component = parsed.level or record.level, record.component or parsed.component
     match = state.miner.add(parsed.message, timestamp=record.timestamp, level=level, component=component)
     bucket = state.hours[match.pattern_id].setdefault(int(record.timestamp // HOUR), _Hour())

@@ -1,12 +1,14 @@
 """Online log-pattern mining: group log lines into templates with ``<*>`` for their variable parts.
 
 The server feeds ingested lines to one :class:`LogPatternMiner`; :func:`mine_file` does the same for a file
-(``self-building-mcp log-patterns FILE``). :func:`parse_line` splits a raw line's header (timestamp, level,
-component) from its message.
+(``self-building-mcp log-patterns FILE``). A :class:`LogSource` splits a source's raw lines into header (timestamp,
+level, component) and message, by the source's explicit :class:`LogFormat` or by the header layout it learns from
+the source's first lines; :func:`parse_line` splits one line on its own evidence.
 """
 
 from telemetry.logpatterns.batch import mine_file
-from telemetry.logpatterns.headers import ParsedLine, parse_line
+from telemetry.logpatterns.formats import LogFormat
+from telemetry.logpatterns.headers import LogSource, ParsedLine, parse_line
 from telemetry.logpatterns.masking import WILDCARD, mask, tokenize
 from telemetry.logpatterns.miner import (
     EMPTY_TEMPLATE,
@@ -20,7 +22,9 @@ from telemetry.logpatterns.miner import (
 __all__ = [
     "EMPTY_TEMPLATE",
     "WILDCARD",
+    "LogFormat",
     "LogPatternMiner",
+    "LogSource",
     "MinerConfig",
     "ParsedLine",
     "PatternMatch",

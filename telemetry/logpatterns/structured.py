@@ -1,15 +1,18 @@
-"""Structured log lines: a JSON object per line, with the message, level, logger and time as its fields.
+"""Structured log lines: a JSON object or logfmt pairs per line, with the message, level, logger and time as fields.
 
 Structured logging libraries agree on a handful of field names (``message`` in ECS, log4j, logback, zerolog and
 python-json-logger; ``msg`` in pino, bunyan, zap, logrus and Go's slog; ``event`` in structlog; ``log`` in Docker's
 and Fluent Bit's records; ``@m`` in Serilog's compact JSON, ...). The message field is what varies like a raw line's
 message; the rest of the object is the header. Only the object's own string fields count, and the level may be a
-word or a number on one of the two common numeric scales.
+word or a number on one of the two common numeric scales. A logfmt line (``key=value`` pairs, a value quoted when
+it holds spaces: Go's slog text handler, logrus, Heroku's router) is read the same way when every word of it is a
+pair and one of them is the message.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +25,10 @@ TIME_KEYS = ("timestamp", "@timestamp", "time", "ts", "@t", "datetime", "date")
 # Numeric levels: syslog's severities 0-7 (GELF) and pino's and bunyan's steps of ten (10 trace - 60 fatal).
 _SYSLOG = ("EMERG", "ALERT", "CRITICAL", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")
 _TENS = {10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL"}
+_LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]{0,63}=")
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]{0,63})=("(?:[^"\\]|\\.)*"|[^\s"]*)(?:\s+|$)')
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_MAX_PAIRS = 256  # a record of more fields is read as text
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +42,11 @@ class StructuredFields:
 
 
 def structured_fields(line: str) -> StructuredFields | None:
-    """The fields of ``line`` when it is a JSON object; None for anything else (cheaply, for a line not in braces)."""
+    """The fields of ``line`` when it is a JSON object or logfmt pairs with a message; None for anything else
+    (cheaply, for a line neither in braces nor starting with ``key=``)."""
     first = line[:1]
     if first != "{" and not (first.isspace() and line.lstrip().startswith("{")):
-        return None  # the common case, decided without copying the line
+        return _logfmt(line) if _LOGFMT_START.match(line) else None  # commonly decided on the first characters
     text = line.strip()
     if not text.endswith("}"):
         return None
@@ -54,6 +62,29 @@ def structured_fields(line: str) -> StructuredFields | None:
         # No message field: the record is its fields. "key=value" pairs let the miner see its shape (which keys),
         # with the values masked as in any key=value line.
         message = " ".join(f"{k}={v if isinstance(v, str) else _compact(v)}" for k, v in parsed.items())
+    return StructuredFields(message, _level(fields), _text(fields, COMPONENT_KEYS), _time(fields))
+
+
+def _logfmt(line: str) -> StructuredFields | None:
+    fields: dict[str, Any] = {}
+    pos, size = 0, len(line.rstrip())
+    while pos < size:
+        if len(fields) >= _MAX_PAIRS:
+            return None
+        pair = _LOGFMT_PAIR.match(line, pos)
+        if pair is None:
+            return None  # a word that is not a pair: a plain line that happens to start with key=value
+        key, value = pair.groups()
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        fields[key.lower()] = value
+        pos = pair.end()
+    message = _text(fields, MESSAGE_KEYS)
+    if message is None or len(fields) < 2:
+        return None  # pairs without a message: the miner reads them as key=value text
     return StructuredFields(message, _level(fields), _text(fields, COMPONENT_KEYS), _time(fields))
 
 
@@ -91,6 +122,8 @@ def _level(fields: dict[str, Any]) -> str | None:
 def _time(fields: dict[str, Any]) -> float | None:
     for key in TIME_KEYS:
         value = _lookup(fields, key)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # a number written as text (logfmt has no other way)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e20:
             # Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by size (now is ~1.7e9 s).
             seconds = float(value)

@@ -1,14 +1,19 @@
-"""Log-pattern miner throughput: lines/s of ``LogPatternMiner.add`` over the 8 loghub 2k datasets (target >= 20,000).
+"""Log-pattern miner throughput beside drain3's: lines/s over the 8 loghub 2k datasets, in the same run.
 
-Each dataset's message contents are read first; only the ``add`` calls are timed, one fresh miner per dataset.
+Each dataset's message contents are read first; only the ``add`` calls are timed (``add_log_message`` for drain3,
+configured as the shared scorer's baseline: similarity 0.4, depth 4, IP/number/hex masks), one fresh miner per
+dataset, best of a few rounds, the two miners interleaved so that machine load falls on both alike. The target is a
+ratio of at least 1 (drain3 is an optional dev dependency; without it only the miner's figure is printed).
 Run: python -m tests.benchmarks.bench_logpatterns [DATA_ROOT] (default /work/shared/data/loghub).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from telemetry.logpatterns import LogPatternMiner
@@ -23,28 +28,67 @@ def load(root: Path, name: str) -> list[str]:
         return [row["Content"] for row in csv.DictReader(f)]
 
 
-def lines_per_second(lines: list[str]) -> float:
-    """Best of a few rounds, each on a fresh miner, so that a busy machine disturbs the figure less."""
-    best = float("inf")
-    for _ in range(ROUNDS):
-        miner = LogPatternMiner()
-        started = time.perf_counter()
-        for line in lines:
-            miner.add(line)
-        best = min(best, time.perf_counter() - started)
-    return len(lines) / best
+def _ours() -> Callable[[str], object]:
+    return LogPatternMiner().add
+
+
+def _drain3() -> Callable[[str], object] | None:
+    try:
+        from drain3 import TemplateMiner
+        from drain3.masking import MaskingInstruction
+        from drain3.template_miner_config import TemplateMinerConfig
+    except ImportError:
+        return None
+    config = TemplateMinerConfig()
+    config.drain_sim_th = 0.4
+    config.drain_depth = 4
+    config.masking_instructions = [
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})((?=[^A-Za-z0-9])|$)", "*"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)([\-\+]?\d+)((?=[^A-Za-z0-9])|$)", "*"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(0x[a-fA-F0-9]+)((?=[^A-Za-z0-9])|$)", "*"),
+    ]
+    config.mask_prefix, config.mask_suffix = "<", ">"
+    return TemplateMiner(config=config).add_log_message
+
+
+def seconds(make: Callable[[], Callable[[str], object] | None], lines: list[str]) -> float | None:
+    """Seconds for one fresh miner to take ``lines``; None when the miner is not installed."""
+    add = make()
+    if add is None:
+        return None
+    started = time.perf_counter()
+    for line in lines:
+        add(line)
+    return time.perf_counter() - started
 
 
 def main(root: Path = DATA_ROOT) -> None:
+    logging.getLogger("drain3").setLevel(logging.WARNING)
     total_lines = 0
-    total_seconds = 0.0
+    totals = {"ours": 0.0, "drain3": 0.0}
     for name in DATASETS:
         lines = load(root, name)
-        rate = lines_per_second(lines)
+        best: dict[str, float] = {}
+        for _ in range(ROUNDS):
+            for label, make in (("ours", _ours), ("drain3", _drain3)):
+                took = seconds(make, lines)
+                if took is not None:
+                    best[label] = min(best.get(label, took), took)
         total_lines += len(lines)
-        total_seconds += len(lines) / rate
-        sys.stdout.write(f"log patterns {name:10s} {rate:10,.0f} lines/s\n")
-    sys.stdout.write(f"log patterns overall    {total_lines / total_seconds:10,.0f} lines/s over {total_lines} lines\n")
+        for label, took in best.items():
+            totals[label] += took
+        row = f"log patterns {name:10s} {len(lines) / best['ours']:10,.0f} lines/s"
+        if "drain3" in best:
+            row += (
+                f"   drain3 {len(lines) / best['drain3']:10,.0f} lines/s   ratio {best['drain3'] / best['ours']:5.2f}"
+            )
+        sys.stdout.write(row + "\n")
+    ours = total_lines / totals["ours"]
+    row = f"log patterns overall    {ours:10,.0f} lines/s over {total_lines} lines"
+    if totals["drain3"]:
+        drain3 = total_lines / totals["drain3"]
+        row += f"   drain3 {drain3:10,.0f} lines/s   ratio {ours / drain3:5.2f}"
+    sys.stdout.write(row + "\n")
 
 
 if __name__ == "__main__":
