@@ -1,7 +1,8 @@
-"""Anomaly detector throughput: points/s of ``SeriesDetector.update`` (target >= 100,000).
+"""Anomaly detector throughput and memory: points/s of ``SeriesDetector.update`` and bytes held per series.
 
 Measured on the 28 NAB files (when present) and on a synthetic 500,000-point series with a daily cycle, so the
-seasonal signal is exercised. Best of a few rounds, each on a fresh detector.
+seasonal signal is exercised. Best of a few rounds, each on a fresh detector. Memory is what one detector holds
+once its windows are full (traced allocations, Python objects included), with and without a daily cycle.
 Run: python -m tests.benchmarks.bench_anomaly [NAB_ROOT] (default /work/shared/data/nab).
 """
 
@@ -12,6 +13,7 @@ import math
 import random
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 from telemetry.anomaly import SeriesDetector, parse_timestamp
@@ -46,6 +48,20 @@ def points_per_second(all_series: list[list[tuple[float, float]]]) -> float:
     return total / best
 
 
+def bytes_per_series(points: list[tuple[float, float]]) -> int:
+    """Allocated bytes one detector still holds after ``points`` (its windows full by then)."""
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    det = SeriesDetector()
+    for ts, value in points:
+        det.update(ts, value)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    del det
+    return held
+
+
 def main(root: Path = NAB_ROOT) -> None:
     if root.is_dir():
         series = nab_series(root)
@@ -55,6 +71,10 @@ def main(root: Path = NAB_ROOT) -> None:
         print(f"anomaly detector, {label}: {rate:,.0f} points/s (target >= 100,000)")
     rate = points_per_second([synthetic()])
     print(f"anomaly detector, synthetic daily cycle (500,000 points): {rate:,.0f} points/s (target >= 100,000)")
+    cycle = synthetic(20_000)
+    flat = [(i * 10.0, 50.0 + (i * 7919 % 101) / 50.0) for i in range(20_000)]  # 10 s points: no daily cycle
+    print(f"anomaly detector memory per series, daily cycle learned: {bytes_per_series(cycle) / 1024:,.1f} KiB")
+    print(f"anomaly detector memory per series, no daily cycle: {bytes_per_series(flat) / 1024:,.1f} KiB")
 
 
 if __name__ == "__main__":
