@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from telemetry.logpatterns import WILDCARD, LogPatternMiner, MinerConfig, mine_file, tokenize
+from telemetry.logpatterns import miner as miner_module
 from tests.conftest import ServerFactory, call, connect
 
 # Invented words of no familiar shape: no digit, no dot, no separator.
@@ -184,3 +186,33 @@ async def test_the_server_groups_unseen_shapes_and_keeps_events_apart(make_serve
         "GETATTR3 status: <*> len: <*> time: <*>": 5,
     }
     assert WILDCARD not in counts
+
+
+def test_the_work_per_line_is_bounded_however_many_patterns_share_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines that never merge (free text, or a client sending noise) all share a key (length and first word): each
+    new line is compared with at most ``max_candidates`` of its patterns, not with all of them, so mining does not
+    slow down quadratically; patterns in use still gather their lines."""
+    compared = 0
+    real_compare = miner_module.compare
+
+    def counting(pattern: list[str], tokens: list[str]) -> tuple[int, tuple[int, ...]]:
+        nonlocal compared
+        compared += 1
+        return real_compare(pattern, tokens)
+
+    monkeypatch.setattr(miner_module, "compare", counting)
+    rng = random.Random(5)
+    noise = [
+        "note " + " ".join("".join(rng.choice("klmnopqrstu") for _ in range(5)) for _ in range(6)) for _ in range(400)
+    ]
+    miner = LogPatternMiner(MinerConfig(max_candidates=16))
+    for line in noise[:300]:
+        miner.add(line)
+    compared = 0
+    for line in noise[300:]:
+        miner.add(line)
+    assert len(miner) == 400  # nothing merged: every line is its own pattern of the one key
+    assert 0 < compared <= 100 * 16, compared
+    added = [miner.add(f"note the disk on node {word} filled").pattern_id for word in ODD_WORDS]
+    ids = {miner.resolve(pattern_id) for pattern_id in added}
+    assert len(ids) == 1 and miner.template(ids.pop()) == "note the disk on node <*> filled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from itertools import islice
 
 from telemetry.logpatterns.masking import WILDCARD, tokenize
 from telemetry.logpatterns.model import EMPTY_TEMPLATE, ERROR_LEVELS, MinerConfig, PatternMatch, PatternStats, is_error
@@ -43,7 +44,8 @@ class LogPatternMiner:
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config or MinerConfig()
         self._patterns: OrderedDict[int, Pattern] = OrderedDict()
-        self._index: dict[Key, list[Pattern]] = {}
+        # Patterns by key (token count, first word), least recently used first.
+        self._index: dict[Key, OrderedDict[int, Pattern]] = {}
         self._aliases: OrderedDict[int, int] = OrderedDict()
         # Masked token sequences already placed, and the pattern they went to (bounded: cleared when full).
         self._seen: dict[tuple[str, ...], int] = {}
@@ -78,6 +80,7 @@ class LogPatternMiner:
                 self._seen.clear()
             self._seen[masked] = pattern.pattern_id
         self._patterns.move_to_end(pattern.pattern_id)
+        self._index[pattern.key].move_to_end(pattern.pattern_id)
         error = self._record(pattern, message, now, level, component)
         return PatternMatch(pattern.pattern_id, pattern.template, is_new, error)
 
@@ -90,7 +93,7 @@ class LogPatternMiner:
         tokens, _ = collapse(list(masked))
         best: Pattern | None = None
         best_same = -1
-        for pattern in self._index.get(key_of(tokens), ()):
+        for pattern in self._candidates(key_of(tokens)):
             same, where = compare(pattern.tokens, tokens)
             if not where and same > best_same and takes(pattern, tokens):
                 best, best_same = pattern, same
@@ -134,6 +137,20 @@ class LogPatternMiner:
             self._words.clear()
         return tuple(tokenize(message[: self.config.max_message_chars], self._words))
 
+    def _candidates(self, key: Key) -> list[Pattern]:
+        """The patterns a message of ``key`` is compared with: the ``max_candidates`` most recently used of that key,
+        oldest first. Comparing with every pattern of a key costs a line time in proportion to how many there are, so
+        a stream of lines that fit no pattern (free text, or a client sending noise) would slow mining quadratically;
+        a pattern that stops getting lines leaves the window and is kept but no longer joined."""
+        bucket = self._index.get(key)
+        if not bucket:
+            return []
+        if len(bucket) <= self.config.max_candidates:
+            return list(bucket.values())
+        recent = list(islice(reversed(bucket.values()), self.config.max_candidates))
+        recent.reverse()
+        return recent
+
     def _known(self, masked: tuple[str, ...]) -> Pattern | None:
         """The pattern that lines masking to ``masked`` went to, when it is still kept (merges only widen it)."""
         pattern_id = self._seen.get(masked)
@@ -141,7 +158,7 @@ class LogPatternMiner:
 
     def _place(self, tokens: list[str]) -> Pattern | None:
         """The pattern ``tokens`` joins (generalised to fit them when needed), or None for a new one."""
-        bucket = self._index.get(key_of(tokens))
+        bucket = self._candidates(key_of(tokens))
         if not bucket:
             return None
         exact: Pattern | None = None
@@ -194,7 +211,7 @@ class LogPatternMiner:
 
     def _merge_covered(self, pattern: Pattern) -> Pattern:
         """Merge every pattern that ``pattern`` covers, or that covers it, into the older one; return the survivor."""
-        for other in list(self._index.get(pattern.key, ())):
+        for other in self._candidates(pattern.key):
             if other is pattern or self._patterns.get(other.pattern_id) is not other:
                 continue
             if covering(pattern, other) or covering(other, pattern):
@@ -235,13 +252,13 @@ class LogPatternMiner:
         pattern.retemplate()
         self._next_id += 1
         self._patterns[pattern.pattern_id] = pattern
-        self._index.setdefault(pattern.key, []).append(pattern)
+        self._index.setdefault(pattern.key, OrderedDict())[pattern.pattern_id] = pattern
         return pattern
 
     def _drop(self, pattern: Pattern) -> None:
         del self._patterns[pattern.pattern_id]
         bucket = self._index[pattern.key]
-        bucket.remove(pattern)
+        del bucket[pattern.pattern_id]
         if not bucket:
             del self._index[pattern.key]
 

@@ -47,6 +47,14 @@ class MinerConfig(BaseModel):
         default=10_000, ge=1, description="Characters of a message looked at for matching; the rest is ignored."
     )
     max_components: int = Field(default=20, ge=0, description="Most distinct components remembered per pattern.")
+    max_candidates: int = Field(
+        default=64,
+        ge=1,
+        description="Most patterns of one length and first word a message is compared with (the most recently used): "
+        "bounds the work per line whatever the stream. Patterns merge as their variables show, so a key rarely holds "
+        "more than a dozen; lines that never merge (free text, noise) would otherwise cost each line a comparison "
+        "with all of them.",
+    )
     max_example_chars: int = Field(default=2000, ge=1, description="Longest example message kept per pattern.")
 
 
