@@ -339,6 +339,9 @@ def test_an_explicit_format_splits_its_fields() -> None:
         ("<Content> <Content>", "<Content> exactly once"),
         ("<Level> <level> <Content>", "each field once"),
         ("<Date> " * 100 + "<Content>", "at most 500 characters"),
+        # touching fields could be cut anywhere: a pushed '<A><B><C><D><Content>!' held a CPU for minutes
+        ("<A><B><C><D><Content>!", "fields <A> and <B> have nothing between them"),
+        ("<Level><Content>", "fields <Level> and <Content> have nothing between them"),
     ],
 )
 def test_a_format_that_cannot_be_used_says_why(spec: str, reason: str) -> None:

@@ -39,6 +39,15 @@ class LogFormat:
         if len({n.lower() for n in names}) != len(names):
             raise ValueError("a log format names each field once")
         parts = [p if i % 2 else re.sub(r"\\([^\w\s])", r"\1", p) for i, p in enumerate(_FIELD.split(spec))]
+        adjacent = next((i for i in range(2, len(parts) - 1, 2) if not parts[i]), None)
+        if adjacent is not None:
+            # Where two fields touch, a line could be cut between them anywhere: nothing says where one ends, and a
+            # pattern that tries every cut takes time growing with a power of the line's length (a pushed format of
+            # five touching fields held a CPU for minutes on one 400-character line).
+            raise ValueError(
+                f"fields <{parts[adjacent - 1]}> and <{parts[adjacent + 1]}> have nothing between them: put the text "
+                "that separates them in the format (a space, a colon, a bracket)"
+            )
         pattern = []
         for i, part in enumerate(parts):
             if i % 2 == 0:
@@ -47,8 +56,6 @@ class LogFormat:
             following = parts[i + 1]
             if part == "Content" or (i + 1 == len(parts) - 1 and not following):
                 pattern.append(f"(?P<{part}>.*)")
-            elif not following:
-                pattern.append(f"(?P<{part}>.*?)")  # two fields with nothing between: the first as short as it can be
             else:
                 # Up to the next literal text, never backtracking: a line that does not fit fails in linear time.
                 stop = r"\S" if following[0].isspace() else f"[^{re.escape(following[0])}]"
