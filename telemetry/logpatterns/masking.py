@@ -30,7 +30,9 @@ WILDCARD = "<*>"
 # Punctuation that wraps a value in prose: it stays around the <*>.
 OPEN = "([{<'\"#@"
 CLOSE = ")]}>'\",;:.!?"
-_QUOTED_TEXT = re.compile(r"""(?P<q>["'])[^"']*\s[^"']*(?P=q)""")
+# Possessive runs, the first free of blanks: one way to match, so a quote never closed costs one scan, not one per
+# blank after it (a line of one quote and 5,000 blanks took 0.3 s).
+_QUOTED_TEXT = re.compile(r"""(?P<q>["'])[^"'\s]*+\s[^"']*+(?P=q)""")
 _URL = re.compile(r"[A-Za-z][\w+.\-]*://")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z_.\-]*")  # a name: a key holding digits is more likely a value (fe80::1)
 # Parts of a compound word: runs of letters and digits between separators.

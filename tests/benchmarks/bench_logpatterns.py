@@ -3,7 +3,8 @@
 Each dataset's message contents are read first; only the ``add`` calls are timed (``add_log_message`` for drain3,
 configured as the shared scorer's baseline: similarity 0.4, depth 4, IP/number/hex masks), one fresh miner per
 dataset, best of a few rounds, the two miners interleaved so that machine load falls on both alike. The target is a
-ratio of at least 1 (drain3 is an optional dev dependency; without it only the miner's figure is printed).
+ratio of at least 1 (drain3 is an optional dev dependency; without it only the miner's figure is printed). Then lines
+a hostile client may send (a quote never closed before thousands of blanks; lines that never merge), beside drain3.
 Run: python -m tests.benchmarks.bench_logpatterns [DATA_ROOT] (default /work/shared/data/loghub).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -91,5 +93,27 @@ def main(root: Path = DATA_ROOT) -> None:
     sys.stdout.write(row + "\n")
 
 
+def hostile() -> None:
+    """Lines a hostile or careless client may send, beside drain3: each must cost about what a plain line costs."""
+    rng = random.Random(7)
+    cases = {
+        # a quote never closed, then thousands of blanks: a backtracking quoted-text rule scans once per blank
+        "unclosed quote": ["'" + " word" * 1900 + f" {i}" for i in range(200)],
+        # lines of one key that never merge: compared with every earlier pattern, mining grows quadratically
+        "never merge": [
+            "note " + " ".join("".join(rng.choice("klmnopqrstu") for _ in range(5)) for _ in range(6))
+            for _ in range(2000)
+        ],
+    }
+    for name, lines in cases.items():
+        row = f"hostile {name:15s}"
+        for label, make in (("ours", _ours), ("drain3", _drain3)):
+            took = seconds(make, lines)
+            if took is not None:
+                row += f"   {label} {len(lines) / took:10,.0f} lines/s"
+        sys.stdout.write(row + "\n")
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA_ROOT)
+    hostile()
