@@ -2,10 +2,10 @@
 
 The category folders under the NAB root are the folds. For each fold, the configuration that scores best on the
 *other* folds is chosen from a small grid of the detector's meaningful settings (the recent window and the quiet
-spell that ends an event; the thresholds are in units of each series' own scale) and scored on the fold left out. A fold without
-labelled windows (no anomalies) has no normalised score: its false alarms are printed instead. Scoring is the shared
-harness's own code (``/work/shared/harness/nab_score.py``, its ``file_score``), run in this process so the grid
-stays cheap.
+spell that ends an event; the thresholds are in units of each series' own scale) and scored on the fold left out.
+A fold without labelled windows (no anomalies) has no normalised score: its false alarms are printed instead.
+Scoring is the shared harness's own code (``/work/shared/harness/nab_score.py``, its ``file_score``), run in this
+process so the grid stays cheap.
 
 Run: python -m tests.benchmarks.nab_cv [NAB_ROOT] [--grid]   (without --grid: only the default configuration)
 """
