@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from telemetry.cloudwatch.config import CloudWatchConfig
-from telemetry.logpatterns.formats import LogFormat
+from telemetry.logpatterns.formats import compiled_format
 
 if TYPE_CHECKING:
     from generators.llm import LLMConfig
@@ -302,7 +302,7 @@ class Settings(BaseSettings):
     def _log_formats(cls, value: dict[str, str]) -> dict[str, str]:
         for source, spec in value.items():
             try:
-                LogFormat(spec)
+                compiled_format(spec)
             except ValueError as exc:
                 raise ValueError(f"{source!r}: {exc}") from None
         return value

@@ -21,7 +21,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from telemetry.errors import TelemetryError
-from telemetry.logpatterns.formats import LogFormat
+from telemetry.logpatterns.formats import compiled_format
 from telemetry.store import EventRecord, LogRecord, MetricPoint
 
 MAX_ITEMS = 10_000
@@ -90,7 +90,7 @@ class LogIn(_Item):
         if spec is not None:  # the layout of this source's raw lines: refused here rather than ignored later
             if not isinstance(spec, str):
                 raise ValueError("log_format must be a string such as '<Date> <Time> <Level> <Component>: <Content>'")
-            LogFormat(spec)
+            compiled_format(spec)
         return attributes
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from telemetry.insights import Insight, Severity, insight_id
 from telemetry.logpatterns import LogFormat, LogPatternMiner, LogSource, MinerConfig
+from telemetry.logpatterns.formats import compiled_format
 from telemetry.store import LogRecord, TelemetryStore
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class PatternWatch:
         self._replay_limit = replay_limit
         self._retention = retention_seconds
         self._clock = clock
-        self._formats = {name: LogFormat(spec) for name, spec in (log_formats or {}).items()}
+        self._formats = {name: compiled_format(spec) for name, spec in (log_formats or {}).items()}
         self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -182,12 +183,13 @@ class PatternWatch:
 
     def _feed_all(self, state: _Tenant, records: Sequence[LogRecord]) -> None:
         """Feed ``records`` in order, each source having learned from its lines among them first."""
+        keys = [_source_key(record) for record in records]
         by_source: dict[SourceKey, list[LogRecord]] = defaultdict(list)
-        for record in records:
-            by_source[_source_key(record)].append(record)
+        for key, record in zip(keys, records, strict=True):
+            by_source[key].append(record)
         sources = {key: self._source(state, key, lines) for key, lines in by_source.items()}
-        for record in records:
-            _feed(state, sources[_source_key(record)], record)
+        for key, record in zip(keys, records, strict=True):
+            _feed(state, sources[key], record)
 
     def _source(self, state: _Tenant, key: SourceKey, records: Iterable[LogRecord]) -> LogSource:
         source = state.sources.get(key)
@@ -255,7 +257,7 @@ def _source_key(record: LogRecord) -> SourceKey:
 
 def _pushed_format(spec: str) -> LogFormat | None:
     try:
-        return LogFormat(spec)
+        return compiled_format(spec)
     except ValueError:  # refused at ingest; a record stored before that check is split by the learned layout
         return None
 

@@ -11,6 +11,7 @@ Program, Service, Source) the component. Other fields (Pid, Thread, Host...) are
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from telemetry.logpatterns.fields import level_of
 from telemetry.logpatterns.inference import ParsedLine
@@ -80,3 +81,10 @@ class LogFormat:
 
     def __repr__(self) -> str:
         return f"LogFormat({self.spec!r})"
+
+
+@lru_cache(maxsize=256)
+def compiled_format(spec: str) -> LogFormat:
+    """The :class:`LogFormat` of ``spec``, compiled once: every record of a push may carry the same format, and it
+    is checked at ingest and used again by its source. Raises ValueError like the constructor (not cached)."""
+    return LogFormat(spec)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from telemetry.logpatterns.fields import level_of
-from telemetry.logpatterns.formats import LogFormat
+from telemetry.logpatterns.formats import LogFormat, compiled_format
 from telemetry.logpatterns.inference import (
     HeaderShape,
     ParsedLine,
@@ -56,7 +56,7 @@ class LogSource:
         consistency: float = CONSISTENCY,
     ) -> None:
         """Raises ValueError for an explicit ``log_format`` that cannot be used (the message says why)."""
-        self.log_format = LogFormat(log_format) if isinstance(log_format, str) else log_format
+        self.log_format = compiled_format(log_format) if isinstance(log_format, str) else log_format
         self._sample_lines = sample_lines
         self._consistency = consistency
         self._samples: Counter[Sample] | None = Counter() if self.log_format is None else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from itertools import islice
 
 from telemetry.logpatterns.masking import WILDCARD, tokenize
@@ -137,16 +138,16 @@ class LogPatternMiner:
             self._words.clear()
         return tuple(tokenize(message[: self.config.max_message_chars], self._words))
 
-    def _candidates(self, key: Key) -> list[Pattern]:
+    def _candidates(self, key: Key) -> Collection[Pattern]:
         """The patterns a message of ``key`` is compared with: the ``max_candidates`` most recently used of that key,
         oldest first. Comparing with every pattern of a key costs a line time in proportion to how many there are, so
         a stream of lines that fit no pattern (free text, or a client sending noise) would slow mining quadratically;
         a pattern that stops getting lines leaves the window and is kept but no longer joined."""
         bucket = self._index.get(key)
         if not bucket:
-            return []
+            return ()
         if len(bucket) <= self.config.max_candidates:
-            return list(bucket.values())
+            return bucket.values()  # a view: callers that merge while they iterate copy it
         recent = list(islice(reversed(bucket.values()), self.config.max_candidates))
         recent.reverse()
         return recent
@@ -211,7 +212,7 @@ class LogPatternMiner:
 
     def _merge_covered(self, pattern: Pattern) -> Pattern:
         """Merge every pattern that ``pattern`` covers, or that covers it, into the older one; return the survivor."""
-        for other in self._candidates(pattern.key):
+        for other in list(self._candidates(pattern.key)):
             if other is pattern or self._patterns.get(other.pattern_id) is not other:
                 continue
             if covering(pattern, other) or covering(other, pattern):
@@ -244,7 +245,7 @@ class LogPatternMiner:
             key=key_of(tokens),
             tokens=list(tokens),
             runs=list(runs),
-            has_word=keeps_a_word(tokens, ()),
+            has_word=keeps_a_word(tokens),
             example=message[: self.config.max_example_chars],
             first_seen=now,
             last_seen=now,

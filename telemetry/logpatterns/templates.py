@@ -83,13 +83,10 @@ def covers(general: list[str], specific: list[str]) -> bool:
     return all(g in (s, WILDCARD) or (WILDCARD in g and fits(g, s)) for g, s in zip(general, specific, strict=True))
 
 
-def keeps_a_word(tokens: list[str], where: tuple[int, ...]) -> bool:
-    """Whether ``tokens`` still hold a fixed word once the positions in ``where`` become variables.
-
-    An event is told apart by its fixed words; a template of values only would take in every line of its length.
-    """
-    skip = set(where)
-    return any(i not in skip and token != WILDCARD for i, token in enumerate(tokens))
+def keeps_a_word(tokens: list[str]) -> bool:
+    """Whether ``tokens`` hold a fixed word: an event is told apart by its fixed words, and a template of values
+    only would take in every line of its length."""
+    return any(token != WILDCARD for token in tokens)
 
 
 def same_field(mine: str, theirs: str) -> bool:
