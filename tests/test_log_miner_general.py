@@ -48,6 +48,10 @@ def ids_of(miner: LogPatternMiner, lines: list[str]) -> list[int]:
         ("files /srv/data/a.txt C:\\temp\\b.log ~/notes conf/app/main.yaml", ["files", "<*>", "<*>", "<*>", "<*>"]),
         ("fetch s3a://bucket/key and https://example.net/x?y=1", ["fetch", "s3a://<*>", "and", "https://<*>"]),
         ("resolve db-primary.internal and cache.example.org", ["resolve", "<*>", "and", "<*>"]),
+        (
+            "loaded net.acme.billing.InvoiceJob via $Proxy.a.b_c, e.g. from app.cfg",
+            ["loaded", "<*>", "via", "<*>,", "e.g.", "from", "app.cfg"],
+        ),
         ("set depth=12 mode=fast ratio:0.5", ["set", "depth=<*>", "mode=fast", "ratio:<*>"]),
         ('said "hello there world" and "single"', ["said", '"<*>"', "and", '"single"']),
         ("freed 9.2 KB, kept 17 MiB", ["freed", "<*>,", "kept", "<*>"]),

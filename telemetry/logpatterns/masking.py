@@ -9,7 +9,8 @@ or colon belong to the sentence, not to the value), and its core becomes ``<*>``
 - hex: ``0x``-prefixed (it starts with a digit), or eight or more hex digits in one case (hashes, addresses, masks);
 - a generated identifier: letters and digits interleaved more than once (a name puts its number in one place,
   ``utf8``, ``log4j``; random ids alternate);
-- a path: it starts at a root (``/``, ``\\``, ``~``, a drive ``C:``) or has two separators;
+- a path: it starts at a root (``/``, ``\\``, ``~``, a drive ``C:``) or has two separators; three or more names
+  joined by dots (``a.b.c``: a module, class, logger or host name) are a path in a namespace;
 - a URL: the scheme stays, the rest is the value (``https://<*>``);
 - a host name under a common top-level domain;
 - a quoted text holding spaces (free text; a quoted single word may be a name and is judged like any word).
@@ -39,6 +40,8 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z_.\-]*")  # a name: a key holding digits is 
 _PART = re.compile(r"[A-Za-z0-9]+")
 _NUMBERISH = re.compile(r"\d")
 _DIGIT_RUNS = re.compile(r"\d+")
+# Three or more names joined by dots, none empty: a.b.c (an abbreviation's dots end in a dot and do not match).
+_DOTTED_NAME = re.compile(r"[A-Za-z_$][\w$\-]*(?:\.[A-Za-z_$][\w$\-]*){2,}")
 _HEX = re.compile(r"[0-9a-f]{8,}|[0-9A-F]{8,}")
 _TLDS = r"(?:com|net|org|edu|gov|mil|io|info|biz|local|localdomain|internal|lan|arpa)"
 _HOST = re.compile(r"(?:[A-Za-z0-9\-]+\.)+" + _TLDS + r"(?:\.[A-Za-z]{2})?", re.IGNORECASE)
@@ -75,6 +78,8 @@ def _is_value(core: str) -> bool:
     """Whether a word stripped of its wrapping punctuation is a value by shape."""
     if core.count("/") + core.count("\\") >= 2:
         return True  # a relative path with directories
+    if core.count(".") >= 2 and _DOTTED_NAME.fullmatch(core):
+        return True  # a name in a hierarchy of three levels or more (a module, class or host): a path written with dots
     if _NUMBERISH.search(core) and any(_value_part(p) for p in _PART.findall(core)):
         return True
     return "." in core and _HOST.fullmatch(core) is not None

@@ -30,8 +30,8 @@ class MinerConfig(BaseModel):
         ge=2,
         description="Distinct words seen at one position of otherwise equal messages before it counts as a variable; "
         "fewer stay separate patterns (true/false, start/stop, the states of a state machine are different events). "
-        "A key=value field needs only two. Leave-one-system-out on the development logs chooses 4 or 5 for seven "
-        "of eight left-out systems (8 for the other, which then loses: see tests/benchmarks/loghub_cv.py).",
+        "A key=value field needs only two. Leave-one-system-out on the development logs chooses 4 or 5 for every "
+        "left-out system (tests/benchmarks/loghub_cv.py).",
     )
     similarity_threshold: float = Field(
         default=0.8,
