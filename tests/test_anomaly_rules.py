@@ -1,7 +1,7 @@
 """The detector's general rules on synthetic series: what each signal finds, what none of them may call an anomaly.
 
-Every series here is generated: noise of several shapes, a level shift, a spike, a change of variance. The
-decisions go through the public API only (``SeriesDetector.update``).
+Every series here is generated: noise of several shapes, a level shift, a spike, a change of variance, a daily cycle
+that stops. The decisions go through the public API only (``SeriesDetector.update``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from telemetry.anomaly import SeriesDetector
 
 STEP = 300.0  # five-minute points
 START = 1_700_000_000.0
+DAY = int(86400 / STEP)
 
 
 def flagged(values: list[float]) -> list[int]:
@@ -67,6 +68,16 @@ def test_a_change_of_variance_is_reported() -> None:
     values = gaussian(3000, 24, sd=1.0) + gaussian(1000, 25, sd=3.0)
     hits = flagged(values)
     assert hits and 3000 <= hits[0] < 3060, hits
+
+
+def test_a_daily_cycle_that_stops_is_reported_within_hours() -> None:
+    """Ten days of a daily cycle, then it stops at its mean level (a batch job that no longer runs): every point
+    after the stop is inside the normal band, only the cycle is missing, and it fades out gradually."""
+    rng = random.Random(31)
+    values = [50 + 20 * math.sin(2 * math.pi * i / DAY) + rng.gauss(0, 1) for i in range(10 * DAY)]
+    values += [50 + rng.gauss(0, 1) for _ in range(2 * DAY)]
+    hits = flagged(values)
+    assert hits and 10 * DAY <= hits[0] < 10 * DAY + DAY // 8, hits
 
 
 def test_detections_do_not_depend_on_the_units() -> None:

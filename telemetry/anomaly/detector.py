@@ -5,8 +5,10 @@
 * activity: the running mean of |first difference| exceeds its own remembered maximum (bursts, denser spikes,
   a series that starts oscillating);
 * season: when the series has a daily cycle (learned from the sampling interval), the running median of the
-  residual against the same time on previous days exceeds its remembered maximum (missing or changed cycles,
-  flatlines where a cycle is expected).
+  residual against the same time on previous days exceeds its maximum as of the last refresh (missing or changed
+  cycles, flatlines where a cycle is expected). Unlike a spike's, that maximum is not raised point by point: a
+  cycle that fades out raises the residual a little at each point, and a reference that followed it would never
+  be exceeded.
 
 The score is the largest signal over its threshold, squashed to [0, 1]. A detection holds further ones back for
 ``suppress`` points unless a clearly stronger one comes: one event is reported once, at its start.
@@ -183,8 +185,6 @@ class SeriesDetector:
                 scale = season.spread if season.spread > band * cfg.season_floor else band * cfg.season_floor
                 score = (sustained - season.hi) / (scale * cfg.season_threshold)
         season.recent.append(sustained)
-        if sustained > season.hi:
-            season.hi = sustained
         return score
 
     def _learn_period(self, timestamp: float) -> None:
