@@ -45,7 +45,7 @@ LEVEL_WORDS = {
     "PANIC": "FATAL",
     "VERBOSE": "TRACE",
 }
-# One-letter severities (Android's logcat, glog's I/W/E/F): ambiguous alone, so never the last header field.
+# One-letter severities (logcat's and glog's I/W/E/F): ambiguous alone, so never the last header field.
 LEVEL_LETTERS = {"V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL"}
 BRACKETS = {"[": "]", "(": ")", "<": ">", "{": "}"}
 _TRIM = ",;"

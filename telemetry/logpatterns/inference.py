@@ -43,7 +43,7 @@ from telemetry.logpatterns.timestamps import parse_timestamp
 _ENDS = frozenset((TIME, LEVEL, COMPONENT, SEPARATOR, BRACKET))  # what can close it (and a padded word)
 _LOOSE = frozenset((WORD, ADDRESS))  # a host or logger: only right before the name: or separator ending the header
 _RUN = WORD + ADDRESS + NUMBER
-_MAX_STAMP_FIELDS = 6  # "Sun Dec 04 10:00:00 2005 +0100" is the longest common spelling of a moment
+_MAX_STAMP_FIELDS = 6  # "Wed Mar 04 05:06:07 2026 +0100" is the longest common spelling of a moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +217,8 @@ class ShapeSplitter:
         self._stamp = (2 * shape.stamp_at + 1, 2 * (shape.stamp_at + shape.stamp) - 1) if shape.stamp else None
         self._memo: dict[str, str] = {}
         self._memo_size = memo_size
+        self._last_stamp = ""
+        self._last_moment: float | None = None
 
     def split(self, line: str) -> ParsedLine | None:
         found = self._tokens.match(line, 0, min(len(line), MAX_HEADER_CHARS))
@@ -230,10 +232,17 @@ class ShapeSplitter:
             kinds = self._memo[key] = "".join(kind_of(found[i]) for i in range(1, self._last + 1, 2))
         if kinds != self.shape.kinds:
             return None
-        stamp = parse_timestamp(line[found.start(self._stamp[0]) : found.end(self._stamp[1])]) if self._stamp else None
+        stamp = self._moment(line[found.start(self._stamp[0]) : found.end(self._stamp[1])]) if self._stamp else None
         level = level_of(found[self._level]) if self._level is not None else None
         component = _component_name(found[self._component[0]], self._component[1]) if self._component else None
         return ParsedLine(stamp, level, component, line[found.end(self._last + 1) :])
+
+    def _moment(self, text: str) -> float | None:
+        """``parse_timestamp(text)``, remembered: lines logged in the same second (or minute) repeat their stamp."""
+        if text == self._last_stamp:
+            return self._last_moment
+        self._last_stamp, self._last_moment = text, parse_timestamp(text)
+        return self._last_moment
 
 
 def _component_slot(kinds: str) -> int | None:

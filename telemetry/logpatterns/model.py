@@ -10,8 +10,7 @@ from pydantic import BaseModel, Field
 EMPTY_TEMPLATE = "<empty>"
 ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "CRIT", "ALERT", "EMERG", "SEVERE"})
 _ERROR_TEXT = re.compile(
-    r"\b(?:error|exception|fatal|failed|failure|panic|traceback|segfault|refused|denied|timed out|timeout)\b",
-    re.IGNORECASE,
+    r"\b(?:error|exception|fatal|failed|failure|panic|traceback|segfault|refused|denied|timed out|timeout)\b"
 )
 
 
@@ -19,7 +18,21 @@ def is_error(message: str, level: str | None, max_chars: int = 10_000) -> bool:
     """Whether a message counts as an error: an error level, or words that read as one (any level)."""
     if level is not None and level.upper() in ERROR_LEVELS:
         return True
-    return _ERROR_TEXT.search(message, 0, max_chars) is not None
+    text = message[:max_chars].lower()
+    # A part of every word of _ERROR_TEXT: most lines hold none, and these substring tests (written out, not a loop)
+    # cost a sixth of the search.
+    return (
+        "err" in text
+        or "xcept" in text
+        or "fatal" in text
+        or "fail" in text
+        or "panic" in text
+        or "trace" in text
+        or "segf" in text
+        or "refus" in text
+        or "denied" in text
+        or "time" in text
+    ) and _ERROR_TEXT.search(text) is not None
 
 
 class MinerConfig(BaseModel):
