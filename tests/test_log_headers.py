@@ -60,12 +60,15 @@ COMPONENTS = ("billing", "queue.Worker", "db-pool", "auth")
         ("[error]", "L"),
         ("Information,", "L"),
         ("W", "l"),  # a one-letter severity
+        ("E0304", "G"),  # a severity letter fused to a month and day
+        ("E1304", "W"),  # not a month
         ("10.1.2.3", "A"),  # an address
         ("10.1.2.3:8080", "A"),
         ("[pool-3-thread-1]", "B"),  # a bracketed thread or logger
         ("[main worker]", "B"),
         ("queue.Worker:", "C"),  # a name ended by a colon
         ("cron[812]:", "C"),
+        ("pool.go:61]", "C"),  # a file:line closing the header
         ("-", "S"),  # separators
         ("|", "S"),
         ("---", "S"),
@@ -205,6 +208,13 @@ LAYOUTS: dict[str, tuple[Layout, str, bool]] = {  # layout, the fields it writes
         "LC",
         False,
     ),
+    "a severity letter fused to the date, a pid, file:line]": (
+        lambda r, t, lv, c, m: (
+            f"{lv[0]}{t:%m%d %H:%M:%S}.{t.microsecond:06d} {r.randint(80, 99999):>7} {c}:{r.randint(1, 400)}] {m}"
+        ),
+        "LC",
+        False,
+    ),
 }
 
 
@@ -332,6 +342,21 @@ def test_an_explicit_format_splits_its_fields() -> None:
     assert piped.split("x" * 100_000) is None  # a line that does not fit fails quickly: fields never backtrack
 
 
+def test_a_level_fused_to_the_date_after_it_is_a_format() -> None:
+    """glog and klog write the severity letter and the month and day as one word: the letters are the level."""
+    layout = LogFormat("<Level><Date> <Time> <Pid> <Component>] <Content>")
+    parsed = layout.split("W0304 05:06:07.250000    8272 pool.go:61] worker 3 stalled: retry")
+    assert parsed is not None
+    assert (parsed.level, parsed.component, parsed.message) == ("WARN", "pool.go:61", "worker 3 stalled: retry")
+    year = datetime.now(UTC).year
+    assert parsed.timestamp in (
+        pytest.approx(at(year, 3, 4, 5, 6, 7, micro=250_000)),
+        pytest.approx(at(year - 1, 3, 4, 5, 6, 7, micro=250_000)),  # a year-less date never lies ahead
+    )
+    assert layout.split("1203 05:06:07.250000 8272 pool.go:61] no level") is None
+    assert layout.split("W" * 100_000) is None  # the letters end the level: nothing to try twice
+
+
 @pytest.mark.parametrize(
     ("spec", "reason"),
     [
@@ -342,6 +367,7 @@ def test_an_explicit_format_splits_its_fields() -> None:
         # touching fields could be cut anywhere: a pushed '<A><B><C><D><Content>!' held a CPU for minutes
         ("<A><B><C><D><Content>!", "fields <A> and <B> have nothing between them"),
         ("<Level><Content>", "fields <Level> and <Content> have nothing between them"),
+        ("<Date><Level> <Content>", "fields <Date> and <Level> have nothing between them"),
     ],
 )
 def test_a_format_that_cannot_be_used_says_why(spec: str, reason: str) -> None:

@@ -3,9 +3,10 @@
 A header is a handful of fields before the message, each of a kind every logging convention shares: a timestamp
 (dates, clock times, month and weekday names, zones), a number (a process or thread id), a severity word, an
 address, a bracketed field (a thread, a logger, a bracketed time or level), a name ended by ``:`` (the component or
-``process[pid]:`` before the message), a separator of punctuation only (``-``, ``|``), or another word (a host, a
-padded column). A bracketed field may hold spaces and nested brackets and counts as one field. Only the start of a
-line is looked at: :data:`MAX_FIELDS` fields within :data:`MAX_HEADER_CHARS` characters.
+``process[pid]:`` before the message, or a ``file:line]`` that closes a header), a separator of punctuation only
+(``-``, ``|``), a severity letter fused to a month and day (``I1205``, as glog and klog write it), or another word (a
+host, a padded column). A bracketed field may hold spaces and nested brackets and counts as one field. Only the start
+of a line is looked at: :data:`MAX_FIELDS` fields within :data:`MAX_HEADER_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ MAX_FIELDS = 12
 MAX_HEADER_CHARS = 400
 _MAX_TOKEN = 120  # a longer word is message text, not a header field
 
-# Kinds of field. TIME, LEVEL, COMPONENT, BRACKET and SEPARATOR may end a header; WORD only when padded.
-TIME, NUMBER, LEVEL, LETTER, ADDRESS, BRACKET, COMPONENT, SEPARATOR, WORD = "TNLlABCSW"
+# Kinds of field. TIME, LEVEL, COMPONENT, BRACKET and SEPARATOR may end a header; WORD only when padded. FUSED is
+# a severity letter fused to a month and day (glog's and klog's ``I1205``): a severity and the start of a moment.
+TIME, NUMBER, LEVEL, LETTER, ADDRESS, BRACKET, COMPONENT, SEPARATOR, WORD, FUSED = "TNLlABCSWG"
 
 # Severity words of syslog (RFC 5424), log4j/logback, Python logging, Go and .NET loggers.
 LEVEL_WORDS = {
@@ -176,13 +178,26 @@ def kind_of(text: str) -> str:
             return LEVEL
         if len(bare) == 1 and bare in LEVEL_LETTERS:
             return LETTER
+        if len(core) == 5 and core[0] in LEVEL_LETTERS and core[1:].isdigit() and _month_day(core[1:]):
+            return FUSED
         if core.rstrip(".,").lower() in _CALENDAR_WORDS or core in _ZONES:
             return TIME
         if _ALPHA_ADDRESS.fullmatch(core):
             return ADDRESS
     if not _NAME_CHARS.search(core):
         return WORD if any(c.isalnum() for c in core) else SEPARATOR
-    return COMPONENT if core.endswith(":") else WORD
+    # "name:" before the message, or "file.go:42]": a closing bracket never opened here closes the header
+    return COMPONENT if core.endswith(":") or (core.endswith("]") and "[" not in core) else WORD
+
+
+def _month_day(digits: str) -> bool:
+    return 1 <= int(digits[:2]) <= 12 and 1 <= int(digits[2:]) <= 31
+
+
+def unfuse(text: str) -> str:
+    """A moment's text that starts with a :data:`FUSED` field, without its severity letter and with its month and
+    day written as ISO 8601's year-less ``MM-DD``."""
+    return f"{text[1:3]}-{text[3:5]}{text[5:]}"
 
 
 def _bracket_kind(inner: str) -> str:

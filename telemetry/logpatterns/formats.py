@@ -6,6 +6,8 @@ of whitespace. A backslash before punctuation is dropped (``\\[<Time>\\]`` reads
 written as loghub's regular expressions work too. Fields named like a time (Date, Time, Timestamp, Datetime, Day,
 Month, Year) together give the timestamp; Level (or Severity, Loglevel) the level; Component (or Logger, Tag,
 Program, Service, Source) the component. Other fields (Pid, Thread, Host...) are header text left out of the message.
+Fields must be separated by some text, except a level fused to the date or time after it (``<Level><Date> <Time>``,
+glog's and klog's ``I1205 10:15:30.123456``): the level is its letters, and a four-digit date is month and day.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class LogFormat:
         if len({n.lower() for n in names}) != len(names):
             raise ValueError("a log format names each field once")
         parts = [p if i % 2 else re.sub(r"\\([^\w\s])", r"\1", p) for i, p in enumerate(_FIELD.split(spec))]
-        adjacent = next((i for i in range(2, len(parts) - 1, 2) if not parts[i]), None)
+        adjacent = next(
+            (i for i in range(2, len(parts) - 1, 2) if not parts[i] and not _fused(parts[i - 1], parts[i + 1])), None
+        )
         if adjacent is not None:
             # Where two fields touch, a line could be cut between them anywhere: nothing says where one ends, and a
             # pattern that tries every cut takes time growing with a power of the line's length (a pushed format of
@@ -57,6 +61,8 @@ class LogFormat:
             following = parts[i + 1]
             if part == "Content" or (i + 1 == len(parts) - 1 and not following):
                 pattern.append(f"(?P<{part}>.*)")
+            elif not following:  # a level fused to the date after it: the level is its letters
+                pattern.append(f"(?P<{part}>[A-Za-z]++)")
             else:
                 # Up to the next literal text, never backtracking: a line that does not fit fails in linear time.
                 stop = r"\S" if following[0].isspace() else f"[^{re.escape(following[0])}]"
@@ -71,7 +77,7 @@ class LogFormat:
         found = self._regex.fullmatch(line)
         if found is None:
             return None
-        stamp = parse_timestamp(" ".join(found[n] for n in self._times)) if self._times else None
+        stamp = parse_timestamp(" ".join(map(_moment_part, (found[n] for n in self._times)))) if self._times else None
         level = component = None
         if self._level is not None:
             level = level_of(found[self._level]) or found[self._level].strip().upper() or None
@@ -81,6 +87,17 @@ class LogFormat:
 
     def __repr__(self) -> str:
         return f"LogFormat({self.spec!r})"
+
+
+def _fused(left: str, right: str) -> bool:
+    """Whether two touching fields can still be told apart: a level (letters) fused to the date or time after it
+    (digits), as glog and klog write ``I1205 10:15:30.123456``. Any other pair could be cut anywhere."""
+    return left.lower() in _LEVEL_NAMES and right.lower() in _TIME_NAMES
+
+
+def _moment_part(text: str) -> str:
+    """A time field's text; four digits alone are ISO 8601's year-less basic date, MMDD (glog's ``1205``)."""
+    return f"{text[:2]}-{text[2:]}" if len(text) == 4 and text.isdigit() else text
 
 
 @lru_cache(maxsize=256)

@@ -23,6 +23,7 @@ from telemetry.logpatterns.fields import (
     BRACKET,
     BRACKETS,
     COMPONENT,
+    FUSED,
     LETTER,
     LEVEL,
     MAX_FIELDS,
@@ -37,12 +38,14 @@ from telemetry.logpatterns.fields import (
     level_of,
     shape_key,
     split_fields,
+    unfuse,
 )
 from telemetry.logpatterns.timestamps import parse_timestamp
 
 _ENDS = frozenset((TIME, LEVEL, COMPONENT, SEPARATOR, BRACKET))  # what can close it (and a padded word)
 _LOOSE = frozenset((WORD, ADDRESS))  # a host or logger: only right before the name: or separator ending the header
 _RUN = WORD + ADDRESS + NUMBER
+_SAYS_LEVEL = frozenset((LEVEL, LETTER, FUSED))
 _MAX_STAMP_FIELDS = 6  # "Wed Mar 04 05:06:07 2026 +0100" is the longest common spelling of a moment
 
 
@@ -89,16 +92,21 @@ def _stamp_fields(line: str, fields: Sequence[Field], kinds: str) -> tuple[int, 
     first time-like one (a severity, a flag or a pid may come first); (0, 0) when none does."""
     head = kinds[:_MAX_STAMP_FIELDS]
     first_time = head.find(TIME)
-    first_either = next((i for i, kind in enumerate(head) if kind in (TIME, NUMBER)), -1)
+    first_either = next((i for i, kind in enumerate(head) if kind in (TIME, NUMBER, FUSED)), -1)
     starts = [i for i in dict.fromkeys((first_either, first_time)) if i >= 0]
     for at in starts:
-        run = at
+        run = at + 1
         while run < min(len(fields), at + _MAX_STAMP_FIELDS) and fields[run].kind in (TIME, NUMBER):
             run += 1
         for end in range(run, at, -1):
-            if parse_timestamp(line[fields[at].start : fields[end - 1].end]) is not None:
+            if _moment(line[fields[at].start : fields[end - 1].end], fields[at].kind) is not None:
                 return end - at, at
     return 0, 0
+
+
+def _moment(text: str, first: str) -> float | None:
+    """The moment a header's time fields spell, the first of kind ``first``."""
+    return parse_timestamp(unfuse(text) if first == FUSED else text)
 
 
 def infer_shape(samples: Mapping[Sample, int], consistency: float) -> HeaderShape | None:
@@ -183,7 +191,7 @@ def _candidate(
     stamp, stamp_at = stamps.most_common(1)[0][0]
     if stamp_at + stamp > len(kinds):
         stamp = stamp_at = 0  # spelled partly by message words: not this header's timestamp
-    says_who = (LEVEL in kinds or LETTER in kinds) and (COMPONENT in kinds or BRACKET in kinds)
+    says_who = any(k in _SAYS_LEVEL for k in kinds) and (COMPONENT in kinds or BRACKET in kinds)
     if stamp == 0 and TIME not in kinds and not (says_who and majority):
         return None
     return HeaderShape(kinds, stamp, stamp_at)
@@ -195,8 +203,8 @@ def split_by_shape(line: str, shape: HeaderShape) -> ParsedLine | None:
     if len(fields) < len(shape.kinds) or any(f.kind != k for f, k in zip(fields, shape.kinds, strict=False)):
         return None
     at, count = shape.stamp_at, shape.stamp
-    stamp = parse_timestamp(line[fields[at].start : fields[at + count - 1].end]) if count else None
-    level = next((level_of(f.text) for f in fields if f.kind in (LEVEL, LETTER)), None)
+    stamp = _moment(line[fields[at].start : fields[at + count - 1].end], fields[at].kind) if count else None
+    level = next((level_of(f.text[:1] if f.kind == FUSED else f.text) for f in fields if f.kind in _SAYS_LEVEL), None)
     slot = _component_slot(shape.kinds)
     component = _component_name(fields[slot].text, shape.kinds[slot]) if slot is not None else None
     return ParsedLine(stamp, level, component, line[fields[-1].next :])
@@ -211,7 +219,9 @@ class ShapeSplitter:
         size = len(shape.kinds)
         self._tokens = TOKENIZERS[size]
         self._last = 2 * size - 1  # group of the last field's text
-        self._level = next((2 * i + 1 for i, k in enumerate(shape.kinds) if k in (LEVEL, LETTER)), None)
+        self._level = next((2 * i + 1 for i, k in enumerate(shape.kinds) if k in _SAYS_LEVEL), None)
+        self._fused_level = self._level is not None and shape.kinds[self._level // 2] == FUSED
+        self._first = shape.kinds[shape.stamp_at] if shape.stamp else ""
         slot = _component_slot(shape.kinds)
         self._component = None if slot is None else (2 * slot + 1, shape.kinds[slot])
         self._stamp = (2 * shape.stamp_at + 1, 2 * (shape.stamp_at + shape.stamp) - 1) if shape.stamp else None
@@ -233,7 +243,11 @@ class ShapeSplitter:
         if kinds != self.shape.kinds:
             return None
         stamp = self._moment(line[found.start(self._stamp[0]) : found.end(self._stamp[1])]) if self._stamp else None
-        level = level_of(found[self._level]) if self._level is not None else None
+        level = (
+            level_of(found[self._level][:1] if self._fused_level else found[self._level])
+            if self._level is not None
+            else None
+        )
         component = _component_name(found[self._component[0]], self._component[1]) if self._component else None
         return ParsedLine(stamp, level, component, line[found.end(self._last + 1) :])
 
@@ -241,7 +255,7 @@ class ShapeSplitter:
         """``parse_timestamp(text)``, remembered: lines logged in the same second (or minute) repeat their stamp."""
         if text == self._last_stamp:
             return self._last_moment
-        self._last_stamp, self._last_moment = text, parse_timestamp(text)
+        self._last_stamp, self._last_moment = text, _moment(text, self._first)
         return self._last_moment
 
 
@@ -261,8 +275,11 @@ def _component_slot(kinds: str) -> int | None:
 
 
 def _component_name(text: str, kind: str) -> str | None:
-    if kind == COMPONENT:  # "name:" or "process[pid]:"
-        name = text.rstrip(":")
+    if kind == COMPONENT:  # "name:", "process[pid]:" or "file.go:42]" (the file, not the line)
+        name = text.rstrip(":]")
+        if text.endswith("]") and "[" not in text:
+            file, _, line = name.rpartition(":")
+            return (file if file and line.isdigit() else name) or None
         return name[: name.index("[")] if "[" in name[1:] else name
     if kind == BRACKET:  # "[thread]", or "[thread:Class@line]": its last ":" part without the line number
         inner = text[1 : text.rfind(BRACKETS[text[0]])]
