@@ -1,6 +1,7 @@
 """One series: four cheap streaming signals, each scaled by what the series itself has shown so far.
 
-* spike: the value leaves the range remembered over ``memory`` points (new extremes, first point of a shift);
+* spike: the value leaves the range remembered over ``memory`` points (new extremes, first point of a shift), by
+  more than one step of the series' resolution (the smallest change seen between two points: on counts, 1);
 * level: the running median of the last few points leaves the normal band (level shifts, sustained drifts);
 * activity: the running mean of |first difference| exceeds its own remembered maximum (bursts, denser spikes,
   a series that starts oscillating);
@@ -62,6 +63,7 @@ class SeriesDetector:
         self._ring = array("d")
         self._quiet = 0
         self._last = 0.0
+        self._step = 0.0  # the smallest change seen between two points (the series' resolution); 0 = none yet
 
     @property
     def count(self) -> int:
@@ -90,7 +92,10 @@ class SeriesDetector:
         prev = self._prev
         self._prev = value
         if prev is not None:
-            activity = self._activity_score(value - prev if value > prev else prev - value)
+            step = value - prev if value > prev else prev - value
+            if step > 0.0 and (step < self._step or self._step == 0.0):
+                self._step = step
+            activity = self._activity_score(step)
             if activity > raw:
                 raw = activity
         if self._period > 0:
@@ -116,7 +121,9 @@ class SeriesDetector:
             width = hi - lo
             if width < values.spread:
                 width = values.spread
-            raw = (value - hi if value - hi > lo - value else lo - value) / (width * cfg.spike_threshold)
+            # On discrete values (counts, rounded gauges) a new extreme is at least one step of the series' resolution
+            # beyond the old one: that step is the least possible news, not an excess.
+            raw = ((value - hi if value - hi > lo - value else lo - value) - self._step) / (width * cfg.spike_threshold)
             # the running median can only leave the band on a point that is itself outside it
             if value > values.q_hi or value < values.q_lo:
                 ordered = sorted(recent)
@@ -231,6 +238,7 @@ class SeriesDetector:
             "ring": self._ring.tolist(),
             "quiet": self._quiet,
             "last": self._last,
+            "step": self._step,
             "recent": list(self._recent),
             "diffs": list(self._diffs),
             "residuals": list(self._residuals),
@@ -256,6 +264,7 @@ class SeriesDetector:
         det._ring = array("d", (float(x) for x in state["ring"]))
         det._quiet = int(state["quiet"])
         det._last = float(state["last"])
+        det._step = float(state.get("step", 0.0))
         det._recent.extend(float(x) for x in state["recent"])
         det._diffs.extend(float(x) for x in state["diffs"])
         det._diff_sum = sum(det._diffs)
