@@ -41,15 +41,15 @@ from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
 from server.settings import Settings, llm_config
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
-from telemetry.events import SqliteEventStore
-from telemetry.gpu import GpuSource, NvmlGpuSource
-from telemetry.host import HostSource, PsutilHostSource
-from telemetry.learning import LearningEngine
-from telemetry.live import AnomalyWatch, ObservedStore, PatternWatch
-from telemetry.monitor import Monitor
-from telemetry.retention import prune_forever, prune_once
-from telemetry.sampler import Sampler
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.host.gpu import GpuSource, NvmlGpuSource
+from telemetry.host.sampler import Sampler
+from telemetry.host.system import HostSource, PsutilHostSource
+from telemetry.learning.engine import LearningEngine
+from telemetry.learning.live import AnomalyWatch, ObservedStore, PatternWatch
+from telemetry.monitoring.events import SqliteEventStore
+from telemetry.monitoring.monitor import Monitor
+from telemetry.store.retention import prune_forever, prune_once
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tools import (
     audit,
     deployments,

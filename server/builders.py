@@ -23,16 +23,16 @@ from generators.llm.errors import NOT_CONFIGURED
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, ObservedVersionStore
 from server.settings import Settings
-from telemetry.calls import CallRecorder, SqliteCallStore
 from telemetry.errors import StorageFullError
-from telemetry.local_metrics import snapshot_points
-from telemetry.models import Snapshot
-from telemetry.self_insights import SelfAnalyst
-from telemetry.store import TelemetryStore
+from telemetry.host.models import Snapshot
+from telemetry.host.points import snapshot_points
+from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore
+from telemetry.selfcheck.insights import SelfAnalyst
+from telemetry.store.records import TelemetryStore
 from tools import self_analysis
 
 if TYPE_CHECKING:
-    from generators.generation import CodeGenerator
+    from generators.codegen.generation import CodeGenerator
     from generators.validation import StageName
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def generator_factory(
 
     @functools.cache
     def build() -> CodeGenerator:
-        from generators.generation import CodeGenerator
+        from generators.codegen.generation import CodeGenerator
         from generators.validation import ValidationConfig, ValidationPipeline
 
         config = ValidationConfig(

@@ -25,7 +25,7 @@ from server.runtime import tune_process
 from server.settings import ConfigFileError, Settings, load_settings
 
 if TYPE_CHECKING:
-    from telemetry.host import HostSource
+    from telemetry.host.system import HostSource
 
 logger = logging.getLogger(__name__)
 EXIT_USAGE = 2
@@ -146,7 +146,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _host_source() -> HostSource:
-    from telemetry.host import PsutilHostSource
+    from telemetry.host.system import PsutilHostSource
 
     return PsutilHostSource()
 
@@ -171,10 +171,10 @@ def _offline(command: str, path: Path, log_format: str | None = None) -> int:
         sys.stderr.write(f"self-building-mcp: error: {path} is not a readable file\n")
         return EXIT_USAGE
     if command == "detect-anomalies":
-        from telemetry.anomaly import detect_csv
+        from telemetry.learning.anomaly import detect_csv
 
         return detect_csv(path, sys.stdout)
-    from telemetry.logpatterns import LogFormat, mine_file
+    from telemetry.learning.logpatterns import LogFormat, mine_file
 
     try:
         layout = LogFormat(log_format) if log_format else None

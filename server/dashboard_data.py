@@ -11,8 +11,8 @@ from typing import Any, get_args
 import anyio.to_thread
 
 from generators.deploy import Deployment
-from telemetry.learning import Analysis
-from telemetry.thresholds import EventType
+from telemetry.learning.engine import Analysis
+from telemetry.monitoring.thresholds import EventType
 from tools.access import authorize
 from tools.deployments import summary, visible_list
 from tools.services import Services

@@ -9,11 +9,11 @@ from collections.abc import Callable, Collection, Sequence
 
 from generators.improvement import Target
 from generators.improvement.cycle import Emergency
-from telemetry.learning import LearningEngine, component_of
-from telemetry.live.patterns import ERRORS_METRIC
-from telemetry.logpatterns.miner import is_error
-from telemetry.store import EventRecord, TelemetryStore
-from telemetry.trends import direction_for
+from telemetry.learning.engine import LearningEngine, component_of
+from telemetry.learning.live.patterns import ERRORS_METRIC
+from telemetry.learning.logpatterns.miner import is_error
+from telemetry.learning.trends import direction_for
+from telemetry.store.records import EventRecord, TelemetryStore
 
 logger = logging.getLogger(__name__)
 MAX_LOGS_JUDGED = 50_000  # per window; beyond it the error rate is not judged

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from telemetry.events import MonitoringEvent
+from telemetry.monitoring.events import MonitoringEvent
 
 if TYPE_CHECKING:
     from tools.services import Services

@@ -31,7 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from server.listen import ListenStreams
 from server.push import Outbox, PushStats, Stalled, TenantListChanged, TenantResourceUpdated, may_see, send_within
-from telemetry.events import MonitoringEvent
+from telemetry.monitoring.events import MonitoringEvent
 from tools.access import Caller, current_caller
 
 logger = logging.getLogger(__name__)

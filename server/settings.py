@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from telemetry.cloudwatch.config import CloudWatchConfig
-from telemetry.logpatterns.formats import compiled_format
+from telemetry.learning.logpatterns.formats import compiled_format
 
 if TYPE_CHECKING:
     from generators.llm import LLMConfig

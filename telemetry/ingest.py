@@ -21,8 +21,8 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from telemetry.errors import TelemetryError
-from telemetry.logpatterns.formats import compiled_format
-from telemetry.store import EventRecord, LogRecord, MetricPoint
+from telemetry.learning.logpatterns.formats import compiled_format
+from telemetry.store.records import EventRecord, LogRecord, MetricPoint
 
 MAX_ITEMS = 10_000
 MAX_REJECTIONS_LISTED = 100

@@ -18,7 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from server.app import create_server
 from server.auth import SCOPE
 from server.settings import Settings
-from telemetry.gpu import GpuSource
+from telemetry.host.gpu import GpuSource
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module

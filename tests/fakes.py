@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from telemetry.models import CpuStatus, DiskUsage, GpuStatus, HostSample, IoCounters, MemoryStatus
+from telemetry.host.models import CpuStatus, DiskUsage, GpuStatus, HostSample, IoCounters, MemoryStatus
 
 GIB = 2**30
 
@@ -109,7 +109,7 @@ class NVMLError(Exception):
 
 
 class FakeNvml:
-    """The slice of the pynvml module that telemetry.gpu uses, with settable device figures."""
+    """The slice of the pynvml module that telemetry.host.gpu uses, with settable device figures."""
 
     def __init__(self, devices: int = 2, *, fail_init: str | None = None) -> None:
         self.fail_init = fail_init

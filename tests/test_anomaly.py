@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.anomaly import AnomalyDetector, DetectorConfig, SeriesDetector, detect_csv, parse_timestamp
+from telemetry.learning.anomaly import AnomalyDetector, DetectorConfig, SeriesDetector, detect_csv, parse_timestamp
 
 STEP = 300.0  # five-minute points, as in NAB
 START = 1_700_000_000.0

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from telemetry.anomaly import SeriesDetector
+from telemetry.learning.anomaly import SeriesDetector
 
 STEP = 300.0  # five-minute points
 START = 1_700_000_000.0

@@ -15,7 +15,7 @@ from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.errors import StorageFullError
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.moto_server import MotoServer, client
 

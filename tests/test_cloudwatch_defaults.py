@@ -16,7 +16,7 @@ from mcp import Client
 from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client
 

@@ -16,7 +16,7 @@ import pytest
 
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.streamer import CloudWatchStreamer, SourceHealth, SourceName
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 from tests.moto_server import CREDENTIALS, FaultServer
 

@@ -19,7 +19,7 @@ from generators.deploy import SqliteAuditLog
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.setup import DEFAULT_QUEUE_NAME, DEFAULT_RULE_NAME, REQUIRED_PERMISSIONS
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client, free_port
 
 CLI = [sys.executable, "-m", "server"]

@@ -22,8 +22,8 @@ from generators.deploy import Deployment, SqliteVersionStore
 from server.dashboard_data import InsightCache
 from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
-from telemetry.insights import InsightSummary
-from telemetry.learning import Analysis
+from telemetry.learning.engine import Analysis
+from telemetry.learning.insights import InsightSummary
 from tests.test_deployment_tools import ORIGINAL, A, deployer_for, seed_deployment, seed_workspace
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, PUSHER_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http

@@ -85,7 +85,7 @@ async def test_a_database_at_its_limit_is_reported_reads_go_on_and_writes_resume
     databases: dict[str, sqlite3.Connection],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="telemetry.sqlite_db"):
+    with caplog.at_level(logging.INFO, logger="telemetry.store.sqlite_db"):
         async with connect(make_server()) as mcp:
             await call(mcp, "ingest_telemetry", {"tenant_id": "shop", "metrics": points(200)})
             telemetry_db = databases["telemetry.sqlite3"]
@@ -107,7 +107,7 @@ async def test_a_database_at_its_limit_is_reported_reads_go_on_and_writes_resume
             done = await call(mcp, "ingest_telemetry", {"tenant_id": "shop", "metrics": points(3000, 3.0)})
             assert done["accepted"]["metrics"] == 3000
 
-    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "telemetry.sqlite_db"]
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "telemetry.store.sqlite_db"]
     warned = [m for level, m in lines if level == "WARNING" and "telemetry.sqlite3" in m]
     assert len(warned) == 1, lines  # once per episode, not once per refused write
     assert f"the data directory {settings.data_dir} is full ({SQLITE_FULL})" in warned[0]

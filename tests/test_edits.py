@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generators.edit_apply import (
+from generators.codegen.edit_apply import (
     Change,
     EditConflictError,
     UnsafePathError,
@@ -16,7 +16,7 @@ from generators.edit_apply import (
     check_path,
     nearest_lines,
 )
-from generators.edits import REPLY_FORMAT, EditBlock, FileBlock, ReplyFormatError, Writable, parse_reply
+from generators.codegen.edits import REPLY_FORMAT, EditBlock, FileBlock, ReplyFormatError, Writable, parse_reply
 from generators.errors import EditError, GeneratorError
 
 STORE = """\

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from generators.generation import CodeGenerator
-from generators.generation_rounds import GenerationInputError, component_path, module_name_from
+from generators.codegen.generation import CodeGenerator
+from generators.codegen.rounds import GenerationInputError, component_path, module_name_from
 from generators.llm import LLMClient, LLMConfig, LLMNotConfigured, LLMUnavailable
 from generators.validation import ValidationConfig, ValidationPipeline
 from tests.llm_server import ScriptedLLM

@@ -73,7 +73,7 @@ ALL_TESTS = FEW_TESTS + MORE_TESTS
 
 
 def estimate_tokens(text: str) -> int:
-    """Tokens as the budget counts them: 3.5 characters a token (``generators.prompts.CHARS_PER_TOKEN``)."""
+    """Tokens as the budget counts them: 3.5 characters a token (``generators.codegen.prompts.CHARS_PER_TOKEN``)."""
     return math.ceil(len(text) / 3.5)
 
 
@@ -442,7 +442,7 @@ async def test_prompts_and_retry_messages_stay_within_the_token_budget(
 def test_what_counts_as_no_change() -> None:
     """Code is compared as its syntax tree without docstrings: formatting, comments, docstrings and quoting do not
     count; any other edit does, a changed annotation included."""
-    from generators.change_rules import same_code
+    from generators.codegen.change_rules import same_code
 
     before = 'def f(x: int) -> int:\n    """Double."""\n    return x * 2\n'
     assert same_code(before, "def f(x: int) -> int:  # doubles\n    return (x *\n            2)\n", "m.py")

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from generators.edit_apply import apply_reply
-from generators.edits import REPLY_FORMAT
-from generators.prompts import (
+from generators.codegen.edit_apply import apply_reply
+from generators.codegen.edits import REPLY_FORMAT
+from generators.codegen.overview import scan_workspace, tokens
+from generators.codegen.prompts import (
     Goal,
     PromptBudgetError,
     build_generation_prompt,
     build_improvement_prompt,
     build_retry_message,
 )
-from generators.workspace_overview import scan_workspace, tokens
 
 CACHE = '''"""An LRU cache for lookups."""
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-from telemetry.local_metrics import LOCAL_SOURCE
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import MetricPoint
+from telemetry.host.points import LOCAL_SOURCE
+from telemetry.store.records import MetricPoint
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import MetricPoint, split_time
-from telemetry.trends import Direction, degradation, degradation_of, trend, trend_of
+from telemetry.learning.trends import Direction, degradation, degradation_of, trend, trend_of
+from telemetry.store.records import MetricPoint, split_time
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 
 pytestmark = pytest.mark.anyio

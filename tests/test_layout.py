@@ -73,6 +73,110 @@ def test_imports_flow_one_way(package: str, path: Path) -> None:
             assert package in owners, f"{path.relative_to(ROOT)} imports {library}; only {sorted(owners)} may"
 
 
+# Inside telemetry and generators, which of a package's parts each part may import (a part is a sub-package or a
+# module at the package's root). Together with the next test: the parts form layers, with no circle between them.
+PARTS = {
+    "telemetry": {
+        "errors": set(),
+        "store": {"errors"},
+        "host": {"errors", "store"},
+        "monitoring": {"errors", "host", "store"},
+        "learning": {"errors", "host", "store"},
+        "ingest": {"errors", "learning", "store"},
+        "cloudwatch": {"errors", "host", "ingest", "learning", "store"},
+        "selfcheck": {"errors", "learning", "store"},
+    },
+    "generators": {
+        "errors": set(),
+        "sqlite_db": {"errors"},
+        "validation": {"errors"},
+        "remediation": {"errors"},
+        "deploy": {"errors", "sqlite_db"},
+        "llm": {"deploy", "errors", "sqlite_db"},
+        "codegen": {"errors", "llm", "validation"},
+        "improvement": {"codegen", "deploy", "errors", "llm", "sqlite_db", "validation"},
+    },
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """First-party modules ``path`` imports by absolute name (``from a.b import c`` counts ``a.b.c`` when that is a
+    module, else ``a.b``), type-checking imports included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [n if _module_path(n) else node.module for n in names]
+        found.update(n for n in names if n.split(".")[0] in PACKAGES and _module_path(n))
+    return found
+
+
+def _module_path(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize("package", sorted(PARTS))
+def test_the_parts_of_a_package_form_layers(package: str) -> None:
+    parts = PARTS[package]
+    found = {p.name.removesuffix(".py") for p in (ROOT / package).iterdir() if p.name != "__init__.py"}
+    found = {name for name in found if name != "__pycache__" and not name.startswith(".")}
+    assert found == set(parts), f"{package}'s parts changed: add them to PARTS with what they may import"
+    wrong = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        part = path.relative_to(ROOT / package).parts[0].removesuffix(".py")
+        for module in imported_modules(path):
+            other = module.split(".")[1] if module.count(".") and module.startswith(package + ".") else None
+            if other is not None and other != part and other not in parts[part]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not wrong, wrong
+
+
+def circles_in(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every circle of imports a depth-first walk of ``graph`` meets (a package importing its own modules is not
+    one)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    circles: list[list[str]] = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph.get(module, ())):
+            if other == module or other.startswith(module + "."):
+                continue
+            if state.get(other) == 1:
+                circles.append([*trail[trail.index(other) :], other])
+            elif other not in state:
+                visit(other, [*trail, other])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return circles
+
+
+def test_no_module_imports_itself_in_a_circle() -> None:
+    graph = {_module_name(path): imported_modules(path) for _, path in modules()}
+    assert not circles_in(graph)
+
+
+def test_the_circle_finder_finds_one() -> None:
+    graph = {"a": {"a.x", "b"}, "a.x": set(), "b": {"c"}, "c": {"a"}, "d": {"c"}}
+    assert circles_in(graph) == [["a", "b", "c", "a"]]
+
+
 def test_rules_catch_a_violation(tmp_path: Path) -> None:
     """The scanner itself works: a telemetry module importing tools would be reported."""
     bad = tmp_path / "bad.py"

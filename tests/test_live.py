@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from telemetry.live import PatternWatch
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import LogRecord
+from telemetry.learning.live import PatternWatch
+from telemetry.store.records import LogRecord
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 
 pytestmark = pytest.mark.anyio

@@ -21,10 +21,10 @@ from pydantic import ValidationError
 
 from server.settings import Settings
 from telemetry.cloudwatch.logs import to_record
-from telemetry.logpatterns import LogFormat, LogSource, parse_line
-from telemetry.logpatterns.fields import kind_of
-from telemetry.logpatterns.timestamps import parse_timestamp
-from telemetry.sqlite_store import SqliteTelemetryStore
+from telemetry.learning.logpatterns import LogFormat, LogSource, parse_line
+from telemetry.learning.logpatterns.fields import kind_of
+from telemetry.learning.logpatterns.timestamps import parse_timestamp
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio

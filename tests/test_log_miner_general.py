@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from telemetry.logpatterns import WILDCARD, LogPatternMiner, MinerConfig, mine_file, tokenize
-from telemetry.logpatterns import miner as miner_module
+from telemetry.learning.logpatterns import WILDCARD, LogPatternMiner, MinerConfig, mine_file, tokenize
+from telemetry.learning.logpatterns import miner as miner_module
 from tests.conftest import ServerFactory, call, connect
 
 # Invented words of no familiar shape: no digit, no dot, no separator.

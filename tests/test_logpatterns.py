@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.logpatterns import (
+from telemetry.learning.logpatterns import (
     EMPTY_TEMPLATE,
     WILDCARD,
     LogPatternMiner,
@@ -390,7 +390,7 @@ def test_cli_rejects_a_missing_file(tmp_path: Path) -> None:
 
 def test_the_miner_does_not_pull_in_the_server() -> None:
     code = (
-        "import sys, telemetry.logpatterns\n"
+        "import sys, telemetry.learning.logpatterns\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'server', 'tools', 'generators', 'mcp'})\n"
         "assert not bad, bad\n"
     )

@@ -11,11 +11,11 @@ import pytest
 from mcp import Client
 
 from server.settings import Settings
-from telemetry.events import MonitoringEvent, SqliteEventStore
-from telemetry.gpu import NvmlGpuSource
-from telemetry.monitor import Monitor
-from telemetry.sampler import Sampler
-from telemetry.thresholds import Thresholds
+from telemetry.host.gpu import NvmlGpuSource
+from telemetry.host.sampler import Sampler
+from telemetry.monitoring.events import MonitoringEvent, SqliteEventStore
+from telemetry.monitoring.monitor import Monitor
+from telemetry.monitoring.thresholds import Thresholds
 from tests.conftest import ServerFactory, call, call_error, connect, wait_samples
 from tests.fakes import FakeHostSource, FakeNvml, NoGpu
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from telemetry.gpu import NvmlGpuSource
+from telemetry.host.gpu import NvmlGpuSource
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.fakes import FakeHostSource, FakeNvml
 

@@ -19,8 +19,8 @@ from mcp import Client
 
 from server.app import create_server
 from server.settings import Settings
-from telemetry.calls import CallRecorder, SqliteCallStore, ToolCall
-from telemetry.self_analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
+from telemetry.selfcheck.analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
+from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore, ToolCall
 from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
@@ -217,7 +217,7 @@ async def test_periodic_analysis_feeds_self_insights_to_the_learning_engine(
 ) -> None:
     """Crashes of a tool's own code become insights about its module; callers' bad arguments are reported by
     analyze_self but are no reason to change the code, so they stay out of the learning engine."""
-    caplog.set_level(logging.INFO, logger="telemetry.self_insights")
+    caplog.set_level(logging.INFO, logger="telemetry.selfcheck.insights")
     async with connect(make_server(self_analysis_interval_hours=0.0005, self_analysis_tenant="ops")) as client:
         await fail(client, "get_top_processes", BAD_LIMIT, 6)
         host.broken = True

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from telemetry.gpu import NvmlGpuSource
+from telemetry.host.gpu import NvmlGpuSource
 from tests.conftest import ServerFactory, call, connect, wait_samples
 from tests.fakes import GIB, FakeHostSource, FakeNvml
 

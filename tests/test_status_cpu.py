@@ -55,7 +55,7 @@ async def test_a_saturated_host_is_not_healthy_at_first_sight(
 
 
 def test_only_the_first_reading_waits_and_only_for_the_rest_of_its_window() -> None:
-    from telemetry.host import MIN_CPU_WINDOW_SECONDS, CpuMeter
+    from telemetry.host.system import MIN_CPU_WINDOW_SECONDS, CpuMeter
 
     now = [50.0]
     slept: list[float] = []
@@ -77,7 +77,7 @@ def test_only_the_first_reading_waits_and_only_for_the_rest_of_its_window() -> N
 
 
 def test_the_meter_keeps_its_own_baseline_whatever_thread_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from telemetry.host import CpuMeter
+    from telemetry.host.system import CpuMeter
 
     monkeypatch.setattr(psutil, "cpu_times", SaturatedKernel(cores=4))
     meter = CpuMeter(min_window=0.05)

@@ -10,8 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import EventRecord, LogRecord, MetricPoint
+from telemetry.store.records import EventRecord, LogRecord, MetricPoint
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 
 BATCH = 1_000
 
@@ -46,8 +46,8 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from telemetry.sqlite_store import SqliteTelemetryStore
-    from telemetry.store import MetricPoint
+    from telemetry.store.sqlite_store import SqliteTelemetryStore
+    from telemetry.store.records import MetricPoint
 
     store = SqliteTelemetryStore(Path(sys.argv[1]))
     batch = 0

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-from telemetry.logpatterns import WILDCARD, mine_file, parse_line
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import LogRecord
+from telemetry.learning.logpatterns import WILDCARD, mine_file, parse_line
+from telemetry.store.records import LogRecord
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio

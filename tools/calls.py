@@ -1,5 +1,5 @@
 """The one middleware that observes every ``tools/call``: the services' counters (``get_system_status``), the call
-record for self-analysis (:mod:`telemetry.calls`) and the server's Prometheus metrics.
+record for self-analysis (:mod:`telemetry.selfcheck.calls`) and the server's Prometheus metrics.
 
 The error kind is read from how the SDK reports the failure: ``Unknown tool: …``, argument validation (``invalid
 arguments: …``, :mod:`tools.surface`), an :class:`tools.access.AccessDenied` message, the bare ``Error executing tool
@@ -23,8 +23,8 @@ import anyio
 from mcp import MCPError
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 
-from telemetry.calls import MAX_NAME, ToolCall
 from telemetry.ingest import TENANT_PATTERN
+from telemetry.selfcheck.calls import MAX_NAME, ToolCall
 from tools.access import Caller, current_caller
 from tools.arguments import INVALID
 

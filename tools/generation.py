@@ -22,15 +22,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from generators.codegen.models import RoundOutcome
 from generators.deploy import Deployment, DeploymentStatus
-from generators.generation_types import RoundOutcome
 from generators.llm import LLMError, LLMNotConfigured, spend_scope
 from tools.access import Caller, authorize
 from tools.errors import domain_errors
 from tools.services import Services, services
 
 if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
-    from generators.generation_rounds import GenerationResult, RoundRecord
+    from generators.codegen.rounds import GenerationResult, RoundRecord
     from generators.validation import ValidationReport
 
 MAX_DIFF_CHARS = 20_000

@@ -10,7 +10,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.ingest import check_tenant
-from telemetry.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
+from telemetry.learning.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
 from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services

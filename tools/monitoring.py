@@ -12,10 +12,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from telemetry.events import MAX_QUERY_LIMIT, EventPage, MonitoringEvent
-from telemetry.health import Health, assess_monitored
-from telemetry.monitor import MonitorState
-from telemetry.thresholds import EventType, Severity, Thresholds
+from telemetry.monitoring.events import MAX_QUERY_LIMIT, EventPage, MonitoringEvent
+from telemetry.monitoring.health import Health, assess_monitored
+from telemetry.monitoring.monitor import MonitorState
+from telemetry.monitoring.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
 from tools.errors import shown
 from tools.services import Services, ServicesRef, services

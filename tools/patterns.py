@@ -10,7 +10,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.ingest import check_tenant
-from telemetry.live import ErrorPattern
+from telemetry.learning.live import ErrorPattern
 from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, services

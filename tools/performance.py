@@ -9,9 +9,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from telemetry.host import top_processes
-from telemetry.models import ProcessInfo
-from telemetry.performance import PerformanceReport, analyze
+from telemetry.host.models import ProcessInfo
+from telemetry.host.system import top_processes
+from telemetry.monitoring.performance import PerformanceReport, analyze
 from tools.access import authorize
 from tools.services import Services, services
 

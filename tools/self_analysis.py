@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from telemetry.self_models import SelfReport
+from telemetry.selfcheck.models import SelfReport
 from tools.access import Caller, authorize
 from tools.services import Services, services
 

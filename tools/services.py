@@ -14,15 +14,15 @@ from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
-from telemetry.learning import LearningEngine
-from telemetry.live import AnomalyWatch, PatternWatch
-from telemetry.monitor import Monitor
-from telemetry.sampler import Sampler
-from telemetry.self_insights import SelfAnalyst
-from telemetry.store import TelemetryStore
+from telemetry.host.sampler import Sampler
+from telemetry.learning.engine import LearningEngine
+from telemetry.learning.live import AnomalyWatch, PatternWatch
+from telemetry.monitoring.monitor import Monitor
+from telemetry.selfcheck.insights import SelfAnalyst
+from telemetry.store.records import TelemetryStore
 
 if TYPE_CHECKING:
-    from generators.generation import CodeGenerator
+    from generators.codegen.generation import CodeGenerator
     from generators.improvement.cycle import ImprovementService
     from telemetry.cloudwatch.publisher import MetricPublisher
 

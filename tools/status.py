@@ -9,9 +9,9 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.cloudwatch.streamer import SourceHealth
-from telemetry.health import assess_monitored
-from telemetry.models import GpuStatus, HostStatus, Verdict
-from telemetry.monitor import MonitorState
+from telemetry.host.models import GpuStatus, HostStatus, Verdict
+from telemetry.monitoring.health import assess_monitored
+from telemetry.monitoring.monitor import MonitorState
 from tools.access import authorize, authorize_resource
 from tools.services import Services, ServicesRef, services
 from tools.sources import source_health

@@ -1,7 +1,7 @@
 """The attempts of a candidate: several generations per opportunity (the best measured one chosen), each archived per
 component with its fate, and the checks a validated change must pass before it counts — not a repeat of an earlier
 failed attempt, and for an error fix, a test that reproduces the logged failure. Functions of a
-:class:`~generators.improvement.candidate.CandidateRunner` (kept apart to keep that module small)."""
+:class:`~generators.improvement.candidate.Runner` (kept apart to keep that module small)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ from generators.improvement.models import CandidateRecord, CandidateStatus
 from generators.llm import LLMError
 
 if TYPE_CHECKING:
-    from generators.edit_apply import Change
-    from generators.generation_rounds import AcceptCheck, GenerationResult, Objection
-    from generators.improvement.candidate import CandidateRunner, Job
+    from generators.codegen.edit_apply import Change
+    from generators.codegen.rounds import AcceptCheck, GenerationResult, Objection
+    from generators.improvement.runner import Job, Runner
 
 
 async def best_candidate(
-    runner: CandidateRunner, record: CandidateRecord, job: Job, module: str, raw: bytes, text: str
+    runner: Runner, record: CandidateRecord, job: Job, module: str, raw: bytes, text: str
 ) -> GenerationResult:
     """``candidates_per_opportunity`` generations, each audited and archived; the best validated one (the last
     result when none was). A model that fails after some were validated leaves the choice to those."""
@@ -54,7 +54,7 @@ async def best_candidate(
 
 
 async def _choose(
-    runner: CandidateRunner,
+    runner: Runner,
     record: CandidateRecord,
     job: Job,
     module: str,
@@ -81,14 +81,14 @@ async def _choose(
     return wins[index][1]
 
 
-async def earlier_attempts(runner: CandidateRunner, tenant: str, component: str) -> list[Attempt]:
+async def earlier_attempts(runner: Runner, tenant: str, component: str) -> list[Attempt]:
     if runner.attempts is None:
         return []
     return await anyio.to_thread.run_sync(runner.attempts.recent, tenant, component)
 
 
 async def archive(
-    runner: CandidateRunner,
+    runner: Runner,
     record: CandidateRecord,
     job: Job,
     module: str,
@@ -109,11 +109,11 @@ async def archive(
     await anyio.to_thread.run_sync(runner.attempts.record, attempt)
 
 
-def proof_check(runner: CandidateRunner, module: str, evidence: str, record: CandidateRecord) -> AcceptCheck:
+def proof_check(runner: Runner, module: str, evidence: str, record: CandidateRecord) -> AcceptCheck:
     """An error fix proves itself in the generation rounds: a validated change whose tests do not fail on the old
     code goes back to the model with what is missing (never deployed); the last proof's figures are recorded."""
 
-    from generators.generation_rounds import Objection  # the generation modules load on first use
+    from generators.codegen.rounds import Objection  # the generation modules load on first use
     from generators.improvement.proof import prove_fix
 
     async def check(change: Change) -> Objection | None:
@@ -156,7 +156,7 @@ def accept_check(module: str, earlier: list[Attempt], proof: AcceptCheck | None)
         code = change.files.get(module)
         repeated = repeat_of(code, earlier) if code is not None else None
         if repeated is not None:  # start again from the module as it is, not from the repeated answer
-            from generators.generation_rounds import Objection
+            from generators.codegen.rounds import Objection
 
             return Objection([repeat_message(repeated)], restart=True)
         return await proof(change) if proof is not None else None
@@ -167,7 +167,7 @@ def accept_check(module: str, earlier: list[Attempt], proof: AcceptCheck | None)
 BENCHMARK_SHOWN_CHARS = 2_000
 
 
-def measured_by(runner: CandidateRunner, module: str) -> str:
+def measured_by(runner: Runner, module: str) -> str:
     """The requirements' sentence on how a change of ``module`` is judged, with its benchmark script when it has one
     (bounded): a model that sees what is measured aims at it. Blocking (reads a file)."""
     from generators.improvement.bench import find_benchmark

@@ -129,7 +129,7 @@ class SqliteAttemptArchive:
 
 def fingerprint(code: str) -> str:
     """The same for two versions of a module that differ only in whitespace, comments or docstrings."""
-    from generators.change_rules import code_key  # the generation modules load on first use
+    from generators.codegen.change_rules import code_key  # the generation modules load on first use
 
     return hashlib.sha256(code_key(code).encode()).hexdigest()[:32]
 

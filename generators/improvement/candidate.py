@@ -7,8 +7,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -32,39 +31,26 @@ from generators.improvement.attempts import (
     SqliteAttemptArchive,
     history_section,
 )
+from generators.improvement.judging import judge
 from generators.improvement.models import (
     CandidateRecord,
     CandidateStatus,
     CycleConfig,
     MetricFigures,
-    Target,
 )
+from generators.improvement.runner import ACTOR, Job, Progress
 from generators.improvement.store import CycleStore
 from generators.llm import LLMError
 
 if TYPE_CHECKING:
-    from generators.generation import CodeGenerator
-    from generators.generation_rounds import GenerationResult
+    from generators.codegen.generation import CodeGenerator
+    from generators.codegen.rounds import GenerationResult
 
 logger = logging.getLogger(__name__)
-ACTOR = "improvement-cycle"
 MAX_DIFF_CHARS = 20_000
 MAX_REPORT_CHARS = 8_000
 MAX_ERROR_CHARS = 2_000
-Progress = Callable[[str, str], Awaitable[None]]
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One candidate's fixed inputs."""
-
-    tenant: str
-    target: Target
-    dry_run: bool
-    progress: Progress
-    requested_by: str = ACTOR  # who started the cycle (a key name, "autonomous", "alarm:<name>")
-    cycle_id: str = ""
 
 
 class CandidateRunner:
@@ -165,8 +151,10 @@ class CandidateRunner:
         return None
 
     async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult:
-        from generators.change_rules import tests_home  # the generation modules load on first use, not at start-up
-        from generators.prompts import Goal
+        from generators.codegen.change_rules import (
+            tests_home,  # the generation modules load on first use, not at start-up
+        )
+        from generators.codegen.prompts import Goal
 
         target = job.target
         gen = self.generator()
@@ -299,8 +287,6 @@ class CandidateRunner:
 
     async def monitor(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
         """Wait out the monitoring period, judge the change, keep it or roll it back."""
-        from generators.improvement.judging import judge
-
         await judge(self, record, tenant, direction, progress)
 
     def _audit_generation(

@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from generators.improvement.candidate import CandidateRunner, Job, Progress
+from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
     CandidateRecord,
     CycleRecord,
@@ -31,6 +31,7 @@ from generators.improvement.models import (
 )
 from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, select
 from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, assess_targets
+from generators.improvement.runner import Job, Progress
 from generators.improvement.store import CycleStore
 from generators.improvement.triggers import Emergency, Triggers
 from generators.llm import SpendCapReached

@@ -10,16 +10,14 @@ import anyio
 import anyio.to_thread
 
 from generators.deploy import DeployError
-from generators.improvement.candidate import ACTOR
 from generators.improvement.models import CandidateRecord, CandidateStatus, OpportunityKind
+from generators.improvement.runner import ACTOR
 
 if TYPE_CHECKING:
-    from generators.improvement.candidate import CandidateRunner, Progress
+    from generators.improvement.runner import Progress, Runner
 
 
-async def judge(
-    runner: CandidateRunner, record: CandidateRecord, tenant: str, direction: str, progress: Progress
-) -> None:
+async def judge(runner: Runner, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
     """Wait out the monitoring period, judge the change, keep it or roll it back."""
     assert record.deployment_id is not None and record.monitor_until is not None
     await anyio.sleep(max(0.0, record.monitor_until - runner.clock()))
@@ -71,9 +69,7 @@ async def judge(
         await _roll_back(runner, record, deployment.id, verdict.rollback_reason, progress)
 
 
-async def _roll_back(
-    runner: CandidateRunner, record: CandidateRecord, deployment_id: str, why: str, progress: Progress
-) -> None:
+async def _roll_back(runner: Runner, record: CandidateRecord, deployment_id: str, why: str, progress: Progress) -> None:
     """Restore the previous bytes; ``why`` (``regression: ...``, ``no measurable improvement: ...``) is the
     rollback reason."""
     await progress("rollback", f"{record.component}: rolling back ({why})")

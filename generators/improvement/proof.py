@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from generators.change_rules import tests_home
+from generators.codegen.change_rules import tests_home
 from generators.validation import ValidationPipeline
 
 NOT_PROVED = "the change does not prove its fix"

@@ -15,7 +15,7 @@ from typing import Any
 from telemetry.cloudwatch.alarm_table import AlarmState, AlarmTable, AlarmUpdate
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.tenancy import TENANT_KEY, tenant_for
-from telemetry.store import EventRecord, TelemetryStore
+from telemetry.store.records import EventRecord, TelemetryStore
 
 logger = logging.getLogger(__name__)
 SOURCE = "cloudwatch"

@@ -12,7 +12,7 @@ from typing import Any
 
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.tenancy import tenant_for
-from telemetry.store import EventRecord, LogRecord, TelemetryStore
+from telemetry.store.records import EventRecord, LogRecord, TelemetryStore
 
 SOURCE = "cloudwatch"
 _LEVEL = re.compile(r"\b(TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|CRITICAL|FATAL)\b")

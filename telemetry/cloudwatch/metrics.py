@@ -11,7 +11,7 @@ from typing import Any
 
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.tenancy import tenant_for
-from telemetry.store import MetricPoint, TelemetryStore
+from telemetry.store.records import MetricPoint, TelemetryStore
 
 MAX_QUERIES = 500
 TENANT_DIMENSION = "TenantId"

@@ -22,7 +22,7 @@ from telemetry.cloudwatch.logs import LogFetcher
 from telemetry.cloudwatch.metrics import MetricFetcher
 from telemetry.cloudwatch.retry import call_with_retry, describe_error
 from telemetry.errors import StorageFullError
-from telemetry.store import TelemetryStore
+from telemetry.store.records import TelemetryStore
 
 logger = logging.getLogger(__name__)
 SourceName = Literal["cloudwatch.metrics", "cloudwatch.logs", "cloudwatch.alarms", "cloudwatch.events"]

@@ -16,7 +16,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from telemetry.anomaly import SeriesDetector, parse_timestamp
+from telemetry.learning.anomaly import SeriesDetector, parse_timestamp
 
 NAB_ROOT = Path("/work/shared/data/nab")
 ROUNDS = 3

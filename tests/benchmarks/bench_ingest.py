@@ -15,8 +15,8 @@ from mcp import Client
 from server.app import create_server
 from server.runtime import tune_process
 from server.settings import Settings
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import MetricPoint
+from telemetry.store.records import MetricPoint
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 
 POINTS = 500_000
 BATCH = 10_000

@@ -22,9 +22,9 @@ from mcp import Client
 
 from server.app import create_server
 from server.settings import Settings
-from telemetry.learning import LearningEngine
-from telemetry.sqlite_store import SqliteTelemetryStore
-from telemetry.store import MetricPoint
+from telemetry.learning.engine import LearningEngine
+from telemetry.store.records import MetricPoint
+from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.fakes import FakeHostSource, NoGpu
 
 SERIES = 1_000

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from telemetry.logpatterns import LogPatternMiner, LogSource
-from telemetry.logpatterns.headers import CONSISTENCY, SAMPLE_LINES
+from telemetry.learning.logpatterns import LogPatternMiner, LogSource
+from telemetry.learning.logpatterns.headers import CONSISTENCY, SAMPLE_LINES
 
 DATA_ROOT = Path("/work/shared/data/loghub")
 SHARES = (0.6, 0.75, CONSISTENCY, 0.97)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from telemetry.logpatterns import LogPatternMiner
+from telemetry.learning.logpatterns import LogPatternMiner
 
 DATA_ROOT = Path("/work/shared/data/loghub")
 DATASETS = ("Android", "Apache", "HDFS", "Hadoop", "OpenSSH", "Spark", "Windows", "Zookeeper")

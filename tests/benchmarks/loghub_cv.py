@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telemetry.logpatterns import MinerConfig, mine_file
+from telemetry.learning.logpatterns import MinerConfig, mine_file
 
 SCORER = Path("/work/shared/harness/loghub_ga.py")
 DATA_ROOT = Path("/work/shared/data/loghub")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from telemetry.anomaly import DetectorConfig, SeriesDetector, parse_timestamp
+from telemetry.learning.anomaly import DetectorConfig, SeriesDetector, parse_timestamp
 
 NAB_ROOT = Path("/work/shared/data/nab")
 SCORER = Path("/work/shared/harness/nab_score.py")

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from telemetry.anomaly import DetectorConfig
+from telemetry.learning.anomaly import DetectorConfig
 from tests.benchmarks.nab_cv import NAB_ROOT, FileResult, load_files, load_scorer, normalised, run_config
 
 FACTORS = (0.5, 0.75, 1.5, 2.0)

@@ -1,0 +1,52 @@
+"""What a candidate's steps share: one candidate's fixed inputs (:class:`Job`), how progress is reported, and the
+part of the runner the steps in other modules (attempting, judging) use, as a protocol, so that they need not
+import the runner that calls them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
+
+if TYPE_CHECKING:
+    from generators.codegen.generation import CodeGenerator
+    from generators.codegen.rounds import GenerationResult
+    from generators.deploy import AuditLog, Deployer
+    from generators.improvement.attempts import SqliteAttemptArchive
+
+ACTOR = "improvement-cycle"
+Progress = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One candidate's fixed inputs."""
+
+    tenant: str
+    target: Target
+    dry_run: bool
+    progress: Progress
+    requested_by: str = ACTOR  # who started the cycle (a key name, "autonomous", "alarm:<name>")
+    cycle_id: str = ""
+
+
+class Runner(Protocol):
+    """The candidate runner as its steps see it (:class:`~generators.improvement.candidate.CandidateRunner`)."""
+
+    attempts: SqliteAttemptArchive | None
+    deployer: Deployer
+    audit: AuditLog
+    generator: Callable[[], CodeGenerator]
+    figures: MetricFigures
+    config: CycleConfig
+    clock: Callable[[], float]
+
+    async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None: ...
+
+    async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult: ...
+
+    def _audit_generation(
+        self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
+    ) -> None: ...

@@ -1,0 +1,300 @@
+"""SQLite (WAL) implementation of :class:`telemetry.store.records.TelemetryStore`.
+
+Series are normalised into their own table so that a point costs one small row ``(series_id, ts, value)`` in a
+``WITHOUT ROWID`` table keyed by (series, time): window queries per series are index range scans, and re-ingesting a
+point (a CloudWatch window fetched twice) replaces it instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from telemetry.store.records import (
+    Dimensions,
+    EventRecord,
+    LogRecord,
+    MetricPoint,
+    Moments,
+    Series,
+    SeriesKey,
+    SeriesStats,
+    StoreCounts,
+    split_time,
+)
+from telemetry.store.sqlite_db import WalDatabase
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    dims TEXT NOT NULL,
+    unit TEXT,
+    source TEXT NOT NULL,
+    UNIQUE (tenant, name, dims)
+);
+CREATE TABLE IF NOT EXISTS points (
+    series_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS points_by_time ON points (ts);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    ts REAL NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    component TEXT,
+    attributes TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_tenant_time ON logs (tenant, ts);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    dedup_key TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_tenant_time ON events (tenant, ts);
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (tenant, dedup_key) WHERE dedup_key IS NOT NULL;
+"""
+
+
+# Aggregates per series run as index range scans on the primary key, one series at a time: a join of every point
+# with its series' origins, grouped in one statement, costs more than the loop (and a temporary B-tree to group).
+_FIRST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts LIMIT 1"
+_NEWEST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?"
+_SUMS = (
+    "SELECT COUNT(*), TOTAL(value - :v0), TOTAL((value - :v0) * (value - :v0)), TOTAL(ts - :t0),"
+    " TOTAL((ts - :t0) * (ts - :t0)), TOTAL((ts - :t0) * (value - :v0)) FROM points WHERE series_id = :id"
+)
+_BASELINE_SUMS = _SUMS + " AND ts >= :start AND ts < :split"
+_RECENT_SUMS = _SUMS + " AND ts >= :split AND ts <= :end"
+
+
+def _dims_text(dimensions: Dimensions) -> str:
+    return json.dumps(dict(sorted(dimensions.items())), separators=(",", ":"))
+
+
+def _moments(conn: sqlite3.Connection, query: str, params: dict[str, float]) -> Moments:
+    count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = conn.execute(query, params).fetchone()
+    return Moments(int(count), sum_y, sum_yy, sum_x, sum_xx, sum_xy)
+
+
+class SqliteTelemetryStore:
+    """Telemetry in one SQLite file. Thread-safe: one connection behind a lock; callers use worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = WalDatabase(path, _SCHEMA)
+        self._conn, self._lock = self._db.conn, self._db.lock
+        # (tenant, name, dimension items as given) -> series id; the DB row is keyed by the sorted dimensions.
+        self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
+
+    def _series_id(self, conn: sqlite3.Connection, point: MetricPoint) -> int:
+        key = (point.tenant, point.name, tuple(point.dimensions.items()))
+        found = self._series_ids.get(key)
+        if found is not None:
+            return found
+        dims = _dims_text(point.dimensions) if point.dimensions else "{}"
+        conn.execute(
+            "INSERT INTO series (tenant, name, dims, unit, source) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (tenant, name, dims) DO NOTHING",
+            (point.tenant, point.name, dims, point.unit, point.source),
+        )
+        row = conn.execute(
+            "SELECT id FROM series WHERE tenant = ? AND name = ? AND dims = ?", (point.tenant, point.name, dims)
+        ).fetchone()
+        series_id = int(row[0])
+        self._series_ids[key] = series_id
+        return series_id
+
+    def add_metrics(self, points: Sequence[MetricPoint]) -> int:
+        if not points:
+            return 0
+        cache_before = dict(self._series_ids)
+        try:
+            with self._db.transaction() as conn:
+                rows = [(self._series_id(conn, p), p.timestamp, p.value) for p in points]
+                conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?, ?, ?)", rows)
+        except BaseException:
+            self._series_ids = cache_before  # ids of rolled-back series must not be reused
+            raise
+        return len(rows)
+
+    def add_logs(self, logs: Sequence[LogRecord]) -> int:
+        rows = [
+            (r.tenant, r.timestamp, r.level, r.message, r.component, json.dumps(dict(r.attributes)), r.source)
+            for r in logs
+        ]
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO logs (tenant, ts, level, message, component, attributes, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def add_events(self, events: Sequence[EventRecord]) -> int:
+        written = 0
+        with self._db.transaction() as conn:
+            for e in events:
+                cur = conn.execute(
+                    "INSERT INTO events (tenant, ts, type, source, detail, dedup_key) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (e.tenant, e.timestamp, e.type, e.source, json.dumps(dict(e.detail)), e.dedup_key),
+                )
+                written += cur.rowcount
+        return written
+
+    def series(
+        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+    ) -> list[Series]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if name is not None:
+            query += " AND name = ?"
+            params.append(name)
+        with self._lock:
+            found = self._conn.execute(query + " ORDER BY name, dims", params).fetchall()
+            out: list[Series] = []
+            for series_id, series_name, dims, unit, source in found:
+                rows = self._conn.execute(
+                    "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+                    (series_id, lo, hi),
+                ).fetchall()
+                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
+                out.append(Series(key, [r[0] for r in rows], [r[1] for r in rows]))
+        return out
+
+    def series_stats(
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float,
+        end: float,
+        recent_start: float | None = None,
+        tail: int = 12,
+        recent_share: float | None = None,
+    ) -> list[SeriesStats]:
+        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if name is not None:
+            query += " AND name = ?"
+            params.append(name)
+        out: list[SeriesStats] = []
+        with self._lock:
+            conn = self._conn
+            for series_id, series_name, dims, unit, source in conn.execute(query + " ORDER BY name, dims", params):
+                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
+                first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
+                if first is None:
+                    out.append(SeriesStats(key, Moments(), Moments()))
+                    continue
+                newest = conn.execute(_NEWEST, (series_id, start, end, tail)).fetchall()
+                split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
+                if split is None:
+                    raise ValueError("series_stats needs recent_start or recent_share")
+                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": split}
+                baseline = _moments(conn, _BASELINE_SUMS, sums)
+                recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
+                tail_mean = fmean(row[1] for row in reversed(newest))
+                out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
+        return out
+
+    def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM points WHERE series_id ="
+                " (SELECT id FROM series WHERE tenant = ? AND name = ? AND dims = ?)"
+                " AND ts BETWEEN ? AND ? AND (value < ? OR value > ?)",
+                (key.tenant, key.name, _dims_text(dict(key.dimensions)), start, end, low, high),
+            ).fetchone()
+        return int(row[0])
+
+    def logs(
+        self,
+        tenant: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 10_000,
+        newest: bool = False,
+    ) -> list[LogRecord]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        order = "DESC" if newest else ""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT ts, level, message, component, attributes, source FROM logs"
+                f" WHERE tenant = ? AND ts BETWEEN ? AND ? ORDER BY ts {order}, id {order} LIMIT ?",
+                (tenant, lo, hi, limit),
+            ).fetchall()
+        if newest:
+            rows.reverse()
+        return [LogRecord(tenant, r[0], r[2], r[1], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def events(
+        self,
+        tenant: str,
+        *,
+        type: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 1_000,
+    ) -> list[EventRecord]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        query = "SELECT ts, type, detail, source, dedup_key FROM events WHERE tenant = ? AND ts BETWEEN ? AND ?"
+        params: list[Any] = [tenant, lo, hi]
+        if type is not None:
+            query += " AND type = ?"
+            params.append(type)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY ts DESC, id DESC LIMIT ?", [*params, limit]).fetchall()
+        return [EventRecord(tenant, r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def last_timestamp(self, tenant: str, name: str, dimensions: Dimensions) -> float | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MAX(p.ts) FROM points p JOIN series s ON s.id = p.series_id"
+                " WHERE s.tenant = ? AND s.name = ? AND s.dims = ?",
+                (tenant, name, _dims_text(dimensions) if dimensions else "{}"),
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def prune(self, *, older_than: float) -> int:
+        with self._db.transaction() as conn:
+            removed = conn.execute("DELETE FROM points WHERE ts < ?", (older_than,)).rowcount
+            removed += conn.execute("DELETE FROM logs WHERE ts < ?", (older_than,)).rowcount
+            removed += conn.execute("DELETE FROM events WHERE ts < ?", (older_than,)).rowcount
+        return int(removed)
+
+    def counts(self, tenant: str | None = None) -> StoreCounts:
+        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
+        with self._lock:
+            series = self._conn.execute(f"SELECT COUNT(*) FROM series {where}", params).fetchone()[0]
+            points = self._conn.execute(
+                "SELECT COUNT(*) FROM points"
+                + (" WHERE series_id IN (SELECT id FROM series WHERE tenant = ?)" if tenant is not None else ""),
+                params,
+            ).fetchone()[0]
+            logs = self._conn.execute(f"SELECT COUNT(*) FROM logs {where}", params).fetchone()[0]
+            events = self._conn.execute(f"SELECT COUNT(*) FROM events {where}", params).fetchone()[0]
+        return StoreCounts(int(series), int(points), int(logs), int(events))
+
+    def close(self) -> None:
+        self._db.close()
