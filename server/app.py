@@ -55,6 +55,7 @@ from tools import (
     deployments,
     generation,
     improvement,
+    ingestion,
     insights,
     monitoring,
     patterns,
@@ -64,9 +65,8 @@ from tools import (
     self_analysis,
     sources,
     status,
-    telemetry,
 )
-from tools.calls import tool_call_observer
+from tools.call_observer import tool_call_observer
 from tools.services import Services, ServicesRef
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ def create_server(
     performance.register(server)
     scripts.register(server)
     prompts.register(server)
-    telemetry.register(server)
+    ingestion.register(server)
     insights.register(server)
     patterns.register(server)
     sources.register(server)

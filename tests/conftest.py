@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -23,6 +24,19 @@ from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
 from tools.access import Role, scopes_for
+
+# What configures the server and its LLM client on a developer's machine: the tests set what they need themselves.
+_SERVER_ENV = ("SELF_BUILDING_", "OPENAI_")
+# The test harness's own switches, set on purpose (CI requires the browser).
+_HARNESS_ENV = ("SELF_BUILDING_TEST_", "SELF_BUILDING_REQUIRE_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the server settings of the shell it runs in (as httpx's own ``clean_environ``)."""
+    for name in list(os.environ):
+        if name.startswith(_SERVER_ENV) and not name.startswith(_HARNESS_ENV):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

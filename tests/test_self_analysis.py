@@ -24,7 +24,7 @@ from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore, ToolCall
 from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
-from tools.calls import classify_error
+from tools.call_observer import classify_error
 
 BAD_LIMIT = {"limit": -1}  # get_top_processes rejects it: invalid_arguments
 POINT = {"name": "acme.requests", "value": 1.0}

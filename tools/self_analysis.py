@@ -1,6 +1,6 @@
 """``analyze_self``: the server's analysis of its own tool calls.
 
-Each ``tools/call`` is recorded (by :mod:`tools.calls`) with its tool (``(unknown tool)`` for a name the server has
+Each ``tools/call`` is recorded (by :mod:`.call_observer`) with its tool (``(unknown tool)`` for a name the server has
 no tool for), tenant (the ``tenant_id`` argument when the tool takes one, else the server's default tenant;
 ``(invalid tenant)`` when it is no tenant id or one the caller may not use), caller (the API key's name, ``local``
 without a key), duration, outcome and error kind.
