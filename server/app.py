@@ -45,7 +45,7 @@ from telemetry.host.gpu import GpuSource, NvmlGpuSource
 from telemetry.host.sampler import Sampler
 from telemetry.host.system import HostSource, PsutilHostSource
 from telemetry.learning.engine import LearningEngine
-from telemetry.learning.live import AnomalyWatch, ObservedStore, PatternWatch
+from telemetry.learning.live import AnalysingStore, AnomalyWatch, PatternWatch
 from telemetry.monitoring.events import SqliteEventStore
 from telemetry.monitoring.monitor import Monitor
 from telemetry.store.retention import prune_forever, prune_once
@@ -141,7 +141,7 @@ def create_server(
             pattern_watch = PatternWatch(
                 raw_store, retention_seconds=retention, clock=clock, log_formats=settings.log_formats
             )
-            telemetry_store = ObservedStore(raw_store, anomalies, pattern_watch)
+            telemetry_store = AnalysingStore(raw_store, anomalies, pattern_watch)
             sampler = Sampler(
                 host_source or PsutilHostSource(),
                 gpu_source or NvmlGpuSource(),

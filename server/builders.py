@@ -21,7 +21,7 @@ from generators.improvement import CycleConfig
 from generators.llm import LLMClient
 from generators.llm.errors import NOT_CONFIGURED
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
-from server.change_feed import ChangeFeed, ObservedVersionStore
+from server.change_feed import ChangeFeed, NotifyingVersionStore
 from server.settings import Settings
 from telemetry.errors import StorageFullError
 from telemetry.host.models import Snapshot
@@ -42,11 +42,11 @@ FAILPOINT_VARIABLE = "SELF_BUILDING_DEPLOY_FAILPOINT"  # fault injection for cra
 
 def open_deployer(
     settings: Settings, clock: Callable[[], float], feed: ChangeFeed
-) -> tuple[Deployer, ObservedVersionStore, SqliteAuditLog]:
+) -> tuple[Deployer, NotifyingVersionStore, SqliteAuditLog]:
     """Open the version store and audit log, build the deployer, and finish or undo deploy transactions a crash
     interrupted (blocking: run it in a worker thread). On failure nothing stays open.
     """
-    versions = ObservedVersionStore(SqliteVersionStore(settings.data_dir / "versions.sqlite3"), feed)
+    versions = NotifyingVersionStore(SqliteVersionStore(settings.data_dir / "versions.sqlite3"), feed)
     audit_log: SqliteAuditLog | None = None
     try:
         audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)

@@ -1,6 +1,6 @@
 """Which resources changed: ``improvements://active``, ``deployments://{id}`` and the resource list.
 
-The stores are wrapped (:class:`ObservedVersionStore`, :class:`ObservedCycleStore`) so every write marks the
+The stores are wrapped (:class:`NotifyingVersionStore`, :class:`ObservedCycleStore`) so every write marks the
 resources it changes, from whichever thread wrote it, as changes of the deployment's or cycle's tenant.
 :class:`ChangeFeed` publishes the marks from the event loop, coalesced (a burst of writes to one deployment is one
 update), through the :class:`~server.notifications.Notifier` to both protocol eras and the dashboard, where each
@@ -157,7 +157,7 @@ class _Tenants:
         return tenant
 
 
-class ObservedVersionStore:
+class NotifyingVersionStore:
     """A :class:`VersionStore` whose writes mark ``deployments://{id}`` and ``improvements://active`` changed, as
     changes of the deployment's tenant."""
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from generators.improvement import Target
 from generators.improvement.cycle import Emergency
 from telemetry.learning.engine import LearningEngine, component_of
-from telemetry.learning.live.patterns import ERRORS_METRIC
+from telemetry.learning.live.pattern_watch import ERRORS_METRIC
 from telemetry.learning.logpatterns.miner import is_error
 from telemetry.learning.trends import direction_for
 from telemetry.store.records import EventRecord, TelemetryStore

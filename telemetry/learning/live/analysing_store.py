@@ -6,8 +6,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from telemetry.learning.live.anomalies import AnomalyWatch
-from telemetry.learning.live.patterns import PatternWatch
+from telemetry.learning.live.anomaly_watch import AnomalyWatch
+from telemetry.learning.live.pattern_watch import PatternWatch
 from telemetry.store.records import (
     Dimensions,
     EventRecord,
@@ -23,7 +23,7 @@ from telemetry.store.records import (
 logger = logging.getLogger(__name__)
 
 
-class ObservedStore:
+class AnalysingStore:
     """Stores through ``inner``; metric points then go through the anomaly detectors (detections are stored as
     events), log lines through the pattern miners. Reads go straight to ``inner``.
 
