@@ -1,0 +1,299 @@
+"""What the server's lifespan opens, starts and stops: every store and service, in an order that closes cleanly.
+
+:func:`open_services` opens the stores and builds the services on an :class:`~contextlib.AsyncExitStack`, so that
+whatever was opened is closed, also when start-up fails part-way. :func:`start_services` starts their background
+work in a task group and returns the coroutine that stops it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp.server.mcpserver import MCPServer
+
+from generators.improvement import SqliteCycleStore
+from generators.improvement.attempts import SqliteAttemptArchive
+from generators.improvement.candidate import CandidateRunner
+from generators.improvement.cycle import ImprovementService
+from generators.llm import LLMClient, SpendLedger
+from generators.remediation import ScriptGenerator
+from server import __version__
+from server.builders import (
+    audit_cloudwatch,
+    cycle_config,
+    cycles_ready,
+    generator_factory,
+    open_deployer,
+    open_scratch,
+    self_analyst,
+    snapshot_recorder,
+)
+from server.change_feed import ChangeFeed, NotifyingVersionStore, ObservedCycleStore
+from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
+from server.metrics import ServerMetrics
+from server.notifications import Notifier
+from server.settings import Settings, llm_config
+from telemetry.cloudwatch.streamer import CloudWatchStreamer
+from telemetry.host.gpu import GpuSource, NvmlGpuSource
+from telemetry.host.sampler import Sampler
+from telemetry.host.system import HostSource, PsutilHostSource
+from telemetry.learning.engine import LearningEngine
+from telemetry.learning.live import AnalysingStore, AnomalyWatch, PatternWatch
+from telemetry.monitoring.events import SqliteEventStore
+from telemetry.monitoring.monitor import Monitor
+from telemetry.store.retention import prune_forever, prune_once
+from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tools.services import Services, ServicesRef
+
+if TYPE_CHECKING:
+    from generators.codegen.generation import CodeGenerator
+    from generators.deploy import Deployer
+    from generators.deploy.audit import SqliteAuditLog
+    from generators.validation import StageName
+    from telemetry.cloudwatch.publisher import MetricPublisher
+    from telemetry.selfcheck.insights import SelfAnalyst
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What the caller of ``create_server`` may put in place of the real thing (tests: fakes)."""
+
+    host: HostSource | None = None
+    gpu: GpuSource | None = None
+    validation_stages: Collection[StageName] | None = None
+
+
+@dataclass(slots=True)
+class Opened:
+    """The services, and the parts of them that start-up wires together."""
+
+    services: Services
+    store: AnalysingStore
+    analyst: SelfAnalyst
+
+
+@dataclass(frozen=True, slots=True)
+class _Stores:
+    """The stores and the code generator, opened first: everything else is built on them."""
+
+    events: SqliteEventStore
+    raw: SqliteTelemetryStore
+    analyst: SelfAnalyst
+    deployer: Deployer
+    versions: NotifyingVersionStore
+    audit: SqliteAuditLog
+    llm: LLMClient
+    generator: Callable[[], CodeGenerator]
+
+
+async def open_services(
+    settings: Settings,
+    opened: AsyncExitStack,
+    *,
+    app: MCPServer,
+    feed: ChangeFeed,
+    clock: Callable[[], float],
+    sources: Sources,
+) -> Opened:
+    """Open every store and build every service; each is closed by ``opened`` (the latest first)."""
+    stores = await _open_stores(settings, opened, app=app, feed=feed, clock=clock, sources=sources)
+    anomalies = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series)
+    retention = settings.telemetry_retention_days * 86400
+    patterns = PatternWatch(stores.raw, retention_seconds=retention, clock=clock, log_formats=settings.log_formats)
+    store = AnalysingStore(stores.raw, anomalies, patterns)
+    sampler = Sampler(
+        sources.host or PsutilHostSource(),
+        sources.gpu or NvmlGpuSource(),
+        max_age=settings.status_max_age_seconds,
+        clock=clock,
+    )
+    opened.callback(sampler.close)
+    monitor = Monitor(
+        sampler,
+        stores.events,
+        interval=settings.monitoring_interval_seconds,
+        max_events=settings.events_max_count,
+        max_age_seconds=settings.events_max_age_days * 86400,
+        clock=clock,
+    )
+    learning = LearningEngine(
+        stores.raw,
+        analysers=[partial(anomalies.insights, stores.raw), patterns.insights, stores.analyst.insights],
+        clock=clock,
+    )
+    improvements = await _improvement_service(settings, opened, stores, learning, feed=feed, clock=clock)
+    cloudwatch = (
+        CloudWatchStreamer(settings.cloudwatch, store, clock=clock, on_access=partial(audit_cloudwatch, stores.audit))
+        if settings.enable_cloudwatch_streaming
+        else None
+    )
+    services = Services(
+        version=__version__,
+        started_at=clock(),
+        sampler=sampler,
+        monitor=monitor,
+        scripts=ScriptGenerator(),
+        scripts_dir=settings.scripts_dir,
+        telemetry=store,
+        learning=learning,
+        cloudwatch=cloudwatch,
+        default_tenant=settings.default_tenant,
+        anomalies=anomalies,
+        patterns=patterns,
+        deployer=stores.deployer,
+        versions=stores.versions,
+        audit=stores.audit,
+        llm=stores.llm,
+        generator=stores.generator,
+        improvements=improvements,
+        improvement_wait_seconds=settings.improvement_wait_seconds,
+        self_building_enabled=settings.enable_self_building,
+        component_generation_enabled=settings.enable_component_generation,
+        clock=clock,
+        retention_seconds=retention,
+        self_analyst=stores.analyst,
+    )
+    return Opened(services, store, stores.analyst)
+
+
+async def _open_stores(
+    settings: Settings,
+    opened: AsyncExitStack,
+    *,
+    app: MCPServer,
+    feed: ChangeFeed,
+    clock: Callable[[], float],
+    sources: Sources,
+) -> _Stores:
+    events = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
+    opened.callback(events.close)
+    raw = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+    opened.callback(raw.close)
+    analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app)
+    opened.callback(analyst.recorder.close)  # writes the calls still buffered
+    deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed)
+    opened.callback(versions.close)
+    opened.callback(audit_log.close)
+    scratch = await anyio.to_thread.run_sync(open_scratch, settings)  # removes what killed servers left
+    opened.callback(scratch.close)
+    ledger = await anyio.to_thread.run_sync(SpendLedger, settings.data_dir / "llm_spend.sqlite3", clock)
+    opened.callback(ledger.close)
+    llm = LLMClient(llm_config(settings), ledger=ledger, audit=audit_log)
+    generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path)
+    opened.push_async_callback(_close_generation, llm, close_generator)
+    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator)
+
+
+async def _improvement_service(
+    settings: Settings,
+    opened: AsyncExitStack,
+    stores: _Stores,
+    learning: LearningEngine,
+    *,
+    feed: ChangeFeed,
+    clock: Callable[[], float],
+) -> ImprovementService:
+    cycles = ObservedCycleStore(
+        await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
+    )
+    opened.callback(cycles.close)
+    attempts = await anyio.to_thread.run_sync(SqliteAttemptArchive, settings.data_dir / "attempts.sqlite3")
+    opened.callback(attempts.close)
+    runner = CandidateRunner(
+        store=cycles,
+        deployer=stores.deployer,
+        audit=stores.audit,
+        generator=stores.generator,
+        figures=TelemetryFigures(stores.raw),
+        config=cycle_config(settings),
+        clock=clock,
+        attempts=attempts,
+    )
+    return ImprovementService(
+        runner,
+        LearningOpportunities(learning, stores.analyst.insight_ids),
+        ready=partial(cycles_ready, settings, stores.llm),
+        autonomous_tenants=tuple(settings.autonomous_tenants or [settings.default_tenant])
+        if settings.enable_autonomous_improvements
+        else (),
+        autonomous_interval_seconds=settings.autonomous_interval_hours * 3600,
+    )
+
+
+async def start_services(
+    task_group: TaskGroup,
+    parts: Opened,
+    settings: Settings,
+    *,
+    notifier: Notifier,
+    metrics: ServerMetrics,
+    feed: ChangeFeed,
+    ref: ServicesRef,
+) -> Callable[[], Awaitable[None]]:
+    """Wire the services' listeners and start their background work in ``task_group``; returns the coroutine that
+    stops what must stop before the task group is cancelled."""
+    services, store, analyst = parts.services, parts.store, parts.analyst
+    monitor, improvements, cloudwatch = services.monitor, services.improvements, services.cloudwatch
+    retention, clock = services.retention_seconds, services.clock
+    await monitor.open(task_group)
+    monitor.add_listener(notifier.on_events)
+    monitor.add_listener(metrics.on_monitoring_events)
+    store.stored_listeners.append(metrics.on_stored)
+    metrics.services = services
+    services.sampler.add_listener(snapshot_recorder(store, settings.default_tenant))
+    await improvements.open(task_group)
+    store.event_listeners.append(alarm_listener(settings.critical_alarms, improvements.request_emergency))
+    await prune_once(store, retention, clock)
+    task_group.start_soon(partial(prune_forever, store, retention, clock=clock))
+    task_group.start_soon(analyst.recorder.run)
+    if settings.self_analysis_interval_hours > 0:
+        task_group.start_soon(analyst.run)
+    if cloudwatch is not None:
+        if not settings.cloudwatch.watches_anything:
+            logger.warning("CloudWatch streaming is on but nothing is configured to watch")
+        task_group.start_soon(cloudwatch.run)
+    publisher = services.publisher = await _publisher(settings, metrics)
+    if publisher is not None:
+        task_group.start_soon(publisher.run)
+    if settings.monitoring_autostart:
+        await monitor.start()
+        logger.info("monitoring started (interval %.1fs)", monitor.interval)
+    ref.set(services)
+    task_group.start_soon(feed.run)
+    stop_push = notifier.serve_in(task_group)
+
+    async def stop() -> None:
+        stop_push()
+        ref.clear()
+        if publisher is not None:
+            await publisher.close()  # the last figures go out (shielded, bounded)
+        await monitor.stop()
+
+    return stop
+
+
+async def _publisher(settings: Settings, metrics: ServerMetrics) -> MetricPublisher | None:
+    """The CloudWatch publisher of the server's metrics, when publishing is on (imported only then)."""
+    if not settings.enable_cloudwatch_publishing:
+        return None
+    from server.cloudwatch_publishing import start_publishing
+
+    return await start_publishing(settings, metrics)
+
+
+async def _close_generation(llm: LLMClient, close_generator: Callable[[], None]) -> None:
+    """Stop the code generator's helpers (its mypy worker) and the LLM client, also when the lifespan is cancelled."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await anyio.to_thread.run_sync(close_generator)
+        finally:
+            await llm.close()
