@@ -17,7 +17,7 @@ from server import __version__
 from server.auth import auth_settings, key_verifier
 from server.change_feed import ChangeFeed, watched_deployments
 from server.dashboard import add_dashboard_routes
-from server.lifespan import Sources, open_services, start_services
+from server.lifespan import StandIns, open_services, start_services
 from server.live_resources import SelfBuildingServer
 from server.metrics import ServerMetrics
 from server.metrics_route import add_metrics_route
@@ -91,7 +91,7 @@ def create_server(
 
     feed = ChangeFeed(notifier.resource_updated, notifier.resources_changed, watched, notifier.tools_changed)
 
-    stand_ins = Sources(host_source, gpu_source, validation_stages)
+    stand_ins = StandIns(host_source, gpu_source, validation_stages)
 
     @asynccontextmanager
     async def lifespan(app: MCPServer) -> AsyncIterator[Services]:

@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Sources:
+class StandIns:
     """What the caller of ``create_server`` may put in place of the real thing (tests: fakes)."""
 
     host: HostSource | None = None
@@ -102,7 +102,7 @@ async def open_services(
     app: MCPServer,
     feed: ChangeFeed,
     clock: Callable[[], float],
-    sources: Sources,
+    sources: StandIns,
 ) -> Opened:
     """Open every store and build every service; each is closed by ``opened`` (the latest first)."""
     stores = await _open_stores(settings, opened, app=app, feed=feed, clock=clock, sources=sources)
@@ -172,7 +172,7 @@ async def _open_stores(
     app: MCPServer,
     feed: ChangeFeed,
     clock: Callable[[], float],
-    sources: Sources,
+    sources: StandIns,
 ) -> _Stores:
     events = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
     opened.callback(events.close)

@@ -31,12 +31,15 @@ _SERVER_ENV = ("SELF_BUILDING_", "OPENAI_")
 _HARNESS_ENV = ("SELF_BUILDING_TEST_", "SELF_BUILDING_REQUIRE_")
 
 
-@pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the server settings of the shell it runs in (as httpx's own ``clean_environ``)."""
-    for name in list(os.environ):
-        if name.startswith(_SERVER_ENV) and not name.startswith(_HARNESS_ENV):
-            monkeypatch.delenv(name)
+@pytest.fixture(autouse=True, scope="session")
+def clean_environ() -> Iterator[None]:
+    """No test sees the server settings of the shell it runs in (as httpx's own ``clean_environ``); session-wide,
+    so that module-scoped fixtures (a server built once per module, a subprocess) do not see them either."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(_SERVER_ENV) and not name.startswith(_HARNESS_ENV):
+                patch.delenv(name)
+        yield
 
 
 @pytest.fixture

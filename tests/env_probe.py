@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from server.settings import Settings, llm_config
 
 
-def test_sees_no_server_settings_from_the_shell() -> None:
-    assert not [name for name in os.environ if name.startswith(("SELF_BUILDING_LLM", "OPENAI_"))]
+@pytest.fixture(scope="module")
+def module_environ() -> dict[str, str]:
+    """The environment a module-scoped fixture sees (a server built once per module)."""
+    return dict(os.environ)
+
+
+def test_sees_no_server_settings_from_the_shell(module_environ: dict[str, str]) -> None:
+    for environ in (module_environ, os.environ):
+        assert not [name for name in environ if name.startswith(("SELF_BUILDING_LLM", "OPENAI_"))]
     settings = Settings()
     assert settings.llm_model is None and settings.log_level == Settings.model_fields["log_level"].default
     assert llm_config(settings).api_key is None

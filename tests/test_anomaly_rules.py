@@ -94,6 +94,13 @@ def test_a_daily_cycle_that_stops_is_reported_within_hours() -> None:
     assert hits and 10 * DAY <= hits[0] < 10 * DAY + DAY // 8, hits
 
 
+def test_a_series_that_only_jumps_still_reports_a_new_extreme() -> None:
+    """Its smallest step is its whole range: a resolution that large must not hide a value twice as high."""
+    rng = random.Random(32)
+    values = [100.0 * rng.randrange(2) for _ in range(3000)] + [200.0]
+    assert 3000 in flagged(values)
+
+
 def test_detections_do_not_depend_on_the_units() -> None:
     """Bytes or gigabytes, an offset or none: the same series gives the same decisions."""
     values = gaussian(3000, 27) + gaussian(500, 28, level=58.0)

@@ -62,6 +62,7 @@ COMPONENTS = ("billing", "queue.Worker", "db-pool", "auth")
         ("W", "l"),  # a one-letter severity
         ("E0304", "G"),  # a severity letter fused to a month and day
         ("E1304", "W"),  # not a month
+        ("I1²05", "W"),  # a superscript two is a digit to str.isdigit, not to a date
         ("10.1.2.3", "A"),  # an address
         ("10.1.2.3:8080", "A"),
         ("[pool-3-thread-1]", "B"),  # a bracketed thread or logger
@@ -354,6 +355,9 @@ def test_a_level_fused_to_the_date_after_it_is_a_format() -> None:
         pytest.approx(at(year - 1, 3, 4, 5, 6, 7, micro=250_000)),  # a year-less date never lies ahead
     )
     assert layout.split("1203 05:06:07.250000 8272 pool.go:61] no level") is None
+    # Only the date fused to the level is read as month and day: a year field of four digits stays a year.
+    spelled = LogFormat("<Day> <Month> <Year> <Time> <Content>").split("05 Mar 2025 05:06:07 worker 3 stalled")
+    assert spelled is not None and spelled.timestamp == pytest.approx(at(2025, 3, 5, 5, 6, 7))
     assert layout.split("W" * 100_000) is None  # the letters end the level: nothing to try twice
 
 

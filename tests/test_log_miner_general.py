@@ -52,6 +52,10 @@ def ids_of(miner: LogPatternMiner, lines: list[str]) -> list[int]:
             "loaded net.acme.billing.InvoiceJob via $Proxy.a.b_c, e.g. from app.cfg",
             ["loaded", "<*>", "via", "<*>,", "e.g.", "from", "app.cfg"],
         ),
+        (
+            "caught java.io.IOException and app.db.ConnectionError from net.acme.Pool",
+            ["caught", "java.io.IOException", "and", "app.db.ConnectionError", "from", "<*>"],
+        ),
         ("set depth=12 mode=fast ratio:0.5", ["set", "depth=<*>", "mode=fast", "ratio:<*>"]),
         ('said "hello there world" and "single"', ["said", '"<*>"', "and", '"single"']),
         ("freed 9.2 KB, kept 17 MiB", ["freed", "<*>,", "kept", "<*>"]),

@@ -1,7 +1,7 @@
 """The attempts of a candidate: several generations per opportunity (the best measured one chosen), each archived per
 component with its fate, and the checks a validated change must pass before it counts — not a repeat of an earlier
 failed attempt, and for an error fix, a test that reproduces the logged failure. Functions of a
-:class:`~generators.improvement.candidate.Runner` (kept apart to keep that module small)."""
+:class:`~generators.improvement.runner.Runner` (kept apart to keep the runner's module small)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ async def best_candidate(
             if not wins:
                 raise
             break
-        await anyio.to_thread.run_sync(runner._audit_generation, job, module, last)
+        await anyio.to_thread.run_sync(runner.audit_generation, job, module, last)
         if last.succeeded and last.change is not None:
             wins.append((number, last))
         else:

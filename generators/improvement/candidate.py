@@ -110,7 +110,7 @@ class CandidateRunner:
             result = await best_candidate(self, record, job, module, raw, text)
         except LLMError as exc:  # a spend cap reached too: its message names the cap and the setting to raise
             message = f"the LLM could not be asked: {exc}"
-            await anyio.to_thread.run_sync(self._audit_generation, job, module, None, message)
+            await anyio.to_thread.run_sync(self.audit_generation, job, module, None, message)
             await self.save(record, "error", message=message, error_type=type(exc).__name__)
             return False
         record.detail.update(_generation_detail(result))
@@ -289,7 +289,7 @@ class CandidateRunner:
         """Wait out the monitoring period, judge the change, keep it or roll it back."""
         await judge(self, record, tenant, direction, progress)
 
-    def _audit_generation(
+    def audit_generation(
         self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
     ) -> None:
         """One "generation_result" entry per candidate: what the model's rounds gave, or (``result`` None) why there
@@ -312,7 +312,7 @@ class CandidateRunner:
     async def skip(self, record: CandidateRecord, job: Job, message: str, module: str | None = None) -> None:
         """The candidate is not generated (``message`` says why): recorded, and audited like any generation."""
         subject = module or str(record.detail.get("module") or record.component)
-        await anyio.to_thread.run_sync(self._audit_generation, job, subject, None, f"skipped: {message}")
+        await anyio.to_thread.run_sync(self.audit_generation, job, subject, None, f"skipped: {message}")
         await self.save(record, "skipped", message=message)
 
 

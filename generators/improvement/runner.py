@@ -47,6 +47,6 @@ class Runner(Protocol):
 
     async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult: ...
 
-    def _audit_generation(
+    def audit_generation(
         self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
     ) -> None: ...

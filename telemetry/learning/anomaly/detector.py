@@ -122,8 +122,11 @@ class SeriesDetector:
             if width < values.spread:
                 width = values.spread
             # On discrete values (counts, rounded gauges) a new extreme is at least one step of the series' resolution
-            # beyond the old one: that step is the least possible news, not an excess.
-            raw = ((value - hi if value - hi > lo - value else lo - value) - self._step) / (width * cfg.spike_threshold)
+            # beyond the old one: that step is the least possible news, not an excess. At most one threshold of it
+            # is forgiven: on a series that only jumps (0 or 100), a step the size of the range is no resolution.
+            least = width * cfg.spike_threshold
+            step = self._step if self._step < least else least
+            raw = ((value - hi if value - hi > lo - value else lo - value) - step) / least
             # the running median can only leave the band on a point that is itself outside it
             if value > values.q_hi or value < values.q_lo:
                 ordered = sorted(recent)

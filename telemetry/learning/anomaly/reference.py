@@ -13,8 +13,9 @@ class Reference:
     """What is normal for one signal, learned from its past values only.
 
     The detector appends to ``recent`` (and, for the values, keeps ``ordered`` in step) and raises ``hi``/``lo``
-    point by point; ``refresh`` (every ``refresh`` points) closes a block, so per-point cost stays flat. ``hi``/``lo``
-    are the extremes over ``memory`` points (kept per block), the quantiles come from the last ``window`` points.
+    point by point, except for the daily-cycle residual, which is scored against ``hi`` as of the last refresh;
+    ``refresh`` (every ``refresh`` points) closes a block, so per-point cost stays flat. ``hi``/``lo`` are the
+    extremes over ``memory`` points (kept per block), the quantiles come from the last ``window`` points.
     """
 
     __slots__ = (

@@ -178,7 +178,7 @@ def kind_of(text: str) -> str:
             return LEVEL
         if len(bare) == 1 and bare in LEVEL_LETTERS:
             return LETTER
-        if len(core) == 5 and core[0] in LEVEL_LETTERS and core[1:].isdigit() and _month_day(core[1:]):
+        if len(core) == 5 and core[0] in LEVEL_LETTERS and _month_day(core[1:]):
             return FUSED
         if core.rstrip(".,").lower() in _CALENDAR_WORDS or core in _ZONES:
             return TIME
@@ -191,7 +191,8 @@ def kind_of(text: str) -> str:
 
 
 def _month_day(digits: str) -> bool:
-    return 1 <= int(digits[:2]) <= 12 and 1 <= int(digits[2:]) <= 31
+    """Whether four ASCII digits are a month and a day (``str.isdigit`` alone also takes superscripts)."""
+    return digits.isascii() and digits.isdigit() and 1 <= int(digits[:2]) <= 12 and 1 <= int(digits[2:]) <= 31
 
 
 def unfuse(text: str) -> str:

@@ -69,6 +69,11 @@ class LogFormat:
                 pattern.append(f"(?P<{part}>{stop}*+)")
         self.spec = spec
         self._regex = re.compile("".join(pattern), re.DOTALL)
+        # The date written right after a fused level (glog's I1205): four digits there are month and day.
+        self._fused_date = next(
+            (parts[i + 1] for i in range(2, len(parts) - 1, 2) if not parts[i] and _fused(parts[i - 1], parts[i + 1])),
+            None,
+        )
         self._times = [n for n in names if n.lower() in _TIME_NAMES]
         self._level = next((n for n in names if n.lower() in _LEVEL_NAMES), None)
         self._component = next((n for n in names if n.lower() in _COMPONENT_NAMES), None)
@@ -77,7 +82,11 @@ class LogFormat:
         found = self._regex.fullmatch(line)
         if found is None:
             return None
-        stamp = parse_timestamp(" ".join(map(_moment_part, (found[n] for n in self._times)))) if self._times else None
+        stamp = (
+            parse_timestamp(" ".join(_month_day(found[n]) if n == self._fused_date else found[n] for n in self._times))
+            if self._times
+            else None
+        )
         level = component = None
         if self._level is not None:
             level = level_of(found[self._level]) or found[self._level].strip().upper() or None
@@ -95,9 +104,9 @@ def _fused(left: str, right: str) -> bool:
     return left.lower() in _LEVEL_NAMES and right.lower() in _TIME_NAMES
 
 
-def _moment_part(text: str) -> str:
-    """A time field's text; four digits alone are ISO 8601's year-less basic date, MMDD (glog's ``1205``)."""
-    return f"{text[:2]}-{text[2:]}" if len(text) == 4 and text.isdigit() else text
+def _month_day(text: str) -> str:
+    """The date fused to a level: four digits are ISO 8601's year-less basic date, MMDD (glog's ``1205``)."""
+    return f"{text[:2]}-{text[2:]}" if len(text) == 4 and text.isascii() and text.isdigit() else text
 
 
 @lru_cache(maxsize=256)

@@ -276,6 +276,7 @@ def _component_slot(kinds: str) -> int | None:
 
 def _component_name(text: str, kind: str) -> str | None:
     if kind == COMPONENT:  # "name:", "process[pid]:" or "file.go:42]" (the file, not the line)
+        text = text.rstrip(",;")
         name = text.rstrip(":]")
         if text.endswith("]") and "[" not in text:
             file, _, line = name.rpartition(":")

@@ -79,7 +79,9 @@ def _is_value(core: str) -> bool:
     if core.count("/") + core.count("\\") >= 2:
         return True  # a relative path with directories
     if core.count(".") >= 2 and _DOTTED_NAME.fullmatch(core):
-        return True  # a name in a hierarchy of three levels or more (a module, class or host): a path written with dots
+        # a name in a hierarchy of three levels or more (a module, class or host): a path written with dots; but an
+        # error's type (java.io.IOException) says which failure it is, and failures of two types are two events
+        return not core.endswith(("Exception", "Error"))
     if _NUMBERISH.search(core) and any(_value_part(p) for p in _PART.findall(core)):
         return True
     return "." in core and _HOST.fullmatch(core) is not None
