@@ -20,7 +20,7 @@ class EditError(GeneratorError):
     """A model's reply cannot become a change: malformed, a refused path, or a SEARCH that matches 0 or 2+ times.
 
     The message is the report to send back to the model. Subclasses: ``edits.ReplyFormatError``,
-    ``edit_apply.UnsafePathError``, ``edit_apply.EditConflictError``.
+    ``edit_apply.UnsafeReplyPathError``, ``edit_apply.EditConflictError``.
     """
 
 

@@ -24,9 +24,9 @@ from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteV
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
 from generators.improvement.store import CycleStore
 from server.push import UNKNOWN_TENANT
+from tools.improvement import ACTIVE_URI
 
 logger = logging.getLogger(__name__)
-IMPROVEMENTS_URI = "improvements://active"
 DEPLOYMENT_PREFIX = "deployments://"
 MAX_LISTED = 50  # deployments listed as concrete resources (each of the two kinds)
 TENANTS_REMEMBERED = 4096  # deployment and cycle ids whose tenant is kept at hand (per store)
@@ -172,7 +172,7 @@ class NotifyingVersionStore:
 
     def _changed(self, deployment_id: str) -> None:
         tenant = self._tenants.of(deployment_id)
-        self._feed.mark([deployment_uri(deployment_id), IMPROVEMENTS_URI], tenant=tenant, listing=True)
+        self._feed.mark([deployment_uri(deployment_id), ACTIVE_URI], tenant=tenant, listing=True)
 
     def create(self, deployment: Deployment, files: Sequence[FileVersion]) -> None:
         self.inner.create(deployment, files)
@@ -218,20 +218,20 @@ class ObservedCycleStore:
     def create(self, cycle: CycleRecord) -> None:
         self.inner.create(cycle)
         self._tenants.remember(cycle.id, cycle.tenant)
-        self._feed.mark([IMPROVEMENTS_URI], tenant=cycle.tenant)
+        self._feed.mark([ACTIVE_URI], tenant=cycle.tenant)
 
     def save_candidate(self, candidate: CandidateRecord) -> None:
         self.inner.save_candidate(candidate)
         extra = [deployment_uri(candidate.deployment_id)] if candidate.deployment_id else []
-        self._feed.mark([IMPROVEMENTS_URI, *extra], tenant=self._tenants.of(candidate.cycle_id), listing=True)
+        self._feed.mark([ACTIVE_URI, *extra], tenant=self._tenants.of(candidate.cycle_id), listing=True)
 
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
         self.inner.finish(cycle_id, status, at, error)
-        self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id))
+        self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id))
 
     def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
         self.inner.set_left_out(cycle_id, entries, total)
-        self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id))
+        self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id))
 
     def get(self, cycle_id: str) -> CycleRecord | None:
         return self.inner.get(cycle_id)
@@ -248,7 +248,7 @@ class ObservedCycleStore:
     def mark_interrupted(self, at: float) -> list[str]:
         ids = self.inner.mark_interrupted(at)
         for cycle_id in ids:
-            self._feed.mark([IMPROVEMENTS_URI], tenant=self._tenants.of(cycle_id), listing=True)
+            self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id), listing=True)
         return ids
 
     def tallies(self) -> dict[str, dict[str, int]]:

@@ -11,7 +11,7 @@ import pytest
 from generators.codegen.edit_apply import (
     Change,
     EditConflictError,
-    UnsafePathError,
+    UnsafeReplyPathError,
     apply_reply,
     check_path,
     nearest_lines,
@@ -157,7 +157,7 @@ def test_an_edit_already_made_is_flagged_and_an_unknown_file_is_refused(workspac
 
 
 def test_whole_file_over_an_unshown_existing_file_is_refused(workspace: Path) -> None:
-    with pytest.raises(UnsafePathError, match="already exists in the workspace but was not shown"):
+    with pytest.raises(UnsafeReplyPathError, match="already exists in the workspace but was not shown"):
         apply_reply("components/store.py\n```python\nX = 1\n```\n", {}, workspace)
 
 
@@ -182,7 +182,7 @@ def test_whole_file_over_a_shown_file_is_a_modification(workspace: Path) -> None
     ],
 )
 def test_unsafe_paths_are_refused(workspace: Path, path: str, expected: str) -> None:
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(UnsafeReplyPathError) as caught:
         check_path(path, workspace)
     assert expected in str(caught.value)
 
@@ -194,10 +194,10 @@ def test_symlinks_out_of_the_workspace_or_root_are_refused(
     os.symlink(outside, workspace / "components" / "linked")
     os.symlink(workspace / "tests", workspace / "components" / "to_tests")
     for path in ("components/linked/evil.py", "components/to_tests/x.py"):
-        with pytest.raises(UnsafePathError, match="resolves through a symlink"):
+        with pytest.raises(UnsafeReplyPathError, match="resolves through a symlink"):
             check_path(path, workspace)
     reply = "components/linked/evil.py\n```python\nX = 1\n```\n"
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(UnsafeReplyPathError):
         apply_reply(reply, {}, workspace)
     assert list(outside.iterdir()) == []
 
@@ -205,15 +205,15 @@ def test_symlinks_out_of_the_workspace_or_root_are_refused(
 def test_a_symlinked_root_is_refused(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     outside = tmp_path_factory.mktemp("elsewhere")
     os.symlink(outside, tmp_path / "components")
-    with pytest.raises(UnsafePathError, match="resolves through a symlink"):
+    with pytest.raises(UnsafeReplyPathError, match="resolves through a symlink"):
         check_path("components/a.py", tmp_path)
 
 
 def test_allowed_roots_are_a_parameter(workspace: Path) -> None:
     assert check_path("components/acme/cache.py", workspace, ["components/acme/"]) == "components/acme/cache.py"
-    with pytest.raises(UnsafePathError, match=r"outside the folders you may write to \(components/acme/\)"):
+    with pytest.raises(UnsafeReplyPathError, match=r"outside the folders you may write to \(components/acme/\)"):
         check_path("components/other/cache.py", workspace, ["components/acme/"])
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(UnsafeReplyPathError):
         apply_reply("tests/test_x.py\n```python\nX = 1\n```\n", {}, workspace, ["components/"])
 
 

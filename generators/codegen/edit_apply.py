@@ -23,7 +23,7 @@ __all__ = [
     "Change",
     "EditConflictError",
     "EditFailure",
-    "UnsafePathError",
+    "UnsafeReplyPathError",
     "apply_blocks",
     "apply_reply",
     "check_path",
@@ -39,7 +39,7 @@ _NEAREST_CANDIDATES = 5
 _WORDS = re.compile(r"\w+")
 
 
-class UnsafePathError(EditError):
+class UnsafeReplyPathError(EditError):
     """A path in the reply is absolute, climbs out with ``..``, leaves the workspace through a symlink, or lies
     outside the allowed roots."""
 
@@ -109,18 +109,20 @@ def check_path(path: str, workspace: Path, allowed_roots: Sequence[str] = DEFAUL
     """Return ``path`` normalised (POSIX, relative) when it is safe to write under ``workspace``.
 
     Raises:
-        UnsafePathError: the path is empty, absolute, holds ``..`` or unusual characters, is outside
+        UnsafeReplyPathError: the path is empty, absolute, holds ``..`` or unusual characters, is outside
             ``allowed_roots``, or resolves (through a symlink) outside its root.
     """
     roots = ", ".join(allowed_roots)
     if not path or not _SAFE_PATH.match(path) or path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePathError(
+        raise UnsafeReplyPathError(
             f"Path {path!r} is refused: use a relative path of letters, digits, '_', '-', '.' and '/' under one of "
             f"{roots} (e.g. components/cache.py)."
         )
     parts = PurePosixPath(path).parts
     if any(part in {"..", "."} for part in parts) or "//" in path or path.endswith("/"):
-        raise UnsafePathError(f"Path {path!r} is refused: '..', '.' and empty segments are not allowed; use {roots}.")
+        raise UnsafeReplyPathError(
+            f"Path {path!r} is refused: '..', '.' and empty segments are not allowed; use {roots}."
+        )
     normal = PurePosixPath(*parts)
     for root in allowed_roots:
         root_parts = PurePosixPath(root).parts
@@ -129,14 +131,16 @@ def check_path(path: str, workspace: Path, allowed_roots: Sequence[str] = DEFAUL
             base = (workspace / PurePosixPath(*root_parts)).resolve()
             target = (workspace / normal).resolve()
             if not base.is_relative_to(home) or not target.is_relative_to(base):
-                raise UnsafePathError(
+                raise UnsafeReplyPathError(
                     f"Path {path!r} is refused: it resolves through a symlink to outside {root}. Write to a path "
                     "that is a real location under the allowed roots."
                 )
             if target.is_dir():
-                raise UnsafePathError(f"Path {path!r} is a directory; name a file under it instead.")
+                raise UnsafeReplyPathError(f"Path {path!r} is a directory; name a file under it instead.")
             return normal.as_posix()
-    raise UnsafePathError(f"Path {path!r} is outside the folders you may write to ({roots}); put the file under one.")
+    raise UnsafeReplyPathError(
+        f"Path {path!r} is outside the folders you may write to ({roots}); put the file under one."
+    )
 
 
 def apply_reply(
@@ -151,7 +155,7 @@ def apply_reply(
 
     Raises:
         ReplyFormatError: the reply does not follow the reply format.
-        UnsafePathError: a path is refused (see ``check_path``).
+        UnsafeReplyPathError: a path is refused (see ``check_path``).
         EditConflictError: some SEARCH texts matched nowhere or more than once.
     """
     parsed = parse_reply(reply, writable)
@@ -176,7 +180,7 @@ def apply_blocks(
         path = paths[block.path]
         if isinstance(block, FileBlock):
             if path not in known and (workspace / path).exists():
-                raise UnsafePathError(
+                raise UnsafeReplyPathError(
                     f"{path} already exists in the workspace but was not shown to you; choose another name, or edit "
                     "only the files you were given."
                 )

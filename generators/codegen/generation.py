@@ -158,7 +158,7 @@ class CodeGenerator:
         change that passed validation: the problems it returns are fed back to the model like a validation failure.
 
         Raises:
-            UnsafePathError: a path of ``files`` is outside the allowed roots.
+            UnsafeReplyPathError: a path of ``files`` is outside the allowed roots.
             PromptBudgetError: the files to edit do not fit in the prompt.
             LLMNotConfigured, LLMUnavailable, LLMError: the model could not be asked.
         """
