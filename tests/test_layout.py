@@ -111,8 +111,8 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [f"{node.module}.{alias.name}" for alias in node.names]
             names = [n if _module_path(n) else node.module for n in names]
-        found.update(n for n in names if n.split(".")[0] in PACKAGES and _module_path(n))
-    return found
+        found.update(n for n in names if n.split(".")[0] in PACKAGES)
+    return {n for n in found if _module_path(n)}
 
 
 def _module_path(name: str) -> Path | None:

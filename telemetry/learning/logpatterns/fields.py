@@ -178,7 +178,7 @@ def kind_of(text: str) -> str:
             return LEVEL
         if len(bare) == 1 and bare in LEVEL_LETTERS:
             return LETTER
-        if len(core) == 5 and core[0] in LEVEL_LETTERS and _month_day(core[1:]):
+        if len(core) == 5 and core[0] in LEVEL_LETTERS and is_month_day(core[1:]):
             return FUSED
         if core.rstrip(".,").lower() in _CALENDAR_WORDS or core in _ZONES:
             return TIME
@@ -190,7 +190,7 @@ def kind_of(text: str) -> str:
     return COMPONENT if core.endswith(":") or (core.endswith("]") and "[" not in core) else WORD
 
 
-def _month_day(digits: str) -> bool:
+def is_month_day(digits: str) -> bool:
     """Whether four ASCII digits are a month and a day (``str.isdigit`` alone also takes superscripts)."""
     return digits.isascii() and digits.isdigit() and 1 <= int(digits[:2]) <= 12 and 1 <= int(digits[2:]) <= 31
 
@@ -198,7 +198,12 @@ def _month_day(digits: str) -> bool:
 def unfuse(text: str) -> str:
     """A moment's text that starts with a :data:`FUSED` field, without its severity letter and with its month and
     day written as ISO 8601's year-less ``MM-DD``."""
-    return f"{text[1:3]}-{text[3:5]}{text[5:]}"
+    return iso_month_day(text[1:5]) + text[5:]
+
+
+def iso_month_day(digits: str) -> str:
+    """Four digits MMDD written as ISO 8601's year-less ``MM-DD``, which :func:`parse_timestamp` reads."""
+    return f"{digits[:2]}-{digits[2:]}"
 
 
 def _bracket_kind(inner: str) -> str:

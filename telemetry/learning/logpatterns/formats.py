@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from telemetry.learning.logpatterns.fields import level_of
+from telemetry.learning.logpatterns.fields import is_month_day, iso_month_day, level_of
 from telemetry.learning.logpatterns.inference import ParsedLine
 from telemetry.learning.logpatterns.timestamps import parse_timestamp
 
@@ -42,9 +42,8 @@ class LogFormat:
         if len({n.lower() for n in names}) != len(names):
             raise ValueError("a log format names each field once")
         parts = [p if i % 2 else re.sub(r"\\([^\w\s])", r"\1", p) for i, p in enumerate(_FIELD.split(spec))]
-        adjacent = next(
-            (i for i in range(2, len(parts) - 1, 2) if not parts[i] and not _fused(parts[i - 1], parts[i + 1])), None
-        )
+        touching = [i for i in range(2, len(parts) - 1, 2) if not parts[i]]
+        adjacent = next((i for i in touching if not _fused(parts[i - 1], parts[i + 1])), None)
         if adjacent is not None:
             # Where two fields touch, a line could be cut between them anywhere: nothing says where one ends, and a
             # pattern that tries every cut takes time growing with a power of the line's length (a pushed format of
@@ -70,10 +69,7 @@ class LogFormat:
         self.spec = spec
         self._regex = re.compile("".join(pattern), re.DOTALL)
         # The date written right after a fused level (glog's I1205): four digits there are month and day.
-        self._fused_date = next(
-            (parts[i + 1] for i in range(2, len(parts) - 1, 2) if not parts[i] and _fused(parts[i - 1], parts[i + 1])),
-            None,
-        )
+        self._fused_date = next((parts[i + 1] for i in touching), None)  # every touching pair left is fused
         self._times = [n for n in names if n.lower() in _TIME_NAMES]
         self._level = next((n for n in names if n.lower() in _LEVEL_NAMES), None)
         self._component = next((n for n in names if n.lower() in _COMPONENT_NAMES), None)
@@ -82,17 +78,17 @@ class LogFormat:
         found = self._regex.fullmatch(line)
         if found is None:
             return None
-        stamp = (
-            parse_timestamp(" ".join(_month_day(found[n]) if n == self._fused_date else found[n] for n in self._times))
-            if self._times
-            else None
-        )
+        stamp = parse_timestamp(" ".join(self._moment_part(n, found[n]) for n in self._times)) if self._times else None
         level = component = None
         if self._level is not None:
             level = level_of(found[self._level]) or found[self._level].strip().upper() or None
         if self._component is not None:
             component = found[self._component].strip() or None
         return ParsedLine(stamp, level, component, found["Content"])
+
+    def _moment_part(self, name: str, text: str) -> str:
+        """A time field's text; the date fused to a level, when four digits, is month and day (glog's ``1205``)."""
+        return iso_month_day(text) if name == self._fused_date and is_month_day(text) else text
 
     def __repr__(self) -> str:
         return f"LogFormat({self.spec!r})"
@@ -102,11 +98,6 @@ def _fused(left: str, right: str) -> bool:
     """Whether two touching fields can still be told apart: a level (letters) fused to the date or time after it
     (digits), as glog and klog write ``I1205 10:15:30.123456``. Any other pair could be cut anywhere."""
     return left.lower() in _LEVEL_NAMES and right.lower() in _TIME_NAMES
-
-
-def _month_day(text: str) -> str:
-    """The date fused to a level: four digits are ISO 8601's year-less basic date, MMDD (glog's ``1205``)."""
-    return f"{text[:2]}-{text[2:]}" if len(text) == 4 and text.isascii() and text.isdigit() else text
 
 
 @lru_cache(maxsize=256)
