@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from server.metrics import ServerMetrics
 from server.metrics_route import add_metrics_route
 from server.notifications import Notifier
 from server.settings import Settings
+from telemetry.clock import Clock, SystemClock
 from telemetry.host.gpu import GpuSource
 from telemetry.host.system import HostSource
 from tools import (
@@ -71,11 +71,12 @@ def create_server(
     *,
     host_source: HostSource | None = None,
     gpu_source: GpuSource | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     validation_stages: Collection[StageName] | None = None,
 ) -> MCPServer:
     """Build the server. Nothing starts until the lifespan runs (first connection or transport start).
 
+    ``clock`` is the time every service reads and sleeps on (the system's by default; tests pass one they move).
     ``validation_stages`` limits the validation of generated code (every stage by default; tests skip slow ones).
     """
     bus = InMemorySubscriptionBus()
@@ -96,7 +97,9 @@ def create_server(
     @asynccontextmanager
     async def lifespan(app: MCPServer) -> AsyncIterator[Services]:
         async with AsyncExitStack() as opened:  # whatever was opened is closed, also when start-up fails part-way
-            parts = await open_services(settings, opened, app=app, feed=feed, clock=clock, sources=stand_ins)
+            parts = await open_services(
+                settings, opened, app=app, feed=feed, clock=clock or SystemClock(), sources=stand_ins
+            )
             async with anyio.create_task_group() as task_group:
                 stop = await start_services(
                     task_group, parts, settings, notifier=notifier, metrics=metrics, feed=feed, ref=ref

@@ -23,6 +23,7 @@ from generators.llm.errors import NOT_CONFIGURED
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, NotifyingVersionStore
 from server.settings import Settings
+from telemetry.clock import Clock
 from telemetry.errors import StorageFullError
 from telemetry.host.models import Snapshot
 from telemetry.host.points import snapshot_points
@@ -166,7 +167,7 @@ def cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
     return None
 
 
-def self_analyst(settings: Settings, clock: Callable[[], float], app: MCPServer) -> SelfAnalyst:
+def self_analyst(settings: Settings, clock: Clock, app: MCPServer) -> SelfAnalyst:
     """The recorder of every tool call and its analyst (blocking: opens the SQLite file)."""
     recorder = CallRecorder(
         SqliteCallStore(settings.data_dir / "tool_calls.sqlite3"),

@@ -40,6 +40,7 @@ from server.improvement_wiring import LearningOpportunities, TelemetryFigures, a
 from server.metrics import ServerMetrics
 from server.notifications import Notifier
 from server.settings import Settings, llm_config
+from telemetry.clock import Clock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.gpu import GpuSource, NvmlGpuSource
 from telemetry.host.sampler import Sampler
@@ -101,7 +102,7 @@ async def open_services(
     *,
     app: MCPServer,
     feed: ChangeFeed,
-    clock: Callable[[], float],
+    clock: Clock,
     sources: StandIns,
 ) -> Opened:
     """Open every store and build every service; each is closed by ``opened`` (the latest first)."""
@@ -171,7 +172,7 @@ async def _open_stores(
     *,
     app: MCPServer,
     feed: ChangeFeed,
-    clock: Callable[[], float],
+    clock: Clock,
     sources: StandIns,
 ) -> _Stores:
     events = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
@@ -200,7 +201,7 @@ async def _improvement_service(
     learning: LearningEngine,
     *,
     feed: ChangeFeed,
-    clock: Callable[[], float],
+    clock: Clock,
 ) -> ImprovementService:
     cycles = ObservedCycleStore(
         await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed

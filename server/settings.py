@@ -128,7 +128,10 @@ class Settings(BaseSettings):
     monitoring_autostart: bool = Field(False, description="Start threshold monitoring when the server starts.")
     monitoring_interval_seconds: float = Field(30.0, ge=0.05, le=3600, description="Default sampling interval.")
     status_max_age_seconds: float = Field(
-        5.0, ge=0, le=3600, description="A status snapshot older than this is refreshed before it is served."
+        5.0,
+        ge=0,
+        le=3600,
+        description="A status snapshot older than this is refreshed before it is served (0: always).",
     )
     events_max_count: int = Field(10_000, ge=10, description="Monitoring events kept (oldest pruned first).")
     events_max_age_days: float = Field(30.0, gt=0, description="Monitoring events older than this are pruned.")

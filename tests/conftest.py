@@ -20,6 +20,7 @@ from server.app import create_server
 from server.auth import SCOPE
 from server.settings import Settings
 from telemetry.host.gpu import GpuSource
+from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
@@ -42,6 +43,14 @@ def clean_environ() -> Iterator[None]:
         yield
 
 
+WORKERS_PER_CPU = 2  # a test mostly waits (on a server, a sandbox, a browser): two workers keep a core busy
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``--numprocesses=auto`` (the default, from pyproject.toml): two workers per CPU; ``-n 0`` runs in-process."""
+    return WORKERS_PER_CPU * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -50,6 +59,11 @@ def anyio_backend() -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -92,9 +106,9 @@ PUBLIC_TOOLS = {
 
 @pytest.fixture
 def make_server(settings: Settings, host: FakeHostSource) -> ServerFactory:
-    def factory(gpu: GpuSource | None = None, **overrides: Any) -> MCPServer:
+    def factory(gpu: GpuSource | None = None, clock: FakeClock | None = None, **overrides: Any) -> MCPServer:
         merged = settings.model_copy(update=overrides)
-        return create_server(merged, host_source=host, gpu_source=gpu or NoGpu())
+        return create_server(merged, host_source=host, gpu_source=gpu or NoGpu(), clock=clock)
 
     return factory
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,7 @@ class FakeHostSource:
     samples: int = 0
     mounts: tuple[str, ...] = ("/",)
     broken: bool = False  # True: reading the host fails (a crash in the tools that sample)
+    clock: Callable[[], float] = time.time  # the samples' timestamps
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _io: int = 0
 
@@ -60,10 +62,10 @@ class FakeHostSource:
             io = self._io
         total = 100 * GIB
         return HostSample(
-            timestamp=time.time(),
+            timestamp=self.clock(),
             hostname="fakehost",
             platform="Linux test",
-            boot_time=time.time() - 3600,
+            boot_time=self.clock() - 3600,
             cpu=CpuStatus(
                 percent=fig.cpu,
                 per_core=[fig.cpu, fig.cpu],

@@ -22,15 +22,18 @@ from pydantic import SecretStr
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
 from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStore
+from generators.improvement.triggers import AUTONOMOUS_TASK
 from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig
 from tests.conftest import call, call_error, connect
+from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 from tests.moto_server import MotoServer
 from tests.moto_server import client as aws_client
+from tests.waiting import cycle_when, finished, first_candidate_in, first_candidate_not_in, when_active_changes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -67,7 +70,13 @@ def latency_points(component: str, baseline: float, recent: float, now: float) -
     return points
 
 
-def build(settings: Settings, llm: ScriptedLLM, host: FakeHostSource | None = None, **overrides: Any) -> MCPServer:
+def build(
+    settings: Settings,
+    llm: ScriptedLLM,
+    clock: FakeClock | None = None,
+    host: FakeHostSource | None = None,
+    **overrides: Any,
+) -> MCPServer:
     shutil.copytree(DEMO, settings.workspace, dirs_exist_ok=True)
     merged = settings.model_copy(
         update={
@@ -82,7 +91,7 @@ def build(settings: Settings, llm: ScriptedLLM, host: FakeHostSource | None = No
         | overrides
     )
     host = host or FakeHostSource()
-    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=STAGES)
+    return create_server(merged, host_source=host, gpu_source=NoGpu(), clock=clock, validation_stages=STAGES)
 
 
 async def push_degradations(client: Client, *components: tuple[str, float]) -> None:
@@ -96,20 +105,12 @@ async def push_degradations(client: Client, *components: tuple[str, float]) -> N
 
 async def wait_until_finished(client: Client, cycle_id: str, timeout: float = 60) -> dict[str, Any]:
     """The cycle once it is no longer running."""
-    with anyio.fail_after(timeout):
-        while (cycle := await call(client, "get_improvement_cycle", {"cycle_id": cycle_id}))["status"] == "running":
-            await anyio.sleep(0.1)
-    return cycle
+    return await cycle_when(client, cycle_id, finished, timeout)
 
 
 async def wait_for_status(client: Client, cycle_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
     """The cycle once its first candidate has ``status`` (candidates appear once the opportunities are analysed)."""
-    with anyio.fail_after(timeout):
-        while True:
-            cycle = await call(client, "get_improvement_cycle", {"cycle_id": cycle_id})
-            if cycle["candidates"] and cycle["candidates"][0]["status"] == status:
-                return cycle
-            await anyio.sleep(0.05)
+    return await cycle_when(client, cycle_id, first_candidate_in(status), timeout)
 
 
 def snapshot(workspace: Path) -> dict[str, bytes]:
@@ -213,11 +214,7 @@ async def test_reviewed_change_waits_for_approval_then_is_monitored(
         pending = await call(client, "list_pending_approvals")
         assert [c["deployment_id"] for c in pending["changes"]] == [held["deployment_id"]]
         await call(client, "approve_change", {"change_id": held["deployment_id"], "approve": True, "reason": "ok"})
-        with anyio.fail_after(60):
-            while found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}):
-                if found["candidates"][0]["status"] not in ("pending_approval", "monitoring"):
-                    break
-                await anyio.sleep(0.1)
+        found = await cycle_when(client, cycle["cycle_id"], first_candidate_not_in("pending_approval", "monitoring"))
     assert found["candidates"][0]["status"] == "kept", found
     assert found["candidates"][0]["figures"]["benchmark"]["change_percent"] < -10
 
@@ -317,11 +314,7 @@ async def test_interrupted_cycle_is_reported_and_its_deployment_still_judged(
     async with connect(restarted) as client:
         first = await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]})
         assert first["status"] == "interrupted" and "stopped" in (first["error"] or "")
-        with anyio.fail_after(60):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][
-                0
-            ]["status"] == "monitoring":
-                await anyio.sleep(0.1)
+        found = await cycle_when(client, cycle["cycle_id"], first_candidate_not_in("monitoring"))
     assert found["candidates"][0]["status"] == "kept", found
 
 
@@ -348,11 +341,12 @@ async def test_critical_alarm_starts_one_emergency_cycle_per_component(
                 await anyio.sleep(0.05)
         for name in ("shop-HighLatency", "shop-HighErrorRate", "shop-LowDisk"):
             cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: p99 above 100 ms")
-        with anyio.fail_after(30):  # the issue's bound: a cycle within 30 s of the alarm
-            while not (started := await call(client, "query_audit_log", {"kind": "improvement_cycle_started"}))[
-                "entries"
-            ]:
-                await anyio.sleep(0.1)
+        started = await when_active_changes(  # the issue's bound: a cycle within 30 s of the alarm
+            client,
+            lambda: call(client, "query_audit_log", {"kind": "improvement_cycle_started"}),
+            lambda found: bool(found["entries"]),
+            timeout=30,
+        )
         cycle_id = started["entries"][0]["subject"]
         cycle = await wait_until_finished(client, cycle_id)
         skipped = await call(client, "query_audit_log", {"kind": "emergency_cycle_skipped"})
@@ -393,11 +387,7 @@ async def test_candidate_caught_mid_deploy_is_judged_after_the_restart(
         audit.close()
     server = build(settings, scripted_llm)
     async with connect(server) as client:
-        with anyio.fail_after(60):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": "c" * 32}))["candidates"][0][
-                "status"
-            ] in ("deploying", "monitoring"):
-                await anyio.sleep(0.1)
+        found = await cycle_when(client, "c" * 32, first_candidate_not_in("deploying", "monitoring"))
     assert found["status"] == "interrupted"
     stats, words = found["candidates"]
     assert stats["status"] == "kept" and stats["figures"]["benchmark"]["change_percent"] < -10, stats
@@ -418,14 +408,13 @@ async def test_held_change_is_put_to_a_client_that_supports_elicitation(
         asked.append(params.message)
         return ElicitResult(action="accept", content={"approve": True, "reason": "looks right"})
 
-    async with Client(server, raise_exceptions=True, mode=mode, elicitation_callback=answer) as client:  # type: ignore[arg-type]
+    async with (
+        Client(server, raise_exceptions=True, mode=mode, elicitation_callback=answer) as client,  # type: ignore[arg-type]
+        connect(server) as watcher,  # a 2026-era client: it can listen for the changes of the cycle
+    ):
         await push_degradations(client, ("slow_stats", 180))
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
-        with anyio.fail_after(60):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][
-                0
-            ]["status"] == "monitoring":
-                await anyio.sleep(0.1)
+        found = await cycle_when(watcher, cycle["cycle_id"], first_candidate_not_in("monitoring"))
         decisions = await call(client, "query_audit_log", {"kind": "approval_decision"})
     status = found["candidates"][0]["status"]
     if mode == "legacy":
@@ -438,34 +427,40 @@ async def test_held_change_is_put_to_a_client_that_supports_elicitation(
 async def test_autonomous_mode_runs_cycles_on_its_schedule(settings: Settings, scripted_llm: ScriptedLLM) -> None:
     scripted_llm.reply(FAST_STATS)
     scripted_llm.reply("Nothing to change.", times=20)  # later scheduled cycles find no matching edit
-    server = build(settings, scripted_llm, enable_autonomous_improvements=True, autonomous_interval_hours=1 / 3600)
+    clock = FakeClock()
+    hour = 3600.0
+    server = build(settings, scripted_llm, clock, enable_autonomous_improvements=True, autonomous_interval_hours=1)
     async with connect(server) as client:
         await push_degradations(client, ("slow_stats", 180))
-        with anyio.fail_after(60):
-            cycle = await first_judged_cycle(client)
+        await clock.parked(AUTONOMOUS_TASK)
+        assert (await call(client, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"] == []
+        await clock.step(hour, AUTONOMOUS_TASK)  # the schedule's hour has passed: the cycle has started
+        await cycle_when(client, await first_cycle_id(client), first_candidate_in("monitoring"))
+        clock.advance(hour)  # past the monitoring period: the change is judged
+        cycle = await cycle_when(client, await first_cycle_id(client), finished)
     assert cycle["trigger"] == "autonomous" and cycle["candidates"][0]["status"] == "kept", cycle
 
 
-async def first_judged_cycle(client: Client) -> dict[str, Any]:
-    """The oldest started cycle that acted on an opportunity, once it has finished (a scheduled cycle may start
-    before the telemetry is in and find nothing)."""
-    while True:
-        started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
-        for entry in reversed(started["entries"]):
-            assert entry["actor"] == "autonomous" and entry["detail"]["trigger"] == "autonomous"
-            cycle = await call(client, "get_improvement_cycle", {"cycle_id": entry["subject"]})
-            if cycle["candidates"]:
-                if cycle["status"] != "running":
-                    return cycle
-                break
-        await anyio.sleep(0.1)
+async def first_cycle_id(client: Client) -> str:
+    """The id of the one cycle started so far (once its start is audited)."""
+    started = await when_active_changes(
+        client,
+        lambda: call(client, "query_audit_log", {"kind": "improvement_cycle_started"}),
+        lambda found: bool(found["entries"]),
+    )
+    (entry,) = started["entries"]
+    assert entry["actor"] == "autonomous" and entry["detail"]["trigger"] == "autonomous"
+    return str(entry["subject"])
 
 
 async def test_autonomous_mode_off_by_default(settings: Settings, scripted_llm: ScriptedLLM) -> None:
-    server = build(settings, scripted_llm, autonomous_interval_hours=1 / 3600)
+    clock = FakeClock()
+    server = build(settings, scripted_llm, clock, autonomous_interval_hours=1)
     async with connect(server) as client:
         await push_degradations(client, ("slow_stats", 180))
-        await anyio.sleep(2.5)
+        assert clock.sleepers(AUTONOMOUS_TASK) == 0  # no schedule waits for its hour
+        clock.advance(10 * 3600)
+        await anyio.wait_all_tasks_blocked()
         started = await call(client, "query_audit_log", {"kind": "improvement_cycle_started"})
     assert started["entries"] == [] and scripted_llm.requests == []
 
@@ -526,11 +521,7 @@ async def test_active_improvements_resource_follows_a_cycle(settings: Settings, 
         listed = {str(r.uri) for r in (await watcher.list_resources()).resources}
         await call(actor, "approve_change", {"change_id": held["deployment_id"], "approve": True, "reason": "ok"})
         await wait_until_finished(actor, cycle["cycle_id"])
-        with anyio.fail_after(30):
-            while (await call(actor, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))["candidates"][0][
-                "status"
-            ] == "monitoring":
-                await anyio.sleep(0.1)
+        await cycle_when(actor, cycle["cycle_id"], first_candidate_not_in("monitoring"), timeout=30)
         after = json.loads((await watcher.read_resource("improvements://active")).contents[0].text)  # type: ignore[union-attr]
     assert {getattr(e, "uri", None) for e in events} >= {"improvements://active"}
     assert [c["cycle_id"] for c in active["cycles"]] == [cycle["cycle_id"]]
@@ -583,7 +574,7 @@ async def test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code(
     server's source as the workspace, a cycle improves that module and holds the change for review."""
     scripted_llm.reply(SERVER_FIX)
     host = FakeHostSource()
-    server = build(settings, scripted_llm, host, self_analysis_interval_hours=0.0005)
+    server = build(settings, scripted_llm, host=host, self_analysis_interval_hours=0.0005)
     (settings.workspace / "tools").mkdir()
     (settings.workspace / "tools" / "performance.py").write_text(SERVER_MODULE, encoding="utf-8")
     component = "tools.performance.analyze_system_performance"

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -19,6 +18,7 @@ from server.settings import Settings
 from tests.conftest import call, connect
 from tests.llm_server import ScriptedLLM
 from tests.test_improvement_cycle import FAST_STATS, build, latency_points, push_degradations
+from tests.waiting import cycle_when
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -169,11 +169,7 @@ async def test_a_held_change_rejected_later_makes_the_cycle_no_improvement(
         assert cycle["status"] == "completed" and cycle["outcomes"] == {"pending_approval": 1}, cycle["message"]
         (held,) = cycle["candidates"]
         await call(client, "approve_change", {"change_id": held["deployment_id"], "approve": False, "reason": "no"})
-        with anyio.fail_after(30):
-            while (found := await call(client, "get_improvement_cycle", {"cycle_id": cycle["cycle_id"]}))[
-                "status"
-            ] == "completed":
-                await anyio.sleep(0.05)
+        found = await cycle_when(client, cycle["cycle_id"], lambda found: found["status"] != "completed", timeout=30)
         settled = await audited(client, "improvement_cycle_settled")
     assert found["status"] == "no_improvement" and found["outcomes"] == {"rejected": 1}
     assert found["finished_at"] == cycle["finished_at"]

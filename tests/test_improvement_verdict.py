@@ -11,7 +11,6 @@ import shutil
 import time
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -25,6 +24,7 @@ from tests.llm_server import ScriptedLLM
 from tests.test_improvement_cycle import DEMO, STAGES, push_degradations
 from tests.test_improvement_cycle import FAST_STATS as FASTER
 from tests.test_improvement_cycle import SLOW_WORDS as SLOWER
+from tests.waiting import cycle_when
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -170,12 +170,12 @@ def build(settings: Settings, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
 async def finished(client: Client, cycle_id: str) -> dict[str, Any]:
     """The cycle once every candidate has left the states of work in progress."""
     busy = {"queued", "generating", "deploying", "monitoring"}
-    with anyio.fail_after(120):
-        while True:
-            cycle = await call(client, "get_improvement_cycle", {"cycle_id": cycle_id})
-            if cycle["status"] != "running" and not busy & {c["status"] for c in cycle["candidates"]}:
-                return cycle
-            await anyio.sleep(0.1)
+    return await cycle_when(
+        client,
+        cycle_id,
+        lambda cycle: cycle["status"] != "running" and not busy & {c["status"] for c in cycle["candidates"]},
+        timeout=120,
+    )
 
 
 async def verdicts(client: Client) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from server.settings import Settings
 from telemetry.selfcheck.analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
 from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore, ToolCall
 from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
+from tests.fake_clock import OffsetClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
 from tools.call_observer import classify_error
@@ -132,7 +133,7 @@ async def test_calls_survive_a_restart_and_lookback_leaves_out_older_ones(settin
 
     def server(offset_hours: float) -> Any:
         return create_server(
-            settings, host_source=FakeHostSource(), gpu_source=NoGpu(), clock=lambda: time.time() - offset_hours * 3600
+            settings, host_source=FakeHostSource(), gpu_source=NoGpu(), clock=OffsetClock(-offset_hours * 3600)
         )
 
     async with connect(server(hours_ago)) as client:

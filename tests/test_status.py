@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
-import anyio
 import pytest
-from mcp import Client
 
 from telemetry.host.gpu import NvmlGpuSource
-from tests.conftest import ServerFactory, call, connect, wait_samples
+from telemetry.monitoring.monitor import LOOP_TASK
+from tests.conftest import ServerFactory, call, connect
+from tests.fake_clock import FakeClock
 from tests.fakes import GIB, FakeHostSource, FakeNvml
 
 pytestmark = pytest.mark.anyio
@@ -170,35 +168,31 @@ async def test_smoke_with_real_psutil(settings: object, tmp_path: object) -> Non
     assert isinstance(status["gpu"]["available"], bool)
 
 
-async def test_monitoring_state_in_status(make_server: ServerFactory, host: FakeHostSource) -> None:
-    async with connect(make_server(status_max_age_seconds=0)) as client:
+async def test_monitoring_state_in_status(make_server: ServerFactory, host: FakeHostSource, clock: FakeClock) -> None:
+    async with connect(make_server(clock=clock, status_max_age_seconds=0)) as client:
         await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
         await call(client, "start_monitoring", {"interval_seconds": 0.1})
         host.set(memory=99)
-        await wait_samples(host, host.samples + 3)
+        await clock.parked(LOOP_TASK)
+        for _ in range(2):
+            await clock.step(0.1, LOOP_TASK)
         status = await call(client, "get_system_status")
     assert status["monitoring"]["running"] is True and status["monitoring"]["active_events"] == 1
     assert status["verdict"] == "critical"
     assert any(r.startswith("open event #") and "Memory usage at 99.0%" in r for r in status["reasons"])
 
 
-async def _status_once(client: Client, done: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
-    """The first get_system_status that satisfies ``done`` (bounded: monitoring samples in the background)."""
-    with anyio.fail_after(timeout):
-        while not done(status := await call(client, "get_system_status")):
-            await anyio.sleep(0.02)
-    return status
-
-
 async def test_a_condition_both_the_live_check_and_an_open_event_flag_is_one_reason(
-    make_server: ServerFactory, host: FakeHostSource
+    make_server: ServerFactory, host: FakeHostSource, clock: FakeClock
 ) -> None:
     """Issue 12 point 4: the header read "open event #2: CPU usage at 94.2% (limit 85%); CPU at 94.2% (limit 85%)"."""
-    async with connect(make_server(status_max_age_seconds=0)) as client:
+    async with connect(make_server(clock=clock, status_max_age_seconds=0)) as client:
         host.set(cpu=94.2, disk=90)
         await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
         await call(client, "start_monitoring", {"interval_seconds": 0.1})
-        status = await _status_once(client, lambda s: s["monitoring"]["active_events"] == 2)
+        await clock.parked(LOOP_TASK)  # the first sample is evaluated
+        status = await call(client, "get_system_status")
+        assert status["monitoring"]["active_events"] == 2
         monitoring = await call(client, "get_monitoring_status")
         await call(client, "stop_monitoring")
     assert status["verdict"] == "degraded" and status["note"] is None
@@ -210,15 +204,17 @@ async def test_a_condition_both_the_live_check_and_an_open_event_flag_is_one_rea
 
 
 async def test_events_left_open_when_monitoring_stops_do_not_hold_the_verdict(
-    make_server: ServerFactory, host: FakeHostSource
+    make_server: ServerFactory, host: FakeHostSource, clock: FakeClock
 ) -> None:
     """Issue 12 point 3: after Stop, an open memory_high event kept the verdict "degraded" with nothing left that
     could clear it. The verdict now rests on the live figures and a note says what is known."""
-    async with connect(make_server(status_max_age_seconds=0)) as client:
+    async with connect(make_server(clock=clock, status_max_age_seconds=0)) as client:
         host.set(memory=95)
         await call(client, "set_monitoring_thresholds", {"consecutive_samples": 1})
         await call(client, "start_monitoring", {"interval_seconds": 0.1})
-        running = await _status_once(client, lambda s: s["monitoring"]["active_events"] == 1)
+        await clock.parked(LOOP_TASK)  # the first sample is evaluated
+        running = await call(client, "get_system_status")
+        assert running["monitoring"]["active_events"] == 1
         stopped = await call(client, "stop_monitoring")
         still_high = await call(client, "get_system_status")  # the live figure still says so: one live reason
         host.set(memory=40)

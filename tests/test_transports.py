@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -82,20 +83,32 @@ def test_stdio_stdout_carries_only_json_rpc(tmp_path: Path) -> None:
     assert proc.stdin is not None and proc.stdout is not None
     replies: dict[int, dict[str, Any]] = {}
     lines: list[str] = []
+
+    def send(request: dict[str, Any]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        while "id" in request and request["id"] not in replies:
+            line = proc.stdout.readline()
+            assert line, "server closed stdout"
+            lines.append(line)
+            message = json.loads(line)
+            if "id" in message and ("result" in message or "error" in message):
+                replies[message["id"]] = message
+
     try:
         for request in requests:
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            if "id" not in request:
-                continue
-            while request["id"] not in replies:
-                line = proc.stdout.readline()
-                assert line, "server closed stdout"
-                lines.append(line)
-                message = json.loads(line)
-                if "id" in message and ("result" in message or "error" in message):
-                    replies[message["id"]] = message
-        time.sleep(0.5)  # let monitoring log a few ticks
+            send(request)
+        # Monitoring samples (and logs at DEBUG) in the background while requests are answered: ask until it has
+        # sampled a few times, so that its ticks had the chance to write to stdout.
+        deadline, samples = time.monotonic() + 60, 0
+        for ask in itertools.count(100):
+            status = {"name": "get_monitoring_status", "arguments": {}}
+            send({"jsonrpc": "2.0", "id": ask, "method": "tools/call", "params": status})
+            samples = replies[ask]["result"]["structuredContent"]["state"]["samples"]
+            if samples >= 5 or time.monotonic() > deadline:
+                break
+        assert samples >= 5
     finally:
         out, err = proc.communicate(timeout=30)  # closes stdin: the server shuts down
     lines += out.splitlines(keepends=True)

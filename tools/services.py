@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from mcp.server.mcpserver import Context
 from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
+from telemetry.clock import Clock, SystemClock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.sampler import Sampler
 from telemetry.learning.engine import LearningEngine
@@ -66,7 +66,7 @@ class Services:
     self_building_enabled: bool = True
     component_generation_enabled: bool = True
     stats: ToolStats = field(default_factory=ToolStats)
-    clock: Callable[[], float] = time.time
+    clock: Clock = field(default_factory=SystemClock)
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)
     publisher: MetricPublisher | None = None  # the server's own metrics to CloudWatch, when publishing is on
     self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from generators.clock import Clock
 from generators.deploy import AuditLog, Deployer, DeployError, Deployment
 from generators.deploy.models import sha256_hex
 from generators.improvement.attempting import (
@@ -65,7 +66,7 @@ class CandidateRunner:
         generator: Callable[[], CodeGenerator],
         figures: MetricFigures,
         config: CycleConfig,
-        clock: Callable[[], float],
+        clock: Clock,
         attempts: SqliteAttemptArchive | None = None,
     ) -> None:
         """``attempts`` archives every attempt per component (the next attempt learns from them)."""

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
+from generators.clock import Clock
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
     CandidateRecord,
@@ -76,7 +77,7 @@ class ImprovementService:
         self._settling = anyio.Lock()  # a cycle's status is derived by one task at a time (its end, a late verdict)
 
     @property
-    def clock(self) -> Callable[[], float]:
+    def clock(self) -> Clock:
         return self.runner.clock
 
     async def open(self, task_group: TaskGroup) -> list[str]:

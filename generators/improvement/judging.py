@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 async def judge(runner: Runner, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
     """Wait out the monitoring period, judge the change, keep it or roll it back."""
     assert record.deployment_id is not None and record.monitor_until is not None
-    await anyio.sleep(max(0.0, record.monitor_until - runner.clock()))
+    await runner.clock.sleep_until(record.monitor_until)
     deployment = await anyio.to_thread.run_sync(runner.deployer.store.get, record.deployment_id)
     if deployment is None or deployment.status != "deployed":
         state = deployment.status if deployment else "missing"

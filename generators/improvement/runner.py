@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from generators.clock import Clock
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Runner(Protocol):
     generator: Callable[[], CodeGenerator]
     figures: MetricFigures
     config: CycleConfig
-    clock: Callable[[], float]
+    clock: Clock
 
     async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None: ...
 

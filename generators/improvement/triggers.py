@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from generators.clock import Clock, sleep
 from generators.deploy import AuditLog
 from generators.improvement.models import CycleRecord, CycleRequest
 from generators.improvement.picking import busy_key
 
 logger = logging.getLogger(__name__)
-EMERGENCY_POLL_SECONDS = 0.5
+EMERGENCY_QUEUE = 100  # alarms waiting for the emergency loop; beyond that a burst is dropped (and logged)
 SKIP_AUDIT_SECONDS = 60.0
+AUTONOMOUS_TASK = "autonomous improvement cycles"  # the name of the schedule's task
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class Triggers:
         self,
         cycles: Cycles,
         audit: AuditLog,
-        clock: Callable[[], float],
+        clock: Clock,
         *,
         ready: Callable[[], str | None],
         autonomous_tenants: tuple[str, ...],
@@ -61,18 +66,34 @@ class Triggers:
         self._autonomous = autonomous_tenants
         self._interval = autonomous_interval_seconds
         self._emergency_hours = emergency_window_hours
-        self._emergencies: queue.SimpleQueue[Emergency] = queue.SimpleQueue()
+        self._emergencies: MemoryObjectSendStream[Emergency] | None = None
+        self._loop: tuple[anyio.lowlevel.EventLoopToken, int] | None = None  # the loop's token and thread
         self._emergency_cycles: dict[tuple[str, str], str] = {}
         self._skips_audited: dict[tuple[str, str, str], float] = {}
 
     def open(self, task_group: TaskGroup) -> None:
-        task_group.start_soon(_forever, "the emergency-cycle loop", self._emergency_loop)
+        send, receive = anyio.create_memory_object_stream[Emergency](EMERGENCY_QUEUE)
+        self._emergencies, self._loop = send, (anyio.lowlevel.current_token(), threading.get_ident())
+        task_group.start_soon(self._emergency_loop, send, receive)
         if self._autonomous and self._interval > 0:
-            task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop)
+            task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop, name=AUTONOMOUS_TASK)
 
     def request_emergency(self, emergency: Emergency) -> None:
-        """Thread-safe: ask for an emergency cycle (picked up within a second)."""
-        self._emergencies.put(emergency)
+        """Thread-safe: ask for an emergency cycle (handed to the event loop, which starts it)."""
+        send, loop = self._emergencies, self._loop
+        if send is None or loop is None:
+            logger.warning("emergency cycle for %s not started: the service is not open", emergency.component)
+            return
+        try:
+            if threading.get_ident() == loop[1]:
+                send.send_nowait(emergency)
+            else:
+                anyio.from_thread.run_sync(send.send_nowait, emergency, token=loop[0])
+        except anyio.WouldBlock:
+            logger.warning("emergency cycle for %s not started: %d alarms already wait", emergency.component,
+                           EMERGENCY_QUEUE)  # fmt: skip
+        except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            logger.warning("emergency cycle for %s not started: the server is stopping", emergency.component)
 
     def forget(self, known: Callable[[str], bool]) -> None:
         """Drop the emergency cycles the service no longer knows of."""
@@ -80,7 +101,7 @@ class Triggers:
 
     async def _autonomous_loop(self) -> None:
         while True:
-            await anyio.sleep(self._interval)
+            await sleep(self._clock, self._interval)
             why = self._ready()
             if why is not None:
                 logger.warning("autonomous improvement cycle not started: %s", why)
@@ -91,17 +112,19 @@ class Triggers:
                 except Exception:
                     logger.exception("could not start the autonomous improvement cycle of %s", tenant)
 
-    async def _emergency_loop(self) -> None:
-        while True:
-            try:
-                emergency = self._emergencies.get_nowait()
-            except queue.Empty:
-                await anyio.sleep(EMERGENCY_POLL_SECONDS)
-                continue
-            try:
-                await self._emergency(emergency)
-            except Exception:
-                logger.exception("could not start an emergency cycle for %s", emergency.component)
+    async def _emergency_loop(
+        self, send: MemoryObjectSendStream[Emergency], emergencies: MemoryObjectReceiveStream[Emergency]
+    ) -> None:
+        """Start the emergency cycles handed over by :meth:`request_emergency`, one at a time, until cancelled."""
+        with send, emergencies:
+            async for emergency in emergencies:
+                await self._start_emergency(emergency)
+
+    async def _start_emergency(self, emergency: Emergency) -> None:
+        try:
+            await self._emergency(emergency)
+        except Exception:  # one alarm's failure must not end the loop that starts the others
+            logger.exception("could not start an emergency cycle for %s", emergency.component)
 
     async def _emergency(self, e: Emergency) -> None:
         key = busy_key(e.tenant, e.component)

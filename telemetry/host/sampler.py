@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class Sampler:
-    """Serves the latest snapshot; refreshes it when older than ``max_age`` seconds.
+    """Serves the latest snapshot; refreshes it when older than ``max_age`` seconds (0: on every call).
 
     Readings run in a worker thread, so the event loop never blocks on psutil or NVML. Concurrent callers
     share one refresh. The last ``history`` snapshots are kept for analysis over a short window.
@@ -60,7 +60,7 @@ class Sampler:
     async def latest(self) -> Snapshot:
         """The newest snapshot, refreshed first when missing or stale."""
         snap = self._latest
-        if snap is not None and self._clock() - snap.host.timestamp <= self.max_age:
+        if snap is not None and self.max_age > 0 and self._clock() - snap.host.timestamp <= self.max_age:
             return self._aged(snap)
         return await self.refresh(not_before=snap.host.timestamp if snap else None)
 

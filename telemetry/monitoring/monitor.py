@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
+from telemetry.clock import Clock, SystemClock
 from telemetry.errors import StorageFullError
 from telemetry.host.models import Snapshot
 from telemetry.host.sampler import Sampler
@@ -41,6 +41,9 @@ class MonitorState(BaseModel):
     active_events: int = Field(description="Open events (once stopped: as of its last sample, not updated).")
 
 
+LOOP_TASK = "monitoring loop"  # the name of the loop's task
+
+
 class Monitor:
     """Owns the monitoring loop. Runs inside a task group that the server's lifespan provides."""
 
@@ -52,7 +55,7 @@ class Monitor:
         interval: float = 30.0,
         max_events: int = 10_000,
         max_age_seconds: float = 30 * 86400,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.sampler = sampler
         self.store = store
@@ -60,7 +63,7 @@ class Monitor:
         self.thresholds = Thresholds()
         self._max_events = max_events
         self._max_age = max_age_seconds
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._tracker = ConditionTracker()
         self._listeners: list[EventListener] = []
         self._task_group: TaskGroup | None = None
@@ -113,7 +116,7 @@ class Monitor:
             raise RuntimeError("monitor is not open: the server lifespan has not started")
         scope, ended = anyio.CancelScope(), anyio.Event()
         self._scope, self._ended = scope, ended
-        self._task_group.start_soon(self._loop, scope, ended)
+        self._task_group.start_soon(self._loop, scope, ended, name=LOOP_TASK)
 
     async def stop(self) -> bool:
         """Stop the loop and wait until it has ended (a sample in flight finishes first); returns whether it was
@@ -170,7 +173,7 @@ class Monitor:
             except Exception as exc:  # a bad sample must not end monitoring
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.exception("monitoring tick failed")
-            await anyio.sleep(max(0.0, self.interval - (self._clock() - started)))
+            await self._clock.sleep_until(started + self.interval)
 
     async def tick(self, snapshot: Snapshot | None = None) -> list[MonitoringEvent]:
         """Evaluate one sample (a fresh one unless given); returns the events it changed."""

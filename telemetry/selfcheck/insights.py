@@ -10,13 +10,13 @@ the server's own components.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.to_thread
 
+from telemetry.clock import Clock, SystemClock, sleep
 from telemetry.learning.insights import Insight, InsightKind, insight_id
 from telemetry.selfcheck.calls import CallRecorder
 from telemetry.selfcheck.models import Anomaly, AnomalyKind, SelfReport
@@ -47,14 +47,14 @@ class SelfAnalyst:
         *,
         tenant: str,
         interval_seconds: float,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         components: Callable[[], Mapping[str, str]] = dict,
         config: SelfAnalysisConfig | None = None,
     ) -> None:
         self.recorder = recorder
         self.tenant = tenant
         self.interval_seconds = interval_seconds
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.components = components
         self.config = config  # None: the defaults
         self.latest: SelfReport | None = None
@@ -95,13 +95,13 @@ class SelfAnalyst:
     async def run(self) -> None:
         """Analyse shortly after start-up (not while the server is still answering its first requests) and then every
         ``interval_seconds`` until cancelled; failures are logged, not raised."""
-        await anyio.sleep(min(FIRST_RUN_DELAY_SECONDS, self.interval_seconds))
+        await sleep(self.clock, min(FIRST_RUN_DELAY_SECONDS, self.interval_seconds))
         while True:
             try:
                 await anyio.to_thread.run_sync(self.run_once)
             except Exception:
                 logger.exception("self-analysis failed (retried next interval)")
-            await anyio.sleep(self.interval_seconds)
+            await sleep(self.clock, self.interval_seconds)
 
     def insight_ids(self) -> frozenset[str]:
         """Ids of the insights the latest report gives the learning engine: what marks an opportunity as the

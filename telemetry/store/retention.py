@@ -9,6 +9,7 @@ from collections.abc import Callable
 import anyio
 import anyio.to_thread
 
+from telemetry.clock import Clock, sleep
 from telemetry.errors import StorageFullError
 from telemetry.store.records import TelemetryStore
 
@@ -30,9 +31,9 @@ async def prune_once(store: TelemetryStore, retention_seconds: float, clock: Cal
 
 
 async def prune_forever(
-    store: TelemetryStore, retention_seconds: float, *, interval: float = 3600.0, clock: Callable[[], float] = time.time
+    store: TelemetryStore, retention_seconds: float, *, clock: Clock, interval: float = 3600.0
 ) -> None:
-    """Prune every ``interval`` seconds until cancelled."""
+    """Prune every ``interval`` seconds of ``clock`` until cancelled."""
     while True:
-        await anyio.sleep(interval)
+        await sleep(clock, interval)
         await prune_once(store, retention_seconds, clock)
