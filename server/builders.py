@@ -17,9 +17,9 @@ from mcp.server.mcpserver import MCPServer
 
 from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
 from generators.deploy.failpoint import failpoint_hook
+from generators.errors import NOT_CONFIGURED
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
-from generators.llm.errors import NOT_CONFIGURED
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, NotifyingVersionStore
 from server.settings import Settings

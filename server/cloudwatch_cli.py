@@ -90,7 +90,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if usage:
         sys.stderr.write(f"self-building-mcp cloudwatch setup: error: {usage}\n")
         return EXIT_USAGE
-    from telemetry.cloudwatch.setup import SetupError
+    from telemetry.errors import SetupError
 
     lines: list[str] = []
     output: dict[str, Any] = {}

@@ -37,9 +37,12 @@ from server.settings import Settings
 from telemetry.ingest import TENANT_PATTERN
 from tools.access import AccessDenied, Caller, authorize, caller_from_token, current_caller
 from tools.deployments import rollback
+from tools.outcome import kind_of
 from tools.services import ServicesNotRunning, ServicesRef
 
 logger = logging.getLogger(__name__)
+# The HTTP status of each kind of refusal (tools.outcome); anything else the state does not allow now is 409.
+KIND_STATUS = {"not_found": 404, "refused": 403, "conflict": 409, "invalid": 400, "unavailable": 503, "internal": 500}
 COOKIE = "sbm_dashboard"
 ACTION_HEADER = "x-dashboard-action"  # custom header: a cross-site form cannot send it
 SESSION_SECONDS = 12 * 3600
@@ -188,8 +191,8 @@ class Dashboard:
                 return _error(400, str(exc))
             except AccessDenied as exc:
                 return _error(403, str(exc))
-            except ToolError as exc:
-                return _error(409, str(exc))
+            except ToolError as exc:  # a refusal: its kind (the type of what was raised) picks the status
+                return _error(KIND_STATUS.get(kind_of(exc), 409), str(exc))
             except ServicesNotRunning:  # start-up or shutdown
                 logger.debug("dashboard request while the server is not running", exc_info=True)
                 return _error(503, "the server is starting or stopping; try again shortly")

@@ -14,7 +14,7 @@ from generators.deploy import Deployment
 from telemetry.learning.engine import Analysis
 from telemetry.monitoring.thresholds import EventType
 from tools.access import authorize
-from tools.deployments import summary, visible_list
+from tools.deployments import summary
 from tools.services import Services
 from tools.status import build_status
 
@@ -95,7 +95,7 @@ async def dashboard_state(
     status = await build_status(svc)
     events = await svc.monitor.store.query(event_type=event_type, limit=MAX_EVENTS)
     analysis = await insights.get(svc, tenant, hours)
-    rows, more = await anyio.to_thread.run_sync(visible_list, svc, caller, None, MAX_DEPLOYMENTS)
+    rows, more = await svc.changes.listing(caller, None, MAX_DEPLOYMENTS)
     charts = await anyio.to_thread.run_sync(_charts, svc, svc.default_tenant)
     return {
         "generated_at": svc.clock(),

@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
 
+from generators.changes import ChangeService
 from generators.improvement import SqliteCycleStore
 from generators.improvement.attempts import SqliteAttemptArchive
 from generators.improvement.candidate import CandidateRunner
@@ -132,6 +133,8 @@ async def open_services(
         clock=clock,
     )
     improvements = await _improvement_service(settings, opened, stores, learning, feed=feed, clock=clock)
+    changes = ChangeService(stores.deployer, stores.versions, stores.audit)
+    changes.on_decision(improvements.after_decision)  # a cycle monitors its approved change, settles a rejected one
     cloudwatch = (
         CloudWatchStreamer(settings.cloudwatch, store, clock=clock, on_access=partial(audit_cloudwatch, stores.audit))
         if settings.enable_cloudwatch_streaming
@@ -152,6 +155,7 @@ async def open_services(
         patterns=patterns,
         deployer=stores.deployer,
         versions=stores.versions,
+        changes=changes,
         audit=stores.audit,
         llm=stores.llm,
         generator=stores.generator,

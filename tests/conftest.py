@@ -43,7 +43,9 @@ def clean_environ() -> Iterator[None]:
         yield
 
 
-WORKERS_PER_CPU = 2  # a test mostly waits (on a server, a sandbox, a browser): two workers keep a core busy
+# The suite runs on pytest-xdist, each test module on one worker (--dist=loadfile: a module's servers and fixtures are
+# set up once). A test mostly waits (on a server, a sandbox, a browser): two workers keep a core busy.
+WORKERS_PER_CPU = 2
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from generators.codegen.edit_apply import (
-    Change,
-    EditConflictError,
-    UnsafeReplyPathError,
-    apply_reply,
-    check_path,
-    nearest_lines,
-)
-from generators.codegen.edits import REPLY_FORMAT, EditBlock, FileBlock, ReplyFormatError, Writable, parse_reply
-from generators.errors import EditError, GeneratorError
+from generators.codegen.edit_apply import Change, apply_reply, check_path, nearest_lines
+from generators.codegen.edits import REPLY_FORMAT, EditBlock, FileBlock, Writable, parse_reply
+from generators.errors import EditConflictError, EditError, GeneratorError, ReplyFormatError, UnsafeReplyPathError
 
 STORE = """\
 \"\"\"A store.\"\"\"

@@ -23,7 +23,7 @@ def test_the_shells_server_settings_do_not_reach_a_test() -> None:
         "SELF_BUILDING_REQUIRE_BROWSER": "probe",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "tests/env_probe.py"],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/env_probe.py"],
         cwd=ROOT,
         env=env,
         capture_output=True,

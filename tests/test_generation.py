@@ -11,7 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from generators.codegen.generation import CodeGenerator
-from generators.codegen.rounds import GenerationInputError, component_path, module_name_from
+from generators.codegen.rounds import component_path, module_name_from
+from generators.errors import GenerationInputError
 from generators.llm import LLMClient, LLMConfig, LLMNotConfigured, LLMUnavailable
 from generators.validation import ValidationConfig, ValidationPipeline
 from tests.llm_server import ScriptedLLM

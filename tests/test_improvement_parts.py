@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from generators.deploy import FileVersion
+from generators.errors import BenchmarkError
 from generators.improvement import CycleConfig
-from generators.improvement.bench import BenchmarkError, run_interleaved
+from generators.improvement.bench import run_interleaved
 from generators.improvement.evaluation import Subject, evaluate
 from generators.improvement.proof import prove_fix
 from generators.validation import ValidationConfig, ValidationPipeline

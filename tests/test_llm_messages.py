@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from generators.errors import SETTINGS_HINT
 from generators.llm import LLMClient, LLMConfig
-from generators.llm.errors import SETTINGS_HINT
 from server.builders import cycles_ready
 from server.settings import Settings
 from tests.conftest import ServerFactory, call_error, connect

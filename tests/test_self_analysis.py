@@ -8,15 +8,24 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
+from mcp.server.mcpserver.exceptions import ToolError
 
+from generators.errors import (
+    DeploymentNotFoundError,
+    InvalidStateError,
+    LLMUnavailable,
+    SpendCapReached,
+    ValidationInputError,
+)
 from server.app import create_server
 from server.settings import Settings
 from telemetry.selfcheck.analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
@@ -25,7 +34,7 @@ from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp
 from tests.fake_clock import OffsetClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.test_transports import start_http
-from tools.call_observer import classify_error
+from tools.access import AccessDenied
 
 BAD_LIMIT = {"limit": -1}  # get_top_processes rejects it: invalid_arguments
 POINT = {"name": "acme.requests", "value": 1.0}
@@ -76,7 +85,7 @@ async def test_analyze_self_reports_usage_timings_failures_bias_and_suggestions(
 
     failures = report["failure_patterns"]
     assert failures["total_errors"] == 8
-    assert failures["by_kind"] == {"invalid_arguments": 6, "tool_error": 1, "unknown_tool": 1}
+    assert failures["by_kind"] == {"invalid_arguments": 6, "not_found": 1, "unknown_tool": 1}
     assert failures["top_pairs"][0] == {"tool": "get_top_processes", "error_kind": "invalid_arguments", "count": 6}
     assert by_tool(failures["tools"])["get_top_processes"]["error_rate_percent"] == 100.0
     assert "get_system_status" not in by_tool(failures["tools"])
@@ -196,7 +205,7 @@ async def test_a_tenant_named_by_a_key_that_may_not_use_it_never_sees_the_call(m
         everything = await call(client, "analyze_self")
     assert beta["calls_in_window"] == 0, beta["decision_patterns"]
     assert everything["calls_in_window"] == 4  # the three refused calls and beta's analysis: counted, for nobody
-    assert everything["failure_patterns"]["by_kind"] == {"access_denied": 2, "tool_error": 1}
+    assert everything["failure_patterns"]["by_kind"] == {"access_denied": 2, "invalid": 1}  # a tenant id that is none
     assert "SYSTEM NOTICE" not in json.dumps(everything)
 
 
@@ -332,22 +341,56 @@ def test_lists_are_capped_with_has_more_and_truncation_is_reported() -> None:
     assert report.suggestions[0].calls_per_day == 6 * 2 * 24  # each analysed call stands for two, per hour
 
 
-@pytest.mark.parametrize(
-    ("text", "kind"),
-    [
-        ("Unknown tool: nope", "unknown_tool"),
-        ("Error executing tool t", "internal"),
-        ("Error executing tool t: 2 validation errors for tArguments\nx", "invalid_arguments"),
-        ("Error executing tool t: invalid arguments: limit: Input should be a valid integer", "invalid_arguments"),
-        ("Error executing tool t: invalid arguments: since: NaN and Infinity are not numbers", "invalid_arguments"),
-        ("Error executing tool t: key 'k' needs role 'read' for this; it has: ingest", "access_denied"),
-        ("Error executing tool t: key 'k' may not use tenant 'b'; it may use: a", "access_denied"),
-        ("Error executing tool t: key 'other' needs role 'read'", "tool_error"),
-        ("Error executing tool t: no deployment has id 'x'", "tool_error"),
-    ],
+def raiser(error: BaseException) -> Callable[[], str]:
+    """A tool that raises ``error``."""
+
+    def fails() -> str:
+        raise error
+
+    return fails
+
+
+CRASH = re.compile(
+    r"Error executing tool (\w+): internal error \(id ([0-9a-f]{12})\); the server's log has the details under this id"
 )
-def test_error_kinds_from_the_sdk_texts(text: str, kind: str) -> None:
-    assert classify_error("t", text, "k") == kind
+
+
+@pytest.mark.anyio
+async def test_each_failure_is_recorded_by_the_type_of_what_was_raised(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kind of a failed call comes from the type of the error (its class-level kind), never from its text: a
+    domain error of each kind, the surface's own refusals, an access denial and a crash, which the caller reads as
+    "internal error (id …)" while the log has its traceback under that id."""
+    server = make_server()
+    failures: dict[str, BaseException] = {
+        "not_found": DeploymentNotFoundError("no deployment d1"),
+        "refused": SpendCapReached("the daily cap is reached"),
+        "conflict": InvalidStateError("already rolled back"),
+        "invalid": ValidationInputError("no such stage"),
+        "unavailable": LLMUnavailable("the endpoint failed"),
+        "tool_error": ToolError("needs role 'read'"),  # a ToolError's words alone say no kind
+        "access_denied": AccessDenied("key 'k' needs role 'read' for this; it has: ingest"),
+        "internal": ZeroDivisionError("secret detail /data/x.sqlite3"),
+    }
+    for kind, error in failures.items():
+        server.add_tool(raiser(error), name=f"fails_{kind}")
+    with caplog.at_level(logging.ERROR, logger="tools.surface"):
+        async with connect(server) as client:
+            texts = {kind: await call_error(client, f"fails_{kind}", {}) for kind in failures}
+            await call_error(client, "get_top_processes", BAD_LIMIT)  # the SDK's validation: invalid_arguments
+            await call_error(client, "get_top_processes", {"limit": math.nan})  # the surface's: invalid_arguments
+            await call_error(client, "no_such_tool", {})
+            report = await call(client, "analyze_self")
+    assert report["failure_patterns"]["by_kind"] == {
+        **dict.fromkeys(failures, 1), "invalid_arguments": 2, "unknown_tool": 1,
+    }  # fmt: skip
+    crash = CRASH.fullmatch(texts["internal"])
+    assert crash is not None and crash.group(1) == "fails_internal", texts["internal"]
+    assert "secret" not in texts["internal"]  # nothing of the crash reaches the caller...
+    (logged,) = [r for r in caplog.records if crash.group(2) in r.getMessage()]
+    assert logged.exc_info is not None and "secret detail" in str(logged.exc_info[1])  # ...the log has it, by id
+    assert texts["not_found"] == "Error executing tool fails_not_found: no deployment d1"  # a domain error's words
 
 
 class BrokenStore(SqliteCallStore):

@@ -17,10 +17,10 @@ from typing import Final, Literal, get_args
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError
 
 from telemetry.ingest import TENANT_PATTERN
-from tools.errors import shown
+from tools.errors import ToolFailure, shown
 
 Role = Literal["read", "ingest", "improve", "approve", "admin"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
@@ -30,8 +30,11 @@ TENANT_SCOPE: Final = "tenant:"
 LOCAL_CALLER: Final = "local"
 
 
-class AccessDenied(ToolError):
+class AccessDenied(ToolFailure):
     """The caller lacks a role or may not use a tenant. A ``ToolError``, so the model reads the message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "refused")
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def authorize(role: Role, tenant_id: str | None = None) -> Caller:
         held = ", ".join(sorted(caller.roles)) or "none"
         raise AccessDenied(f"key {caller.name!r} needs role {role!r} for this; it has: {held}")
     if tenant_id is not None and not TENANT_PATTERN.match(tenant_id):
-        raise ToolError(
+        raise ToolFailure(
             f"tenant_id {shown(tenant_id)} is not valid: use 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
         )

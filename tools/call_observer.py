@@ -1,9 +1,8 @@
 """The one middleware that observes every ``tools/call``: the services' counters (``get_system_status``), the call
 record for self-analysis (:mod:`telemetry.selfcheck.calls`) and the server's Prometheus metrics.
 
-The error kind is read from how the SDK reports the failure: ``Unknown tool: …``, argument validation (``invalid
-arguments: …``, :mod:`tools.surface`), an :class:`tools.access.AccessDenied` message, the bare ``Error executing tool
-NAME`` of a crash, any other ``ToolError``; a cancelled call and a JSON-RPC error are seen as exceptions.
+The error kind is noted by the tool surface from the type of what was raised (:mod:`tools.outcome`), never read
+from the message; a cancelled call and a JSON-RPC error are seen here as exceptions.
 
 Every name recorded here ends up in text other callers read (status, ``/metrics``, ``analyze_self``), so only
 names the server knows are recorded: a tool the server does not have counts under ``(unknown tool)``, and a
@@ -13,7 +12,6 @@ unknown name with ``Unknown tool: NAME`` and logs it, so a long one is cut first
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,44 +23,21 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 
 from telemetry.ingest import TENANT_PATTERN
 from telemetry.selfcheck.calls import MAX_NAME, ToolCall
+from tools import outcome
 from tools.access import Caller, current_caller
-from tools.arguments import INVALID
 
 UNKNOWN_TOOL: Final = "(unknown tool)"
 INVALID_TENANT: Final = "(invalid tenant)"
 UNKNOWN_NAME_CHARS: Final = 64  # of a name the server has no tool for, as the SDK repeats it in its answer and log
-_VALIDATION = re.compile(rf"\d+ validation errors? for |{INVALID}: ")
 ToolCallSink = Callable[[str, bool, float], None]
 """Told of every tool call: the tool's name, whether it failed, and its duration in seconds."""
 
 
-def classify_error(tool: str, text: str, caller: str) -> str:
-    """The error kind of a failed call from the text the SDK made of the failure (see the module docstring)."""
-    if text.startswith("Unknown tool:"):
-        return "unknown_tool"
-    prefix = f"Error executing tool {tool}"
-    if text == prefix:
-        return "internal"
-    if not text.startswith(prefix + ": "):
-        return "tool_error"
-    rest = text.removeprefix(prefix + ": ")
-    if _VALIDATION.match(rest):
-        return "invalid_arguments"
-    if rest.startswith((f"key {caller!r} needs role ", f"key {caller!r} may not use tenant ")):
-        return "access_denied"
-    if rest.startswith("Error executing tool"):  # a nested call crashed
-        return "internal"
-    return "tool_error"
-
-
-def _result_failure(result: object) -> tuple[bool, str]:
-    """Whether a ``tools/call`` result is an error, and its first text (as an object or as its wire dict)."""
+def _failed(result: object) -> bool:
+    """Whether a ``tools/call`` result is an error (as an object or as its wire dict)."""
     if isinstance(result, dict):
-        content = result.get("content") or [{}]
-        first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
-        return bool(result.get("isError")), str(first.get("text", ""))
-    content = getattr(result, "content", None) or [None]
-    return bool(getattr(result, "is_error", False)), str(getattr(content[0], "text", ""))
+        return bool(result.get("isError"))
+    return bool(getattr(result, "is_error", False))
 
 
 def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) -> ServerMiddleware[Any]:
@@ -82,10 +57,11 @@ def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) 
         started_at, started = (analyst.clock() if analyst is not None else 0.0), time.perf_counter()
         kind: str | None = "internal"
         caller = current_caller()
+        noted = outcome.CallOutcome()
+        reset = outcome.CURRENT.set(noted)
         try:
             result = await call_next(ctx)
-            failed, text = _result_failure(result)
-            kind = classify_error(tool, text, caller.name) if failed else None
+            kind = (noted.kind or "tool_error") if _failed(result) else None
             return result
         except anyio.get_cancelled_exc_class():
             kind = "cancelled"
@@ -94,6 +70,7 @@ def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) 
             kind = "protocol_error"
             raise
         finally:
+            outcome.CURRENT.reset(reset)
             seconds = time.perf_counter() - started
             for sink in sinks:
                 sink(tool, kind is not None, seconds)

@@ -3,9 +3,9 @@
 Roles: reading needs ``read`` on the deployment's tenant. ``rollback_deployment`` needs ``improve``: the role that
 may deploy generated code must be able to undo it quickly, and a rollback only ever restores bytes that were there
 before (hash-checked, refused when the files changed since). ``approve_change`` and ``list_pending_approvals`` need
-``approve``. A deployment of a tenant the caller may not use is reported as not found, so ids do not leak across
-tenants. The deployer writes the audit entries (with the caller's key name as actor); the approval decision itself is
-recorded here.
+``approve``. The use cases (visibility per tenant, rollback, approval and rejection, their audit entries) are the
+change service's (:class:`generators.changes.ChangeService`), which the dashboard uses too; this module checks roles
+and shapes the answers.
 """
 
 from __future__ import annotations
@@ -16,22 +16,20 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from generators.deploy import (
     Deployer,
-    DeployError,
     Deployment,
     DeploymentStatus,
     FileVersion,
-    InvalidStateError,
-    WorkspaceChangedError,
 )
 from generators.deploy.transaction import file_sha256
 from tools.access import Caller, Role, authorize, authorize_resource
-from tools.errors import domain_errors, shown
+from tools.errors import domain_errors
+from tools.outcome import kind_of
 from tools.services import Services, ServicesRef, services
 
 MAX_DIFF_CHARS = 20_000  # all files of one get_deployment answer together
@@ -136,34 +134,12 @@ def _text(data: bytes) -> str | None:
 
 
 async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> tuple[Deployment, Caller]:
-    """The deployment, after checking ``role`` and the caller's access to its tenant (else: not found)."""
+    """The deployment, after checking ``role`` (the change service checks the caller's tenants: else not found)."""
     caller = authorize(role)
-    found = await anyio.to_thread.run_sync(svc.versions.get, deployment_id)
-    if found is None or not caller.may_use(found.tenant):
-        raise ToolError(f"no deployment has id {shown(deployment_id)}; list_deployments shows the ids")
+    with domain_errors():
+        found = await svc.changes.visible(caller, deployment_id)
     authorize(role, found.tenant)
     return found, caller
-
-
-def pending(svc: Services, caller: Caller) -> tuple[list[Deployment], bool]:
-    """Pending changes of the tenants the caller may use, newest first, at most :data:`MAX_PENDING`."""
-    return visible_list(svc, caller, "pending_approval", MAX_PENDING)
-
-
-def visible_list(
-    svc: Services, caller: Caller, status: DeploymentStatus | None, limit: int
-) -> tuple[list[Deployment], bool]:
-    """Deployments of the tenants the caller may use (in ``status`` when given), newest first (blocking)."""
-    if caller.all_tenants:
-        return svc.versions.list(None, status, limit)
-    found: list[Deployment] = []
-    more = False
-    for tenant in sorted(caller.tenants):
-        rows, tenant_more = svc.versions.list(tenant, status, limit)
-        found += rows
-        more = more or tenant_more
-    found.sort(key=lambda d: d.created_at, reverse=True)
-    return found[:limit], more or len(found) > limit
 
 
 async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDetail:
@@ -185,16 +161,7 @@ async def rollback(svc: Services, deployment_id: str, reason: str) -> ActionResu
     """
     _, caller = await visible_deployment(svc, deployment_id, "improve")
     with domain_errors():
-        try:
-            done = await anyio.to_thread.run_sync(
-                lambda: svc.deployer.rollback(deployment_id, actor=caller.name, reason=reason)
-            )
-        except WorkspaceChangedError as exc:
-            raise ToolError(
-                f"rollback of deployment {deployment_id} refused, nothing was written: {exc.paths} changed "
-                "since it was deployed and rolling back would discard those changes. get_deployment shows the "
-                "deployed and current sha256 of each file; a person must reconcile those files by hand."
-            ) from exc
+        done = await svc.changes.rollback(caller, deployment_id, reason)
     return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
 
 
@@ -235,7 +202,9 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         try:
             detail = await deployment_detail(ref.get(), deployment_id)
         except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+            if kind_of(exc) == "not_found":
+                raise ResourceNotFoundError(str(exc)) from exc
+            raise ResourceError(str(exc)) from exc  # not allowed: the reader's role (its tenant answers not found)
         return detail.model_dump_json(indent=2)
 
     @server.tool(title="Roll back a deployment", annotations=destructive)
@@ -255,8 +224,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         approve_change.
         """
         caller = authorize("approve")
-        svc = services(ctx)
-        rows, more = await anyio.to_thread.run_sync(pending, svc, caller)
+        rows, more = await services(ctx).changes.listing(caller, "pending_approval", MAX_PENDING)
         return PendingApprovals(changes=[summary(d) for d in rows], has_more=more)
 
     @server.tool(title="Approve or reject a change", annotations=destructive)
@@ -272,44 +240,6 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         svc = services(ctx)
         found, caller = await visible_deployment(svc, change_id, "approve")
         with domain_errors():
-            done = await decide(svc, found, caller, approve, reason)
+            done = await svc.changes.decide(caller, found, approve, reason)
         verb = f"deployed {len(done.paths)} files" if approve else "rejected the change; nothing was written"
         return ActionResult(deployment=summary(done), message=verb)
-
-
-async def decide(svc: Services, found: Deployment, caller: Caller, approve: bool, reason: str) -> Deployment:
-    """Decide a pending change (audited); an improvement cycle's change is monitored once deployed.
-
-    Raises:
-        DeployError: the change is not pending, or applying it failed.
-    """
-    with anyio.CancelScope(shield=True):  # a caller who goes away must not leave a deployed change unmonitored
-        done = await anyio.to_thread.run_sync(_decide, svc, found, caller, approve, reason)
-        if done.status == "deployed":  # a cycle's change is monitored from now on, like any it deployed itself
-            await svc.improvements.after_approval(done.id, done.updated_at)
-        elif done.status == "rejected":
-            await svc.improvements.after_rejection(done.id)
-    return done
-
-
-def _decide(svc: Services, found: Deployment, caller: Caller, approve: bool, reason: str) -> Deployment:
-    """Record the decision in the audit log, then apply or reject the change (a failed apply is audited too)."""
-    if found.status != "pending_approval":
-        # The deployer refuses too; checking first keeps a decision on a settled change out of the audit log.
-        raise InvalidStateError(
-            f"change {found.id} is {found.status}, not pending_approval; list_pending_approvals shows open changes"
-        )
-    svc.audit.append(
-        "approval_decision", found.id, actor=caller.name, tenant=found.tenant,
-        detail={"approve": approve, "reason": reason, "component": found.component},
-    )  # fmt: skip
-    if not approve:
-        return svc.deployer.reject(found.id, actor=caller.name, reason=reason)
-    try:
-        return svc.deployer.apply(found.id, actor=caller.name)
-    except DeployError as exc:
-        svc.audit.append(
-            "approval_failed", found.id, actor=caller.name, tenant=found.tenant,
-            detail={"error": str(exc), "component": found.component},
-        )  # fmt: skip
-        raise

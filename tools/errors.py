@@ -1,13 +1,16 @@
 """Maps domain errors to ``ToolError``: only a ``ToolError`` message reaches the model (mcp 2.x).
 
-Messages quote what the caller sent through :func:`shown`, and a domain message is :func:`bounded`: a caller value
-of a megabyte is never echoed back, nor written to a log line.
+A tool refuses a call with :class:`ToolFailure`, which carries the failure's kind as the domain errors do (their
+class-level ``kind``): the call record and the other front ends read the kind, never the text. Messages quote what
+the caller sent through :func:`shown`, and a domain message is :func:`bounded`: a caller value of a megabyte is never
+echoed back, nor written to a log line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -16,11 +19,21 @@ from generators.errors import StorageFullError as GeneratorStorageFull
 from telemetry.errors import StorageFullError as TelemetryStorageFull
 from telemetry.errors import TelemetryError
 
+ErrorKind = Literal["not_found", "refused", "conflict", "invalid", "unavailable", "internal"]
 SHOWN_CHARS = 80  # of one quoted caller value
 MESSAGE_CHARS = 1000  # of a whole error message
 
 # The setting that moves each folder a "disk full" can be about.
 _FOLDER_SETTINGS = {"data directory": "SELF_BUILDING_DATA_DIR", "workspace": "SELF_BUILDING_WORKSPACE"}
+
+
+class ToolFailure(ToolError):
+    """A tool's refusal of a call, with its kind (``not_found``: no such thing; ``refused``: not allowed; ``conflict``:
+    the state does not allow it now; ``invalid``: not as given; ``unavailable``: a dependency cannot serve it now)."""
+
+    def __init__(self, message: str, kind: ErrorKind = "invalid") -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
 
 
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:
@@ -46,7 +59,7 @@ def domain_message(exc: BaseException | None) -> str | None:
     """What the caller reads for a domain error; ``None`` for anything else (it stays masked)."""
     if isinstance(exc, GeneratorStorageFull | TelemetryStorageFull):
         return (
-            f"{exc}: free space there or move {_FOLDER_SETTINGS[exc.kind]}; reads still work and writes resume by "
+            f"{exc}: free space there or move {_FOLDER_SETTINGS[exc.folder]}; reads still work and writes resume by "
             "themselves once there is space"
         )
     if isinstance(exc, GeneratorError | TelemetryError):
@@ -60,4 +73,4 @@ def domain_errors() -> Iterator[None]:
     try:
         yield
     except (GeneratorError, TelemetryError) as exc:
-        raise ToolError(domain_message(exc) or str(exc)) from exc
+        raise ToolFailure(domain_message(exc) or str(exc), exc.kind) from exc

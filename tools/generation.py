@@ -26,7 +26,7 @@ from generators.codegen.models import RoundOutcome
 from generators.deploy import Deployment, DeploymentStatus
 from generators.llm import LLMError, LLMNotConfigured, spend_scope
 from tools.access import Caller, authorize
-from tools.errors import domain_errors
+from tools.errors import ToolFailure, domain_errors
 from tools.services import Services, services
 
 if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
@@ -123,7 +123,7 @@ def register(server: MCPServer) -> None:
         svc = services(ctx)
         check_enabled(svc)
         if not svc.llm.configured:
-            raise ToolError(str(LLMNotConfigured()))
+            raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
         scoped = None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else tenant_id
         await anyio.to_thread.run_sync(_audit_request, svc, caller, tenant_id, component_type, requirements, name)
         steps = 0
@@ -154,14 +154,16 @@ def register(server: MCPServer) -> None:
 
 def check_enabled(svc: Services) -> None:
     if not svc.self_building_enabled:
-        raise ToolError(
+        raise ToolFailure(
             "self-building is switched off on this server (setting enable_self_building / "
-            "SELF_BUILDING_ENABLE_SELF_BUILDING=false); an operator must turn it on"
+            "SELF_BUILDING_ENABLE_SELF_BUILDING=false); an operator must turn it on",
+            "refused",
         )
     if not svc.component_generation_enabled:
-        raise ToolError(
+        raise ToolFailure(
             "component generation is switched off on this server (setting enable_component_generation / "
-            "SELF_BUILDING_ENABLE_COMPONENT_GENERATION=false); an operator must turn it on"
+            "SELF_BUILDING_ENABLE_COMPONENT_GENERATION=false); an operator must turn it on",
+            "refused",
         )
 
 

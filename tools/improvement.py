@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import anyio.to_thread
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -25,8 +25,7 @@ from generators.improvement.models import outcome_counts
 from generators.improvement.picking import MAX_LEFT_OUT, LeftOutReason
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
-from tools.deployments import decide
-from tools.errors import shown
+from tools.errors import ToolFailure, shown
 from tools.generation import check_enabled
 from tools.services import Services, ServicesRef, services
 
@@ -163,7 +162,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         svc = services(ctx)
         check_enabled(svc)
         if not svc.llm.configured:
-            raise ToolError(str(LLMNotConfigured()))
+            raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
         request = CycleRequest(
             tenant_id, caller.name, analysis_window_hours, max_improvements, dry_run, risk_tolerance, "manual"
         )
@@ -194,7 +193,9 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         svc = services(ctx)
         found = await svc.improvements.get(cycle_id)
         if found is None or not caller.may_use(found.tenant):
-            raise ToolError(f"no improvement cycle has id {shown(cycle_id)}; trigger_improvement_cycle returns the ids")
+            raise ToolFailure(
+                f"no improvement cycle has id {shown(cycle_id)}; trigger_improvement_cycle returns the ids", "not_found"
+            )
         authorize("read", found.tenant)
         return view(found)
 
@@ -229,7 +230,7 @@ async def ask_approvals(ctx: Context[Services, Any], svc: Services, caller: Call
         if found is None or found.status != "pending_approval":
             continue
         try:
-            await decide(svc, found, caller, answer.data.approve, answer.data.reason)
+            await svc.changes.decide(caller, found, answer.data.approve, answer.data.reason)
         except DeployError as exc:  # e.g. the files changed meanwhile: the candidate says so, the cycle is returned
             logger.warning("decision on %s from the client failed: %s", found.id, exc)
             continue

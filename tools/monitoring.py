@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,7 +16,7 @@ from telemetry.monitoring.health import Health, assess_monitored
 from telemetry.monitoring.monitor import MonitorState
 from telemetry.monitoring.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
-from tools.errors import shown
+from tools.errors import ToolFailure, shown
 from tools.services import Services, ServicesRef, services
 
 EVENTS_URI = "monitoring://events"
@@ -65,7 +64,7 @@ def merge_thresholds(current: Thresholds, update: ThresholdUpdate | None) -> Thr
         return Thresholds.model_validate({**current.model_dump(), **changes})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ToolError(f"invalid thresholds: {problems}") from exc
+        raise ToolFailure(f"invalid thresholds: {problems}") from exc
 
 
 def parse_since(since: float | str | None, now: float) -> float | None:
@@ -82,7 +81,7 @@ def parse_since(since: float | str | None, now: float) -> float | None:
     except (ValueError, OverflowError):
         start = math.nan
     if not math.isfinite(start):  # NaN would filter nothing, an age of 10^400 days everything
-        raise ToolError(
+        raise ToolFailure(
             f"since={shown(since)} is not a time: give Unix seconds, ISO 8601 (2026-11-25T10:00:00Z) or an age like "
             "'2h'"
         )

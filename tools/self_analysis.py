@@ -14,12 +14,12 @@ from typing import Annotated, Any, Final
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from telemetry.selfcheck.models import SelfReport
 from tools.access import Caller, authorize
+from tools.errors import ToolFailure
 from tools.services import Services, services
 
 OTHER_KEYS: Final = "(other keys)"
@@ -64,10 +64,12 @@ def register(server: MCPServer) -> None:
         caller = authorize("read")
         analyst = services(ctx).self_analyst
         if analyst is None:
-            raise ToolError("self-analysis is not running on this server (its lifespan has not started)")
+            raise ToolFailure(
+                "self-analysis is not running on this server (its lifespan has not started)", "unavailable"
+            )
         kept = analyst.recorder.retention_seconds / 3600
         if lookback_hours > kept:
-            raise ToolError(
+            raise ToolFailure(
                 f"lookback_hours={lookback_hours:g} reaches beyond the {kept:g} hours that tool calls are kept "
                 f"(tool_calls_retention_days); use a value from above 0 up to {kept:g}"
             )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
+from generators.changes import ChangeService
 from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
@@ -58,6 +59,7 @@ class Services:
     patterns: PatternWatch
     deployer: Deployer
     versions: VersionStore
+    changes: ChangeService
     audit: AuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]  # built on first use: start-up does not import the generation loop

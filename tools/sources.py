@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -16,7 +15,7 @@ from telemetry.cloudwatch.breaker import BreakerStatus
 from telemetry.cloudwatch.publisher import PublisherHealth
 from telemetry.cloudwatch.streamer import SourceHealth
 from tools.access import authorize
-from tools.errors import bounded, domain_errors
+from tools.errors import ToolFailure, bounded, domain_errors
 from tools.services import Services, services
 
 
@@ -82,9 +81,10 @@ def register(server: MCPServer) -> None:
         caller = authorize("read")
         svc = services(ctx)
         if svc.cloudwatch is None:
-            raise ToolError(
+            raise ToolFailure(
                 "CloudWatch streaming is off: set SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true and configure "
-                "alarms to follow (SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX or alarm_names)"
+                "alarms to follow (SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX or alarm_names)",
+                "unavailable",
             )
         with domain_errors():
             reading = await svc.cloudwatch.alarm_states()
@@ -97,7 +97,7 @@ def register(server: MCPServer) -> None:
                 )
             )
         if reading.problem is not None:
-            raise ToolError(bounded(reading.problem))
+            raise ToolFailure(bounded(reading.problem), "unavailable")
         chosen = [a for a in reading.alarms if (state is None or a.state == state) and caller.may_use(a.tenant)]
         return AlarmStates(
             alarms=chosen[:limit], total=len(chosen), has_more=len(chosen) > limit,

@@ -8,11 +8,15 @@
 * arguments the tool's signature rejects are explained in the tool's words (:mod:`tools.arguments`), not in
   pydantic's. The SDK then logs that short text, not the rejected values;
 * a domain error that a tool let escape (a full disk under a write deep inside) reaches the caller in the domain's
-  words (:func:`tools.errors.domain_message`), not as a bare "Error executing tool".
+  words (:func:`tools.errors.domain_message`), not as a bare "Error executing tool";
+* a crash reaches the caller as "internal error (id …)", and the log has the traceback under that id;
+* how a call failed is noted by the type of what was raised (:mod:`tools.outcome`), for the call record.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +26,12 @@ from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
+from tools import outcome
 from tools.arguments import explain, non_finite, non_finite_message, unknown_arguments
 from tools.definitions import compact_tools
 from tools.errors import domain_message
+
+logger = logging.getLogger(__name__)
 
 
 class ToolSurface(MCPServer):
@@ -54,20 +61,38 @@ class ToolSurface(MCPServer):
     ) -> CallToolResult | InputRequiredResult:
         where = non_finite(arguments)
         if where is not None:
+            outcome.note("invalid_arguments")
             raise ToolError(f"Error executing tool {name}: {non_finite_message(where)}")
         tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            outcome.note("unknown_tool")
         unknown = unknown_arguments(arguments, tool.parameters) if tool is not None else None
         if unknown is not None:
+            outcome.note("invalid_arguments")
             raise ToolError(f"Error executing tool {name}: {unknown}")
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
-            message = domain_message(exc.__cause__)  # a domain error a tool let escape (a full disk under a write)
+            cause = exc.__cause__
+            message = domain_message(cause)  # a domain error a tool let escape (a full disk under a write)
             if message is None:
-                raise
-            raise ToolError(f"Error executing tool {name}: {message}") from exc.__cause__
+                raise _internal(name, cause) from None
+            outcome.note(outcome.kind_of(cause))
+            raise ToolError(f"Error executing tool {name}: {message}") from cause
         except ToolError as exc:
             cause = exc.__cause__
-            if not isinstance(cause, ValidationError):
-                raise
-            raise ToolError(f"Error executing tool {name}: {explain(cause)}") from None
+            if isinstance(cause, ValidationError):
+                outcome.note("invalid_arguments")
+                raise ToolError(f"Error executing tool {name}: {explain(cause)}") from None
+            outcome.note(outcome.kind_of(cause if cause is not None else exc))
+            raise
+
+
+def _internal(name: str, cause: BaseException | None) -> ToolError:
+    """A crash: its detail goes to the log under a fresh id, and the caller reads the id (nothing of the crash)."""
+    error_id = secrets.token_hex(6)
+    outcome.note("internal")
+    logger.error("tool %s failed: internal error %s", name, error_id, exc_info=cause)
+    return ToolError(
+        f"Error executing tool {name}: internal error (id {error_id}); the server's log has the details under this id"
+    )

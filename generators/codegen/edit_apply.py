@@ -16,14 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from generators.codegen.edits import EditBlock, FileBlock, ParsedReply, Writable, parse_reply
-from generators.errors import EditError
+from generators.errors import EditConflictError, EditFailure, UnsafeReplyPathError
 
 __all__ = [
     "DEFAULT_ROOTS",
     "Change",
-    "EditConflictError",
-    "EditFailure",
-    "UnsafeReplyPathError",
     "apply_blocks",
     "apply_reply",
     "check_path",
@@ -37,32 +34,6 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 _NEAREST_MIN_RATIO = 0.5
 _NEAREST_CANDIDATES = 5
 _WORDS = re.compile(r"\w+")
-
-
-class UnsafeReplyPathError(EditError):
-    """A path in the reply is absolute, climbs out with ``..``, leaves the workspace through a symlink, or lies
-    outside the allowed roots."""
-
-
-@dataclass(frozen=True)
-class EditFailure:
-    """Why one edit did not apply; ``report`` is written for the model."""
-
-    path: str
-    number: int
-    report: str
-
-
-class EditConflictError(EditError):
-    """One or more SEARCH texts matched nowhere or more than once; none of the reply's edits were applied."""
-
-    def __init__(self, failures: Sequence[EditFailure], applied: int) -> None:
-        self.failures = tuple(failures)
-        header = (
-            f"{len(self.failures)} of {len(self.failures) + applied} edits in your reply could not be applied, so "
-            "none were applied. Send the complete reply again with these edits corrected:"
-        )
-        super().__init__("\n\n".join([header, *(failure.report for failure in self.failures)]))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, replace
 
 from generators.codegen.reply_paths import Writable, guess_path
-from generators.errors import EditError
+from generators.errors import ReplyFormatError
 
 __all__ = ["REPLY_FORMAT", "EditBlock", "FileBlock", "ParsedReply", "ReplyFormatError", "Writable", "parse_reply"]
 
@@ -78,10 +78,6 @@ Reply format (followed exactly; anything else is rejected):
   To delete lines leave the REPLACE part empty.
 - If a file's content contains a line of three backticks, open and close its block with four backticks.
 """
-
-
-class ReplyFormatError(EditError):
-    """The reply does not follow the reply format: an unclosed fence, a block without a path, missing markers."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Literal
 
 from generators.codegen.edits import REPLY_FORMAT
 from generators.codegen.overview import WorkspaceOverview
-from generators.errors import GeneratorError
+from generators.errors import PromptBudgetError
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -57,10 +57,6 @@ def chars_for_tokens(tokens: int) -> int:
 
 
 DEFAULT_BUDGET_CHARS = chars_for_tokens(DEFAULT_PROMPT_TOKENS)
-
-
-class PromptBudgetError(GeneratorError):
-    """The fixed parts of a prompt (standards, format, files to edit) do not fit in the budget."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from generators.codegen.edit_apply import Change
 from generators.codegen.models import RoundOutcome
 from generators.codegen.overview import tokens
-from generators.errors import GeneratorError
+from generators.errors import GenerationInputError
 from generators.validation import ValidationReport
 
 __all__ = [
@@ -80,10 +80,6 @@ _INSTRUCTION_WORDS = frozenset(
         "using",
     ]
 )
-
-
-class GenerationInputError(GeneratorError):
-    """A component name or tenant id that cannot become a module path, or a target that already exists."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,11 @@ start-up recovery, and the append-only audit log."""
 
 from generators.deploy.audit import AuditLog, SqliteAuditLog
 from generators.deploy.deployer import Deployer
-from generators.deploy.errors import (
+from generators.deploy.git import GitIdentity
+from generators.deploy.models import AuditEntry, AuditPage, Deployment, DeploymentStatus, FileVersion
+from generators.deploy.recovery import Recovered
+from generators.deploy.store import SqliteVersionStore, VersionStore
+from generators.errors import (
     DeployError,
     DeploymentNotFoundError,
     DirtyWorkspaceError,
@@ -13,10 +17,6 @@ from generators.deploy.errors import (
     UnsafePathError,
     WorkspaceChangedError,
 )
-from generators.deploy.git import GitIdentity
-from generators.deploy.models import AuditEntry, AuditPage, Deployment, DeploymentStatus, FileVersion
-from generators.deploy.recovery import Recovered
-from generators.deploy.store import SqliteVersionStore, VersionStore
 
 __all__ = [
     "AuditEntry",

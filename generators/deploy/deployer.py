@@ -17,19 +17,19 @@ from typing import Any
 
 from generators.deploy import transaction
 from generators.deploy.audit import AuditLog
-from generators.deploy.errors import (
-    DeployError,
-    DeploymentNotFoundError,
-    IntegrityError,
-    InvalidStateError,
-    WorkspaceChangedError,
-)
 from generators.deploy.git import GitIdentity, GitWorkspace
 from generators.deploy.journal import TxnKind, remove_journal
 from generators.deploy.models import Deployment, DeploymentStatus, FileVersion, sha256_hex
 from generators.deploy.recovery import Recovered, Recovery, commit_deploy, commit_rollback
 from generators.deploy.store import VersionStore
 from generators.deploy.transaction import StepHook, Write, file_sha256, target_path
+from generators.errors import (
+    DeployError,
+    DeploymentNotFoundError,
+    IntegrityError,
+    InvalidStateError,
+    WorkspaceChangedError,
+)
 
 logger = logging.getLogger(__name__)
 

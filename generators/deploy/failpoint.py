@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from generators.deploy.errors import DeployError
 from generators.deploy.transaction import StepHook
+from generators.errors import DeployError
 
 STEPS = ("journaled", "temp_written", "replaced", "deleted", "committed")
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from generators.deploy.errors import DeployError, DirtyWorkspaceError
+from generators.errors import DeployError, DirtyWorkspaceError
 
 logger = logging.getLogger(__name__)
 

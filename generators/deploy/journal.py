@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from generators.deploy.errors import RecoveryError
-from generators.errors import StorageFullError, storage_full
+from generators.errors import RecoveryError, StorageFullError, storage_full
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from typing import Literal
 
 from generators.deploy import transaction
 from generators.deploy.audit import AuditLog
-from generators.deploy.errors import DeployError, RecoveryError
 from generators.deploy.git import GitWorkspace
 from generators.deploy.journal import Journal, read_journals, remove_journal
 from generators.deploy.models import Deployment, DeploymentStatus
 from generators.deploy.store import VersionStore
 from generators.deploy.transaction import file_sha256
+from generators.errors import DeployError, RecoveryError
 
 logger = logging.getLogger(__name__)
 

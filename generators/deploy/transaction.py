@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from generators.deploy.errors import DeployError, RecoveryError, UnsafePathError
 from generators.deploy.journal import Journal, JournalFile, TxnKind, fsync_dir, remove_journal, write_journal
 from generators.deploy.models import sha256_hex
+from generators.errors import DeployError, RecoveryError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 

@@ -22,19 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from generators.errors import GeneratorError
+from generators.errors import BenchmarkError
 from generators.validation.models import ValidationConfig
 from generators.validation.sandbox import copy_ignore, limited_command, sandbox_env, wait_or_kill
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-
-
-class BenchmarkError(GeneratorError):
-    """The benchmark failed, timed out or printed no figure; ``side`` says on which code (before or after)."""
-
-    def __init__(self, message: str, side: str) -> None:
-        super().__init__(message)
-        self.side = side
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from generators.improvement.bench import BenchmarkError, find_benchmark, run_interleaved
+from generators.errors import BenchmarkError
+from generators.improvement.bench import find_benchmark, run_interleaved
 from generators.improvement.models import CycleConfig
 from generators.validation.models import ValidationConfig
 

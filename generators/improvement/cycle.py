@@ -19,6 +19,8 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from generators.clock import Clock
+from generators.deploy import Deployment
+from generators.errors import failure_text
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
     CandidateRecord,
@@ -179,6 +181,14 @@ class ImprovementService:
         """Thread-safe: ask for an emergency cycle (picked up within a second)."""
         self._triggers.request_emergency(emergency)
 
+    async def after_decision(self, change: Deployment) -> None:
+        """A held change was decided (a listener of :class:`generators.changes.ChangeService`): an approved change of
+        a cycle is monitored like any it deployed itself; a rejected one settles its cycle."""
+        if change.status == "deployed":
+            await self.after_approval(change.id, change.updated_at)
+        elif change.status == "rejected":
+            await self.after_rejection(change.id)
+
     async def after_approval(self, deployment_id: str, deployed_at: float) -> bool:
         """An approved change of a cycle was deployed: monitor it like any other. False when not a cycle's."""
         record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
@@ -247,8 +257,7 @@ class ImprovementService:
                     group.start_soon(self._candidate, record, job, limiter, reserved, capped)
             ended = True
         except Exception as exc:  # a broken cycle is reported, never takes the server down
-            logger.exception("improvement cycle %s failed", cycle.id)
-            error, ended = f"{type(exc).__name__}: {exc}", True
+            error, ended = failure_text(exc, logger, f"improvement cycle {cycle.id}"), True
         finally:
             for key in reserved:  # held for candidates that never started
                 self._busy.discard(key)
@@ -351,16 +360,15 @@ class ImprovementService:
         try:
             return await self.runner.improve_and_deploy(record, job)
         except Exception as exc:
-            logger.exception("improvement of %s failed", record.component)
-            await self.runner.save(record, "error", message=f"{type(exc).__name__}: {exc}")
+            message = failure_text(exc, logger, f"improvement of {record.component}")
+            await self.runner.save(record, "error", message=message)
             return False
 
     async def _judge(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
         try:
             await self.runner.monitor(record, tenant, direction, progress)
         except Exception as exc:
-            logger.exception("judging the deployment of %s failed", record.component)
-            message = f"judging the change failed: {type(exc).__name__}: {exc}"
+            message = f"judging the change failed: {failure_text(exc, logger, f'judging {record.component}')}"
             try:
                 await self.runner.save(record, "error", message=message)
             except Exception:

@@ -27,7 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from generators.deploy import FileVersion
-from generators.improvement.bench import BenchFigures, BenchmarkError, find_benchmark, run_adaptive
+from generators.errors import BenchmarkError
+from generators.improvement.bench import BenchFigures, find_benchmark, run_adaptive
 from generators.improvement.models import CycleConfig, Direction, MetricFigures, OpportunityKind
 from generators.improvement.stats import Decision, Goal, Rule, describe, interval_level, judge, plan, shift
 from generators.validation import ValidationPipeline

@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from generators.llm.errors import LLMError, LLMNotConfigured, LLMUnavailable
+from generators.errors import LLMError, LLMNotConfigured, LLMUnavailable
 from generators.llm.flights import Flight, Flights, default_concurrency
 from generators.llm.models import Completion, LLMConfig, LLMStats, Message
 from generators.llm.spend import SpendLedger, SpendMeter, SpendScope, current_scope

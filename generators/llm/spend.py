@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from generators.llm.errors import SpendCapReached
+from generators.errors import SpendCapReached
 from generators.sqlite_db import Database
 
 if TYPE_CHECKING:

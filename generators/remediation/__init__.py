@@ -4,7 +4,7 @@ Parameters are validated against a strict pattern per kind and then quoted for t
 run unless started with ``--apply`` / ``-Apply``. Nothing here ever runs a script.
 """
 
-from generators.remediation.errors import ParameterError, SaveError, UnknownTemplateError
+from generators.errors import ParameterError, SaveError, UnknownTemplateError
 from generators.remediation.generator import ScriptGenerator
 from generators.remediation.models import (
     GeneratedScript,

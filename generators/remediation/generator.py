@@ -7,8 +7,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from generators.errors import UnknownTemplateError
 from generators.remediation.catalog import ISSUE_TYPES, Template, build_catalog
-from generators.remediation.errors import UnknownTemplateError
 from generators.remediation.models import PLATFORMS, GeneratedScript, Platform, SavedScript, TemplateInfo
 from generators.remediation.params import validate_parameters
 from generators.remediation.render import render

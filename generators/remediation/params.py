@@ -11,7 +11,7 @@ import re
 import shlex
 from collections.abc import Mapping
 
-from generators.remediation.errors import ParameterError
+from generators.errors import ParameterError
 from generators.remediation.models import ParameterInfo, ParamKind, Platform
 
 PID_MAX = 4_194_304  # the largest pid_max Linux allows (2**22)

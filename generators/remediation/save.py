@@ -11,8 +11,7 @@ import tempfile
 from contextlib import suppress
 from pathlib import Path
 
-from generators.errors import storage_full
-from generators.remediation.errors import SaveError
+from generators.errors import SaveError, storage_full
 from generators.remediation.models import EXTENSIONS, GeneratedScript, Platform, SavedScript
 
 logger = logging.getLogger(__name__)

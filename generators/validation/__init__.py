@@ -1,7 +1,7 @@
 """Validation of proposed code changes: syntax, imports, security policy, types, quality, tenant isolation and
 tests in a sandbox, each stage reported with findings and its duration."""
 
-from generators.validation.errors import ValidationInputError
+from generators.errors import ValidationInputError
 from generators.validation.models import (
     STAGES,
     Finding,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
-from generators.validation.errors import ValidationInputError
+from generators.errors import ValidationInputError
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from generators.errors import ValidationInputError
 from generators.validation.bandit_scan import run_bandit
-from generators.validation.errors import ValidationInputError
 from generators.validation.imports import check_imports
 from generators.validation.models import (
     STAGES,

@@ -19,8 +19,9 @@ from pydantic import BaseModel, Field
 from telemetry.cloudwatch.aws import AwsClients
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.retry import call_with_retry
-from telemetry.cloudwatch.setup import ClientFactory, SetupError, explained_errors, snake_case
+from telemetry.cloudwatch.setup import ClientFactory, explained_errors, snake_case
 from telemetry.cloudwatch.streamer import SOURCES
+from telemetry.errors import SetupError
 
 # What the server publishes (server/cloudwatch_publishing.py), all with the Server dimension.
 CYCLE_SUCCESS_RATE = "CycleSuccessRate"  # percent of improvement cycles that ended completed (statistic sets)

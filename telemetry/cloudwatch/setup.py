@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, computed_field
 from telemetry.cloudwatch.aws import AwsClients
 from telemetry.cloudwatch.config import CloudWatchConfig
 from telemetry.cloudwatch.retry import call_with_retry
-from telemetry.errors import TelemetryError
+from telemetry.errors import SetupError
 
 DEFAULT_QUEUE_NAME = "self-building-mcp-alarm-events"
 DEFAULT_RULE_NAME = "self-building-mcp-alarm-state"
@@ -54,14 +54,6 @@ _BAD_CREDENTIALS = frozenset(
 Resource = Literal["queue", "queue_policy", "rule", "target"]
 Action = Literal["created", "updated", "unchanged"]
 ClientFactory = Callable[[str], Any]
-
-
-class SetupError(TelemetryError):
-    """The pipeline could not be set up; the message says what to fix (credentials, permissions, endpoint)."""
-
-    def __init__(self, message: str, *, code: str = "") -> None:
-        super().__init__(message)
-        self.code = code  # the AWS error code, when AWS answered
 
 
 class SetupResult(BaseModel):

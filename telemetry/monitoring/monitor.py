@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
 from telemetry.clock import Clock, SystemClock
-from telemetry.errors import StorageFullError
+from telemetry.errors import StorageFullError, failure_text
 from telemetry.host.models import Snapshot
 from telemetry.host.sampler import Sampler
 from telemetry.monitoring.events import EventStore, MonitoringEvent, NewEvent
@@ -171,8 +171,7 @@ class Monitor:
             except StorageFullError as exc:  # the event store logs the episode once; the next tick retries
                 self.last_error = str(exc)
             except Exception as exc:  # a bad sample must not end monitoring
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.exception("monitoring tick failed")
+                self.last_error = failure_text(exc, logger, "a monitoring tick")
             await self._clock.sleep_until(started + self.interval)
 
     async def tick(self, snapshot: Snapshot | None = None) -> list[MonitoringEvent]:

@@ -26,11 +26,13 @@ from telemetry.store.sqlite_db import WalDatabase
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "error"]
-# access_denied: the caller lacks a role or tenant; invalid_arguments: arguments failed validation; tool_error: the
-# tool refused the request (a ToolError); unknown_tool: no such tool; internal: the tool crashed; cancelled: the
-# caller gave up before the result; protocol_error: the request was rejected as a JSON-RPC error.
-ERROR_KINDS: Final = ("access_denied", "invalid_arguments", "tool_error", "unknown_tool", "internal", "cancelled",
-                      "protocol_error")  # fmt: skip
+# access_denied: the caller lacks a role or tenant; invalid_arguments: arguments failed validation; unknown_tool: no
+# such tool; the tool refused the request because the thing is not there (not_found), not allowed (refused), not now
+# (conflict), not as given (invalid) or a dependency cannot serve it (unavailable); tool_error: a refusal that says
+# no kind; internal: the tool crashed; cancelled: the caller gave up before the result; protocol_error: the request
+# was rejected as a JSON-RPC error.
+ERROR_KINDS: Final = ("access_denied", "invalid_arguments", "unknown_tool", "not_found", "refused", "conflict",
+                      "invalid", "unavailable", "tool_error", "internal", "cancelled", "protocol_error")  # fmt: skip
 MAX_NAME = 100  # tool, tenant and caller names are caller-supplied: cut to this length
 MAX_BUFFERED = 100_000  # records kept while the store cannot be written; beyond it the oldest are dropped
 

@@ -16,6 +16,15 @@ _FIX_FOR_KIND = {
     "clearer (or accept the common wrong forms)",
     "access_denied": "keys call it without the role or tenant it needs: grant the role to the keys that need it, "
     "or say in the tool description which role and tenant it requires",
+    "not_found": "agents ask it for things that do not exist: they may be guessing ids or names that a listing tool "
+    "or a clearer error message would give them",
+    "refused": "it refuses many requests as not allowed: say in its description what it allows, and to whom",
+    "conflict": "many requests come at the wrong moment for the state they act on: say in its description which "
+    "state each action needs, and how to see it",
+    "invalid": "it refuses many requests as given: make its parameter descriptions and error messages say what it "
+    "accepts",
+    "unavailable": "a service it depends on (the model, the disk, CloudWatch) often cannot serve it: check that "
+    "service and the settings that point to it",
     "tool_error": "it refuses many requests: read its error messages in the server log; agents may be guessing "
     "inputs (ids, names) that a listing tool or a clearer error message would give them",
     "internal": "it crashes: fix the exception (tracebacks in the server log)",
