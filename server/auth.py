@@ -16,7 +16,8 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from server.settings import Settings, access_keys
+from server.settings import Settings
+from server.settings_load import access_keys
 from server.tenants import LEGACY_KEY_NAME, ApiKey, legacy_key
 from tools.access import scopes_for
 

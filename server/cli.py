@@ -22,7 +22,8 @@ from server import __version__, cloudwatch_cli
 from server.guard import StartupError, check_packages
 from server.logging_setup import configure_logging
 from server.runtime import tune_process
-from server.settings import ConfigFileError, Settings, load_settings
+from server.settings import ConfigFileError, Settings
+from server.settings_load import load_settings
 
 if TYPE_CHECKING:
     from telemetry.host.system import HostSource

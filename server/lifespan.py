@@ -40,7 +40,8 @@ from server.change_feed import ChangeFeed, NotifyingVersionStore, ObservedCycleS
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
 from server.metrics import ServerMetrics
 from server.notifications import Notifier
-from server.settings import Settings, llm_config
+from server.settings import Settings
+from server.settings_load import llm_config
 from telemetry.clock import Clock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.gpu import GpuSource, NvmlGpuSource

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from server.settings import Settings, llm_config
+from server.settings import Settings
+from server.settings_load import llm_config
 
 
 @pytest.fixture(scope="module")

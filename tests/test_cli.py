@@ -82,7 +82,7 @@ def test_status_table(tmp_path: Path) -> None:
 
 
 def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.settings import load_settings
+    from server.settings_load import load_settings
 
     config = tmp_path / "sb.toml"
     config.write_text('http_port = 9000\nlog_level = "DEBUG"\nallowed_hosts = ["a.example:*"]\n', encoding="utf-8")
@@ -100,7 +100,7 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_example_config_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from server.settings import access_keys, load_settings
+    from server.settings_load import access_keys, load_settings
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(tmp_path)  # the tenants file is found relative to the config file, not the working directory
@@ -125,7 +125,7 @@ def test_unusable_data_dir_is_reported(tmp_path: Path) -> None:
 
 
 def test_nested_settings_merge_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.settings import load_settings
+    from server.settings_load import load_settings
 
     config = tmp_path / "sb.toml"
     config.write_text(

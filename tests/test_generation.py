@@ -11,10 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from generators.codegen.generation import CodeGenerator
-from generators.codegen.rounds import component_path, module_name_from
+from generators.codegen.rounds import TENANT_ID, component_path, module_name_from
 from generators.errors import GenerationInputError
 from generators.llm import LLMClient, LLMConfig, LLMNotConfigured, LLMUnavailable
 from generators.validation import ValidationConfig, ValidationPipeline
+from telemetry.ingest import TENANT_PATTERN
 from tests.llm_server import ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -307,6 +308,13 @@ def test_module_names_and_paths(workspace: Path) -> None:
     assert module_name_from("!!!") == "component"
     assert component_path(workspace, "components", None, "greeting", None) == ("components/greeting_2.py", "greeting_2")
     assert component_path(workspace, "components", "cache", "", "acme") == ("components/acme/cache.py", "cache")
-    for name, tenant in [("greeting", None), ("Bad-Name", None), ("class", None), ("ok", "../etc")]:
+    assert component_path(workspace, "components", "cache", "", "acme.eu") == ("components/acme.eu/cache.py", "cache")
+    for name, tenant in [("greeting", None), ("Bad-Name", None), ("class", None), ("ok", "../etc"), ("ok", "_acme")]:
         with pytest.raises(GenerationInputError):
             component_path(workspace, "components", name, "x", tenant)
+
+
+def test_one_tenant_id_rule_in_every_part() -> None:
+    """What telemetry stores for a tenant, code generation can write for it, and no more: the two packages (which may
+    not import each other) hold one rule."""
+    assert TENANT_ID.pattern == TENANT_PATTERN.pattern

@@ -105,7 +105,8 @@ async def test_no_model_configured_names_the_settings() -> None:
 
 
 def test_settings_build_the_llm_config_with_openai_fallbacks() -> None:
-    from server.settings import Settings, llm_config
+    from server.settings import Settings
+    from server.settings_load import llm_config
 
     plain = Settings(llm_model="qwen2.5-coder")
     config = llm_config(plain, {"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1"})

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 
 from server.auth import SCOPE, KeyVerifier, StaticKeyVerifier, key_verifier
 from server.http import UnsafeBindError, check_bind
-from server.settings import ConfigFileError, Settings, load_settings
+from server.settings import ConfigFileError, Settings
+from server.settings_load import load_settings
 from server.tenants import LEGACY_KEY_NAME, TenantsFileError, access_keys, load_tenants_file
 from telemetry.cloudwatch.config import CloudWatchConfig
 from tests.conftest import PUBLIC_TOOLS, ServerFactory, as_key, call, call_error, connect, mcp_as

@@ -54,7 +54,8 @@ AcceptCheck = Callable[[Change], Awaitable[Objection | None]]
 REPLY_EXCERPT_CHARS = 2000
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+# A tenant id: the one rule of every part (telemetry.ingest.TENANT_PATTERN is the same; a test holds them equal).
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NAME_WORDS = 3
 # Words of a request that say nothing about what the component is.
 _INSTRUCTION_WORDS = frozenset(
@@ -186,9 +187,10 @@ def component_path(
     """
     folder = root.strip("/")
     if tenant_id is not None:
-        if not _TENANT.match(tenant_id):
+        if not TENANT_ID.match(tenant_id):
             raise GenerationInputError(
-                f"tenant id {tenant_id!r} cannot be a folder name; use letters, digits, '_' and '-' (at most 64)."
+                f"tenant id {tenant_id!r} cannot be a folder name; use 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit."
             )
         folder = f"{folder}/{tenant_id}"
     if name is not None:

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 
 from generators.clock import Clock
+from generators.codegen.rounds import TENANT_ID
 from generators.deploy import AuditLog, Deployer, DeployError, Deployment
 from generators.deploy.models import sha256_hex
 from generators.improvement.attempting import (
@@ -137,7 +138,7 @@ class CandidateRunner:
         in the workspace: with the server's own source tree as the workspace, cycles can improve the server itself
         (always held for review)."""
         name = component.replace("-", "_")
-        if not _SAFE.match(name) or not _SAFE.match(tenant):
+        if not _SAFE.match(name) or not TENANT_ID.match(tenant):
             return None
         root = "components"
         folders = [root] if self.is_default(tenant) else [f"{root}/{tenant}"]

@@ -30,10 +30,11 @@ from generators.improvement.models import (
     OpportunitySource,
     Target,
     cycle_outcome,
+    emergency_target,
     outcome_counts,
 )
-from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, select
-from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, assess_targets
+from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, recent_rollbacks, select
+from generators.improvement.risk import assess_targets
 from generators.improvement.runner import Job, Progress
 from generators.improvement.store import CycleStore
 from generators.improvement.triggers import Emergency, Triggers
@@ -42,7 +43,6 @@ from generators.llm.spend import spend_scope
 
 logger = logging.getLogger(__name__)
 MAX_FINISHED_KEPT = 200
-MAX_ROLLBACKS_READ = 500  # a tenant's newest rolled-back deployments read for the risk of a change
 __all__ = ["Emergency", "ImprovementService"]
 
 
@@ -234,7 +234,7 @@ class ImprovementService:
                 self._opportunities, request.tenant, request.analysis_window_hours, request.component
             )
             if request.component is not None and request.trigger == "emergency" and not targets:
-                targets = [self._emergency_target(request)]
+                targets = [emergency_target(request)]
             picked = await self._pick(cycle, request, targets, reserved)
             await progress(
                 "opportunities",
@@ -283,7 +283,9 @@ class ImprovementService:
             runner.deployer.workspace,
             targets,
             locate=lambda t: runner.locate(request.tenant, t.component, t.own_code),
-            rollbacks=functools.partial(self._rollbacks, request.tenant),
+            rollbacks=lambda component: recent_rollbacks(
+                runner.deployer.store, request.tenant, component, self.clock()
+            ),
             shared_packages=runner.config.shared_packages,
         )
         assessed = await anyio.to_thread.run_sync(assess)
@@ -304,13 +306,6 @@ class ImprovementService:
             entries = [entry.to_dict() for entry in left[:MAX_LEFT_OUT]]
             await anyio.to_thread.run_sync(self.store.set_left_out, cycle.id, entries, len(left))
         return picked
-
-    def _rollbacks(self, tenant: str, component: str) -> int:
-        """Changes of the component rolled back recently (blocking)."""
-        found, _ = self.runner.deployer.store.list(tenant, "rolled_back", MAX_ROLLBACKS_READ)
-        since = self.clock() - ROLLBACK_MEMORY_SECONDS
-        key = busy_key(tenant, component)
-        return sum(1 for d in found if busy_key(tenant, d.component) == key and d.updated_at >= since)
 
     async def _finish(self, cycle: CycleRecord, error: str | None) -> CycleStatus:
         """Record the end of the cycle's run, its status derived from its candidates' outcomes."""
@@ -397,11 +392,6 @@ class ImprovementService:
     async def _audit(self, kind: str, subject: str, actor: str, tenant: str, detail: dict[str, Any]) -> None:
         call = functools.partial(self.runner.audit.append, kind, subject, actor=actor, tenant=tenant, detail=detail)
         await anyio.to_thread.run_sync(call)
-
-    def _emergency_target(self, request: CycleRequest) -> Target:
-        assert request.component is not None
-        metric = request.metric or "errors"
-        return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)
 
 
 async def _quiet(stage: str, message: str) -> None:

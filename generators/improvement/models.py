@@ -183,3 +183,10 @@ def cycle_outcome(candidates: list[CandidateRecord]) -> CycleStatus:
     if statuses <= ERRORED | {"skipped"}:  # no candidate got an answer from the model
         return "failed" if statuses & ERRORED else "nothing_to_do"
     return "no_improvement"
+
+
+def emergency_target(request: CycleRequest) -> Target:
+    """What an emergency cycle (a critical alarm's) works on: the alarm's component and metric."""
+    assert request.component is not None
+    metric = request.metric or "errors"
+    return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)

@@ -19,16 +19,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from generators.deploy import VersionStore
 from generators.improvement.models import Risk, Target
-from generators.improvement.risk import RiskAssessment, allowed
+from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, RiskAssessment, allowed
 
 LeftOutReason = Literal["same_component", "no_module", "risk_above_tolerance", "busy", "beyond_max_improvements"]
 MAX_LEFT_OUT = 50  # left-out opportunities kept with a cycle (the total is kept too)
+MAX_ROLLBACKS_READ = 500  # a tenant's newest rolled-back deployments read for the risk of a change
 
 
 def busy_key(tenant: str, component: str) -> tuple[str, str]:
     """One component, however its name is spelt (``my-comp`` and ``my_comp`` are one module)."""
     return tenant, component.replace("-", "_")
+
+
+def recent_rollbacks(versions: VersionStore, tenant: str, component: str, now: float) -> int:
+    """Changes of the component rolled back within the risk's memory (blocking): each raises its next change's risk."""
+    found, _ = versions.list(tenant, "rolled_back", MAX_ROLLBACKS_READ)
+    since, key = now - ROLLBACK_MEMORY_SECONDS, busy_key(tenant, component)
+    return sum(1 for d in found if busy_key(tenant, d.component) == key and d.updated_at >= since)
 
 
 @dataclass(frozen=True, slots=True)
