@@ -24,6 +24,7 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  │    ├── ``LLMNotConfigured``           unavailable
  │    ├── ``LLMUnavailable``             unavailable  the endpoint failed, or its circuit breaker is open
  │    └── ``SpendCapReached``            refused      a token or money cap is reached
+ ├── ``IllegalTransitionError``          internal     a candidate's status cannot follow its current one
  ├── ``ValidationInputError``            invalid      a workspace, path, test path or stage the pipeline cannot use
  ├── ``GenerationInputError``            invalid      a name or tenant that cannot become a module path
  ├── ``PromptBudgetError``               invalid      the fixed parts of a prompt do not fit its budget
@@ -205,6 +206,12 @@ class SpendCapReached(LLMError):
 # --- requests the parts cannot serve as given -----------------------------------------------------------------------
 
 
+class IllegalTransitionError(GeneratorError):
+    """An improvement candidate was to move to a status its current one does not lead to: a bug, nothing is saved."""
+
+    kind: ClassVar[ErrorKind] = "internal"
+
+
 class ValidationInputError(GeneratorError):
     """The workspace, a path in the change, a test path or a stage name is unusable; the message says which. Problems
     *in* the code (a syntax error, an ``eval``) are findings in the validation report, never exceptions."""
@@ -262,10 +269,13 @@ def storage_full(directory: Path, folder: Folder = "data directory") -> Iterator
 
 
 def failure_text(exc: BaseException, log: logging.Logger, doing: str) -> str:
-    """What a caller reads of a failure while ``doing``: a domain error's own message; anything else (a bug, a raw
-    OS or SQLite error with paths in it) reads "internal error (id …)", and the log has its traceback under that id."""
-    if isinstance(exc, GeneratorError):
-        log.warning("%s failed: %s", doing, exc)
+    """What a caller reads of a failure while ``doing``: the message of an error that says its kind (a domain error of
+    either package); anything else (a bug, a raw OS or SQLite error with paths in it) reads "internal error (id …)".
+    An internal failure is logged with its traceback, under that id when the caller does not see its message."""
+    kind = getattr(type(exc), "kind", None)
+    if isinstance(kind, str) and isinstance(exc, Exception):
+        log.log(logging.ERROR if kind == "internal" else logging.WARNING, "%s failed: %s", doing, exc,
+                exc_info=exc if kind == "internal" else None)  # fmt: skip
         return str(exc)
     error_id = secrets.token_hex(6)
     log.error("%s failed: internal error %s", doing, error_id, exc_info=exc)

@@ -36,7 +36,7 @@ class FakeClock:
             await anyio.lowlevel.checkpoint()
             return
         woken = anyio.Event()
-        entry = (deadline, woken, anyio.get_current_task().name)
+        entry = (deadline, woken, anyio.get_current_task().name or "")
         self._sleepers.append(entry)
         self._tell_parked()
         try:

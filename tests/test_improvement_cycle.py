@@ -436,9 +436,11 @@ async def test_autonomous_mode_runs_cycles_on_its_schedule(settings: Settings, s
         await clock.parked(AUTONOMOUS_TASK)
         assert (await call(client, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"] == []
         await clock.step(hour, AUTONOMOUS_TASK)  # the schedule's hour has passed: the cycle has started
-        await cycle_when(client, await first_cycle_id(client), first_candidate_in("monitoring"))
-        clock.advance(hour)  # past the monitoring period: the change is judged
-        cycle = await cycle_when(client, await first_cycle_id(client), finished)
+        cycle_id = await first_cycle_id(client)
+        await cycle_when(client, cycle_id, first_candidate_in("monitoring"))
+        clock.advance(1.0)  # past the monitoring period (half a second), not the schedule's next hour: judged
+        cycle = await cycle_when(client, cycle_id, finished)
+        assert len((await call(client, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"]) == 1
     assert cycle["trigger"] == "autonomous" and cycle["candidates"][0]["status"] == "kept", cycle
 
 

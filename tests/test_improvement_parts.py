@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from generators.deploy import FileVersion
-from generators.errors import BenchmarkError
+from generators.errors import BenchmarkError, IllegalTransitionError
 from generators.improvement import CycleConfig
 from generators.improvement.bench import run_interleaved
 from generators.improvement.evaluation import Subject, evaluate
+from generators.improvement.models import TRANSITIONS, CandidateRecord, CandidateStatus, check_transition
 from generators.improvement.proof import prove_fix
 from generators.validation import ValidationConfig, ValidationPipeline
 
@@ -238,3 +240,39 @@ def test_an_error_fix_must_bring_a_test_that_fails_on_the_old_code(
         assert proof.message.startswith("the change does not prove its fix")
         assert "Add to tests/test_kv.py a test that reproduces the logged failure" in proof.message
     assert (ws / "components" / "kv.py").read_text(encoding="utf-8") == KV_OLD, "run in the sandbox, not in place"
+
+
+def test_every_candidate_status_has_its_ways_out_and_each_is_reachable() -> None:
+    """The transition table names every status, and every status can be reached from a new (queued) candidate."""
+    statuses = set(get_args(CandidateStatus))
+    assert set(TRANSITIONS) == statuses
+    assert all(TRANSITIONS[s] <= statuses for s in statuses)
+    reached, frontier = {"queued"}, ["queued"]
+    while frontier:
+        for after in TRANSITIONS[frontier.pop()] - reached:  # type: ignore[index]
+            reached.add(after)
+            frontier.append(after)
+    assert reached == statuses
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "allowed"),
+    [
+        ("queued", "generating", True),
+        ("generating", "generating", True),  # more detail, same status
+        ("deploying", "pending_approval", True),
+        ("pending_approval", "monitoring", True),  # approved
+        ("monitoring", "kept", True),
+        ("kept", "generating", False),  # a settled candidate never starts again
+        ("queued", "monitoring", False),  # nothing is monitored that was not deployed
+        ("rolled_back", "kept", False),
+        ("pending_approval", "kept", False),  # an approval deploys, the verdict comes after monitoring
+    ],
+)
+def test_a_candidate_moves_only_along_the_transition_table(before: str, after: str, allowed: bool) -> None:
+    record = CandidateRecord("c1", 0, "slow_stats", "latency_ms", before, 0.0)  # type: ignore[arg-type]
+    if allowed:
+        check_transition(record, after)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(IllegalTransitionError, match=f"cannot go from {before} to {after}"):
+            check_transition(record, after)  # type: ignore[arg-type]

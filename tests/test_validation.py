@@ -200,6 +200,15 @@ def test_cross_tenant_references_fail(workspace: Path, code: str) -> None:
     assert "TEN001" in rules(validate(workspace, code), "tenancy")
 
 
+@pytest.mark.parametrize("tenant", ["acme.eu", "acme-eu", "9lives"])
+def test_a_path_into_a_tenant_folder_of_any_tenant_id_fails(workspace: Path, tenant: str) -> None:
+    """A tenant id may hold '.', '-' or start with a digit; a path into its folder is still another tenant's."""
+    (workspace / "components" / tenant).mkdir()
+    (workspace / "components" / tenant / "books.py").write_text("X = 1\n", encoding="utf-8")
+    for code in (f"PATH = 'components/{tenant}/books.py'\n", f"PATH = r'components\\{tenant}\\books.py'\n"):
+        assert rules(validate(workspace, code, tenant="shop"), "tenancy") == ["TEN001"], code
+
+
 def test_own_and_shared_packages_are_allowed(workspace: Path) -> None:
     code = "from components.shared.money import cents\nfrom components.shop.utils import helper\nfrom . import utils\n"
     report = validate(workspace, code, tenant="shop")

@@ -39,6 +39,7 @@ from generators.improvement.models import (
     CandidateStatus,
     CycleConfig,
     MetricFigures,
+    check_transition,
 )
 from generators.improvement.runner import ACTOR, Job, Progress
 from generators.improvement.store import CycleStore
@@ -81,6 +82,9 @@ class CandidateRunner:
         self.clock = clock
 
     async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None:
+        """Record the candidate's new status (a transition :data:`~generators.improvement.models.TRANSITIONS`
+        allows, else :class:`~generators.errors.IllegalTransitionError` and nothing is saved) with more detail."""
+        check_transition(record, status)
         record.status = status
         record.updated_at = self.clock()
         record.detail.update(detail)

@@ -178,7 +178,7 @@ class ImprovementService:
         return await anyio.to_thread.run_sync(self.store.get, cycle_id)
 
     def request_emergency(self, emergency: Emergency) -> None:
-        """Thread-safe: ask for an emergency cycle (picked up within a second)."""
+        """Thread-safe: ask for an emergency cycle (handed to the event loop, which starts it)."""
         self._triggers.request_emergency(emergency)
 
     async def after_decision(self, change: Deployment) -> None:

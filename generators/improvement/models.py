@@ -7,8 +7,11 @@ engine and the telemetry store.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
+
+from generators.errors import IllegalTransitionError
 
 Direction = Literal["up_is_bad", "down_is_bad", "neutral"]
 Risk = Literal["low", "medium", "high"]
@@ -44,6 +47,30 @@ CandidateStatus = Literal[
     "error",
     "interrupted",
 ]
+# Where a candidate may go from each status (saving the same status again, with more detail, is always allowed). A
+# status with no way out is final. "interrupted" is also set by the store at start-up (queued or generating when the
+# server stopped).
+FINAL: Final[tuple[CandidateStatus, ...]] = (
+    "validation_failed", "skipped", "dry_run", "rejected", "deploy_failed", "kept", "rolled_back", "regressed",
+    "error", "interrupted",
+)  # fmt: skip
+TRANSITIONS: Final[Mapping[CandidateStatus, frozenset[CandidateStatus]]] = {
+    "queued": frozenset({"generating", "skipped", "error", "interrupted"}),
+    "generating": frozenset({"skipped", "validation_failed", "dry_run", "deploying", "error", "interrupted"}),
+    "deploying": frozenset({"pending_approval", "deploy_failed", "monitoring", "rejected", "error", "interrupted"}),
+    "pending_approval": frozenset({"monitoring", "rejected", "error"}),
+    "monitoring": frozenset({"kept", "regressed", "rolled_back", "error"}),
+    **dict.fromkeys(FINAL, frozenset()),
+}
+
+
+def check_transition(record: CandidateRecord, status: CandidateStatus) -> None:
+    """Raise :class:`IllegalTransitionError` unless ``record`` may go to ``status`` (see :data:`TRANSITIONS`)."""
+    if status != record.status and status not in TRANSITIONS[record.status]:
+        raise IllegalTransitionError(
+            f"candidate {record.position} of cycle {record.cycle_id} ({record.component}) cannot go from "
+            f"{record.status} to {status}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

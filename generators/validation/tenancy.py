@@ -19,8 +19,12 @@ class _Tenancy:
         self.config, self.is_dir = config, is_dir
         self.roots = {PurePosixPath(r).as_posix() for r in config.component_roots}
         self.system_tenant = system_tenant
-        names = "|".join(re.escape(r.replace("/", ".")) for r in sorted(self.roots))
-        self.pattern = re.compile(rf"(?<![\w.])(?:{names})[./\\]([A-Za-z_]\w*)") if names else None
+        dotted = "|".join(re.escape(r.replace("/", ".")) for r in sorted(self.roots))
+        paths = "|".join(re.escape(r) for r in sorted(self.roots))
+        # In a string: a module path (components.bank.ledger) or a file path (components/acme.eu/x.py, whose
+        # folder may be any tenant id: letters, digits, '.', '_', '-').
+        self.dotted = re.compile(rf"(?<![\w.])(?:{dotted})\.[A-Za-z_]\w*") if dotted else None
+        self.path = re.compile(rf"(?<![\w.])(?:{paths})[/\\][A-Za-z0-9][A-Za-z0-9_.-]*") if paths else None
 
     def locate(self, path: str) -> tuple[str, str] | None:
         """``(component root, tenant)`` when ``path`` lies in a tenant's folder (``components/<tenant>/...``)."""
@@ -37,9 +41,9 @@ class _Tenancy:
         found = self.locate(path)
         return found[1] if found else None
 
-    def other_tenant(self, dotted: str, own: str) -> str | None:
-        """The foreign tenant package (a folder under a component root) ``dotted`` lies in, if it names one."""
-        found = self.locate(dotted.replace(".", "/") + "/_")
+    def other_tenant(self, path: str, own: str) -> str | None:
+        """The foreign tenant package (a folder under a component root) ``path`` (``/``-separated) lies in, if any."""
+        found = self.locate(path + "/_")
         if found is None or found[1] == own or not self.is_dir(f"{found[0]}/{found[1]}"):
             return None
         return found[1]
@@ -47,29 +51,35 @@ class _Tenancy:
     def scan(self, path: str, tree: ast.Module, own: str) -> list[Finding]:
         seen: dict[tuple[int, str, str], Finding] = {}
         for node in ast.walk(tree):
-            for dotted, how in self._references(path, node):
-                other = self.other_tenant(dotted, own)
+            for where, how in self._references(path, node):
+                other = self.other_tenant(where, own)
                 if other is not None and isinstance(node, ast.expr | ast.stmt):
                     message = f"tenant {own!r} code {how} tenant {other!r}'s package; use only its own or shared ones"
                     seen.setdefault((node.lineno, other, how), Finding(path, node.lineno, message, "TEN001"))
         return list(seen.values())
 
     def _references(self, path: str, node: ast.AST) -> list[tuple[str, str]]:
+        """What ``node`` refers to, as ``/``-separated paths, with how (imports or names)."""
         if isinstance(node, ast.Import):
-            return [(alias.name, "imports") for alias in node.names]
+            return [(_slashed(alias.name), "imports") for alias in node.names]
         if isinstance(node, ast.ImportFrom):
             module = absolute_module(path, node, self.config)
             if module is None:
                 return []
-            return [(f"{module}.{alias.name}" if module else alias.name, "imports") for alias in node.names]
+            return [(_slashed(f"{module}.{alias.name}" if module else alias.name), "imports") for alias in node.names]
         if isinstance(node, ast.Attribute):
             dotted = dotted_name(node, {})
-            return [(dotted, "names")] if dotted else []
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and self.pattern is not None:
-            return [
-                (m.group(0).replace("/", ".").replace("\\", "."), "names") for m in self.pattern.finditer(node.value)
-            ]
+            return [(_slashed(dotted), "names")] if dotted else []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found = [_slashed(m.group(0)) for m in self.dotted.finditer(node.value)] if self.dotted else []
+            if self.path is not None:
+                found += [m.group(0).replace("\\", "/") for m in self.path.finditer(node.value)]
+            return [(where, "names") for where in found]
         return []
+
+
+def _slashed(dotted: str) -> str:
+    return dotted.replace(".", "/")
 
 
 def check_tenancy(

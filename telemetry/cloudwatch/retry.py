@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from telemetry.errors import failure_text
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # botocore's own throttling and transient codes (botocore.retries.standard), plus the 5xx codes seen from CloudWatch.
@@ -38,12 +43,15 @@ TOO_MANY_REQUESTS = 429
 
 
 def describe_error(exc: BaseException) -> str:
-    """``Code: message`` of an AWS error, else the exception's type and text (no credentials appear in either)."""
+    """``Code: message`` of an AWS error; ``Type: text`` of botocore's own (network, endpoint: no credentials appear
+    in either); anything else (a bug, a store's error with its paths) reads "internal error (id …)", logged by id."""
     response: Any = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         error = response["Error"]
         return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+    if type(exc).__module__.startswith(("botocore", "urllib3")):
+        return f"{type(exc).__name__}: {exc}"
+    return failure_text(exc, logger, "a CloudWatch call")
 
 
 def is_transient(exc: BaseException) -> bool:
