@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
 
-from generators.changes import ChangeService
+from generators.changes import ChangeService, ComponentService
 from generators.improvement import SqliteCycleStore
 from generators.improvement.attempts import SqliteAttemptArchive
 from generators.improvement.candidate import CandidateRunner
@@ -135,6 +135,7 @@ async def open_services(
     )
     improvements = await _improvement_service(settings, opened, stores, learning, feed=feed, clock=clock)
     changes = ChangeService(stores.deployer, stores.versions, stores.audit)
+    components = ComponentService(stores.generator, stores.deployer, stores.audit)
     changes.on_decision(improvements.after_decision)  # a cycle monitors its approved change, settles a rejected one
     cloudwatch = (
         CloudWatchStreamer(settings.cloudwatch, store, clock=clock, on_access=partial(audit_cloudwatch, stores.audit))
@@ -157,6 +158,7 @@ async def open_services(
         deployer=stores.deployer,
         versions=stores.versions,
         changes=changes,
+        components=components,
         audit=stores.audit,
         llm=stores.llm,
         generator=stores.generator,

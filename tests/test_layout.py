@@ -97,7 +97,7 @@ PARTS = {
         "llm": {"deploy", "errors", "sqlite_db"},
         "codegen": {"errors", "llm", "validation"},
         "improvement": {"clock", "codegen", "deploy", "errors", "llm", "sqlite_db", "validation"},
-        "changes": {"deploy", "errors"},
+        "changes": {"codegen", "deploy", "errors", "llm"},
     },
 }
 

@@ -8,7 +8,8 @@ files not asked for, changed nothing, or failed validation) is a normal answer (
 outcome and problems, the report), so the agent can read why, and is never deployed; a refused request (flags off,
 no LLM, LLM down, bad name) is a ``ToolError``. With ``deploy`` the accepted files are written as one transaction,
 except for tenant ``system``: system-wide changes wait in ``pending_approval`` for a caller with the ``approve``
-role. Every request and result is in the audit log, with each round's outcome, tokens and seconds.
+role. Every request and result is in the audit log, with each round's outcome, tokens and seconds. The use case is
+:class:`generators.changes.ComponentService`'s; this module checks roles and switches and shapes the answer.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from generators.changes import ComponentRequest
 from generators.codegen.models import RoundOutcome
 from generators.deploy import Deployment, DeploymentStatus
-from generators.llm import LLMError, LLMNotConfigured, spend_scope
-from tools.access import Caller, authorize
-from tools.errors import ToolFailure, domain_errors
+from generators.llm import LLMNotConfigured
+from tools.access import authorize
+from tools.errors import ToolFailure, domain_errors, domain_message
 from tools.services import Services, services
 
 if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
@@ -38,9 +38,7 @@ MAX_PROBLEM_CHARS = 2_000  # each problem of a round
 MAX_REPORT_CHARS = 8_000  # the validation text, and the validation dict's JSON size
 MAX_FINDINGS = 20  # per stage in the validation dict
 MAX_OUTPUT_TAIL = 2_000  # test output kept per stage in the validation dict
-EXCERPT_CHARS = 500  # of the requirements, in the audit log
 DEFAULT_TENANT = "default"
-SYSTEM_TENANT = "system"
 
 
 class RoundSummary(BaseModel):
@@ -124,8 +122,10 @@ def register(server: MCPServer) -> None:
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
-        scoped = None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else tenant_id
-        await anyio.to_thread.run_sync(_audit_request, svc, caller, tenant_id, component_type, requirements, name)
+        request = ComponentRequest(
+            component_type, requirements, tenant_id, None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else
+            tenant_id, caller.name, name=name, context=context, deploy=deploy,
+        )  # fmt: skip
         steps = 0
 
         async def progress(stage: str, number: int, message: str) -> None:
@@ -133,23 +133,13 @@ def register(server: MCPServer) -> None:
             steps += 1
             await ctx.report_progress(steps, None, f"round {number} {stage}: {message}")
 
-        try:
-            with domain_errors(), spend_scope(tenant_id, actor=caller.name):  # its LLM tokens count for the tenant
-                result = await svc.generator().generate_component(
-                    component_type, requirements, name=name, context=context, tenant_id=scoped, progress=progress
-                )
-        except ToolError as exc:
-            error = exc.__cause__ if isinstance(exc.__cause__, LLMError) else exc
-            await anyio.to_thread.run_sync(_audit_failure, svc, caller, tenant_id, str(error))
-            raise
-        await anyio.to_thread.run_sync(_audit_result, svc, caller, tenant_id, result)
-        deployment, deploy_error = None, None
-        if deploy and result.succeeded:
+        async def deploying() -> None:
             await ctx.report_progress(steps + 1, None, "deploying")
-            deployment, deploy_error = await anyio.to_thread.run_sync(
-                _deploy, svc, caller, tenant_id, requirements, result
-            )
-        return _output(tenant_id, result, deployment, deploy_error, deploy)
+
+        with domain_errors():
+            done = await svc.components.generate(request, progress, deploying)
+        deploy_error = domain_message(done.deploy_error) if done.deploy_error is not None else None
+        return _output(tenant_id, done.result, done.deployment, deploy_error, deploy)
 
 
 def check_enabled(svc: Services) -> None:
@@ -165,56 +155,6 @@ def check_enabled(svc: Services) -> None:
             "SELF_BUILDING_ENABLE_COMPONENT_GENERATION=false); an operator must turn it on",
             "refused",
         )
-
-
-def _audit_request(
-    svc: Services, caller: Caller, tenant: str, component_type: str, requirements: str, name: str | None
-) -> None:
-    detail = {"component_type": component_type, "name": name, "requirements": requirements[:EXCERPT_CHARS]}
-    svc.audit.append("generation_request", name or component_type, actor=caller.name, tenant=tenant, detail=detail)
-
-
-def _audit_failure(svc: Services, caller: Caller, tenant: str, error: str) -> None:
-    detail = {"succeeded": False, "error": error[:EXCERPT_CHARS]}
-    svc.audit.append("generation_result", "error", actor=caller.name, tenant=tenant, detail=detail)
-
-
-def _audit_result(svc: Services, caller: Caller, tenant: str, result: GenerationResult) -> None:
-    detail = {
-        "succeeded": result.succeeded,
-        "rounds": len(result.rounds),
-        "outcomes": [r.outcome for r in result.rounds],
-        "round_tokens": [r.prompt_tokens + r.completion_tokens for r in result.rounds],
-        "round_seconds": [round(r.latency_ms / 1000, 3) for r in result.rounds],
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "files": sorted(result.change.files) if result.change else [],
-        "validation_passed": result.report.passed if result.report else None,
-    }
-    subject = result.target_path or "component"
-    svc.audit.append("generation_result", subject, actor=caller.name, tenant=tenant, detail=detail)
-
-
-def _deploy(
-    svc: Services, caller: Caller, tenant: str, requirements: str, result: GenerationResult
-) -> tuple[Deployment | None, str | None]:
-    """Deploy (or, for tenant ``system``, propose) the accepted change; a refusal comes back as its message."""
-    assert result.change is not None  # only called for a succeeded result
-    files = {path: text.encode("utf-8") for path, text in result.change.files.items()}
-    component = (result.target_path or "component").rsplit("/", 1)[-1].removesuffix(".py")
-    reason = f"generated: {requirements[:200]}"
-    detail = {"validation": result.report.to_dict() if result.report else None, "rounds": len(result.rounds)}
-    try:
-        with domain_errors():
-            if tenant == SYSTEM_TENANT:
-                done = svc.deployer.propose(
-                    tenant, component, files, actor=caller.name, reason=reason, hold_for_approval=True, detail=detail
-                )
-            else:
-                done = svc.deployer.deploy(tenant, component, files, actor=caller.name, reason=reason, detail=detail)
-    except ToolError as exc:
-        return None, str(exc)
-    return done, None
 
 
 def _output(

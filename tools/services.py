@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from generators.changes import ChangeService
+from generators.changes import ChangeService, ComponentService
 from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
@@ -60,6 +60,7 @@ class Services:
     deployer: Deployer
     versions: VersionStore
     changes: ChangeService
+    components: ComponentService
     audit: AuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]  # built on first use: start-up does not import the generation loop
