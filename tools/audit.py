@@ -6,7 +6,8 @@ key limited to some tenants never sees another tenant's entries. Keys for every 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -16,7 +17,20 @@ from pydantic import BaseModel, Field
 from generators.deploy import AuditEntry, AuditLog, AuditPage
 from tools.access import Caller, authorize
 from tools.monitoring import parse_since
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.clock import Clock
+
+
+class Needs(Protocol):
+    """What the audit tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 class AuditRecord(BaseModel):
@@ -50,7 +64,7 @@ def _record(e: AuditEntry) -> AuditRecord:
     )
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the audit-log tool to ``server``."""
 
     @server.tool(title="Audit log", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -71,7 +85,7 @@ def register(server: MCPServer) -> None:
         tenants this key may use.
         """
         caller = authorize("read")
-        svc = services(ctx)
+        svc = deps()
         start = parse_since(since, svc.clock())
         page = await anyio.to_thread.run_sync(query_visible, svc.audit, caller, start, kind, limit)
         return AuditLogResult(entries=[_record(e) for e in page.entries], has_more=page.has_more, since=start)

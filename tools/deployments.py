@@ -11,7 +11,8 @@ and shapes the answers.
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -30,11 +31,29 @@ from generators.deploy.transaction import file_sha256
 from tools.access import Caller, Role, authorize, authorize_resource
 from tools.errors import domain_errors
 from tools.outcome import kind_of
-from tools.services import Services, ServicesRef, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from generators.changes import ChangeService
+    from generators.deploy import VersionStore
+
 
 MAX_DIFF_CHARS = 20_000  # all files of one get_deployment answer together
 MAX_PENDING = 100
 ID = Annotated[str, Field(min_length=1, max_length=64, description="Deployment id.")]
+
+
+class Needs(Protocol):
+    """What the deployments tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def changes(self) -> ChangeService: ...
+
+    @property
+    def deployer(self) -> Deployer: ...
+
+    @property
+    def versions(self) -> VersionStore: ...
 
 
 class DeploymentSummary(BaseModel):
@@ -133,7 +152,7 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> tuple[Deployment, Caller]:
+async def visible_deployment(svc: Needs, deployment_id: str, role: Role) -> tuple[Deployment, Caller]:
     """The deployment, after checking ``role`` (the change service checks the caller's tenants: else not found)."""
     caller = authorize(role)
     with domain_errors():
@@ -142,7 +161,7 @@ async def visible_deployment(svc: Services, deployment_id: str, role: Role) -> t
     return found, caller
 
 
-async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDetail:
+async def deployment_detail(svc: Needs, deployment_id: str) -> DeploymentDetail:
     """One deployment with its files and diffs, for a caller with ``read`` on its tenant (else: not found)."""
     found, _ = await visible_deployment(svc, deployment_id, "read")
     versions = await anyio.to_thread.run_sync(svc.versions.files, deployment_id)
@@ -153,7 +172,7 @@ async def deployment_detail(svc: Services, deployment_id: str) -> DeploymentDeta
     )  # fmt: skip
 
 
-async def rollback(svc: Services, deployment_id: str, reason: str) -> ActionResult:
+async def rollback(svc: Needs, deployment_id: str, reason: str) -> ActionResult:
     """Roll a deployment back for a caller with ``improve`` on its tenant (the tool and the dashboard).
 
     Raises:
@@ -165,7 +184,7 @@ async def rollback(svc: Services, deployment_id: str, reason: str) -> ActionResu
     return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
 
 
-def register(server: MCPServer, ref: ServicesRef) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the deployment and approval tools, and the ``deployments://{deployment_id}`` resource, to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     destructive = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
@@ -179,7 +198,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     ) -> DeploymentList:
         """Deployments of generated code into the workspace for a tenant, newest first, with status and files."""
         authorize("read", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         rows, more = await anyio.to_thread.run_sync(svc.versions.list, tenant_id, status, limit)
         return DeploymentList(tenant_id=tenant_id, status=status, deployments=[summary(d) for d in rows], has_more=more)
 
@@ -188,7 +207,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """One deployment in full: each file's hashes and bounded diff, the reason, git commits and the recorded
         detail.
         """
-        return await deployment_detail(services(ctx), deployment_id)
+        return await deployment_detail(deps(), deployment_id)
 
     @server.resource(
         "deployments://{deployment_id}",
@@ -200,7 +219,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     async def deployment_resource(deployment_id: str) -> str:
         authorize_resource("read")
         try:
-            detail = await deployment_detail(ref.get(), deployment_id)
+            detail = await deployment_detail(deps(), deployment_id)
         except ToolError as exc:
             if kind_of(exc) == "not_found":
                 raise ResourceNotFoundError(str(exc)) from exc
@@ -216,7 +235,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """Restore the exact previous bytes of every file of a deployed change (files it created are removed); refused,
         writing nothing, when those files changed since.
         """
-        return await rollback(services(ctx), deployment_id, reason)
+        return await rollback(deps(), deployment_id, reason)
 
     @server.tool(title="Pending approvals", annotations=read_only)
     async def list_pending_approvals(ctx: Context[Services, Any]) -> PendingApprovals:
@@ -224,7 +243,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         approve_change.
         """
         caller = authorize("approve")
-        rows, more = await services(ctx).changes.listing(caller, "pending_approval", MAX_PENDING)
+        rows, more = await deps().changes.listing(caller, "pending_approval", MAX_PENDING)
         return PendingApprovals(changes=[summary(d) for d in rows], has_more=more)
 
     @server.tool(title="Approve or reject a change", annotations=destructive)
@@ -237,7 +256,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """Decide a pending change: approving writes its files as one transaction (refused if they changed since it was
         proposed); rejecting writes nothing.
         """
-        svc = services(ctx)
+        svc = deps()
         found, caller = await visible_deployment(svc, change_id, "approve")
         with domain_errors():
             done = await svc.changes.decide(caller, found, approve, reason)

@@ -15,7 +15,8 @@ role. Every request and result is in the audit log, with each round's outcome, t
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
@@ -27,7 +28,12 @@ from generators.deploy import Deployment, DeploymentStatus
 from generators.llm import LLMNotConfigured
 from tools.access import authorize
 from tools.errors import ToolFailure, domain_errors, domain_message
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from generators.changes import ComponentService
+    from generators.llm import LLMClient
+
 
 if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
     from generators.codegen.rounds import GenerationResult, RoundRecord
@@ -39,6 +45,29 @@ MAX_REPORT_CHARS = 8_000  # the validation text, and the validation dict's JSON 
 MAX_FINDINGS = 20  # per stage in the validation dict
 MAX_OUTPUT_TAIL = 2_000  # test output kept per stage in the validation dict
 DEFAULT_TENANT = "default"
+
+
+class Switches(Protocol):
+    """The operator's switches of self-building."""
+
+    @property
+    def component_generation_enabled(self) -> bool: ...
+
+    @property
+    def self_building_enabled(self) -> bool: ...
+
+
+class Needs(Switches, Protocol):
+    """What the generation tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def components(self) -> ComponentService: ...
+
+    @property
+    def default_tenant(self) -> str: ...
+
+    @property
+    def llm(self) -> LLMClient: ...
 
 
 class RoundSummary(BaseModel):
@@ -76,7 +105,7 @@ class GenerationOutput(BaseModel):
     message: str = Field(description="What happened.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add ``generate_component`` to ``server``."""
 
     @server.tool(
@@ -118,7 +147,7 @@ def register(server: MCPServer) -> None:
         (system-wide changes wait for approval).
         """
         caller = authorize("improve", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
@@ -142,7 +171,7 @@ def register(server: MCPServer) -> None:
         return _output(tenant_id, done.result, done.deployment, deploy_error, deploy)
 
 
-def check_enabled(svc: Services) -> None:
+def check_enabled(svc: Switches) -> None:
     if not svc.self_building_enabled:
         raise ToolFailure(
             "self-building is switched off on this server (setting enable_self_building / "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
 from mcp import MCPError
@@ -26,8 +27,15 @@ from generators.improvement.picking import MAX_LEFT_OUT, LeftOutReason
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
 from tools.errors import ToolFailure, shown
-from tools.generation import check_enabled
-from tools.services import Services, ServicesRef, services
+from tools.generation import Switches, check_enabled
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from generators.changes import ChangeService
+    from generators.deploy import VersionStore
+    from generators.improvement.cycle import ImprovementService
+    from generators.llm import LLMClient
+
 
 if TYPE_CHECKING:
     from generators.improvement import CandidateRecord, CycleRecord
@@ -38,6 +46,25 @@ ACTIVE_URI = "improvements://active"
 MAX_ACTIVE = 20
 MAX_ACTIVE_SCAN = 500  # cycles read before the caller's tenants are picked out
 CYCLE_ID = Annotated[str, Field(min_length=1, max_length=64, description="Cycle id from trigger_improvement_cycle.")]
+
+
+class Needs(Switches, Protocol):
+    """What the improvement tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def changes(self) -> ChangeService: ...
+
+    @property
+    def improvement_wait_seconds(self) -> float: ...
+
+    @property
+    def improvements(self) -> ImprovementService: ...
+
+    @property
+    def llm(self) -> LLMClient: ...
+
+    @property
+    def versions(self) -> VersionStore: ...
 
 
 class CandidateView(BaseModel):
@@ -98,7 +125,7 @@ class ActiveImprovements(BaseModel):
 MAX_ATTEMPTS = 20
 
 
-def register(server: MCPServer, ref: ServicesRef) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the improvement-cycle tools and the ``improvements://active`` resource to ``server``."""
 
     @server.resource(
@@ -111,7 +138,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     )
     async def active_improvements_resource() -> str:
         caller = authorize_resource("read")
-        found, more = await anyio.to_thread.run_sync(ref.get().improvements.store.active, MAX_ACTIVE_SCAN)
+        found, more = await anyio.to_thread.run_sync(deps().improvements.store.active, MAX_ACTIVE_SCAN)
         visible = [view(c) for c in found if caller.may_use(c.tenant)]
         answer = ActiveImprovements(cycles=visible[:MAX_ACTIVE], has_more=more or len(visible) > MAX_ACTIVE)
         return answer.model_dump_json(indent=2)
@@ -127,7 +154,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     )
     async def attempts_resource(tenant_id: str, component: str) -> str:
         caller = authorize_resource("read")
-        archive = ref.get().improvements.runner.attempts
+        archive = deps().improvements.runner.attempts
         if not caller.may_use(tenant_id) or archive is None:
             raise ResourceNotFoundError(f"no attempts of {component!r} for tenant {tenant_id!r} that you may read")
         found = await anyio.to_thread.run_sync(archive.recent, tenant_id, component, MAX_ATTEMPTS)
@@ -159,7 +186,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         ends or at the server's wait limit (then use get_improvement_cycle).
         """
         caller = authorize("improve", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
@@ -190,7 +217,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     async def get_improvement_cycle(ctx: Context[Services, Any], cycle_id: CYCLE_ID) -> CycleView:
         """One improvement cycle as it stands, with every candidate."""
         caller = authorize("read")
-        svc = services(ctx)
+        svc = deps()
         found = await svc.improvements.get(cycle_id)
         if found is None or not caller.may_use(found.tenant):
             raise ToolFailure(
@@ -205,7 +232,7 @@ class ApprovalAnswer(BaseModel):
     reason: str = Field("decided in the client", max_length=500, description="Why; kept in the audit log.")
 
 
-async def ask_approvals(ctx: Context[Services, Any], svc: Services, caller: Caller, cycle: CycleRecord) -> bool:
+async def ask_approvals(ctx: Context[Services, Any], svc: Needs, caller: Caller, cycle: CycleRecord) -> bool:
     """Ask the user of a client that supports elicitation to decide the cycle's held changes, when the caller may
     approve; True when something was decided. Clients without a back channel are left to approve_change."""
     held = [c for c in cycle.candidates if c.status == "pending_approval" and c.deployment_id]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -12,10 +13,28 @@ from pydantic import BaseModel, Field
 from telemetry.ingest import MAX_ITEMS, MAX_REJECTIONS_LISTED, Accepted, Rejection, validate_batch
 from tools.access import authorize
 from tools.errors import bounded, domain_errors
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.clock import Clock
+    from telemetry.store.records import TelemetryStore
+
 
 _ITEM_NOTE = f"At most {MAX_ITEMS} items in all per call."
 REASON_CHARS = 300  # a reason may quote the item (a timestamp, a dimension name): never a megabyte of it, 100 times
+
+
+class Needs(Protocol):
+    """What the ingestion tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def retention_seconds(self) -> float: ...
+
+    @property
+    def telemetry(self) -> TelemetryStore: ...
 
 
 class IngestResult(BaseModel):
@@ -26,7 +45,7 @@ class IngestResult(BaseModel):
     has_more: bool = Field(description="True: more were refused than listed.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the telemetry tools to ``server``."""
 
     @server.tool(title="Ingest telemetry", annotations=ToolAnnotations(open_world_hint=False))
@@ -57,7 +76,7 @@ def register(server: MCPServer) -> None:
         refused; each refused one is reported with its reason. Needs `ingest` on the tenant.
         """
         authorize("ingest", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         with domain_errors():
             batch = validate_batch(
                 tenant_id, metrics, logs, events, now=svc.clock(), retention_seconds=svc.retention_seconds

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -13,7 +14,17 @@ from telemetry.ingest import check_tenant
 from telemetry.learning.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.learning.engine import LearningEngine
+
+
+class Needs(Protocol):
+    """What the insights tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def learning(self) -> LearningEngine: ...
 
 
 class InsightsResult(BaseModel):
@@ -28,7 +39,7 @@ class InsightsResult(BaseModel):
     summary: InsightSummary = Field(description="Counts over the whole window.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the insight tools to ``server``."""
 
     @server.tool(title="Telemetry insights", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -46,7 +57,7 @@ def register(server: MCPServer) -> None:
         but the newest quarter. Needs `read` on the tenant.
         """
         authorize("read", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         with domain_errors():
             check_tenant(tenant_id)
         analysis = await anyio.to_thread.run_sync(

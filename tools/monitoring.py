@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
@@ -17,11 +18,30 @@ from telemetry.monitoring.monitor import MonitorState
 from telemetry.monitoring.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
 from tools.errors import ToolFailure, shown
-from tools.services import Services, ServicesRef, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.clock import Clock
+    from telemetry.host.sampler import Sampler
+    from telemetry.monitoring.monitor import Monitor
+
 
 EVENTS_URI = "monitoring://events"
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Needs(Protocol):
+    """What the monitoring tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def monitor(self) -> Monitor: ...
+
+    @property
+    def sampler(self) -> Sampler: ...
 
 
 class ThresholdUpdate(BaseModel):
@@ -88,7 +108,7 @@ def parse_since(since: float | str | None, now: float) -> float | None:
     return start
 
 
-async def monitoring_status(svc: Services) -> MonitoringStatus:
+async def monitoring_status(svc: Needs) -> MonitoringStatus:
     monitor = svc.monitor
     recent = await monitor.store.query(limit=10)
     snap = await svc.sampler.latest()
@@ -99,7 +119,7 @@ async def monitoring_status(svc: Services) -> MonitoringStatus:
     )
 
 
-def register(server: MCPServer, ref: ServicesRef) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the monitoring tools and the events resource to ``server``."""
     local = ToolAnnotations(open_world_hint=False)
 
@@ -118,7 +138,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         stored and pushed on monitoring://events. Needs `admin`.
         """
         authorize("admin")
-        svc = services(ctx)
+        svc = deps()
         new = merge_thresholds(svc.monitor.thresholds, thresholds)
         await svc.monitor.start(interval=interval_seconds, thresholds=new)
         return await monitoring_status(svc)
@@ -127,7 +147,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     async def stop_monitoring(ctx: Context[Services, Any]) -> StopResult:
         """Stop threshold monitoring. Stored events stay; status snapshots still work. Needs `admin`."""
         authorize("admin")
-        svc = services(ctx)
+        svc = deps()
         was_running = await svc.monitor.stop()
         return StopResult(was_running=was_running, state=svc.monitor.state())
 
@@ -135,7 +155,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     async def get_monitoring_status(ctx: Context[Services, Any]) -> MonitoringStatus:
         """Whether monitoring runs, its interval and thresholds, the current health and the 10 latest events."""
         authorize("read")
-        return await monitoring_status(services(ctx))
+        return await monitoring_status(deps())
 
     @server.tool(title="Query events", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def query_monitoring_events(
@@ -150,7 +170,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     ) -> EventPage:
         """Stored monitoring events, newest first, filtered."""
         authorize("read")
-        svc = services(ctx)
+        svc = deps()
         start = parse_since(since, svc.clock())
         return await svc.monitor.store.query(event_type=event_type, severity=severity, since=start, limit=limit)
 
@@ -159,7 +179,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         """Delete every stored monitoring event and forget open conditions (raised again if they last).
         Needs `admin`."""
         authorize("admin")
-        return ClearResult(deleted=await services(ctx).monitor.clear())
+        return ClearResult(deleted=await deps().monitor.clear())
 
     @server.tool(title="Set thresholds", annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
     async def set_monitoring_thresholds(
@@ -176,7 +196,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     ) -> Thresholds:
         """Change monitoring thresholds (omitted ones stay). They persist across restarts. Needs `admin`."""
         authorize("admin")
-        svc = services(ctx)
+        svc = deps()
         update = ThresholdUpdate(
             cpu_percent=cpu_percent,
             memory_percent=memory_percent,
@@ -201,5 +221,5 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     )
     async def monitoring_events_resource() -> str:
         authorize_resource("read")
-        page = await ref.get().monitor.store.query(limit=50)
+        page = await deps().monitor.store.query(limit=50)
         return page.model_dump_json(indent=2)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -13,7 +14,21 @@ from telemetry.ingest import check_tenant
 from telemetry.learning.live import ErrorPattern
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.clock import Clock
+    from telemetry.learning.live import PatternWatch
+
+
+class Needs(Protocol):
+    """What the patterns tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def patterns(self) -> PatternWatch: ...
 
 
 class ErrorPatternsResult(BaseModel):
@@ -26,7 +41,7 @@ class ErrorPatternsResult(BaseModel):
     error_lines: int = Field(description="Lines at an error level or reading as errors.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the error-pattern tool to ``server``."""
 
     @server.tool(title="Error patterns", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -40,7 +55,7 @@ def register(server: MCPServer) -> None:
         field), with counts, first and last seen, an example and the components that logged them.
         """
         authorize("read", tenant_id)
-        svc = services(ctx)
+        svc = deps()
         with domain_errors():
             check_tenant(tenant_id)
         end = svc.clock()

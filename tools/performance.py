@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -13,9 +14,24 @@ from telemetry.host.models import ProcessInfo
 from telemetry.host.system import top_processes
 from telemetry.monitoring.performance import PerformanceReport, analyze
 from tools.access import authorize
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.host.sampler import Sampler
+    from telemetry.monitoring.monitor import Monitor
+
 
 ANALYSIS_WINDOW = 20  # snapshots: a few minutes at the default interval
+
+
+class Needs(Protocol):
+    """What the performance tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def monitor(self) -> Monitor: ...
+
+    @property
+    def sampler(self) -> Sampler: ...
 
 
 class TopProcesses(BaseModel):
@@ -23,7 +39,7 @@ class TopProcesses(BaseModel):
     processes: list[ProcessInfo] = Field(description="Processes, heaviest first.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the performance tools to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -33,7 +49,7 @@ def register(server: MCPServer) -> None:
         show them, what to do, and a fitting remediation template (see generate_script).
         """
         authorize("read")
-        svc = services(ctx)
+        svc = deps()
         await svc.sampler.refresh()
         history = svc.sampler.history()[-ANALYSIS_WINDOW:]
         top = await anyio.to_thread.run_sync(top_processes, "cpu", 5)

@@ -5,7 +5,8 @@ The server never runs a script. Generating is pure; saving writes one file into 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -15,7 +16,13 @@ from pydantic import BaseModel, Field
 from generators.remediation import GeneratedScript, SavedScript, TemplateInfo
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from pathlib import Path
+
+    from generators.remediation import ScriptGenerator
+
 
 IssueType = Annotated[
     str,
@@ -34,6 +41,16 @@ Parameters = Annotated[
 ]
 
 
+class Needs(Protocol):
+    """What the scripts tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def scripts(self) -> ScriptGenerator: ...
+
+    @property
+    def scripts_dir(self) -> Path: ...
+
+
 class TemplateList(BaseModel):
     """The remediation script templates."""
 
@@ -43,7 +60,7 @@ class TemplateList(BaseModel):
     count_by_platform: dict[str, int] = Field(description="Templates per platform.")
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the remediation script tools to ``server``."""
     pure = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
@@ -51,7 +68,7 @@ def register(server: MCPServer) -> None:
     async def list_script_templates(ctx: Context[Services, Any]) -> TemplateList:
         """The remediation script templates: what each checks and changes, its parameters, and how to run it."""
         authorize("read")
-        templates = services(ctx).scripts.list_templates()
+        templates = deps().scripts.list_templates()
         by_platform: dict[str, int] = {}
         for template in templates:
             by_platform[template.platform] = by_platform.get(template.platform, 0) + 1
@@ -75,7 +92,7 @@ def register(server: MCPServer) -> None:
         """
         authorize("improve")
         with domain_errors():
-            return services(ctx).scripts.generate(issue_type, platform, parameters)
+            return deps().scripts.generate(issue_type, platform, parameters)
 
     @server.tool(
         title="Save a remediation script",
@@ -100,7 +117,7 @@ def register(server: MCPServer) -> None:
         apply it. Nothing is run. Needs `admin`.
         """
         authorize("admin")
-        svc = services(ctx)
+        svc = deps()
         with domain_errors():
             script = svc.scripts.generate(issue_type, platform, parameters)
             return await anyio.to_thread.run_sync(svc.scripts.save, script, svc.scripts_dir, filename)

@@ -9,7 +9,7 @@ without a key), duration, outcome and error kind.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
@@ -20,9 +20,20 @@ from pydantic import Field
 from telemetry.selfcheck.models import SelfReport
 from tools.access import Caller, authorize
 from tools.errors import ToolFailure
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.selfcheck.insights import SelfAnalyst
+
 
 OTHER_KEYS: Final = "(other keys)"
+
+
+class Needs(Protocol):
+    """What the self analysis tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def self_analyst(self) -> SelfAnalyst | None: ...
 
 
 def tool_components(server: MCPServer) -> dict[str, str]:
@@ -43,7 +54,7 @@ def _caller_label(caller: Caller) -> Callable[[str], str] | None:
     return lambda name: name if name == caller.name else OTHER_KEYS
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the self-analysis tool to ``server``."""
 
     @server.tool(
@@ -62,7 +73,7 @@ def register(server: MCPServer) -> None:
         calls (tools without a tenant count for the default tenant). Needs `read`.
         """
         caller = authorize("read")
-        analyst = services(ctx).self_analyst
+        analyst = deps().self_analyst
         if analyst is None:
             raise ToolFailure(
                 "self-analysis is not running on this server (its lifespan has not started)", "unavailable"

@@ -1,13 +1,13 @@
-"""The services a tool can reach: built by the server's lifespan, read from the request context."""
+"""The services the lifespan builds (:class:`Services`, every one of them) and the reference that reaches them while
+it runs. Each tool group names what it uses in its own ``Needs`` protocol and is registered with a getter of those
+(``register(server, deps)``): it sees only its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from mcp.server.mcpserver import Context
+from typing import TYPE_CHECKING
 
 from generators.changes import ChangeService, ComponentService
 from generators.deploy import AuditLog, Deployer, VersionStore
@@ -95,8 +95,3 @@ class ServicesRef:
         if self._services is None:
             raise ServicesNotRunning("the server is not running: its lifespan has not started")
         return self._services
-
-
-def services(ctx: Context[Services, Any]) -> Services:
-    """The lifespan's services for this request."""
-    return ctx.request_context.lifespan_context

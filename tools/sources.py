@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -16,7 +17,29 @@ from telemetry.cloudwatch.publisher import PublisherHealth
 from telemetry.cloudwatch.streamer import SourceHealth
 from tools.access import authorize
 from tools.errors import ToolFailure, bounded, domain_errors
-from tools.services import Services, services
+from tools.services import Services
+
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from generators.deploy import AuditLog
+    from telemetry.cloudwatch.publisher import MetricPublisher
+    from telemetry.cloudwatch.streamer import CloudWatchStreamer
+    from telemetry.host.sampler import Sampler
+
+
+class Needs(Protocol):
+    """What the sources tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def cloudwatch(self) -> CloudWatchStreamer | None: ...
+
+    @property
+    def publisher(self) -> MetricPublisher | None: ...
+
+    @property
+    def sampler(self) -> Sampler: ...
 
 
 class TelemetrySources(BaseModel):
@@ -36,7 +59,7 @@ class AlarmStates(BaseModel):
     breaker: BreakerStatus = Field(description="Breaker of the alarm reads.")
 
 
-def source_health(svc: Services) -> list[SourceHealth]:
+def source_health(svc: Needs) -> list[SourceHealth]:
     """The local sampler and, when enabled, each CloudWatch source."""
     last = svc.sampler.last
     local = SourceHealth(
@@ -50,7 +73,7 @@ def source_health(svc: Services) -> list[SourceHealth]:
     return [local, *(svc.cloudwatch.health() if svc.cloudwatch is not None else [])]
 
 
-def register(server: MCPServer) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the source tools to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
@@ -60,7 +83,7 @@ def register(server: MCPServer) -> None:
         stored data).
         """
         authorize("read")
-        svc = services(ctx)
+        svc = deps()
         return TelemetrySources(
             sources=source_health(svc),
             cloudwatch_enabled=svc.cloudwatch is not None,
@@ -79,7 +102,7 @@ def register(server: MCPServer) -> None:
         EventBridge events; while CloudWatch is unreachable, the last known ones. Only the caller's tenants.
         """
         caller = authorize("read")
-        svc = services(ctx)
+        svc = deps()
         if svc.cloudwatch is None:
             raise ToolFailure(
                 "CloudWatch streaming is off: set SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true and configure "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
@@ -13,10 +14,40 @@ from telemetry.host.models import GpuStatus, HostStatus, Verdict
 from telemetry.monitoring.health import assess_monitored
 from telemetry.monitoring.monitor import MonitorState
 from tools.access import authorize, authorize_resource
-from tools.services import Services, ServicesRef, services
+from tools.services import Services
+from tools.sources import Needs as SourceNeeds
 from tools.sources import source_health
 
+if TYPE_CHECKING:  # what the services are, for the type checker
+    from telemetry.clock import Clock
+    from telemetry.host.sampler import Sampler
+    from telemetry.monitoring.monitor import Monitor
+    from tools.services import ToolStats
+
+
 STATUS_URI = "system://status"
+
+
+class Needs(SourceNeeds, Protocol):
+    """What the status tools use of the server's services (:class:`tools.services.Services` has them all)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def monitor(self) -> Monitor: ...
+
+    @property
+    def sampler(self) -> Sampler: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def stats(self) -> ToolStats: ...
+
+    @property
+    def version(self) -> str: ...
 
 
 class ServerInfo(BaseModel):
@@ -39,7 +70,7 @@ class SystemStatus(BaseModel):
     telemetry_sources: list[SourceHealth] = Field(description="Each telemetry source's health.")
 
 
-async def build_status(svc: Services) -> SystemStatus:
+async def build_status(svc: Needs) -> SystemStatus:
     """The status snapshot: served from the sampler's latest reading, refreshed when stale."""
     snap = await svc.sampler.latest()
     monitor = svc.monitor
@@ -64,7 +95,7 @@ async def build_status(svc: Services) -> SystemStatus:
     )
 
 
-def register(server: MCPServer, ref: ServicesRef) -> None:
+def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     """Add the status tool and resource to ``server``."""
 
     @server.tool(
@@ -76,7 +107,7 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
         state and this server's counters. Cheap: served from the latest sample.
         """
         authorize("read")
-        return await build_status(services(ctx))
+        return await build_status(deps())
 
     @server.resource(
         STATUS_URI,
@@ -87,4 +118,4 @@ def register(server: MCPServer, ref: ServicesRef) -> None:
     )
     async def system_status_resource() -> str:
         authorize_resource("read")
-        return (await build_status(ref.get())).model_dump_json(indent=2)
+        return (await build_status(deps())).model_dump_json(indent=2)
