@@ -6,7 +6,7 @@ failed attempt, and for an error fix, a test that reproduces the logged failure.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -18,7 +18,7 @@ from generators.improvement.attempts import (
     repeat_message,
     repeat_of,
 )
-from generators.improvement.models import CandidateRecord, CandidateStatus
+from generators.improvement.models import CandidateDetail, CandidateRecord, CandidateStatus
 from generators.llm import LLMError
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def failed_message(result: GenerationResult) -> str:
     return f"nothing was accepted in {len(result.rounds)} round(s); the last was {last.outcome}: {first}".rstrip(": ")
 
 
-def effect_of(detail: dict[str, Any]) -> float | None:
+def effect_of(detail: CandidateDetail) -> float | None:
     figures = detail.get("figures")
     bench = figures.get("benchmark") if isinstance(figures, dict) else None
     value = bench.get("effect_percent") if isinstance(bench, dict) else None

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import anyio
 import anyio.to_thread
@@ -35,6 +35,7 @@ from generators.improvement.attempts import (
 )
 from generators.improvement.judging import judge
 from generators.improvement.models import (
+    CandidateDetail,
     CandidateRecord,
     CandidateStatus,
     CycleConfig,
@@ -81,7 +82,7 @@ class CandidateRunner:
         self.config = config
         self.clock = clock
 
-    async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None:
+    async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Unpack[CandidateDetail]) -> None:
         """Record the candidate's new status (a transition :data:`~generators.improvement.models.TRANSITIONS`
         allows, else :class:`~generators.errors.IllegalTransitionError` and nothing is saved) with more detail."""
         check_transition(record, status)
@@ -322,7 +323,7 @@ class CandidateRunner:
         await self.save(record, "skipped", message=message)
 
 
-def _generation_detail(result: GenerationResult) -> dict[str, Any]:
+def _generation_detail(result: GenerationResult) -> CandidateDetail:
     text = result.report.render() if result.report else ""
     return {
         "diff": result.diff[:MAX_DIFF_CHARS],

@@ -59,7 +59,7 @@ async def judge(runner: Runner, record: CandidateRecord, tenant: str, direction:
     call = functools.partial(runner.audit.append, "improvement_verdict", deployment.id, actor=ACTOR, tenant=tenant,
                              detail=detail)  # fmt: skip
     await anyio.to_thread.run_sync(call)
-    record.detail.update(figures=verdict.figures, reasons=verdict.reasons)
+    record.detail["figures"], record.detail["reasons"] = verdict.figures, list(verdict.reasons)
     if verdict.kept:
         await runner.save(record, "kept", message=f"kept: {verdict.summary}")
     elif not runner.config.rollback_enabled:  # "regressed": not better, left in place

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypedDict
 
 from generators.errors import IllegalTransitionError
 
@@ -152,6 +152,43 @@ class CycleRequest:
     reason: str = ""
 
 
+class CandidateDetail(TypedDict, total=False):
+    """What a candidate keeps besides its status, key by key (JSON only inside the SQLite adapter)."""
+
+    # Its opportunity (picking.Picked.detail) and what kind of change it is.
+    goal: str
+    impact_score: float
+    severity: str
+    risk: Risk
+    risk_factors: dict[str, Any]
+    risk_reasons: list[str]
+    module: str | None
+    direction: Direction
+    evidence: str
+    insight_ids: list[str]
+    kind: OpportunityKind
+    # The generation: the attempt chosen, the measured candidates, the proof of an error fix, the rounds.
+    attempt: int
+    candidates: list[dict[str, Any]]
+    proof: dict[str, Any]
+    diff: str
+    diff_truncated: bool
+    validation_passed: bool | None
+    validation_text: str
+    rounds: list[dict[str, Any]]
+    prompt_tokens: int
+    completion_tokens: int
+    # The deployment and its verdict.
+    test_paths: list[str]
+    deployed_at: float
+    figures: dict[str, Any]
+    reasons: list[str]
+    decision: str
+    # What happened last, in words; the error's type when it failed.
+    message: str
+    error_type: str
+
+
 @dataclass(slots=True)
 class CandidateRecord:
     """One opportunity of a cycle and how far it got."""
@@ -164,7 +201,7 @@ class CandidateRecord:
     updated_at: float
     deployment_id: str | None = None
     monitor_until: float | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: CandidateDetail = field(default_factory=lambda: CandidateDetail())
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from generators.deploy import VersionStore
-from generators.improvement.models import Risk, Target
+from generators.improvement.models import CandidateDetail, Risk, Target
 from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, RiskAssessment, allowed
 
 LeftOutReason = Literal["same_component", "no_module", "risk_above_tolerance", "busy", "beyond_max_improvements"]
@@ -46,7 +46,7 @@ class Picked:
     module: str
     risk: RiskAssessment
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> CandidateDetail:
         """What a candidate record keeps of its opportunity."""
         target = self.target
         return {

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, Unpack
 
 from generators.clock import Clock
-from generators.improvement.models import CandidateRecord, CandidateStatus, CycleConfig, MetricFigures, Target
+from generators.improvement.models import (
+    CandidateDetail,
+    CandidateRecord,
+    CandidateStatus,
+    CycleConfig,
+    MetricFigures,
+    Target,
+)
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
@@ -44,7 +51,9 @@ class Runner(Protocol):
     config: CycleConfig
     clock: Clock
 
-    async def save(self, record: CandidateRecord, status: CandidateStatus, **detail: Any) -> None: ...
+    async def save(
+        self, record: CandidateRecord, status: CandidateStatus, **detail: Unpack[CandidateDetail]
+    ) -> None: ...
 
     async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult: ...
 
