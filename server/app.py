@@ -42,7 +42,7 @@ from tools import (
     status,
 )
 from tools.call_observer import tool_call_observer
-from tools.services import Services, ServicesRef
+from tools.services import Services, ServicesRef, services_getter
 
 if TYPE_CHECKING:
     from generators.validation import StageName
@@ -138,7 +138,7 @@ def create_server(
 
 def _register_tools(server: MCPServer, ref: ServicesRef) -> None:
     """Every tool group, in the order ``tools/list`` shows them."""
-    deps = ref.get  # each group sees only what its own Needs protocol names
+    deps = services_getter(ref)  # each group sees only what its own Needs protocol names
     status.register(server, deps)
     monitoring.register(server, deps)
     performance.register(server, deps)

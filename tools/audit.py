@@ -6,7 +6,6 @@ key limited to some tenants never sees another tenant's entries. Keys for every 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 from generators.deploy import AuditEntry, AuditLog, AuditPage
 from tools.access import Caller, authorize
 from tools.monitoring import parse_since
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.clock import Clock
@@ -64,7 +63,7 @@ def _record(e: AuditEntry) -> AuditRecord:
     )
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the audit-log tool to ``server``."""
 
     @server.tool(title="Audit log", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -85,7 +84,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         tenants this key may use.
         """
         caller = authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         start = parse_since(since, svc.clock())
         page = await anyio.to_thread.run_sync(query_visible, svc.audit, caller, start, kind, limit)
         return AuditLogResult(entries=[_record(e) for e in page.entries], has_more=page.has_more, since=start)

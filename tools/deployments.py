@@ -11,7 +11,6 @@ and shapes the answers.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio
@@ -31,7 +30,7 @@ from generators.deploy.transaction import file_sha256
 from tools.access import Caller, Role, authorize, authorize_resource
 from tools.errors import domain_errors
 from tools.outcome import kind_of
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from generators.changes import ChangeService
@@ -184,7 +183,7 @@ async def rollback(svc: Needs, deployment_id: str, reason: str) -> ActionResult:
     return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the deployment and approval tools, and the ``deployments://{deployment_id}`` resource, to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     destructive = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
@@ -198,7 +197,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     ) -> DeploymentList:
         """Deployments of generated code into the workspace for a tenant, newest first, with status and files."""
         authorize("read", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         rows, more = await anyio.to_thread.run_sync(svc.versions.list, tenant_id, status, limit)
         return DeploymentList(tenant_id=tenant_id, status=status, deployments=[summary(d) for d in rows], has_more=more)
 
@@ -207,7 +206,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         """One deployment in full: each file's hashes and bounded diff, the reason, git commits and the recorded
         detail.
         """
-        return await deployment_detail(deps(), deployment_id)
+        return await deployment_detail(deps(ctx), deployment_id)
 
     @server.resource(
         "deployments://{deployment_id}",
@@ -219,7 +218,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     async def deployment_resource(deployment_id: str) -> str:
         authorize_resource("read")
         try:
-            detail = await deployment_detail(deps(), deployment_id)
+            detail = await deployment_detail(deps(None), deployment_id)
         except ToolError as exc:
             if kind_of(exc) == "not_found":
                 raise ResourceNotFoundError(str(exc)) from exc
@@ -235,7 +234,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         """Restore the exact previous bytes of every file of a deployed change (files it created are removed); refused,
         writing nothing, when those files changed since.
         """
-        return await rollback(deps(), deployment_id, reason)
+        return await rollback(deps(ctx), deployment_id, reason)
 
     @server.tool(title="Pending approvals", annotations=read_only)
     async def list_pending_approvals(ctx: Context[Services, Any]) -> PendingApprovals:
@@ -243,7 +242,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         approve_change.
         """
         caller = authorize("approve")
-        rows, more = await deps().changes.listing(caller, "pending_approval", MAX_PENDING)
+        rows, more = await deps(ctx).changes.listing(caller, "pending_approval", MAX_PENDING)
         return PendingApprovals(changes=[summary(d) for d in rows], has_more=more)
 
     @server.tool(title="Approve or reject a change", annotations=destructive)
@@ -256,7 +255,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         """Decide a pending change: approving writes its files as one transaction (refused if they changed since it was
         proposed); rejecting writes nothing.
         """
-        svc = deps()
+        svc = deps(ctx)
         found, caller = await visible_deployment(svc, change_id, "approve")
         with domain_errors():
             done = await svc.changes.decide(caller, found, approve, reason)

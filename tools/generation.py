@@ -15,7 +15,6 @@ role. Every request and result is in the audit log, with each round's outcome, t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,7 +27,7 @@ from generators.deploy import Deployment, DeploymentStatus
 from generators.llm import LLMNotConfigured
 from tools.access import authorize
 from tools.errors import ToolFailure, domain_errors, domain_message
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from generators.changes import ComponentService
@@ -105,7 +104,7 @@ class GenerationOutput(BaseModel):
     message: str = Field(description="What happened.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add ``generate_component`` to ``server``."""
 
     @server.tool(
@@ -147,7 +146,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         (system-wide changes wait for approval).
         """
         caller = authorize("improve", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
@@ -28,7 +27,7 @@ from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
 from tools.errors import ToolFailure, shown
 from tools.generation import Switches, check_enabled
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from generators.changes import ChangeService
@@ -125,7 +124,7 @@ class ActiveImprovements(BaseModel):
 MAX_ATTEMPTS = 20
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the improvement-cycle tools and the ``improvements://active`` resource to ``server``."""
 
     @server.resource(
@@ -138,7 +137,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     )
     async def active_improvements_resource() -> str:
         caller = authorize_resource("read")
-        found, more = await anyio.to_thread.run_sync(deps().improvements.store.active, MAX_ACTIVE_SCAN)
+        found, more = await anyio.to_thread.run_sync(deps(None).improvements.store.active, MAX_ACTIVE_SCAN)
         visible = [view(c) for c in found if caller.may_use(c.tenant)]
         answer = ActiveImprovements(cycles=visible[:MAX_ACTIVE], has_more=more or len(visible) > MAX_ACTIVE)
         return answer.model_dump_json(indent=2)
@@ -154,7 +153,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     )
     async def attempts_resource(tenant_id: str, component: str) -> str:
         caller = authorize_resource("read")
-        archive = deps().improvements.runner.attempts
+        archive = deps(None).improvements.runner.attempts
         if not caller.may_use(tenant_id) or archive is None:
             raise ResourceNotFoundError(f"no attempts of {component!r} for tenant {tenant_id!r} that you may read")
         found = await anyio.to_thread.run_sync(archive.recent, tenant_id, component, MAX_ATTEMPTS)
@@ -186,7 +185,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         ends or at the server's wait limit (then use get_improvement_cycle).
         """
         caller = authorize("improve", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
@@ -217,7 +216,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     async def get_improvement_cycle(ctx: Context[Services, Any], cycle_id: CYCLE_ID) -> CycleView:
         """One improvement cycle as it stands, with every candidate."""
         caller = authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         found = await svc.improvements.get(cycle_id)
         if found is None or not caller.may_use(found.tenant):
             raise ToolFailure(

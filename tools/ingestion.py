@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
@@ -13,7 +12,7 @@ from pydantic import BaseModel, Field
 from telemetry.ingest import MAX_ITEMS, MAX_REJECTIONS_LISTED, Accepted, Rejection, validate_batch
 from tools.access import authorize
 from tools.errors import bounded, domain_errors
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.clock import Clock
@@ -45,7 +44,7 @@ class IngestResult(BaseModel):
     has_more: bool = Field(description="True: more were refused than listed.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the telemetry tools to ``server``."""
 
     @server.tool(title="Ingest telemetry", annotations=ToolAnnotations(open_world_hint=False))
@@ -76,7 +75,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         refused; each refused one is reported with its reason. Needs `ingest` on the tenant.
         """
         authorize("ingest", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         with domain_errors():
             batch = validate_batch(
                 tenant_id, metrics, logs, events, now=svc.clock(), retention_seconds=svc.retention_seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
@@ -14,7 +13,7 @@ from telemetry.ingest import check_tenant
 from telemetry.learning.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.learning.engine import LearningEngine
@@ -39,7 +38,7 @@ class InsightsResult(BaseModel):
     summary: InsightSummary = Field(description="Counts over the whole window.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the insight tools to ``server``."""
 
     @server.tool(title="Telemetry insights", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -57,7 +56,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         but the newest quarter. Needs `read` on the tenant.
         """
         authorize("read", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         with domain_errors():
             check_tenant(tenant_id)
         analysis = await anyio.to_thread.run_sync(

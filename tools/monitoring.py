@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
@@ -18,7 +17,7 @@ from telemetry.monitoring.monitor import MonitorState
 from telemetry.monitoring.thresholds import EventType, Severity, Thresholds
 from tools.access import authorize, authorize_resource
 from tools.errors import ToolFailure, shown
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.clock import Clock
@@ -119,7 +118,7 @@ async def monitoring_status(svc: Needs) -> MonitoringStatus:
     )
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the monitoring tools and the events resource to ``server``."""
     local = ToolAnnotations(open_world_hint=False)
 
@@ -138,7 +137,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         stored and pushed on monitoring://events. Needs `admin`.
         """
         authorize("admin")
-        svc = deps()
+        svc = deps(ctx)
         new = merge_thresholds(svc.monitor.thresholds, thresholds)
         await svc.monitor.start(interval=interval_seconds, thresholds=new)
         return await monitoring_status(svc)
@@ -147,7 +146,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     async def stop_monitoring(ctx: Context[Services, Any]) -> StopResult:
         """Stop threshold monitoring. Stored events stay; status snapshots still work. Needs `admin`."""
         authorize("admin")
-        svc = deps()
+        svc = deps(ctx)
         was_running = await svc.monitor.stop()
         return StopResult(was_running=was_running, state=svc.monitor.state())
 
@@ -155,7 +154,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     async def get_monitoring_status(ctx: Context[Services, Any]) -> MonitoringStatus:
         """Whether monitoring runs, its interval and thresholds, the current health and the 10 latest events."""
         authorize("read")
-        return await monitoring_status(deps())
+        return await monitoring_status(deps(ctx))
 
     @server.tool(title="Query events", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def query_monitoring_events(
@@ -170,7 +169,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     ) -> EventPage:
         """Stored monitoring events, newest first, filtered."""
         authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         start = parse_since(since, svc.clock())
         return await svc.monitor.store.query(event_type=event_type, severity=severity, since=start, limit=limit)
 
@@ -179,7 +178,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         """Delete every stored monitoring event and forget open conditions (raised again if they last).
         Needs `admin`."""
         authorize("admin")
-        return ClearResult(deleted=await deps().monitor.clear())
+        return ClearResult(deleted=await deps(ctx).monitor.clear())
 
     @server.tool(title="Set thresholds", annotations=ToolAnnotations(idempotent_hint=True, open_world_hint=False))
     async def set_monitoring_thresholds(
@@ -196,7 +195,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     ) -> Thresholds:
         """Change monitoring thresholds (omitted ones stay). They persist across restarts. Needs `admin`."""
         authorize("admin")
-        svc = deps()
+        svc = deps(ctx)
         update = ThresholdUpdate(
             cpu_percent=cpu_percent,
             memory_percent=memory_percent,
@@ -221,5 +220,5 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     )
     async def monitoring_events_resource() -> str:
         authorize_resource("read")
-        page = await deps().monitor.store.query(limit=50)
+        page = await deps(None).monitor.store.query(limit=50)
         return page.model_dump_json(indent=2)

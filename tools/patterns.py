@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import anyio.to_thread
@@ -14,7 +13,7 @@ from telemetry.ingest import check_tenant
 from telemetry.learning.live import ErrorPattern
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.clock import Clock
@@ -41,7 +40,7 @@ class ErrorPatternsResult(BaseModel):
     error_lines: int = Field(description="Lines at an error level or reading as errors.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the error-pattern tool to ``server``."""
 
     @server.tool(title="Error patterns", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
@@ -55,7 +54,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         field), with counts, first and last seen, an example and the components that logged them.
         """
         authorize("read", tenant_id)
-        svc = deps()
+        svc = deps(ctx)
         with domain_errors():
             check_tenant(tenant_id)
         end = svc.clock()

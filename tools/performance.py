@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
@@ -14,7 +13,7 @@ from telemetry.host.models import ProcessInfo
 from telemetry.host.system import top_processes
 from telemetry.monitoring.performance import PerformanceReport, analyze
 from tools.access import authorize
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.host.sampler import Sampler
@@ -39,7 +38,7 @@ class TopProcesses(BaseModel):
     processes: list[ProcessInfo] = Field(description="Processes, heaviest first.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the performance tools to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -49,7 +48,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         show them, what to do, and a fitting remediation template (see generate_script).
         """
         authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         await svc.sampler.refresh()
         history = svc.sampler.history()[-ANALYSIS_WINDOW:]
         top = await anyio.to_thread.run_sync(top_processes, "cpu", 5)

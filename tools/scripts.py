@@ -5,7 +5,6 @@ The server never runs a script. Generating is pure; saving writes one file into 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import anyio.to_thread
@@ -16,7 +15,7 @@ from pydantic import BaseModel, Field
 from generators.remediation import GeneratedScript, SavedScript, TemplateInfo
 from tools.access import authorize
 from tools.errors import domain_errors
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from pathlib import Path
@@ -60,7 +59,7 @@ class TemplateList(BaseModel):
     count_by_platform: dict[str, int] = Field(description="Templates per platform.")
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the remediation script tools to ``server``."""
     pure = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
@@ -68,7 +67,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     async def list_script_templates(ctx: Context[Services, Any]) -> TemplateList:
         """The remediation script templates: what each checks and changes, its parameters, and how to run it."""
         authorize("read")
-        templates = deps().scripts.list_templates()
+        templates = deps(ctx).scripts.list_templates()
         by_platform: dict[str, int] = {}
         for template in templates:
             by_platform[template.platform] = by_platform.get(template.platform, 0) + 1
@@ -92,7 +91,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         """
         authorize("improve")
         with domain_errors():
-            return deps().scripts.generate(issue_type, platform, parameters)
+            return deps(ctx).scripts.generate(issue_type, platform, parameters)
 
     @server.tool(
         title="Save a remediation script",
@@ -117,7 +116,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         apply it. Nothing is run. Needs `admin`.
         """
         authorize("admin")
-        svc = deps()
+        svc = deps(ctx)
         with domain_errors():
             script = svc.scripts.generate(issue_type, platform, parameters)
             return await anyio.to_thread.run_sync(svc.scripts.save, script, svc.scripts_dir, filename)

@@ -20,7 +20,7 @@ from pydantic import Field
 from telemetry.selfcheck.models import SelfReport
 from tools.access import Caller, authorize
 from tools.errors import ToolFailure
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.selfcheck.insights import SelfAnalyst
@@ -54,7 +54,7 @@ def _caller_label(caller: Caller) -> Callable[[str], str] | None:
     return lambda name: name if name == caller.name else OTHER_KEYS
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the self-analysis tool to ``server``."""
 
     @server.tool(
@@ -73,7 +73,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         calls (tools without a tenant count for the default tenant). Needs `read`.
         """
         caller = authorize("read")
-        analyst = deps().self_analyst
+        analyst = deps(ctx).self_analyst
         if analyst is None:
             raise ToolFailure(
                 "self-analysis is not running on this server (its lifespan has not started)", "unavailable"

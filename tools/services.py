@@ -1,13 +1,15 @@
 """The services the lifespan builds (:class:`Services`, every one of them) and the reference that reaches them while
 it runs. Each tool group names what it uses in its own ``Needs`` protocol and is registered with a getter of those
-(``register(server, deps)``): it sees only its own."""
+(``register(server, deps)``, :data:`ServicesOf`): it sees only its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from mcp.server.mcpserver import Context
 
 from generators.changes import ChangeService, ComponentService
 from generators.deploy import AuditLog, Deployer, VersionStore
@@ -95,3 +97,21 @@ class ServicesRef:
         if self._services is None:
             raise ServicesNotRunning("the server is not running: its lifespan has not started")
         return self._services
+
+
+T = TypeVar("T")
+ServicesOf: TypeAlias = Callable[[Context[Any, Any] | None], T]
+"""How a tool group reaches the services it names: ``deps(ctx)`` in a tool (the request's lifespan), ``deps(None)``
+in a resource, which gets no context (the lifespan running now)."""
+
+
+def services_getter(ref: ServicesRef) -> ServicesOf[Services]:
+    """The getter every tool group is registered with."""
+
+    def get(ctx: Context[Any, Any] | None) -> Services:
+        if ctx is None:
+            return ref.get()
+        found: Services = ctx.request_context.lifespan_context
+        return found
+
+    return get

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
@@ -17,7 +16,7 @@ from telemetry.cloudwatch.publisher import PublisherHealth
 from telemetry.cloudwatch.streamer import SourceHealth
 from tools.access import authorize
 from tools.errors import ToolFailure, bounded, domain_errors
-from tools.services import Services
+from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from generators.deploy import AuditLog
@@ -73,7 +72,7 @@ def source_health(svc: Needs) -> list[SourceHealth]:
     return [local, *(svc.cloudwatch.health() if svc.cloudwatch is not None else [])]
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the source tools to ``server``."""
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
@@ -83,7 +82,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         stored data).
         """
         authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         return TelemetrySources(
             sources=source_health(svc),
             cloudwatch_enabled=svc.cloudwatch is not None,
@@ -102,7 +101,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         EventBridge events; while CloudWatch is unreachable, the last known ones. Only the caller's tenants.
         """
         caller = authorize("read")
-        svc = deps()
+        svc = deps(ctx)
         if svc.cloudwatch is None:
             raise ToolFailure(
                 "CloudWatch streaming is off: set SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING=true and configure "

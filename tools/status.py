@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -14,7 +13,7 @@ from telemetry.host.models import GpuStatus, HostStatus, Verdict
 from telemetry.monitoring.health import assess_monitored
 from telemetry.monitoring.monitor import MonitorState
 from tools.access import authorize, authorize_resource
-from tools.services import Services
+from tools.services import Services, ServicesOf
 from tools.sources import Needs as SourceNeeds
 from tools.sources import source_health
 
@@ -95,7 +94,7 @@ async def build_status(svc: Needs) -> SystemStatus:
     )
 
 
-def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     """Add the status tool and resource to ``server``."""
 
     @server.tool(
@@ -107,7 +106,7 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
         state and this server's counters. Cheap: served from the latest sample.
         """
         authorize("read")
-        return await build_status(deps())
+        return await build_status(deps(ctx))
 
     @server.resource(
         STATUS_URI,
@@ -118,4 +117,4 @@ def register(server: MCPServer, deps: Callable[[], Needs]) -> None:
     )
     async def system_status_resource() -> str:
         authorize_resource("read")
-        return (await build_status(deps())).model_dump_json(indent=2)
+        return (await build_status(deps(None))).model_dump_json(indent=2)

@@ -43,7 +43,7 @@ from generators.improvement.models import (
     check_transition,
 )
 from generators.improvement.runner import ACTOR, Job, Progress
-from generators.improvement.store import CycleStore
+from generators.improvement.store import AsyncCycles, CycleStore
 from generators.llm import LLMError
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class CandidateRunner:
         """``attempts`` archives every attempt per component (the next attempt learns from them)."""
         self.attempts = attempts
         self.store = store
+        self.cycles = AsyncCycles(store)  # the store for the event loop
         self.deployer = deployer
         self.audit = audit
         self.generator = generator
@@ -89,7 +90,7 @@ class CandidateRunner:
         record.status = status
         record.updated_at = self.clock()
         record.detail.update(detail)
-        await anyio.to_thread.run_sync(self.store.save_candidate, record)
+        await self.cycles.save_candidate(record)
         outcome = SETTLED.get(status)
         if self.attempts is not None and outcome is not None:  # the archived attempt's fate, for the next attempt
             figures = {"effect_percent": effect_of(record.detail), "decision": record.detail.get("decision")}

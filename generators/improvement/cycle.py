@@ -62,6 +62,7 @@ class ImprovementService:
         """``ready`` says why cycles cannot run now (``None``: they can), e.g. no LLM configured."""
         self.runner = runner
         self.store: CycleStore = runner.store
+        self.cycles = runner.cycles
         self._opportunities = opportunities
         self._triggers = Triggers(
             self,
@@ -85,11 +86,11 @@ class ImprovementService:
     async def open(self, task_group: TaskGroup) -> list[str]:
         """Mark cycles a stop interrupted, resume monitoring their deployments, start the schedulers."""
         self._tg = task_group
-        interrupted = await anyio.to_thread.run_sync(self.store.mark_interrupted, self.clock())
+        interrupted = await self.cycles.mark_interrupted(self.clock())
         for cycle_id in interrupted:
             logger.warning("improvement cycle %s was interrupted by a stop of the server", cycle_id)
         await self._adopt_recovered_deployments()
-        for record in await anyio.to_thread.run_sync(self.store.by_status, "monitoring"):
+        for record in await self.cycles.by_status("monitoring"):
             await self._watch(record)
         self._triggers.open(task_group)
         return interrupted
@@ -103,7 +104,7 @@ class ImprovementService:
         return done is not None and not done.is_set()
 
     async def _tenant_of(self, record: CandidateRecord) -> str:
-        cycle = await anyio.to_thread.run_sync(self.store.get, record.cycle_id)
+        cycle = await self.cycles.get(record.cycle_id)
         return cycle.tenant if cycle else self.runner.config.default_tenant
 
     async def _watch(self, record: CandidateRecord) -> None:
@@ -119,7 +120,7 @@ class ImprovementService:
         """Candidates a stop caught mid-deploy (start-up recovery finished the deploy, or undid it) and held ones
         decided while no cycle heard of it (an approval whose caller went away): monitor what is deployed."""
         for status in ("deploying", "pending_approval"):
-            for record in await anyio.to_thread.run_sync(self.store.by_status, status):
+            for record in await self.cycles.by_status(status):
                 found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
                 state = found.status if found else "never recorded"
                 if found is not None and state == "deployed":
@@ -147,7 +148,7 @@ class ImprovementService:
         )
         self._prune()
         self._done[cycle.id] = anyio.Event()
-        await anyio.to_thread.run_sync(self.store.create, cycle)
+        await self.cycles.create(cycle)
         with spend_scope(request.tenant, cycle.id, request.actor):  # the cycle's task inherits whom its LLM use costs
             self._tg.start_soon(self._run, cycle, request)
         return cycle
@@ -172,10 +173,10 @@ class ImprovementService:
         if done is not None:
             with anyio.move_on_after(timeout):
                 await done.wait()
-        return await anyio.to_thread.run_sync(self.store.get, cycle_id)
+        return await self.cycles.get(cycle_id)
 
     async def get(self, cycle_id: str) -> CycleRecord | None:
-        return await anyio.to_thread.run_sync(self.store.get, cycle_id)
+        return await self.cycles.get(cycle_id)
 
     def request_emergency(self, emergency: Emergency) -> None:
         """Thread-safe: ask for an emergency cycle (handed to the event loop, which starts it)."""
@@ -191,7 +192,7 @@ class ImprovementService:
 
     async def after_approval(self, deployment_id: str, deployed_at: float) -> bool:
         """An approved change of a cycle was deployed: monitor it like any other. False when not a cycle's."""
-        record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
+        record = await self.cycles.by_deployment(deployment_id)
         if record is None or self._tg is None:
             return False
         await self.runner.start_monitoring(record, deployment_id, deployed_at)
@@ -199,7 +200,7 @@ class ImprovementService:
         return True
 
     async def after_rejection(self, deployment_id: str) -> None:
-        record = await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
+        record = await self.cycles.by_deployment(deployment_id)
         if record is not None:
             await self.runner.save(record, "rejected", message="the change was rejected by an approver")
             await self._settle(record.cycle_id)
@@ -208,13 +209,13 @@ class ImprovementService:
         """A candidate of a cycle that has ended was decided later (an approval and its verdict, a rejection): the
         cycle's status is derived anew. Cycles that are running, interrupted or broke keep theirs."""
         async with self._settling:
-            cycle = await anyio.to_thread.run_sync(self.store.get, cycle_id)
+            cycle = await self.cycles.get(cycle_id)
             if cycle is None or cycle.status in ("running", "interrupted") or cycle.error is not None:
                 return
             status = cycle_outcome(cycle.candidates)
             if status == cycle.status:
                 return
-            await anyio.to_thread.run_sync(self.store.finish, cycle_id, status, self.clock(), None)
+            await self.cycles.finish(cycle_id, status, self.clock(), None)
         detail = {"status": status, "was": cycle.status, "outcomes": outcome_counts(cycle.candidates)}
         await self._audit("improvement_cycle_settled", cycle_id, cycle.actor, cycle.tenant, detail)
 
@@ -248,7 +249,7 @@ class ImprovementService:
                 for i, p in enumerate(picked)
             ]
             for record in records:
-                await anyio.to_thread.run_sync(self.store.save_candidate, record)
+                await self.cycles.save_candidate(record)
             limiter = anyio.CapacityLimiter(self.runner.config.max_concurrency)
             capped: list[str] = []  # why the model may not be asked any more in this cycle (a spend cap)
             async with anyio.create_task_group() as group:
@@ -304,16 +305,16 @@ class ImprovementService:
         reserved |= keys
         if left:
             entries = [entry.to_dict() for entry in left[:MAX_LEFT_OUT]]
-            await anyio.to_thread.run_sync(self.store.set_left_out, cycle.id, entries, len(left))
+            await self.cycles.set_left_out(cycle.id, entries, len(left))
         return picked
 
     async def _finish(self, cycle: CycleRecord, error: str | None) -> CycleStatus:
         """Record the end of the cycle's run, its status derived from its candidates' outcomes."""
         async with self._settling:
-            found = await anyio.to_thread.run_sync(self.store.get, cycle.id)
+            found = await self.cycles.get(cycle.id)
             candidates = found.candidates if found else []
             status: CycleStatus = "failed" if error is not None else cycle_outcome(candidates)
-            await anyio.to_thread.run_sync(self.store.finish, cycle.id, status, self.clock(), error)
+            await self.cycles.finish(cycle.id, status, self.clock(), error)
         detail = {
             "status": status,
             "error": error,

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio.to_thread
+
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
 from generators.sqlite_db import Database
 
@@ -60,6 +62,38 @@ class CycleStore(Protocol):
     def mark_interrupted(self, at: float) -> list[str]: ...
     def tallies(self) -> dict[str, dict[str, int]]: ...
     def close(self) -> None: ...
+
+
+class AsyncCycles:
+    """The cycle store for the event loop, built once per service: each call runs the blocking store in a worker
+    thread (as the monitoring event store does), so callers never block the loop on SQLite."""
+
+    def __init__(self, store: CycleStore) -> None:
+        self.store = store
+
+    async def create(self, cycle: CycleRecord) -> None:
+        await anyio.to_thread.run_sync(self.store.create, cycle)
+
+    async def save_candidate(self, candidate: CandidateRecord) -> None:
+        await anyio.to_thread.run_sync(self.store.save_candidate, candidate)
+
+    async def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
+        await anyio.to_thread.run_sync(self.store.finish, cycle_id, status, at, error)
+
+    async def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+        await anyio.to_thread.run_sync(self.store.set_left_out, cycle_id, entries, total)
+
+    async def get(self, cycle_id: str) -> CycleRecord | None:
+        return await anyio.to_thread.run_sync(self.store.get, cycle_id)
+
+    async def by_status(self, status: CandidateStatus) -> list[CandidateRecord]:
+        return await anyio.to_thread.run_sync(self.store.by_status, status)
+
+    async def by_deployment(self, deployment_id: str) -> CandidateRecord | None:
+        return await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
+
+    async def mark_interrupted(self, at: float) -> list[str]:
+        return await anyio.to_thread.run_sync(self.store.mark_interrupted, at)
 
 
 class SqliteCycleStore:
