@@ -10,8 +10,6 @@ reaches only keys that may read its tenant. When the set of deployments that wan
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 from collections import OrderedDict
@@ -23,6 +21,7 @@ import anyio
 from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
 from generators.improvement.store import CycleStore
+from generators.loop import LoopHandOff
 from server.push import UNKNOWN_TENANT
 from tools.improvement import ACTIVE_URI
 
@@ -62,8 +61,7 @@ class ChangeFeed:
         self._pending: set[Change] = set()
         self._listing_dirty = False
         self._event = anyio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
+        self._loop = LoopHandOff()
         self._listed: frozenset[tuple[str, str]] = frozenset()
 
     def mark(
@@ -80,26 +78,22 @@ class ChangeFeed:
             self._wake()
 
     def _wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return  # not running: changes before start-up need no notice
-        if threading.get_ident() == self._loop_thread:
-            self._event.set()
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
-            loop.call_soon_threadsafe(self._event.set)  # never blocks the writing thread
+        # Never blocks the writing thread; not running (before start-up, after the loop closed): nobody to tell.
+        self._loop.call_soon(self._set_event)
+
+    def _set_event(self) -> None:
+        self._event.set()  # the current event: run replaces it after each wake
 
     async def run(self) -> None:
         """Publish marks until cancelled (owned by the lifespan's task group)."""
         with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
             self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
-        self._loop = asyncio.get_running_loop()  # the server runs on asyncio (anyio's default backend)
-        self._loop_thread = threading.get_ident()
+        self._loop.bind()
         self._listed = await self._watched_ids()
         try:
             await self._serve()
         finally:
-            self._loop = None
+            self._loop.unbind()
 
     async def _serve(self) -> None:
         while True:

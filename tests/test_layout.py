@@ -90,13 +90,14 @@ PARTS = {
     "generators": {
         "clock": set(),
         "errors": set(),
+        "loop": set(),
         "sqlite_db": {"errors"},
         "validation": {"errors"},
         "remediation": {"errors"},
         "deploy": {"errors", "sqlite_db"},
         "llm": {"deploy", "errors", "sqlite_db"},
         "codegen": {"errors", "llm", "validation"},
-        "improvement": {"clock", "codegen", "deploy", "errors", "llm", "sqlite_db", "validation"},
+        "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "sqlite_db", "validation"},
         "changes": {"codegen", "deploy", "errors", "llm"},
     },
 }

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -21,6 +18,7 @@ from generators.clock import Clock, sleep
 from generators.deploy import AuditLog
 from generators.improvement.models import CycleRecord, CycleRequest
 from generators.improvement.picking import busy_key
+from generators.loop import LoopHandOff
 
 logger = logging.getLogger(__name__)
 EMERGENCY_QUEUE = 100  # alarms waiting for the emergency loop; beyond that a burst is dropped (and logged)
@@ -67,32 +65,31 @@ class Triggers:
         self._interval = autonomous_interval_seconds
         self._emergency_hours = emergency_window_hours
         self._emergencies: MemoryObjectSendStream[Emergency] | None = None
-        self._loop: tuple[anyio.lowlevel.EventLoopToken, int] | None = None  # the loop's token and thread
+        self._loop = LoopHandOff()
         self._emergency_cycles: dict[tuple[str, str], str] = {}
         self._skips_audited: dict[tuple[str, str, str], float] = {}
 
     def open(self, task_group: TaskGroup) -> None:
         send, receive = anyio.create_memory_object_stream[Emergency](EMERGENCY_QUEUE)
-        self._emergencies, self._loop = send, (anyio.lowlevel.current_token(), threading.get_ident())
+        self._emergencies = send
+        self._loop.bind()
         task_group.start_soon(self._emergency_loop, send, receive)
         if self._autonomous and self._interval > 0:
             task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop, name=AUTONOMOUS_TASK)
 
     def request_emergency(self, emergency: Emergency) -> None:
-        """Thread-safe: ask for an emergency cycle (handed to the event loop, which starts it)."""
-        send, loop = self._emergencies, self._loop
-        if send is None or loop is None:
-            logger.warning("emergency cycle for %s not started: the service is not open", emergency.component)
-            return
+        """Thread-safe, never blocks: ask for an emergency cycle (handed to the event loop, which starts it)."""
+        if self._emergencies is None or not self._loop.call_soon(self._enqueue, emergency):
+            logger.warning("emergency cycle for %s not started: the service is not running", emergency.component)
+
+    def _enqueue(self, emergency: Emergency) -> None:
+        assert self._emergencies is not None
         try:
-            if threading.get_ident() == loop[1]:
-                send.send_nowait(emergency)
-            else:
-                anyio.from_thread.run_sync(send.send_nowait, emergency, token=loop[0])
+            self._emergencies.send_nowait(emergency)
         except anyio.WouldBlock:
             logger.warning("emergency cycle for %s not started: %d alarms already wait", emergency.component,
                            EMERGENCY_QUEUE)  # fmt: skip
-        except (RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             logger.warning("emergency cycle for %s not started: the server is stopping", emergency.component)
 
     def forget(self, known: Callable[[str], bool]) -> None:
