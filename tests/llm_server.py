@@ -115,6 +115,12 @@ class ScriptedLLM:
             self._arrived.notify_all()
         return step
 
+    def wait_for_requests(self, count: int, timeout: float = 30) -> None:
+        """Block until ``count`` requests have arrived in all (run it in a worker thread); TimeoutError if not."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout=timeout):
+                raise TimeoutError(f"{len(self.requests)} of {count} requests arrived within {timeout:g} s")
+
     def _gathered(self) -> None:
         with self._arrived:
             count = self._gather

@@ -491,9 +491,7 @@ async def test_a_module_changed_while_the_model_worked_is_not_overwritten(
     async with connect(server) as client:
         await push_degradations(client, ("slow_stats", 180))
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1})
-        with anyio.fail_after(30):
-            while not scripted_llm.requests:
-                await anyio.sleep(0.05)
+        await anyio.to_thread.run_sync(scripted_llm.wait_for_requests, 1)
         module = settings.workspace / "components/slow_stats.py"
         edited = module.read_bytes() + b"\n# edited by a person meanwhile\n"
         module.write_bytes(edited)

@@ -25,6 +25,7 @@ from server.settings import Settings
 from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
 from tests.test_deployment_tools import seed_deployment, seed_pending, seed_workspace
+from tests.waiting import Heard
 
 pytestmark = pytest.mark.anyio
 INFO = {"name": "stuck", "version": "1"}
@@ -281,7 +282,7 @@ async def reads_nothing(server: MCPServer, subscribe: str) -> AsyncIterator[None
 
 
 async def test_a_client_that_reads_nothing_holds_up_no_one(make_server: ServerFactory, host: FakeHostSource) -> None:
-    updates: list[str] = []
+    updates = Heard()
 
     async def on_message(message: Any) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
@@ -309,9 +310,7 @@ async def test_a_client_that_reads_nothing_holds_up_no_one(make_server: ServerFa
                 await call(actor, "clear_monitoring_events")
             seen, samples = len(updates), host.samples
             await wait_samples(host, samples + 10, timeout=60)
-            with anyio.fail_after(60):
-                while len(updates) < seen + 5:  # the well-behaved subscriber is still told
-                    await anyio.sleep(0.05)
+            await updates.until(lambda got: len(got) >= seen + 5, timeout=60)  # the well-behaved one is still told
             assert server.notifier.tracked() == 1 and stats.cut["session"] == 1  # only the stuck one went
 
 
@@ -341,8 +340,7 @@ async def test_a_tenants_changes_reach_only_listeners_that_may_read_it(
     seed_workspace(settings)
     held = seed_pending(settings, tenant="acme")
     uris = [f"deployments://{held.id}", "improvements://active"]
-    acme: list[Any] = []
-    globex: list[Any] = []
+    acme, globex = Heard(), Heard()
     server = make_server()
     async with (
         connect(server) as acme_client,
@@ -357,9 +355,7 @@ async def test_a_tenants_changes_reach_only_listeners_that_may_read_it(
             for event in ready:
                 await event.wait()
         await call(actor, "approve_change", {"change_id": held.id, "approve": True, "reason": "looks right"})
-        with anyio.fail_after(10):
-            while not {*uris, "ResourcesListChanged"} <= kinds(acme):  # published to the bus by now
-                await anyio.sleep(0.01)
+        await acme.until(lambda heard: {*uris, "ResourcesListChanged"} <= kinds(heard))  # published by now
         server.add_tool(marker_tool)  # heard by both after everything above
     assert kinds(globex) == {"ToolsListChanged"}  # nothing of acme's deployment, cycles or listing
     assert kinds(acme) == {*uris, "ResourcesListChanged", "ToolsListChanged"}
@@ -371,7 +367,7 @@ async def test_a_tenants_changes_reach_only_legacy_sessions_that_may_read_it(
     seed_workspace(settings)
     held = seed_pending(settings, tenant="acme")
     uris = [f"deployments://{held.id}", "improvements://active"]
-    heard: dict[str, list[str]] = {"acme": [], "globex": []}
+    heard: dict[str, Heard] = {"acme": Heard(), "globex": Heard()}
     told = anyio.Event()
 
     def recorder(into: list[str]) -> Callable[[Any], Awaitable[None]]:
@@ -399,8 +395,7 @@ async def test_a_tenants_changes_reach_only_legacy_sessions_that_may_read_it(
         with anyio.fail_after(10):
             await told.wait()
         server.add_tool(marker_tool)  # heard by both after everything above
-        with anyio.fail_after(10):
-            while not all(TOOLS_CHANGED in got for got in heard.values()):
-                await anyio.sleep(0.01)
+        for got in heard.values():
+            await got.until(lambda got: TOOLS_CHANGED in got)
     assert heard["globex"] == [TOOLS_CHANGED]  # nothing of acme's deployment, cycles or listing
     assert {*uris, "notifications/resources/list_changed"} <= set(heard["acme"][: heard["acme"].index(TOOLS_CHANGED)])

@@ -48,3 +48,22 @@ def first_candidate_not_in(*statuses: str) -> Callable[[Cycle], bool]:
 
 def first_candidate_in(*statuses: str) -> Callable[[Cycle], bool]:
     return lambda cycle: bool(cycle["candidates"]) and cycle["candidates"][0]["status"] in statuses
+
+
+class Heard(list[Any]):
+    """What a client heard (notifications, events), appended by its message handler on the event loop; a test waits
+    until the list satisfies a condition, woken by each append instead of polling it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = anyio.Event()
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def until(self, done: Callable[[list[Any]], bool], timeout: float = 10) -> None:
+        with anyio.fail_after(timeout):
+            while not done(self):
+                await self._changed.wait()
