@@ -15,6 +15,8 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  ├── ``DeployError``                     conflict     a deployment or rollback cannot be carried out
  │    ├── ``UnsafePathError``            refused      a path that is absolute, escapes, or names a link/folder/.git
  │    ├── ``DeploymentNotFoundError``    not_found
+ │    ├── ``EmptyChangeError``           invalid      a deployment with no file
+ │    ├── ``GitError``                   unavailable  git could not run, timed out or failed in the repository
  │    ├── ``InvalidStateError``          conflict     the deployment's status does not allow the operation
  │    ├── ``WorkspaceChangedError``      conflict     a file no longer has the hash the operation expects
  │    ├── ``DirtyWorkspaceError``        conflict     git reports uncommitted changes to the files
@@ -24,6 +26,7 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  │    ├── ``LLMNotConfigured``           unavailable
  │    ├── ``LLMUnavailable``             unavailable  the endpoint failed, or its circuit breaker is open
  │    └── ``SpendCapReached``            refused      a token or money cap is reached
+ ├── ``CycleNotFoundError``              not_found    no improvement cycle has that id (for this caller)
  ├── ``IllegalTransitionError``          internal     a candidate's status cannot follow its current one
  ├── ``ValidationInputError``            invalid      a workspace, path, test path or stage the pipeline cannot use
  ├── ``GenerationInputError``            invalid      a name or tenant that cannot become a module path
@@ -145,6 +148,18 @@ class DeploymentNotFoundError(DeployError):
     kind: ClassVar[ErrorKind] = "not_found"
 
 
+class EmptyChangeError(DeployError):
+    """A deployment was asked for with no file."""
+
+    kind: ClassVar[ErrorKind] = "invalid"
+
+
+class GitError(DeployError):
+    """git could not be run, timed out, or failed in the workspace's repository."""
+
+    kind: ClassVar[ErrorKind] = "unavailable"
+
+
 class InvalidStateError(DeployError):
     """The deployment's status does not allow the requested operation."""
 
@@ -204,6 +219,16 @@ class SpendCapReached(LLMError):
 
 
 # --- requests the parts cannot serve as given -----------------------------------------------------------------------
+
+
+class CycleNotFoundError(GeneratorError):
+    """No improvement cycle has the given id (or it is a tenant's the caller may not use)."""
+
+    kind: ClassVar[ErrorKind] = "not_found"
+
+    def __init__(self, cycle_id: str) -> None:
+        shown = repr(cycle_id) if len(cycle_id) <= 80 else f"{cycle_id[:80]!r}... ({len(cycle_id):,} characters)"
+        super().__init__(f"no improvement cycle has id {shown}; trigger_improvement_cycle returns the ids")
 
 
 class IllegalTransitionError(GeneratorError):

@@ -25,7 +25,7 @@ from generators.improvement.models import outcome_counts
 from generators.improvement.picking import MAX_LEFT_OUT, LeftOutReason
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
-from tools.errors import ToolFailure, shown
+from tools.errors import ToolFailure, domain_errors
 from tools.generation import Switches, check_enabled
 from tools.services import Services, ServicesOf
 
@@ -217,11 +217,8 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         """One improvement cycle as it stands, with every candidate."""
         caller = authorize("read")
         svc = deps(ctx)
-        found = await svc.improvements.get(cycle_id)
-        if found is None or not caller.may_use(found.tenant):
-            raise ToolFailure(
-                f"no improvement cycle has id {shown(cycle_id)}; trigger_improvement_cycle returns the ids", "not_found"
-            )
+        with domain_errors():
+            found = await svc.improvements.visible(cycle_id, caller.may_use)
         authorize("read", found.tenant)
         return view(found)
 

@@ -26,6 +26,7 @@ from generators.deploy.transaction import StepHook, Write, file_sha256, target_p
 from generators.errors import (
     DeployError,
     DeploymentNotFoundError,
+    EmptyChangeError,
     IntegrityError,
     InvalidStateError,
     WorkspaceChangedError,
@@ -87,7 +88,7 @@ class Deployer:
             UnsafePathError: a path is not a plain file path inside the workspace.
         """
         if not files:
-            raise DeployError("a deployment needs at least one file; give {relative path: content}")
+            raise EmptyChangeError("a deployment needs at least one file; give {relative path: content}")
         self._check_expected(expected or {}, component)
         now = self._clock()
         versions = []

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from generators.errors import DeployError, DirtyWorkspaceError
+from generators.errors import DeployError, DirtyWorkspaceError, GitError
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ class GitWorkspace:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise DeployError(f"git {sub} did not finish within {self._timeout_s:g} s in {self.workspace}") from exc
+            raise GitError(f"git {sub} did not finish within {self._timeout_s:g} s in {self.workspace}") from exc
         except OSError as exc:
-            raise DeployError(f"could not run git in {self.workspace}: {exc}") from exc
+            raise GitError(f"could not run git in {self.workspace}: {exc}") from exc
         if check and proc.returncode != 0:
-            raise DeployError(
+            raise GitError(
                 f"git {sub} failed in {self.workspace} (exit {proc.returncode}): "
                 f"{proc.stderr.strip()[:500]}. Fix the repository state, then retry."
             )

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 
 from generators.clock import Clock
 from generators.deploy import Deployment
-from generators.errors import failure_text
+from generators.errors import CycleNotFoundError, failure_text
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
     CandidateRecord,
@@ -35,7 +35,7 @@ from generators.improvement.models import (
 )
 from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, recent_rollbacks, select
 from generators.improvement.risk import assess_targets
-from generators.improvement.runner import Job, Progress
+from generators.improvement.runner import Job, Progress, relay, to_log
 from generators.improvement.store import CycleStore
 from generators.improvement.triggers import Emergency, Triggers
 from generators.llm import SpendCapReached
@@ -178,6 +178,13 @@ class ImprovementService:
     async def get(self, cycle_id: str) -> CycleRecord | None:
         return await self.cycles.get(cycle_id)
 
+    async def visible(self, cycle_id: str, may_use: Callable[[str], bool]) -> CycleRecord:
+        """The cycle if the caller ``may_use`` its tenant; else, as unknown, :class:`CycleNotFoundError`."""
+        found = await self.cycles.get(cycle_id)
+        if found is None or not may_use(found.tenant):
+            raise CycleNotFoundError(cycle_id)
+        return found
+
     def request_emergency(self, emergency: Emergency) -> None:
         """Thread-safe: ask for an emergency cycle (handed to the event loop, which starts it)."""
         self._triggers.request_emergency(emergency)
@@ -222,7 +229,7 @@ class ImprovementService:
     # -- the cycle
 
     async def _run(self, cycle: CycleRecord, request: CycleRequest) -> None:
-        progress = self._progress(cycle.id)
+        progress = relay(self._listeners, cycle.id)
         status: CycleStatus = "failed"
         error: str | None = None
         ended = False  # False when cancelled (the server stops): the cycle stays running and is marked interrupted
@@ -372,28 +379,12 @@ class ImprovementService:
 
     async def _resume(self, record: CandidateRecord, tenant: str, key: tuple[str, str] | None) -> None:
         try:
-            await self._judge(record, tenant, str(record.detail.get("direction", "up_is_bad")), _quiet)
+            await self._judge(record, tenant, str(record.detail.get("direction", "up_is_bad")), to_log)
             await self._settle(record.cycle_id)
         finally:
             if key is not None:
                 self._busy.discard(key)
 
-    def _progress(self, cycle_id: str) -> Progress:
-        async def send(stage: str, message: str) -> None:
-            listener = self._listeners.get(cycle_id)
-            if listener is None:
-                return
-            try:
-                await listener(stage, message)
-            except Exception:  # the caller went away; the cycle goes on
-                self._listeners.pop(cycle_id, None)
-
-        return send
-
     async def _audit(self, kind: str, subject: str, actor: str, tenant: str, detail: dict[str, Any]) -> None:
         call = functools.partial(self.runner.audit.append, kind, subject, actor=actor, tenant=tenant, detail=detail)
         await anyio.to_thread.run_sync(call)
-
-
-async def _quiet(stage: str, message: str) -> None:
-    logger.info("improvement %s: %s", stage, message)

@@ -1,9 +1,10 @@
-"""What a candidate's steps share: one candidate's fixed inputs (:class:`Job`), how progress is reported, and the
-part of the runner the steps in other modules (attempting, judging) use, as a protocol, so that they need not
-import the runner that calls them."""
+"""What a candidate's steps share: one candidate's fixed inputs (:class:`Job`), how progress is reported (and relayed
+to whoever follows a cycle), and the part of the runner the steps in other modules (attempting, judging) use, as a
+protocol, so that they need not import the runner that calls them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Unpack
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from generators.deploy import AuditLog, Deployer
     from generators.improvement.attempts import SqliteAttemptArchive
 
+logger = logging.getLogger(__name__)
 ACTOR = "improvement-cycle"
 Progress = Callable[[str, str], Awaitable[None]]
 
@@ -60,3 +62,24 @@ class Runner(Protocol):
     def audit_generation(
         self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
     ) -> None: ...
+
+
+def relay(listeners: dict[str, Progress], cycle_id: str) -> Progress:
+    """The progress of one cycle, told to whoever listens to it now (:meth:`ImprovementService.listen`); a listener
+    that fails (its caller went away) is dropped and the cycle goes on."""
+
+    async def send(stage: str, message: str) -> None:
+        listener = listeners.get(cycle_id)
+        if listener is None:
+            return
+        try:
+            await listener(stage, message)
+        except Exception:
+            listeners.pop(cycle_id, None)
+
+    return send
+
+
+async def to_log(stage: str, message: str) -> None:
+    """The progress of work nobody follows (a change judged after a restart): logged."""
+    logger.info("improvement %s: %s", stage, message)
