@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
-from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
 from generators.improvement.store import CycleStore
 from generators.loop import LoopHandOff
 from server.push import UNKNOWN_TENANT
@@ -223,7 +223,7 @@ class ObservedCycleStore:
         self.inner.finish(cycle_id, status, at, error)
         self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id))
 
-    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+    def set_left_out(self, cycle_id: str, entries: list[LeftOutEntry], total: int) -> None:
         self.inner.set_left_out(cycle_id, entries, total)
         self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id))
 

@@ -28,15 +28,19 @@ from mcp.server.transport_security import TransportSecurityMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from generators.changes import restored
+from generators.errors import GeneratorError
 from server.dashboard_data import BadQuery, InsightCache, dashboard_state, window_hours
 from server.dashboard_stream import ChangeStreams
 from server.http import transport_security
 from server.jsonrpc_guard import loads_bounded
 from server.notifications import Notifier
 from server.settings import Settings
+from telemetry.errors import TelemetryError
 from telemetry.ingest import TENANT_PATTERN
 from tools.access import AccessDenied, Caller, authorize, caller_from_token, current_caller
-from tools.deployments import rollback
+from tools.deployments import summary
+from tools.errors import domain_message
 from tools.outcome import kind_of
 from tools.services import ServicesNotRunning, ServicesRef
 
@@ -193,6 +197,8 @@ class Dashboard:
                 return _error(403, str(exc))
             except ToolError as exc:  # a refusal: its kind (the type of what was raised) picks the status
                 return _error(KIND_STATUS.get(kind_of(exc), 409), str(exc))
+            except (GeneratorError, TelemetryError) as exc:  # a domain error of a use case: the same, in its words
+                return _error(KIND_STATUS.get(exc.kind, 409), domain_message(exc) or str(exc))
             except ServicesNotRunning:  # start-up or shutdown
                 logger.debug("dashboard request while the server is not running", exc_info=True)
                 return _error(503, "the server is starting or stopping; try again shortly")
@@ -268,8 +274,12 @@ class Dashboard:
         deployment_id, reason = str(body.get("deployment_id", "")), str(body.get("reason", "")).strip()
         if not deployment_id or not reason:
             return _error(400, "give deployment_id and a reason")
-        done = await rollback(self.ref.get(), deployment_id, reason[:2000])
-        return _json(done.model_dump(mode="json"))
+        caller = authorize("improve")
+        changes = self.ref.get().changes  # the same use case as rollback_deployment's
+        found = await changes.visible(caller, deployment_id)
+        authorize("improve", found.tenant)
+        done = await changes.rollback(caller, deployment_id, reason[:2000])
+        return _json({"deployment": summary(done).model_dump(mode="json"), "message": restored(done)})
 
     async def stream(self, _: Request) -> Response:
         # The caller is read now: the stream runs after this handler has returned, outside its sign-in.

@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from generators.changes import restored
 from generators.deploy import (
     Deployer,
     Deployment,
@@ -172,7 +173,7 @@ async def deployment_detail(svc: Needs, deployment_id: str) -> DeploymentDetail:
 
 
 async def rollback(svc: Needs, deployment_id: str, reason: str) -> ActionResult:
-    """Roll a deployment back for a caller with ``improve`` on its tenant (the tool and the dashboard).
+    """Roll a deployment back for a caller with ``improve`` on its tenant.
 
     Raises:
         ToolError: not found, not allowed, or refused (with what to do).
@@ -180,7 +181,7 @@ async def rollback(svc: Needs, deployment_id: str, reason: str) -> ActionResult:
     _, caller = await visible_deployment(svc, deployment_id, "improve")
     with domain_errors():
         done = await svc.changes.rollback(caller, deployment_id, reason)
-    return ActionResult(deployment=summary(done), message=f"restored the previous bytes of {len(done.paths)} files")
+    return ActionResult(deployment=summary(done), message=restored(done))
 
 
 def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:

@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from generators.deploy import DeployError
 from generators.improvement import CandidateStatus, CycleRequest, CycleStatus
-from generators.improvement.models import outcome_counts
-from generators.improvement.picking import MAX_LEFT_OUT, LeftOutReason
+from generators.improvement.models import LeftOutEntry, LeftOutReason, outcome_counts
+from generators.improvement.picking import MAX_LEFT_OUT
 from generators.llm import LLMNotConfigured
 from tools.access import Caller, authorize, authorize_resource
 from tools.errors import ToolFailure, domain_errors
@@ -289,7 +289,8 @@ def view(cycle: CycleRecord) -> CycleView:
     )
 
 
-def _left_out(entry: dict[str, Any]) -> LeftOutView:
+def _left_out(entry: LeftOutEntry) -> LeftOutView:
+    """An entry as stored; one written by an older version may lack keys."""
     return LeftOutView(
         component=str(entry.get("component", "")),
         metric=str(entry.get("metric", "")),

@@ -3,7 +3,7 @@ them, in one place — a new component generated and deployed, visibility per te
 rejection, with their audit trail."""
 
 from generators.changes.generation import ComponentOutcome, ComponentRequest, ComponentService
-from generators.changes.service import ChangeService, DecisionListener, Viewer
+from generators.changes.service import ChangeService, DecisionListener, Viewer, restored
 
 __all__ = [
     "ChangeService",
@@ -12,4 +12,5 @@ __all__ = [
     "ComponentService",
     "DecisionListener",
     "Viewer",
+    "restored",
 ]

@@ -151,6 +151,11 @@ class ChangeService:
             raise
 
 
+def restored(done: Deployment) -> str:
+    """What a rollback did, in the words every front end answers with."""
+    return f"restored the previous bytes of {len(done.paths)} files"
+
+
 def _quoted(value: str) -> str:
     """``value`` quoted for a message, cut to :data:`QUOTED_CHARS` characters."""
     if len(value) <= QUOTED_CHARS:

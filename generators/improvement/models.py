@@ -152,6 +152,21 @@ class CycleRequest:
     reason: str = ""
 
 
+LeftOutReason = Literal["same_component", "no_module", "risk_above_tolerance", "busy", "beyond_max_improvements"]
+
+
+class LeftOutEntry(TypedDict):
+    """An opportunity a cycle did not act on, and why (kept with the cycle, bounded)."""
+
+    component: str
+    metric: str
+    impact_score: float
+    reason: LeftOutReason
+    message: str
+    risk: Risk | None
+    risk_factors: dict[str, Any]
+
+
 class CandidateDetail(TypedDict, total=False):
     """What a candidate keeps besides its status, key by key (JSON only inside the SQLite adapter)."""
 
@@ -219,7 +234,7 @@ class CycleRecord:
     finished_at: float | None = None
     error: str | None = None
     candidates: list[CandidateRecord] = field(default_factory=list)
-    left_out: list[dict[str, Any]] = field(default_factory=list)  # opportunities not acted on (bounded), and why
+    left_out: list[LeftOutEntry] = field(default_factory=list)  # opportunities not acted on (bounded), and why
     left_out_total: int = 0  # how many were left out in all
 
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from generators.deploy import VersionStore
-from generators.improvement.models import CandidateDetail, Risk, Target
+from generators.improvement.models import CandidateDetail, LeftOutEntry, LeftOutReason, Risk, Target
 from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, RiskAssessment, allowed
 
-LeftOutReason = Literal["same_component", "no_module", "risk_above_tolerance", "busy", "beyond_max_improvements"]
 MAX_LEFT_OUT = 50  # left-out opportunities kept with a cycle (the total is kept too)
 MAX_ROLLBACKS_READ = 500  # a tenant's newest rolled-back deployments read for the risk of a change
 
@@ -70,7 +68,7 @@ class LeftOut:
     message: str
     risk: RiskAssessment | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LeftOutEntry:
         return {
             "component": self.target.component,
             "metric": self.target.metric,

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
-from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus
+from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
 from generators.sqlite_db import Database
 
 _SCHEMA = """
@@ -54,7 +54,7 @@ class CycleStore(Protocol):
     def create(self, cycle: CycleRecord) -> None: ...
     def save_candidate(self, candidate: CandidateRecord) -> None: ...
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None: ...
-    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None: ...
+    def set_left_out(self, cycle_id: str, entries: list[LeftOutEntry], total: int) -> None: ...
     def get(self, cycle_id: str) -> CycleRecord | None: ...
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
@@ -80,7 +80,7 @@ class AsyncCycles:
     async def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
         await anyio.to_thread.run_sync(self.store.finish, cycle_id, status, at, error)
 
-    async def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+    async def set_left_out(self, cycle_id: str, entries: list[LeftOutEntry], total: int) -> None:
         await anyio.to_thread.run_sync(self.store.set_left_out, cycle_id, entries, total)
 
     async def get(self, cycle_id: str) -> CycleRecord | None:
@@ -156,7 +156,7 @@ class SqliteCycleStore:
                 (status, at, at, error, cycle_id),
             )
 
-    def set_left_out(self, cycle_id: str, entries: list[dict[str, Any]], total: int) -> None:
+    def set_left_out(self, cycle_id: str, entries: list[LeftOutEntry], total: int) -> None:
         """The opportunities the cycle did not act on (at most the first MAX_LEFT_OUT are passed) and how many."""
         with self._db.transaction() as conn:
             conn.execute(
