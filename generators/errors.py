@@ -16,7 +16,8 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  │    ├── ``UnsafePathError``            refused      a path that is absolute, escapes, or names a link/folder/.git
  │    ├── ``DeploymentNotFoundError``    not_found
  │    ├── ``EmptyChangeError``           invalid      a deployment with no file
- │    ├── ``GitError``                   unavailable  git could not run, timed out or failed in the repository
+ │    ├── ``GitError``                   unavailable  git could not run, or timed out
+ │    ├── ``GitCommandError``            conflict     a git command failed in the repository
  │    ├── ``InvalidStateError``          conflict     the deployment's status does not allow the operation
  │    ├── ``WorkspaceChangedError``      conflict     a file no longer has the hash the operation expects
  │    ├── ``DirtyWorkspaceError``        conflict     git reports uncommitted changes to the files
@@ -155,9 +156,13 @@ class EmptyChangeError(DeployError):
 
 
 class GitError(DeployError):
-    """git could not be run, timed out, or failed in the workspace's repository."""
+    """git could not be run, or timed out: the workspace's repository cannot be used now."""
 
     kind: ClassVar[ErrorKind] = "unavailable"
+
+
+class GitCommandError(DeployError):
+    """A git command failed in the workspace's repository (its state must be fixed first)."""
 
 
 class InvalidStateError(DeployError):
@@ -295,12 +300,11 @@ def storage_full(directory: Path, folder: Folder = "data directory") -> Iterator
 
 def failure_text(exc: BaseException, log: logging.Logger, doing: str) -> str:
     """What a caller reads of a failure while ``doing``: the message of an error that says its kind (a domain error of
-    either package); anything else (a bug, a raw OS or SQLite error with paths in it) reads "internal error (id …)".
-    An internal failure is logged with its traceback, under that id when the caller does not see its message."""
+    either package); anything else (a bug, a raw OS or SQLite error with paths in it, a domain error of kind
+    ``internal``) reads "internal error (id …)", and the log has its traceback under that id."""
     kind = getattr(type(exc), "kind", None)
-    if isinstance(kind, str) and isinstance(exc, Exception):
-        log.log(logging.ERROR if kind == "internal" else logging.WARNING, "%s failed: %s", doing, exc,
-                exc_info=exc if kind == "internal" else None)  # fmt: skip
+    if isinstance(kind, str) and kind != "internal":
+        log.warning("%s failed: %s", doing, exc)
         return str(exc)
     error_id = secrets.token_hex(6)
     log.error("%s failed: internal error %s", doing, error_id, exc_info=exc)

@@ -86,14 +86,14 @@ class ChangeFeed:
 
     async def run(self) -> None:
         """Publish marks until cancelled (owned by the lifespan's task group)."""
+        binding = self._loop.bind()  # first: a mark from now on wakes this run (a wake for nothing is harmless)
         with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
             self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
-        self._loop.bind()
         self._listed = await self._watched_ids()
         try:
             await self._serve()
         finally:
-            self._loop.unbind()
+            self._loop.unbind(binding)  # only its own: another lifespan of the same server may have bound since
 
     async def _serve(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from generators.changes import restored
-from generators.errors import GeneratorError
+from generators.errors import GeneratorError, failure_text
 from server.dashboard_data import BadQuery, InsightCache, dashboard_state, window_hours
 from server.dashboard_stream import ChangeStreams
 from server.http import transport_security
@@ -198,7 +198,10 @@ class Dashboard:
             except ToolError as exc:  # a refusal: its kind (the type of what was raised) picks the status
                 return _error(KIND_STATUS.get(kind_of(exc), 409), str(exc))
             except (GeneratorError, TelemetryError) as exc:  # a domain error of a use case: the same, in its words
-                return _error(KIND_STATUS.get(exc.kind, 409), domain_message(exc) or str(exc))
+                words = (
+                    failure_text(exc, logger, "a dashboard action") if exc.kind == "internal" else domain_message(exc)
+                )
+                return _error(KIND_STATUS.get(exc.kind, 409), words or str(exc))
             except ServicesNotRunning:  # start-up or shutdown
                 logger.debug("dashboard request while the server is not running", exc_info=True)
                 return _error(503, "the server is starting or stopping; try again shortly")

@@ -49,12 +49,11 @@ class SetupError(TelemetryError):
 
 def failure_text(exc: BaseException, log: logging.Logger, doing: str) -> str:
     """What a caller reads of a failure while ``doing``: the message of an error that says its kind (a domain error of
-    either package); anything else (a bug, a raw OS or SQLite error with paths in it) reads "internal error (id …)".
-    An internal failure is logged with its traceback, under that id when the caller does not see its message."""
+    either package); anything else (a bug, a raw OS or SQLite error with paths in it, a domain error of kind
+    ``internal``) reads "internal error (id …)", and the log has its traceback under that id."""
     kind = getattr(type(exc), "kind", None)
-    if isinstance(kind, str) and isinstance(exc, Exception):
-        log.log(logging.ERROR if kind == "internal" else logging.WARNING, "%s failed: %s", doing, exc,
-                exc_info=exc if kind == "internal" else None)  # fmt: skip
+    if isinstance(kind, str) and kind != "internal":
+        log.warning("%s failed: %s", doing, exc)
         return str(exc)
     error_id = secrets.token_hex(6)
     log.error("%s failed: internal error %s", doing, error_id, exc_info=exc)

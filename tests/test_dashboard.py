@@ -211,6 +211,18 @@ def test_event_stream_pushes_changes_and_ends_when_the_server_stops(dashboard_se
     dashboard_server.proc.wait(timeout=30)  # and the fixture finds no "graceful shutdown exceeded" in the log
 
 
+def test_a_refused_rollback_answers_with_the_status_of_its_kind(dashboard_server: Running) -> None:
+    """The dashboard calls the change service itself and answers its domain errors by their kind, in their words."""
+    base, deployment = dashboard_server.base, dashboard_server.deployment
+    with signed_in(base, ADMIN_KEY) as http:
+        missing = http.post("/dashboard/api/rollback", json={"deployment_id": "nope", "reason": "r"}, headers=ACTION)
+        assert missing.status_code == 404 and "no deployment has id 'nope'" in missing.json()["error"]
+        body = {"deployment_id": deployment.id, "reason": "r"}
+        assert http.post("/dashboard/api/rollback", json=body, headers=ACTION).status_code == 200
+        again = http.post("/dashboard/api/rollback", json=body, headers=ACTION)
+        assert again.status_code == 409 and "rolled_back" in again.json()["error"], again.text  # not now: conflict
+
+
 def test_failed_sign_ins_are_limited_per_client(dashboard_server: Running) -> None:
     base = dashboard_server.base
     codes = [

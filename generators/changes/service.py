@@ -10,6 +10,7 @@ concern: it checks them before it calls here.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -27,7 +28,9 @@ from generators.deploy import (
     VersionStore,
     WorkspaceChangedError,
 )
+from generators.errors import failure_text
 
+logger = logging.getLogger(__name__)
 QUOTED_CHARS = 80  # of a caller's id quoted back in a message
 
 DecisionListener = Callable[[Deployment], Awaitable[None]]
@@ -125,7 +128,10 @@ class ChangeService:
         with anyio.CancelScope(shield=True):
             done = await anyio.to_thread.run_sync(self._decide, viewer, change, approve, reason)
             for listener in self._listeners:
-                await listener(done)
+                try:
+                    await listener(done)
+                except Exception as exc:  # the decision stands: a listener's failure is its own, logged
+                    failure_text(exc, logger, f"telling of the decision on {done.id}")
         return done
 
     def _decide(self, viewer: Viewer, change: Deployment, approve: bool, reason: str) -> Deployment:

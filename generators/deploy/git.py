@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from generators.errors import DeployError, DirtyWorkspaceError, GitError
+from generators.errors import DeployError, DirtyWorkspaceError, GitCommandError, GitError
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class GitWorkspace:
         except OSError as exc:
             raise GitError(f"could not run git in {self.workspace}: {exc}") from exc
         if check and proc.returncode != 0:
-            raise GitError(
+            raise GitCommandError(
                 f"git {sub} failed in {self.workspace} (exit {proc.returncode}): "
                 f"{proc.stderr.strip()[:500]}. Fix the repository state, then retry."
             )

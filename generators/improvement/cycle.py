@@ -23,6 +23,7 @@ from generators.deploy import Deployment
 from generators.errors import CycleNotFoundError, failure_text
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
+    TRANSITIONS,
     CandidateRecord,
     CycleRecord,
     CycleRequest,
@@ -202,13 +203,16 @@ class ImprovementService:
         record = await self.cycles.by_deployment(deployment_id)
         if record is None or self._tg is None:
             return False
+        if "monitoring" not in TRANSITIONS[record.status]:  # e.g. it broke before it was held: nothing to monitor
+            logger.warning("approved change %s: its candidate is %s, not monitored", deployment_id, record.status)
+            return False
         await self.runner.start_monitoring(record, deployment_id, deployed_at)
         await self._watch(record)
         return True
 
     async def after_rejection(self, deployment_id: str) -> None:
         record = await self.cycles.by_deployment(deployment_id)
-        if record is not None:
+        if record is not None and "rejected" in TRANSITIONS[record.status]:
             await self.runner.save(record, "rejected", message="the change was rejected by an approver")
             await self._settle(record.cycle_id)
 

@@ -72,8 +72,7 @@ class Triggers:
     def open(self, task_group: TaskGroup) -> None:
         send, receive = anyio.create_memory_object_stream[Emergency](EMERGENCY_QUEUE)
         self._emergencies = send
-        self._loop.bind()
-        task_group.start_soon(self._emergency_loop, send, receive)
+        task_group.start_soon(self._emergency_loop, send, receive, self._loop.bind())
         if self._autonomous and self._interval > 0:
             task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop, name=AUTONOMOUS_TASK)
 
@@ -110,12 +109,18 @@ class Triggers:
                     logger.exception("could not start the autonomous improvement cycle of %s", tenant)
 
     async def _emergency_loop(
-        self, send: MemoryObjectSendStream[Emergency], emergencies: MemoryObjectReceiveStream[Emergency]
+        self,
+        send: MemoryObjectSendStream[Emergency],
+        emergencies: MemoryObjectReceiveStream[Emergency],
+        binding: object,
     ) -> None:
         """Start the emergency cycles handed over by :meth:`request_emergency`, one at a time, until cancelled."""
-        with send, emergencies:
-            async for emergency in emergencies:
-                await self._start_emergency(emergency)
+        try:
+            with send, emergencies:
+                async for emergency in emergencies:
+                    await self._start_emergency(emergency)
+        finally:
+            self._loop.unbind(binding)  # an alarm after this is logged as dropped, not lost in a stopped loop
 
     async def _start_emergency(self, emergency: Emergency) -> None:
         try:
