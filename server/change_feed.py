@@ -214,8 +214,8 @@ class ObservedCycleStore:
         self._tenants.remember(cycle.id, cycle.tenant)
         self._feed.mark([ACTIVE_URI], tenant=cycle.tenant)
 
-    def save_candidate(self, candidate: CandidateRecord) -> None:
-        self.inner.save_candidate(candidate)
+    def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
+        self.inner.save_candidate(candidate, was)
         extra = [deployment_uri(candidate.deployment_id)] if candidate.deployment_id else []
         self._feed.mark([ACTIVE_URI, *extra], tenant=self._tenants.of(candidate.cycle_id), listing=True)
 

@@ -18,6 +18,7 @@ from generators.clock import Clock
 from generators.codegen.rounds import TENANT_ID
 from generators.deploy import AuditLog, Deployer, DeployError, Deployment
 from generators.deploy.models import sha256_hex
+from generators.errors import IllegalTransitionError
 from generators.improvement.attempting import (
     SETTLED,
     accept_check,
@@ -87,10 +88,14 @@ class CandidateRunner:
         """Record the candidate's new status (a transition :data:`~generators.improvement.models.TRANSITIONS`
         allows, else :class:`~generators.errors.IllegalTransitionError` and nothing is saved) with more detail."""
         check_transition(record, status)
-        record.status = status
+        was, record.status = record.status, status
         record.updated_at = self.clock()
         record.detail.update(detail)
-        await self.cycles.save_candidate(record)
+        try:
+            await self.cycles.save_candidate(record, was)  # refused if another step moved it meanwhile (a stale copy)
+        except IllegalTransitionError:
+            record.status = was
+            raise
         outcome = SETTLED.get(status)
         if self.attempts is not None and outcome is not None:  # the archived attempt's fate, for the next attempt
             figures = {"effect_percent": effect_of(record.detail), "decision": record.detail.get("decision")}

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
+from generators.errors import IllegalTransitionError
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
 from generators.sqlite_db import Database
 
@@ -52,7 +53,7 @@ class CycleStore(Protocol):
     """Persistence of cycles and their candidates. Blocking: async callers use a worker thread."""
 
     def create(self, cycle: CycleRecord) -> None: ...
-    def save_candidate(self, candidate: CandidateRecord) -> None: ...
+    def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None: ...
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None: ...
     def set_left_out(self, cycle_id: str, entries: list[LeftOutEntry], total: int) -> None: ...
     def get(self, cycle_id: str) -> CycleRecord | None: ...
@@ -74,8 +75,8 @@ class AsyncCycles:
     async def create(self, cycle: CycleRecord) -> None:
         await anyio.to_thread.run_sync(self.store.create, cycle)
 
-    async def save_candidate(self, candidate: CandidateRecord) -> None:
-        await anyio.to_thread.run_sync(self.store.save_candidate, candidate)
+    async def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
+        await anyio.to_thread.run_sync(self.store.save_candidate, candidate, was)
 
     async def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
         await anyio.to_thread.run_sync(self.store.finish, cycle_id, status, at, error)
@@ -127,9 +128,21 @@ class SqliteCycleStore:
                 ),
             )
 
-    def save_candidate(self, candidate: CandidateRecord) -> None:
+    def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
+        """Write the candidate. With ``was``, only if the stored one still has that status (compare and set): a step
+        that holds a stale copy (another step decided it meanwhile) gets :class:`IllegalTransitionError`, and the
+        stored candidate stays as it is."""
         c = candidate
         with self._db.transaction() as conn:
+            if was is not None:
+                row = conn.execute(
+                    "SELECT status FROM candidates WHERE cycle_id = ? AND position = ?", (c.cycle_id, c.position)
+                ).fetchone()
+                if row is not None and row[0] != was:
+                    raise IllegalTransitionError(
+                        f"candidate {c.position} of cycle {c.cycle_id} ({c.component}) is {row[0]}, not {was}: "
+                        f"another step moved it, so it does not go to {c.status}"
+                    )
             conn.execute(
                 "INSERT OR REPLACE INTO candidates (cycle_id, position, component, metric, status, updated_at,"
                 " deployment_id, monitor_until, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
