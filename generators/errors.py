@@ -53,6 +53,7 @@ from typing import ClassVar, Literal
 ErrorKind = Literal["not_found", "refused", "conflict", "invalid", "unavailable", "internal"]
 Folder = Literal["data directory", "workspace"]
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+QUOTED_CHARS = 80  # of a caller's value quoted back in a message
 
 # The one description of how to configure the model, for every message that says none is configured.
 SETTINGS_HINT = (
@@ -232,8 +233,7 @@ class CycleNotFoundError(GeneratorError):
     kind: ClassVar[ErrorKind] = "not_found"
 
     def __init__(self, cycle_id: str) -> None:
-        shown = repr(cycle_id) if len(cycle_id) <= 80 else f"{cycle_id[:80]!r}... ({len(cycle_id):,} characters)"
-        super().__init__(f"no improvement cycle has id {shown}; trigger_improvement_cycle returns the ids")
+        super().__init__(f"no improvement cycle has id {quoted(cycle_id)}; trigger_improvement_cycle returns the ids")
 
 
 class IllegalTransitionError(GeneratorError):
@@ -275,6 +275,13 @@ class ParameterError(GeneratorError):
 
 class SaveError(GeneratorError):
     """A script cannot be saved as asked: bad file name, a folder outside the workspace, or an I/O failure."""
+
+
+def quoted(value: str) -> str:
+    """A caller's ``value`` quoted for a message (``repr``), cut to :data:`QUOTED_CHARS` characters."""
+    if len(value) <= QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARS]!r}... ({len(value):,} characters)"
 
 
 def full_reason(exc: BaseException) -> str | None:

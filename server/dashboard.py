@@ -281,7 +281,7 @@ class Dashboard:
         changes = self.ref.get().changes  # the same use case as rollback_deployment's
         found = await changes.visible(caller, deployment_id)
         authorize("improve", found.tenant)
-        done = await changes.rollback(caller, deployment_id, reason[:2000])
+        done = await changes.rollback(caller, found, reason[:2000])
         return _json({"deployment": summary(done).model_dump(mode="json"), "message": restored(done)})
 
     async def stream(self, _: Request) -> Response:

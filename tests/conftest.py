@@ -56,13 +56,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(2, round(WORKERS_PER_CPU * cpus))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with slow tests first: with one module per worker, the long ones start at once and the short ones fill
-    the end, instead of one long module running alone at the end (a stable sort: the order within stays)."""
-    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

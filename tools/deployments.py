@@ -178,9 +178,9 @@ async def rollback(svc: Needs, deployment_id: str, reason: str) -> ActionResult:
     Raises:
         ToolError: not found, not allowed, or refused (with what to do).
     """
-    _, caller = await visible_deployment(svc, deployment_id, "improve")
+    found, caller = await visible_deployment(svc, deployment_id, "improve")
     with domain_errors():
-        done = await svc.changes.rollback(caller, deployment_id, reason)
+        done = await svc.changes.rollback(caller, found, reason)
     return ActionResult(deployment=summary(done), message=restored(done))
 
 

@@ -150,10 +150,10 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         check_enabled(svc)
         if not svc.llm.configured:
             raise ToolFailure(str(LLMNotConfigured()), LLMNotConfigured.kind)
+        scoped = None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else tenant_id  # the default: the root
         request = ComponentRequest(
-            component_type, requirements, tenant_id, None if tenant_id in (DEFAULT_TENANT, svc.default_tenant) else
-            tenant_id, caller.name, name=name, context=context, deploy=deploy,
-        )  # fmt: skip
+            component_type, requirements, tenant_id, scoped, caller.name, name=name, context=context, deploy=deploy
+        )
         steps = 0
 
         async def progress(stage: str, number: int, message: str) -> None:

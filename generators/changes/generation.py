@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from generators.deploy import AuditLog, Deployer, Deployment
+from generators.deploy import SYSTEM_TENANT, AuditLog, Deployer, Deployment
 from generators.errors import GeneratorError
 from generators.llm import spend_scope
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-
     from generators.codegen.rounds import GenerationResult, ProgressCallback
 
 EXCERPT_CHARS = 500  # of the requirements and of an error, in the audit log
-SYSTEM_TENANT = "system"  # its changes are system-wide: proposed and held for approval
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,9 @@ class ComponentService:
                     detail=detail,
                 )  # fmt: skip
                 return held, None
-            deploy = self.deployer.deploy
-            return deploy(request.tenant, component, files, actor=request.actor, reason=reason, detail=detail), None
+            done = self.deployer.deploy(
+                request.tenant, component, files, actor=request.actor, reason=reason, detail=detail
+            )
+            return done, None
         except GeneratorError as exc:
             return None, exc

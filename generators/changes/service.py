@@ -28,10 +28,9 @@ from generators.deploy import (
     VersionStore,
     WorkspaceChangedError,
 )
-from generators.errors import failure_text
+from generators.errors import failure_text, quoted
 
 logger = logging.getLogger(__name__)
-QUOTED_CHARS = 80  # of a caller's id quoted back in a message
 
 DecisionListener = Callable[[Deployment], Awaitable[None]]
 """Told of every approved (now ``deployed``, or ``failed``) or rejected change, once it is recorded."""
@@ -73,7 +72,7 @@ class ChangeService:
         found = await anyio.to_thread.run_sync(self.versions.get, deployment_id)
         if found is None or not viewer.may_use(found.tenant):
             raise DeploymentNotFoundError(
-                f"no deployment has id {_quoted(deployment_id)}; list_deployments shows the ids"
+                f"no deployment has id {quoted(deployment_id)}; list_deployments shows the ids"
             )
         return found
 
@@ -96,15 +95,15 @@ class ChangeService:
         found.sort(key=lambda d: d.created_at, reverse=True)
         return found[:limit], more or len(found) > limit
 
-    async def rollback(self, viewer: Viewer, deployment_id: str, reason: str) -> Deployment:
-        """Restore the exact previous bytes of every file of a visible deployment (audited by the deployer).
+    async def rollback(self, viewer: Viewer, deployment: Deployment, reason: str) -> Deployment:
+        """Restore the exact previous bytes of every file of a deployment ``viewer`` may see (``visible`` first),
+        audited by the deployer.
 
         Raises:
-            DeploymentNotFoundError: not visible to ``viewer``.
             WorkspaceChangedError: its files changed since; nothing was written.
             DeployError: it is not deployed, or restoring failed.
         """
-        await self.visible(viewer, deployment_id)
+        deployment_id = deployment.id
         rollback = functools.partial(self.deployer.rollback, deployment_id, actor=viewer.name, reason=reason)
         try:
             return await anyio.to_thread.run_sync(rollback)
@@ -160,10 +159,3 @@ class ChangeService:
 def restored(done: Deployment) -> str:
     """What a rollback did, in the words every front end answers with."""
     return f"restored the previous bytes of {len(done.paths)} files"
-
-
-def _quoted(value: str) -> str:
-    """``value`` quoted for a message, cut to :data:`QUOTED_CHARS` characters."""
-    if len(value) <= QUOTED_CHARS:
-        return repr(value)
-    return f"{value[:QUOTED_CHARS]!r}... ({len(value):,} characters)"

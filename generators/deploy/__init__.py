@@ -4,7 +4,7 @@ start-up recovery, and the append-only audit log."""
 from generators.deploy.audit import AuditLog, SqliteAuditLog
 from generators.deploy.deployer import Deployer
 from generators.deploy.git import GitIdentity
-from generators.deploy.models import AuditEntry, AuditPage, Deployment, DeploymentStatus, FileVersion
+from generators.deploy.models import SYSTEM_TENANT, AuditEntry, AuditPage, Deployment, DeploymentStatus, FileVersion
 from generators.deploy.recovery import Recovered
 from generators.deploy.store import SqliteVersionStore, VersionStore
 from generators.errors import (
@@ -19,6 +19,7 @@ from generators.errors import (
 )
 
 __all__ = [
+    "SYSTEM_TENANT",
     "AuditEntry",
     "AuditLog",
     "AuditPage",

@@ -18,6 +18,7 @@ STATUSES: tuple[DeploymentStatus, ...] = (
     "rolled_back",
     "failed",
 )
+SYSTEM_TENANT = "system"  # a change of this tenant is system-wide: it is held for approval
 
 
 def sha256_hex(data: bytes) -> str:

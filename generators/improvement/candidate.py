@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from generators.clock import Clock
 from generators.codegen.rounds import TENANT_ID
-from generators.deploy import AuditLog, Deployer, DeployError, Deployment
+from generators.deploy import SYSTEM_TENANT, AuditLog, Deployer, DeployError, Deployment
 from generators.deploy.models import sha256_hex
 from generators.errors import IllegalTransitionError
 from generators.improvement.attempting import (
@@ -221,7 +221,7 @@ class CandidateRunner:
         beyond = sorted(set(paths) - {module} - {p for p in own_tests if p.startswith("tests/")})
         if beyond:
             return f"the change also writes {beyond}, beyond the component and its tests"
-        if tenant == "system":
+        if tenant == SYSTEM_TENANT:
             return "tenant system: a system-wide change"
         if parts[0] != "components":
             return f"{module} is part of the server itself, outside components/"

@@ -23,13 +23,13 @@ from generators.deploy import Deployment
 from generators.errors import CycleNotFoundError, failure_text
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.models import (
-    TRANSITIONS,
     CandidateRecord,
     CycleRecord,
     CycleRequest,
     CycleStatus,
     OpportunitySource,
     Target,
+    can_move,
     cycle_outcome,
     emergency_target,
     outcome_counts,
@@ -203,7 +203,7 @@ class ImprovementService:
         record = await self.cycles.by_deployment(deployment_id)
         if record is None or self._tg is None:
             return False
-        if "monitoring" not in TRANSITIONS[record.status]:  # e.g. it broke before it was held: nothing to monitor
+        if not can_move(record, "monitoring"):  # e.g. it broke before it was held: nothing to monitor
             logger.warning("approved change %s: its candidate is %s, not monitored", deployment_id, record.status)
             return False
         await self.runner.start_monitoring(record, deployment_id, deployed_at)
@@ -212,7 +212,7 @@ class ImprovementService:
 
     async def after_rejection(self, deployment_id: str) -> None:
         record = await self.cycles.by_deployment(deployment_id)
-        if record is not None and "rejected" in TRANSITIONS[record.status]:
+        if record is not None and can_move(record, "rejected"):
             await self.runner.save(record, "rejected", message="the change was rejected by an approver")
             await self._settle(record.cycle_id)
 

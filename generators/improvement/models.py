@@ -64,9 +64,14 @@ TRANSITIONS: Final[Mapping[CandidateStatus, frozenset[CandidateStatus]]] = {
 }
 
 
+def can_move(record: CandidateRecord, status: CandidateStatus) -> bool:
+    """Whether ``record`` may go to ``status`` (see :data:`TRANSITIONS`; its own status again, with more detail)."""
+    return status == record.status or status in TRANSITIONS[record.status]
+
+
 def check_transition(record: CandidateRecord, status: CandidateStatus) -> None:
-    """Raise :class:`IllegalTransitionError` unless ``record`` may go to ``status`` (see :data:`TRANSITIONS`)."""
-    if status != record.status and status not in TRANSITIONS[record.status]:
+    """Raise :class:`IllegalTransitionError` unless ``record`` may go to ``status``."""
+    if not can_move(record, status):
         raise IllegalTransitionError(
             f"candidate {record.position} of cycle {record.cycle_id} ({record.component}) cannot go from "
             f"{record.status} to {status}"
