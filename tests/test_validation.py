@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import textwrap
@@ -381,6 +382,25 @@ def test_sandbox_hides_secrets_and_proxies(workspace: Path, monkeypatch: pytest.
     report = run_sandbox(workspace, code, extra_env={"FEATURE": "on", "MY_API_KEY": "k"})
     assert report.stage("tests").status == "passed", report.render()
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == "super-secret"
+
+
+@pytest.mark.slow
+def test_sandbox_runs_async_tests_without_the_servers_other_pytest_plugins(workspace: Path) -> None:
+    assert importlib.util.find_spec("xdist") is not None  # installed beside the server: it must stay out
+    code = """
+    import anyio
+    import pytest
+
+    @pytest.mark.anyio
+    async def test_async():
+        await anyio.sleep(0)
+
+    def test_plugins(pytestconfig):
+        names = [name for name, _ in pytestconfig.pluginmanager.list_name_plugin()]
+        assert not [name for name in names if "xdist" in name or "hypothesis" in name], names
+    """
+    stage = run_sandbox(workspace, code).stage("tests")
+    assert stage.status == "passed" and stage.details["passed"] == 2, stage.findings
 
 
 @pytest.mark.slow

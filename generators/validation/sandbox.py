@@ -2,13 +2,16 @@
 
 The run is a subprocess in its own session (the whole process group is killed on timeout) under memory, CPU, file
 size and core-dump limits, with an environment built from an allow-list (no proxies, no credentials, no API keys),
-and its output captured to a file and truncated. The limits are set by a small launcher that then ``exec``s pytest,
-rather than by ``preexec_fn``, which is unsafe in a process with threads (the server runs this in a worker thread).
+and its output captured to a file and truncated. pytest loads no plugin of the server's environment by itself
+(they would change how the tests run, and importing them costs most of a short run's time): only anyio's, for async
+tests. The limits are set by a small launcher that then ``exec``s pytest, rather than by ``preexec_fn``, which is
+unsafe in a process with threads (the server runs this in a worker thread).
 This bounds runaway tests; it is not a security jail.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -49,6 +52,8 @@ if sys.platform == "linux":
         os._exit(70)
 """
 _PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])\n'
+# The plugins a test may rely on; everything else installed beside the server stays out (PYTEST_DISABLE_PLUGIN_AUTOLOAD)
+PLUGINS = ("-p", "anyio.pytest_plugin") if importlib.util.find_spec("anyio") is not None else ()
 
 
 def limited_command(config: ValidationConfig, code: str, args: list[str]) -> list[str]:
@@ -85,6 +90,7 @@ def sandbox_env(root: Path, home: Path, extra: Mapping[str, str] | None = None) 
         TMPDIR=str(home),
         PYTHONPATH=str(root),
         PYTHONDONTWRITEBYTECODE="1",
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
         NO_PROXY="*",
         no_proxy="*",
     )
@@ -127,7 +133,7 @@ def run_tests(
         root, home, log = work / "ws", work / "home", work / "output.log"
         overlay.copy_tree(root, copy_ignore(config))
         home.mkdir()
-        args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", "--", *paths]
+        args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
         if not subjects:
             command = limited_command(config, _PYTEST, args)
         else:
