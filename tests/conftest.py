@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -24,6 +23,7 @@ from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
+from tests.polling import eventually
 from tools.access import Role, scopes_for
 
 # What configures the server and its LLM client on a developer's machine: the tests set what they need themselves.
@@ -142,10 +142,8 @@ async def call_error(client: Client, tool: str, args: dict[str, Any]) -> str:
 
 
 async def wait_samples(host: FakeHostSource, count: int, timeout: float = 10.0) -> None:
-    """Wait until the fake has been sampled ``count`` times in all (bounded)."""
-    with anyio.fail_after(timeout):
-        while host.samples < count:
-            await anyio.sleep(0.01)
+    """Wait until the fake has been sampled ``count`` times in all (bounded): by monitoring on real time."""
+    await eventually(lambda: host.samples >= count, f"{count} samples of the host", timeout)
 
 
 @contextmanager

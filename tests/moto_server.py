@@ -18,6 +18,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.polling import eventually_sync
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -44,14 +46,13 @@ class MotoServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{self.url}/moto-api/", timeout=1).status_code < 500:
-                    return
-            except httpx2.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("moto server did not start")
+        eventually_sync(self._answers, f"moto server on port {self.port} answers", timeout=30)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx2.get(f"{self.url}/moto-api/", timeout=1).status_code < 500
+        except httpx2.TransportError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from mcp import Client
 from telemetry.cloudwatch.config import CloudWatchConfig
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.moto_server import FaultProxy, FaultServer, MotoServer, client
+from tests.polling import async_check, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -85,14 +86,22 @@ def settings_for(**overrides: Any) -> dict[str, Any]:
 
 async def states_until(mcp: Client, done: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
     """``get_alarm_states`` until its answer satisfies ``done`` (bounded)."""
-    with anyio.fail_after(timeout):
-        while not done(answer := await call(mcp, "get_alarm_states")):
-            await anyio.sleep(0.05)
+    answer: dict[str, Any] = {}
+
+    async def holds() -> bool:
+        answer.update(await call(mcp, "get_alarm_states"))
+        return done(answer)
+
+    await eventually(holds, "get_alarm_states answered what the test waits for", timeout)
     return answer
 
 
 async def source(mcp: Client, name: str) -> dict[str, Any]:
     return {s["name"]: s for s in (await call(mcp, "get_telemetry_sources"))["sources"]}[name]
+
+
+def breaker_open(mcp: Client) -> Callable[[], Awaitable[bool]]:
+    return async_check(lambda: source(mcp, "cloudwatch.alarms"), lambda s: s["breaker"]["state"] == "open")
 
 
 async def access_rows(mcp: Client) -> list[dict[str, Any]]:
@@ -129,9 +138,11 @@ async def test_an_eventbridge_change_shows_at_once_and_the_newest_state_wins(
         # An event older than the state known changes nothing (here: an OK from before the ALARM).
         ingested = (await source(mcp, "cloudwatch.events"))["items_ingested"]
         sqs.send_message(QueueUrl=url, MessageBody=state_change("e-late", "OK", "ALARM", raised_at - 30))
-        with anyio.fail_after(30):
-            while (await source(mcp, "cloudwatch.events"))["items_ingested"] == ingested:
-                await anyio.sleep(0.05)
+        await eventually(
+            async_check(lambda: source(mcp, "cloudwatch.events"), lambda s: s["items_ingested"] > ingested),
+            "the late event was read from the queue",
+            timeout=30,
+        )
         assert only(await call(mcp, "get_alarm_states"))["state"] == "ALARM"
 
         # A newer state from DescribeAlarms wins over the event.
@@ -193,9 +204,7 @@ async def test_moto_stopped_the_last_known_states_answer(aws: MotoServer, make_s
         assert only(await call(mcp, "get_alarm_states"))["state"] == "OK"
         aws.stop()
         try:
-            with anyio.fail_after(30):
-                while (await source(mcp, "cloudwatch.alarms"))["breaker"]["state"] != "open":
-                    await anyio.sleep(0.05)
+            await eventually(breaker_open(mcp), "the alarms' breaker opened", timeout=30)
             for _ in range(3):
                 answer = await call(mcp, "get_alarm_states")
                 assert only(answer)["state"] == "OK" and answer["stale"] is True
@@ -211,9 +220,7 @@ async def test_an_error_only_when_no_state_was_ever_known(make_server: ServerFac
             breaker_cooldown_seconds=600, poll_interval_seconds=3600,
         )  # fmt: skip
         async with connect(make_server(**overrides)) as mcp:
-            with anyio.fail_after(30):
-                while (await source(mcp, "cloudwatch.alarms"))["breaker"]["state"] != "open":
-                    await anyio.sleep(0.05)
+            await eventually(breaker_open(mcp), "the alarms' breaker opened", timeout=30)
             sent = fault.count
             error = await call_error(mcp, "get_alarm_states", {})
             assert fault.count == sent  # the breaker is open: nothing sent
@@ -245,9 +252,11 @@ async def test_polled_alarms_are_not_audited_per_read(aws: MotoServer, make_serv
     put_alarm()
     overrides = settings_for(alarm_cache_seconds=3600, poll_interval_seconds=3600)
     async with connect(make_server(**overrides)) as mcp:
-        with anyio.fail_after(30):
-            while (await source(mcp, "cloudwatch.alarms"))["last_success"] is None:
-                await anyio.sleep(0.05)
+        await eventually(
+            async_check(lambda: source(mcp, "cloudwatch.alarms"), lambda s: s["last_success"] is not None),
+            "a poll read the alarms",
+            timeout=30,
+        )
         for _ in range(10):
             assert only(await call(mcp, "get_alarm_states"))["source"] == "DescribeAlarms"
         assert await access_rows(mcp) == []

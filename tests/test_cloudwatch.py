@@ -18,6 +18,7 @@ from telemetry.errors import StorageFullError
 from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.moto_server import MotoServer, client
+from tests.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -283,15 +284,15 @@ async def test_moto_down_opens_breaker_local_insights_continue_and_recovery(
 
 
 async def wait_for(mcp: Any, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:
-    import anyio
+    found: dict[str, Any] = {}
 
-    with anyio.fail_after(timeout):
-        while True:
-            sources = await call(mcp, "get_telemetry_sources")
-            metrics = {s["name"]: s for s in sources["sources"]}["cloudwatch.metrics"]
-            if predicate(metrics):
-                return metrics
-            await anyio.sleep(0.05)
+    async def holds() -> bool:
+        sources = await call(mcp, "get_telemetry_sources")
+        found.update({s["name"]: s for s in sources["sources"]}["cloudwatch.metrics"])
+        return bool(predicate(found))
+
+    await eventually(holds, "the metrics source reached the state the test waits for", timeout)
+    return found
 
 
 async def test_metrics_go_in_batches_of_500_queries_grouped_by_start(aws: MotoServer, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -19,6 +18,7 @@ from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client
+from tests.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -60,11 +60,19 @@ async def test_repeated_polls_without_new_data_add_nothing(
         retry_initial_seconds=0.01,
     )
     async with connect(make_server(enable_cloudwatch_streaming=True, cloudwatch=watch)) as mcp:
-        with anyio.fail_after(30):
-            while (first := (await sources(mcp))["cloudwatch.metrics"])["items_ingested"] < 60:
-                await anyio.sleep(0.02)
-            while (later := (await sources(mcp))["cloudwatch.metrics"])["polls"] < first["polls"] + 5:
-                await anyio.sleep(0.02)
+        first: dict[str, Any] = {}
+        later: dict[str, Any] = {}
+
+        async def ingested() -> bool:
+            first.update((await sources(mcp))["cloudwatch.metrics"])
+            return bool(first["items_ingested"] >= 60)
+
+        async def polled_again() -> bool:
+            later.update((await sources(mcp))["cloudwatch.metrics"])
+            return bool(later["polls"] >= first["polls"] + 5)
+
+        await eventually(ingested, "the three series were ingested", timeout=30)
+        await eventually(polled_again, "five more polls", timeout=30)
     assert later["last_error"] is None and later["items_ingested"] == 60 == first["items_ingested"]
     store = SqliteTelemetryStore(settings.telemetry_db_path)
     try:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
@@ -19,6 +18,7 @@ from telemetry.cloudwatch.streamer import CloudWatchStreamer, SourceHealth, Sour
 from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 from tests.moto_server import CREDENTIALS, FaultServer
+from tests.polling import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -130,13 +130,14 @@ async def test_throttled_source_is_visible_through_get_telemetry_sources(make_se
     with FaultServer(400, "ThrottlingException", "Rate exceeded") as fault:
         cw_config = config(fault, "cloudwatch.logs", poll_interval_seconds=0.02)
         async with connect(make_server(enable_cloudwatch_streaming=True, cloudwatch=cw_config)) as mcp:
-            with anyio.fail_after(20):
-                while True:
-                    sources = {s["name"]: s for s in (await call(mcp, "get_telemetry_sources"))["sources"]}
-                    logs = sources["cloudwatch.logs"]
-                    if logs["breaker"]["state"] == "open":
-                        break
-                    await anyio.sleep(0.02)
+            sources: dict[str, Any] = {}
+
+            async def opened() -> bool:
+                sources.update({s["name"]: s for s in (await call(mcp, "get_telemetry_sources"))["sources"]})
+                return bool(sources["cloudwatch.logs"]["breaker"]["state"] == "open")
+
+            await eventually(opened, "the logs source's breaker opened", timeout=20)
+            logs = sources["cloudwatch.logs"]
             assert logs["enabled"] is True and logs["last_error"] == "ThrottlingException: Rate exceeded"
             assert logs["failures"] == 2 and logs["breaker"]["consecutive_failures"] == 2
             assert logs["last_success"] is None and logs["items_ingested"] == 0

@@ -30,6 +30,7 @@ from telemetry.cloudwatch.publisher import Datum, MetricPublisher
 from telemetry.cloudwatch.streamer import SourceHealth
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client, free_port
+from tests.polling import eventually
 from tests.test_cloudwatch_setup import setup as run_setup
 
 pytestmark = pytest.mark.anyio
@@ -220,19 +221,20 @@ def test_figures_of_an_interval() -> None:
 
 
 async def wait_for_figure(name: str, predicate: Callable[[dict[str, float]], bool], **kw: Any) -> dict[str, float]:
-    with anyio.fail_after(60):  # generous: a busy machine is slow, not wrong
-        while True:
-            found = await anyio.to_thread.run_sync(lambda: statistics(name, server_name(), **kw))
-            if found and predicate(found):
-                return found
-            await anyio.sleep(0.2)
+    found: dict[str, float] = {}
+
+    async def published() -> bool:
+        found.clear()
+        found.update(await anyio.to_thread.run_sync(lambda: statistics(name, server_name(), **kw)) or {})
+        return bool(found) and predicate(found)
+
+    await eventually(published, f"CloudWatch has {name} as expected", every=0.2)  # a busy machine is slow, not wrong
+    return found
 
 
 async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
     """Wait (bounded) until a captured log record contains ``text``."""
-    with anyio.fail_after(60):
-        while not any(text in r.message for r in caplog.records):
-            await anyio.sleep(0.05)
+    await eventually(lambda: any(text in r.message for r in caplog.records), f"a log record with {text!r}")
 
 
 async def test_the_server_publishes_its_tool_calls_and_telemetry(aws: MotoServer, make_server: ServerFactory) -> None:
@@ -282,10 +284,12 @@ async def test_dead_endpoint_neither_blocks_nor_crashes_and_is_caught_up(
     try:
         with caplog.at_level(logging.INFO, logger="telemetry.cloudwatch.publisher"):
             async with connect(server) as mcp:
-                with anyio.fail_after(30):
-                    while not any("publishing paused" in r.message for r in caplog.records):
-                        await call(mcp, "get_monitoring_status")
-                        await anyio.sleep(0.1)
+
+                async def paused() -> bool:  # each call is a figure to publish
+                    await call(mcp, "get_monitoring_status")
+                    return any("publishing paused" in r.message for r in caplog.records)
+
+                await eventually(paused, "publishing paused", timeout=30)
                 made = (await call(mcp, "get_system_status"))["server"]["tool_calls"] + 1
                 await anyio.to_thread.run_sync(moto.start)
                 caught_up = await wait_for_figure("ToolCalls", lambda s: s["Sum"] >= made, endpoint=endpoint)

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -28,6 +27,7 @@ from mcp.client.stdio import stdio_client
 from server.settings import Settings
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tests.test_generation_tool import ARGS
 
 pytestmark = pytest.mark.anyio
@@ -241,6 +241,4 @@ def _lines(text: str) -> Iterator[str]:
 
 async def wait_for_line(log: Path, text: str) -> None:
     """Wait (bounded) until the server's stderr has a line containing ``text``."""
-    with anyio.fail_after(60):
-        while text not in log.read_text(encoding="utf-8"):
-            await anyio.sleep(0.05)
+    await eventually(lambda: text in log.read_text(encoding="utf-8"), f"the server logged {text!r}")

@@ -17,6 +17,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.polling import eventually_sync
 from tests.test_transports import HEADERS, INIT, free_port, server_env
 
 pytestmark = pytest.mark.slow
@@ -40,12 +41,15 @@ class Server:
         raise AssertionError(f"metric {name} {labels} not found")
 
     def wait_metric(self, name: str, at_least: float, **labels: str) -> float:
-        deadline = time.monotonic() + WAIT
-        while True:
-            value = self.metric(name, **labels)
-            if value >= at_least or time.monotonic() > deadline:
-                return value
-            time.sleep(0.1)
+        eventually_sync(lambda: self.metric(name, **labels) >= at_least, f"{name} {labels} >= {at_least:g}", WAIT)
+        return self.metric(name, **labels)
+
+    def answers(self) -> bool:
+        assert self.proc.poll() is None, self.log.read_text()
+        try:
+            return httpx2.get(f"{self.base}/health", timeout=2).status_code == 200
+        except httpx2.TransportError:
+            return False
 
 
 @contextlib.contextmanager
@@ -68,15 +72,7 @@ def serve(tmp_path: Path, nofile: int | None = None, **env: str) -> Iterator[Ser
         )
     server = Server(proc, port, log)
     try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx2.get(f"{server.base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        eventually_sync(server.answers, "the server answers /health", WAIT)
         yield server
     finally:
         proc.terminate()
@@ -132,7 +128,7 @@ def test_a_request_head_sent_a_byte_at_a_time_gets_408_and_is_closed(tmp_path: P
                 and server.metric("http_connections_closed_by_server", reason="header_timeout") < 1
             ):
                 sock.sendall(b"X")  # always some progress: a silence timeout alone would never fire
-                time.sleep(0.05)
+                time.sleep(0.05)  # pace: the slow client under test
         assert closed_by_server(sock).startswith(b"HTTP/1.1 408")
 
 
@@ -148,7 +144,7 @@ def test_a_body_trickled_slower_than_the_request_timeout_gets_408(tmp_path: Path
                 if server.metric("http_connections_closed_by_server", reason="body_timeout") >= 1:
                     break
                 sock.sendall(b" ")
-                time.sleep(0.05)
+                time.sleep(0.05)  # pace: the slow client under test
         assert closed_by_server(sock).startswith(b"HTTP/1.1 408")
 
 
@@ -235,10 +231,7 @@ def test_a_client_that_leaves_mid_upload_is_noted_quietly(tmp_path: Path) -> Non
                     + version
                     + b'Content-Length: 1000\r\n\r\n{"jsonrpc": '
                 )
-        deadline = time.monotonic() + WAIT
-        while server.log.read_text().count("went away while sending") < 2:
-            assert time.monotonic() < deadline, server.log.read_text()
-            time.sleep(0.1)
+        eventually_sync(lambda: server.log.read_text().count("went away while sending") >= 2, "both logged", WAIT)
         assert httpx2.get(f"{server.base}/health", timeout=WAIT).status_code == 200
     log = server.log.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log

@@ -33,6 +33,7 @@ from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 from tests.moto_server import MotoServer
 from tests.moto_server import client as aws_client
+from tests.polling import eventually
 from tests.test_self_analysis import CRASH
 from tests.waiting import cycle_when, finished, first_candidate_in, first_candidate_not_in, when_active_changes
 
@@ -334,12 +335,12 @@ async def test_critical_alarm_starts_one_emergency_cycle_per_component(
                              retry_attempts=2, retry_initial_seconds=0.01)  # fmt: skip
     server = build(settings, scripted_llm, enable_cloudwatch_streaming=True, cloudwatch=watch)
     async with connect(server) as client:
-        with anyio.fail_after(30):  # the first poll records the alarms' initial states (their change is what counts)
-            while not any(
-                source["name"] == "cloudwatch.alarms" and source["last_success"] is not None
-                for source in (await call(client, "get_telemetry_sources"))["sources"]
-            ):
-                await anyio.sleep(0.05)
+
+        async def alarms_read() -> bool:  # the first poll records the alarms' initial states (their change counts)
+            sources = (await call(client, "get_telemetry_sources"))["sources"]
+            return any(s["name"] == "cloudwatch.alarms" and s["last_success"] is not None for s in sources)
+
+        await eventually(alarms_read, "a poll read the alarms", timeout=30)
         for name in ("shop-HighLatency", "shop-HighErrorRate", "shop-LowDisk"):
             cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test: p99 above 100 ms")
         started = await when_active_changes(  # the issue's bound: a cycle within 30 s of the alarm
@@ -584,12 +585,12 @@ async def test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code(
         for _ in range(6):
             crashed = CRASH.fullmatch(await call_error(client, "analyze_system_performance", {}))
             assert crashed is not None and crashed.group(1) == "analyze_system_performance"
-        with anyio.fail_after(30):
-            while True:
-                found = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
-                if [o for o in found["opportunities"] if o["component"] == component]:
-                    break
-                await anyio.sleep(0.2)
+
+        async def found() -> bool:
+            insights = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
+            return any(o["component"] == component for o in insights["opportunities"])
+
+        await eventually(found, f"an opportunity for {component}", timeout=30, every=0.2)
         # A change of the server's own code is a high-risk change: the caller has to accept that risk.
         cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": 1, "risk_tolerance": "high"})
         (candidate,) = cycle["candidates"]

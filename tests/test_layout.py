@@ -227,3 +227,25 @@ def test_guard_unit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(guard, "package_dirs", lambda: {"server": ROOT / "server", "tools": None})
     with pytest.raises(StartupError, match="tools cannot be imported"):
         guard.check_packages()
+
+
+# Where a test may sleep: the one polling helper, the fake clock's real-time sibling (OffsetClock), and a child
+# process that pauses at a failpoint until it is killed. Elsewhere a sleep must be the behaviour under test (a slow
+# client's pace), marked "# pace:" on its line.
+SLEEPS_ALLOWED = {"polling.py", "fake_clock.py", "deploy_crash_child.py"}
+
+
+def test_tests_wait_on_events_or_the_polling_helper_never_on_a_sleep() -> None:
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        if path.name in SLEEPS_ALLOWED:
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name == "sleep" and "# pace:" not in lines[node.lineno - 1]:
+                found.append(f"{path.name}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert found == [], "wait on an event, a notification, a FakeClock or tests.polling.eventually:\n" + "\n".join(found)

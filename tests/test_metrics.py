@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import mcp_as
+from tests.polling import eventually
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, TENANTS_TOML
 from tests.test_transports import KEY, start_http
 
@@ -103,15 +103,16 @@ async def test_monitoring_events_and_breaker_state_are_scraped(tmp_path: Path) -
         async with mcp_as(base, KEY) as client:
             await client.call_tool("set_monitoring_thresholds", {"memory_percent": 1, "consecutive_samples": 1})
             await client.call_tool("start_monitoring", {"interval_seconds": 0.2})
-            with anyio.fail_after(30):
-                while True:
-                    samples = scrape(base)
-                    raised = [v for (name, labels), v in samples.items()
-                              if name == "monitoring_events_total" and ("type", "memory_high") in labels]  # fmt: skip
-                    breaker = samples.get(("cloudwatch_breaker_state", (("source", "cloudwatch.alarms"),)))
-                    if raised and breaker == 2:
-                        break
-                    await anyio.sleep(0.2)
+            raised: list[float] = []
+
+            def counted() -> bool:
+                samples = scrape(base)
+                raised[:] = [v for (name, labels), v in samples.items()
+                             if name == "monitoring_events_total" and ("type", "memory_high") in labels]  # fmt: skip
+                breaker = samples.get(("cloudwatch_breaker_state", (("source", "cloudwatch.alarms"),)))
+                return bool(raised) and breaker == 2
+
+            await eventually(counted, "the memory event counted and the alarms' breaker open", 30, every=0.2)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

@@ -24,6 +24,7 @@ from server.notifications import EVENTS_URI, Notifier
 from server.settings import Settings
 from tests.conftest import ServerFactory, as_key, call, connect, wait_samples
 from tests.fakes import FakeHostSource
+from tests.polling import eventually
 from tests.test_deployment_tools import seed_deployment, seed_pending, seed_workspace
 from tests.waiting import Heard
 
@@ -246,12 +247,12 @@ async def test_connections_are_forgotten_when_clients_go(make_server: ServerFact
 async def forgotten(notifier: Notifier) -> None:
     """Wait (bounded) until the notifier holds no connection: a closed client's connection is freed once its
     server-side task has ended and the cycle collector has run."""
-    with anyio.fail_after(10):
-        while True:
-            gc.collect()
-            if notifier.tracked() == 0:
-                return
-            await anyio.sleep(0.05)
+
+    def freed() -> bool:
+        gc.collect()
+        return notifier.tracked() == 0
+
+    await eventually(freed, "the closed client's connection was freed", timeout=10)
 
 
 @asynccontextmanager
@@ -302,9 +303,8 @@ async def test_a_client_that_reads_nothing_holds_up_no_one(make_server: ServerFa
             # Every sample changes three events: the stuck client is sent far more than it takes.
             await wait_samples(host, start + 30, timeout=60)
             stats = server.notifier.stats
-            with anyio.fail_after(60):
-                while stats.cut["session"] == 0:  # dropped from push once it took nothing for the stall bound
-                    await anyio.sleep(0.05)
+            # dropped from push once it took nothing for the stall bound (real time: the notifier takes no clock)
+            await eventually(lambda: stats.cut["session"] > 0, "the stuck session was dropped from push")
             assert stats.dropped["session"] > 0  # before that, its oldest notifications went first (counted)
             with anyio.fail_after(30):
                 await call(actor, "clear_monitoring_events")

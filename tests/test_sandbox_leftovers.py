@@ -19,6 +19,7 @@ from mcp.client.stdio import stdio_client
 
 from tests.conftest import call
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tests.test_generation_tool import ARGS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -108,12 +109,10 @@ async def kill_mid_validation(tmp_path: Path, llm: ScriptedLLM) -> Path:
                 anyio.create_task_group() as group,
             ):
                 group.start_soon(client.call_tool, "generate_component", ARGS)
-                with anyio.fail_after(120):
-                    while not (copies := list((tmp_path / "data" / "sandbox-scratch").glob("*/validate-sandbox-*/ws"))):
-                        await anyio.sleep(0.05)
-                    [copy] = copies
-                    while not processes_in(copy):  # pytest runs in the copy
-                        await anyio.sleep(0.05)
+                scratch = tmp_path / "data" / "sandbox-scratch"
+                await eventually(lambda: any(scratch.glob("*/validate-sandbox-*/ws")), "a sandbox copy", timeout=120)
+                [copy] = scratch.glob("*/validate-sandbox-*/ws")
+                await eventually(lambda: bool(processes_in(copy)), "pytest running in the copy", timeout=120)
                 killed = copy.parent.parent
                 os.kill(int(killed.name.split("-")[0]), signal.SIGKILL)
                 group.cancel_scope.cancel()
@@ -128,9 +127,8 @@ async def test_the_next_start_removes_what_a_killed_server_left_but_not_a_live_s
 ) -> None:
     left = await kill_mid_validation(tmp_path, scripted_llm)
     assert any(left.glob("validate-sandbox-*/ws/tests/test_slugify.py"))  # the kill left the copy behind
-    with anyio.fail_after(60):  # and no test runs on in it: the sandbox dies with its server
-        while processes_in(left):
-            await anyio.sleep(0.05)
+    # and no test runs on in it: the sandbox dies with its server
+    await eventually(lambda: not processes_in(left), "the sandbox died with its server")
 
     async with running(tmp_path, scripted_llm, "first") as (_, first):
         assert not left.exists()  # removed at start-up

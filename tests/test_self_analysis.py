@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
@@ -33,6 +32,7 @@ from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore, ToolCall
 from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.fake_clock import OffsetClock
 from tests.fakes import FakeHostSource, NoGpu
+from tests.polling import eventually
 from tests.test_transports import start_http
 from tools.access import AccessDenied
 
@@ -232,13 +232,14 @@ async def test_periodic_analysis_feeds_self_insights_to_the_learning_engine(
         await fail(client, "get_top_processes", BAD_LIMIT, 6)
         host.broken = True
         await fail(client, "analyze_system_performance", {}, 6)
-        with anyio.fail_after(20):
-            while True:
-                ops = await call(client, "query_telemetry_insights", {"tenant_id": "ops"})
-                found = [i for i in ops["insights"] if i["dimensions"].get("source") == "self_analysis"]
-                if found:
-                    break
-                await anyio.sleep(0.2)
+        ops: dict[str, Any] = {}
+
+        async def analysed() -> bool:
+            ops.update(await call(client, "query_telemetry_insights", {"tenant_id": "ops"}))
+            return any(i["dimensions"].get("source") == "self_analysis" for i in ops["insights"])
+
+        await eventually(analysed, "the periodic self-analysis stored an insight for ops", 20, every=0.2)
+        found = [i for i in ops["insights"] if i["dimensions"].get("source") == "self_analysis"]
         default = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
         report = await call(client, "analyze_self")
     (insight,) = found

@@ -21,6 +21,7 @@ from server.app import create_server
 from server.settings import Settings
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tests.test_generation_tool import ARGS, slugify_reply
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +50,7 @@ async def kill_mid_deploy(tmp_path: Path, llm: ScriptedLLM, failpoint: str) -> N
         try:
             async with Client(stdio_client(server, errlog=errlog)) as client, anyio.create_task_group() as group:
                 group.start_soon(client.call_tool, "generate_component", {**ARGS, "deploy": True})
-                with anyio.fail_after(120):
-                    while not marker.exists():
-                        await anyio.sleep(0.05)
+                await eventually(marker.exists, "the server stopped at the failpoint", timeout=120)
                 os.kill(int(marker.read_text(encoding="utf-8")), signal.SIGKILL)
                 killed = True
                 group.cancel_scope.cancel()

@@ -14,7 +14,7 @@ import json
 import re
 import socket
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from server.notifications import EVENTS_URI
 from server.settings import Settings
 from tests.conftest import call
 from tests.fakes import FakeHostSource, NoGpu
+from tests.polling import eventually
 from tests.test_transports import HEADERS, INIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -80,10 +81,7 @@ async def serving(settings: Settings, host: FakeHostSource) -> AsyncIterator[tup
     uv = uvicorn.Server(config)
     with listener:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(uv.serve, [listener])
-            with anyio.fail_after(DEADLINE):
-                while not uv.started:
-                    await anyio.sleep(0.01)
+            tg.start_soon(uv.serve, [listener])  # the socket listens already: a request waits until it is served
             try:
                 yield f"http://127.0.0.1:{listener.getsockname()[1]}", server
             finally:
@@ -117,16 +115,6 @@ async def read_all(sock: socket.socket, until: Callable[[bytes], bool]) -> bytes
             if not chunk:
                 break
     return got
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``check`` holds, polling, within a generous deadline."""
-    try:
-        with anyio.fail_after(DEADLINE):
-            while not await check():
-                await anyio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
 
 
 async def push_figures(http: httpx2.AsyncClient, base: str) -> dict[tuple[str, str], float]:

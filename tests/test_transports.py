@@ -19,6 +19,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import PUBLIC_TOOLS
+from tests.polling import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key-0123456789abcdef"
@@ -156,17 +157,21 @@ def start_http(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.communicate()[1]}")
         try:
-            if httpx2.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
+            return httpx2.get(f"{base}/health", timeout=1).status_code == 200
         except httpx2.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+            return False
+
+    try:
+        eventually_sync(answers, "the server answers /health", timeout=30)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, base
 
 
 INIT = {
