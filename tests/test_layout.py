@@ -248,4 +248,6 @@ def test_tests_wait_on_events_or_the_polling_helper_never_on_a_sleep() -> None:
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name == "sleep" and "# pace:" not in lines[node.lineno - 1]:
                 found.append(f"{path.name}:{node.lineno}: {lines[node.lineno - 1].strip()}")
-    assert found == [], "wait on an event, a notification, a FakeClock or tests.polling.eventually:\n" + "\n".join(found)
+    assert found == [], "wait on an event, a notification, a FakeClock or tests.polling.eventually:\n" + "\n".join(
+        found
+    )
