@@ -1,13 +1,13 @@
 """Wiring of the improvement cycle to telemetry (``generators`` and ``telemetry`` do not import each other): the
-learning engine's opportunities as cycle targets, the telemetry store's figures for the verdict, and critical alarms
-turned into emergency cycles."""
+learning engine's opportunities as the cycle's (``generators.improvement.Opportunity``), the telemetry store's figures
+for the verdict, and critical alarms turned into emergency cycles."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
 
-from generators.improvement import Target
+from generators.improvement import Opportunity
 from generators.improvement.cycle import Emergency
 from telemetry.learning.engine import LearningEngine, component_of
 from telemetry.learning.live.pattern_watch import ERRORS_METRIC
@@ -27,19 +27,19 @@ class LearningOpportunities:
         self._learning = learning
         self._own_insights = own_insights
 
-    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Target]:
+    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Opportunity]:
         """Every opportunity, whatever its severity: the cycle judges the risk of a change by its blast radius."""
         analysis = self._learning.analyze(tenant, window_hours=window_hours, risk_tolerance="high")
         summaries = {i.id: i.summary for i in analysis.insights}
         own = self._own_insights()
-        targets = []
+        opportunities = []
         for o in analysis.opportunities:
             if component is not None and o.component != component:
                 continue
             evidence = "; ".join(summaries[i] for i in o.insight_ids if i in summaries)[:1000]
             direction = direction_for(o.metric)
-            targets.append(
-                Target(
+            opportunities.append(
+                Opportunity(
                     o.component, o.metric, o.goal, o.impact_score, o.risk,
                     direction="up_is_bad" if direction == "neutral" else direction,
                     evidence=evidence, insight_ids=tuple(o.insight_ids),
@@ -47,7 +47,7 @@ class LearningOpportunities:
                     kind="errors" if o.metric == ERRORS_METRIC else "metric",
                 )
             )  # fmt: skip
-        return targets
+        return opportunities
 
 
 class TelemetryFigures:

@@ -199,16 +199,10 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
             steps += 1
             await ctx.report_progress(steps, None, f"{stage}: {message}")
 
-        cycle = await svc.improvements.start(request)
-        svc.improvements.listen(cycle.id, progress)
-        await progress("started", f"cycle {cycle.id} (follow it with get_improvement_cycle)")
-        try:
-            found = await svc.improvements.wait(cycle.id, svc.improvement_wait_seconds)
-        finally:
-            svc.improvements.listen(cycle.id, None)
-        if found is not None and await ask_approvals(ctx, svc, caller, found):
-            found = await svc.improvements.get(cycle.id)
-        return view(found or cycle)
+        found = await svc.improvements.run(request, progress, svc.improvement_wait_seconds)
+        if await ask_approvals(ctx, svc, caller, found):
+            found = await svc.improvements.get(found.id) or found
+        return view(found)
 
     @server.tool(
         title="Improvement cycle status", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False)

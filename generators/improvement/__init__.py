@@ -8,8 +8,8 @@ from generators.improvement.models import (
     CycleRequest,
     CycleStatus,
     MetricFigures,
+    Opportunity,
     OpportunitySource,
-    Target,
 )
 from generators.improvement.store import CycleStore, SqliteCycleStore
 
@@ -22,7 +22,7 @@ __all__ = [
     "CycleStatus",
     "CycleStore",
     "MetricFigures",
+    "Opportunity",
     "OpportunitySource",
     "SqliteCycleStore",
-    "Target",
 ]

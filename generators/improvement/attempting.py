@@ -24,11 +24,11 @@ from generators.llm import LLMError
 if TYPE_CHECKING:
     from generators.codegen.edit_apply import Change
     from generators.codegen.rounds import AcceptCheck, GenerationResult, Objection
-    from generators.improvement.runner import Job, Runner
+    from generators.improvement.runner import CandidateInputs, Runner
 
 
 async def best_candidate(
-    runner: Runner, record: CandidateRecord, job: Job, module: str, raw: bytes, text: str
+    runner: Runner, record: CandidateRecord, inputs: CandidateInputs, module: str, raw: bytes, text: str
 ) -> GenerationResult:
     """``candidates_per_opportunity`` generations, each audited and archived; the best validated one (the last
     result when none was). A model that fails after some were validated leaves the choice to those."""
@@ -37,26 +37,26 @@ async def best_candidate(
     for number in range(1, runner.config.candidates_per_opportunity + 1):
         record.detail["attempt"] = number
         try:
-            last = await runner.generate(job, module, text, record)
+            last = await runner.generate(inputs, module, text, record)
         except LLMError:
             if not wins:
                 raise
             break
-        await anyio.to_thread.run_sync(runner.audit_generation, job, module, last)
+        await anyio.to_thread.run_sync(runner.audit_generation, inputs, module, last)
         if last.succeeded and last.change is not None:
             wins.append((number, last))
         else:
-            await archive(runner, record, job, module, last, "refused", failed_message(last))
+            await archive(runner, record, inputs, module, last, "refused", failed_message(last))
     if not wins:
         assert last is not None  # at least one candidate, and an LLM error with none validated was raised
         return last
-    return await _choose(runner, record, job, module, raw, wins)
+    return await _choose(runner, record, inputs, module, raw, wins)
 
 
 async def _choose(
     runner: Runner,
     record: CandidateRecord,
-    job: Job,
+    inputs: CandidateInputs,
     module: str,
     raw: bytes,
     wins: list[tuple[int, GenerationResult]],
@@ -65,7 +65,7 @@ async def _choose(
 
     changes = [{p: t.encode("utf-8") for p, t in r.change.files.items()} for _, r in wins if r.change]
     call = functools.partial(
-        choose, runner.deployer.workspace, module, raw, changes, measure=job.target.kind == "metric",
+        choose, runner.deployer.workspace, module, raw, changes, measure=inputs.opportunity.kind == "metric",
         config=runner.config, sandbox=runner.generator().pipeline.config,
     )  # fmt: skip
     picked = await anyio.to_thread.run_sync(call) if len(wins) > 1 else None
@@ -76,7 +76,7 @@ async def _choose(
         if position != index:
             record.detail["attempt"] = number
             why = f"another candidate measured better ({picked.figures[position] if picked else ''})"
-            await archive(runner, record, job, module, result, "not_chosen", why)
+            await archive(runner, record, inputs, module, result, "not_chosen", why)
     record.detail["attempt"] = wins[index][0]
     return wins[index][1]
 
@@ -90,7 +90,7 @@ async def earlier_attempts(runner: Runner, tenant: str, component: str) -> list[
 async def archive(
     runner: Runner,
     record: CandidateRecord,
-    job: Job,
+    inputs: CandidateInputs,
     module: str,
     result: GenerationResult,
     outcome: AttemptOutcome,
@@ -102,7 +102,8 @@ async def archive(
     change = result.change or result.tried
     code = change.files.get(module) if change else None
     attempt = Attempt(
-        job.tenant, job.target.component, record.cycle_id, record.position, int(record.detail.get("attempt", 1)),
+        inputs.tenant, inputs.opportunity.component, record.cycle_id, record.position,
+        int(record.detail.get("attempt", 1)),
         runner.clock(), outcome, reason, result.diff or (change.diff() if change else ""),
         fingerprint(code) if code is not None else None, {},
     )  # fmt: skip

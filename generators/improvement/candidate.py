@@ -43,7 +43,7 @@ from generators.improvement.models import (
     MetricFigures,
     check_transition,
 )
-from generators.improvement.runner import ACTOR, Job, Progress
+from generators.improvement.runner import ACTOR, CandidateInputs, Progress
 from generators.improvement.store import AsyncCycles, CycleStore
 from generators.llm import LLMError
 
@@ -103,39 +103,42 @@ class CandidateRunner:
             call = functools.partial(self.attempts.settle, record.cycle_id, record.position, outcome, why, figures)
             await anyio.to_thread.run_sync(call)
 
-    async def improve_and_deploy(self, record: CandidateRecord, job: Job) -> bool:
+    async def improve_and_deploy(self, record: CandidateRecord, inputs: CandidateInputs) -> bool:
         """Generate, validate, gate and deploy; True when a deployment now needs monitoring."""
-        target = job.target
+        opportunity = inputs.opportunity
         await self.save(record, "generating")
-        await job.progress("generate", f"{target.component}: asking the model to improve {target.metric}")
-        module = await anyio.to_thread.run_sync(self.locate, job.tenant, target.component, target.own_code)
+        await inputs.progress("generate", f"{opportunity.component}: asking the model to improve {opportunity.metric}")
+        module = await anyio.to_thread.run_sync(self.locate, inputs.tenant, opportunity.component, opportunity.own_code)
         if module is None:
-            where = f"components/[{job.tenant}/]{target.component}.py"
-            await self.skip(record, job, f"no module for component {target.component!r} in the workspace ({where})")
+            where = f"components/[{inputs.tenant}/]{opportunity.component}.py"
+            await self.skip(
+                record, inputs, f"no module for component {opportunity.component!r} in the workspace ({where})"
+            )
             return False
         raw = await anyio.to_thread.run_sync((self.deployer.workspace / module).read_bytes)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            await self.skip(record, job, f"{module} is not UTF-8 text", module)
+            await self.skip(record, inputs, f"{module} is not UTF-8 text", module)
             return False
         try:
-            result = await best_candidate(self, record, job, module, raw, text)
+            result = await best_candidate(self, record, inputs, module, raw, text)
         except LLMError as exc:  # a spend cap reached too: its message names the cap and the setting to raise
             message = f"the LLM could not be asked: {exc}"
-            await anyio.to_thread.run_sync(self.audit_generation, job, module, None, message)
+            await anyio.to_thread.run_sync(self.audit_generation, inputs, module, None, message)
             await self.save(record, "error", message=message, error_type=type(exc).__name__)
             return False
         record.detail.update(_generation_detail(result))
         if not result.succeeded or result.change is None:
             await self.save(record, "validation_failed", message=failed_message(result))
             return False
-        record.detail["kind"] = target.kind  # the verdict judges an error fix on its errors, a metric on the metric
-        if job.dry_run:
-            await archive(self, record, job, module, result, "dry_run", "validated; dry_run: nothing was deployed")
+        # The verdict judges an error fix on its errors, a metric on the metric.
+        record.detail["kind"] = opportunity.kind
+        if inputs.dry_run:
+            await archive(self, record, inputs, module, result, "dry_run", "validated; dry_run: nothing was deployed")
             await self.save(record, "dry_run", message="validated; dry_run: nothing was deployed")
             return False
-        return await self._deploy(record, job, module, sha256_hex(raw), result)
+        return await self._deploy(record, inputs, module, sha256_hex(raw), result)
 
     def is_default(self, tenant: str) -> bool:
         """The default tenant's components live in the root folder, not in a tenant folder."""
@@ -163,23 +166,26 @@ class CandidateRunner:
                 return path
         return None
 
-    async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult:
+    async def generate(
+        self, inputs: CandidateInputs, module: str, text: str, record: CandidateRecord
+    ) -> GenerationResult:
         from generators.codegen.change_rules import (
             tests_home,  # the generation modules load on first use, not at start-up
         )
         from generators.codegen.prompts import Goal
 
-        target = job.target
+        opportunity = inputs.opportunity
         gen = self.generator()
         requirements = (
-            f"{target.goal} (component {target.component}, metric {target.metric}). "
-            f"What the telemetry shows: {target.evidence or 'see the goals'}. Make {module} better on "
-            f"{target.metric} without changing its public names or behaviour; its tests must still pass."
+            f"{opportunity.goal} (component {opportunity.component}, metric {opportunity.metric}). "
+            f"What the telemetry shows: {opportunity.evidence or 'see the goals'}. Make {module} better on "
+            f"{opportunity.metric} without changing its public names or behaviour; its tests must still pass."
         )
-        if target.kind == "errors":  # the change is refused unless such a test fails on the old code
+        if opportunity.kind == "errors":  # the change is refused unless such a test fails on the old code
             test = tests_home(module, gen.pipeline.config.component_roots)
             requirements = (
-                f"{target.goal} (component {target.component}). The logs show errors: {target.evidence!r}. Fix "
+                f"{opportunity.goal} (component {opportunity.component}). The logs show errors: "
+                f"{opportunity.evidence!r}. Fix "
                 f"their cause in {module} without changing its public names; its tests must still pass. Prove the "
                 f"fix: add to {test} a test that reproduces the logged failure, calling the code with input that "
                 f"raised it; it must fail on the current code with that error and pass with your fix. A change "
@@ -189,26 +195,31 @@ class CandidateRunner:
             requirements += await anyio.to_thread.run_sync(measured_by, self, module)
         goals = [
             Goal(
-                target.metric,
-                "higher" if target.direction == "down_is_bad" else "lower",
-                summary=target.evidence or target.goal,
+                opportunity.metric,
+                "higher" if opportunity.direction == "down_is_bad" else "lower",
+                summary=opportunity.evidence or opportunity.goal,
             )
         ]
-        scoped = None if self.is_default(job.tenant) else job.tenant
+        scoped = None if self.is_default(inputs.tenant) else inputs.tenant
 
         async def rounds(stage: str, number: int, message: str) -> None:
-            await job.progress(stage, f"{target.component} round {number}: {message}")
+            await inputs.progress(stage, f"{opportunity.component} round {number}: {message}")
 
-        request = {"cycle_id": job.cycle_id, "module": module, "goal": target.goal, "metric": target.metric}
+        request = {
+            "cycle_id": inputs.cycle_id,
+            "module": module,
+            "goal": opportunity.goal,
+            "metric": opportunity.metric,
+        }
         await anyio.to_thread.run_sync(
-            functools.partial(self.audit.append, "generation_request", module, actor=job.requested_by,
-                              tenant=job.tenant, detail=request)
+            functools.partial(self.audit.append, "generation_request", module, actor=inputs.requested_by,
+                              tenant=inputs.tenant, detail=request)
         )  # fmt: skip
         folder = PurePosixPath(module).parent.as_posix()
         extra = () if module.startswith("components/") or folder == "." else (folder,)  # the server's own code
-        earlier = await earlier_attempts(self, job.tenant, target.component)
+        earlier = await earlier_attempts(self, inputs.tenant, opportunity.component)
         requirements += history_section(earlier)
-        proof = proof_check(self, module, target.evidence, record) if target.kind == "errors" else None
+        proof = proof_check(self, module, opportunity.evidence, record) if opportunity.kind == "errors" else None
         accept = accept_check(module, earlier, proof)
         return await gen.improve(
             {module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds, extra_roots=extra,
@@ -234,23 +245,23 @@ class CandidateRunner:
         return None
 
     async def _deploy(
-        self, record: CandidateRecord, job: Job, module: str, shown_sha: str, result: GenerationResult
+        self, record: CandidateRecord, inputs: CandidateInputs, module: str, shown_sha: str, result: GenerationResult
     ) -> bool:
         assert result.change is not None
-        target = job.target
+        opportunity = inputs.opportunity
         files = {path: content.encode("utf-8") for path, content in result.change.files.items()}
         tests = sorted(p for p in {*files, *self._tests_of(module)} if PurePosixPath(p).name.startswith("test_"))
         detail = {
             "cycle_id": record.cycle_id,
             "position": record.position,
-            "metric": target.metric,
-            "direction": target.direction,
-            "goal": target.goal,
+            "metric": opportunity.metric,
+            "direction": opportunity.direction,
+            "goal": opportunity.goal,
             "test_paths": tests,
             "validation": result.report.to_dict() if result.report else None,
         }
-        reason = f"improvement cycle {record.cycle_id}: {target.goal}"
-        review = self._needs_review(job.tenant, target.component, module, sorted(files))
+        reason = f"improvement cycle {record.cycle_id}: {opportunity.goal}"
+        review = self._needs_review(inputs.tenant, opportunity.component, module, sorted(files))
         expected = {module: shown_sha}
         # The id is recorded before the change: after a crash mid-deploy, start-up recovery finishes or undoes it,
         # and the cycle finds it (and a held change, once decided).
@@ -259,26 +270,26 @@ class CandidateRunner:
             if review is not None:
                 await self.save(record, "deploying", test_paths=tests)
                 call = functools.partial(
-                    self.deployer.propose, job.tenant, target.component, files, actor=ACTOR, reason=reason,
+                    self.deployer.propose, inputs.tenant, opportunity.component, files, actor=ACTOR, reason=reason,
                     hold_for_approval=True, detail={**detail, "review": review}, deployment_id=record.deployment_id,
                     expected=expected,
                 )  # fmt: skip
                 await anyio.to_thread.run_sync(call)
-                await archive(self, record, job, module, result, "held", f"held for approval: {review}")
-                await job.progress("approval", f"{target.component}: waiting for approval ({review})")
+                await archive(self, record, inputs, module, result, "held", f"held for approval: {review}")
+                await inputs.progress("approval", f"{opportunity.component}: waiting for approval ({review})")
                 await self.save(record, "pending_approval", message=f"held for approval: {review}", test_paths=tests)
                 return False
             await self.save(record, "deploying", test_paths=tests)
-            await job.progress("deploy", f"{target.component}: deploying {len(files)} files")
+            await inputs.progress("deploy", f"{opportunity.component}: deploying {len(files)} files")
             call = functools.partial(
-                self.deployer.deploy, job.tenant, target.component, files, actor=ACTOR, reason=reason, detail=detail,
-                deployment_id=record.deployment_id, expected=expected,
+                self.deployer.deploy, inputs.tenant, opportunity.component, files, actor=ACTOR, reason=reason,
+                detail=detail, deployment_id=record.deployment_id, expected=expected,
             )  # fmt: skip
             deployed: Deployment = await anyio.to_thread.run_sync(call)
         except DeployError as exc:
             await self.save(record, "deploy_failed", message=str(exc))
             return False
-        await archive(self, record, job, module, result, "deployed", "deployed; the verdict is pending")
+        await archive(self, record, inputs, module, result, "deployed", "deployed; the verdict is pending")
         await self.start_monitoring(record, deployed.id, deployed.updated_at)
         return True
 
@@ -303,14 +314,14 @@ class CandidateRunner:
         await judge(self, record, tenant, direction, progress)
 
     def audit_generation(
-        self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
+        self, inputs: CandidateInputs, module: str, result: GenerationResult | None, error: str | None = None
     ) -> None:
         """One "generation_result" entry per candidate: what the model's rounds gave, or (``result`` None) why there
         was no result: the model could not be asked (``error``), or the candidate was skipped. The rounds and tokens
         of a generation the model failed midway are not known here (the error carries none)."""
         detail: dict[str, Any] = {
-            "cycle_id": job.cycle_id,
-            "component": job.target.component,
+            "cycle_id": inputs.cycle_id,
+            "component": inputs.opportunity.component,
             "module": module,
             "succeeded": bool(result and result.succeeded),
             "error": error[:MAX_ERROR_CHARS] if error else None,
@@ -320,12 +331,14 @@ class CandidateRunner:
             "completion_tokens": result.completion_tokens if result else None,
             "validation_passed": result.report.passed if result and result.report else None,
         }
-        self.audit.append("generation_result", module, actor=job.requested_by, tenant=job.tenant, detail=detail)
+        self.audit.append("generation_result", module, actor=inputs.requested_by, tenant=inputs.tenant, detail=detail)
 
-    async def skip(self, record: CandidateRecord, job: Job, message: str, module: str | None = None) -> None:
+    async def skip(
+        self, record: CandidateRecord, inputs: CandidateInputs, message: str, module: str | None = None
+    ) -> None:
         """The candidate is not generated (``message`` says why): recorded, and audited like any generation."""
         subject = module or str(record.detail.get("module") or record.component)
-        await anyio.to_thread.run_sync(self.audit_generation, job, subject, None, f"skipped: {message}")
+        await anyio.to_thread.run_sync(self.audit_generation, inputs, subject, None, f"skipped: {message}")
         await self.save(record, "skipped", message=message)
 
 

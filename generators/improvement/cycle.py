@@ -27,16 +27,16 @@ from generators.improvement.models import (
     CycleRecord,
     CycleRequest,
     CycleStatus,
+    Opportunity,
     OpportunitySource,
-    Target,
     can_move,
     cycle_outcome,
-    emergency_target,
+    emergency_opportunity,
     outcome_counts,
 )
 from generators.improvement.picking import MAX_LEFT_OUT, Picked, busy_key, recent_rollbacks, select
-from generators.improvement.risk import assess_targets
-from generators.improvement.runner import Job, Progress, relay, to_log
+from generators.improvement.risk import assess_risks
+from generators.improvement.runner import CandidateInputs, Progress, failure_recorded, relay, to_log
 from generators.improvement.store import CycleStore
 from generators.improvement.triggers import Emergency, Triggers
 from generators.llm import SpendCapReached
@@ -154,6 +154,17 @@ class ImprovementService:
             self._tg.start_soon(self._run, cycle, request)
         return cycle
 
+    async def run(self, request: CycleRequest, progress: Progress, timeout: float) -> CycleRecord:
+        """Start a cycle and follow it: its progress goes to ``progress`` until it ends or ``timeout`` seconds have
+        passed (it runs on, see :meth:`get`); returns it as it then stands."""
+        cycle = await self.start(request)
+        self.listen(cycle.id, progress)
+        await progress("started", f"cycle {cycle.id} (follow it with get_improvement_cycle)")
+        try:
+            return await self.wait(cycle.id, timeout) or cycle
+        finally:
+            self.listen(cycle.id, None)
+
     def _prune(self) -> None:
         """Forget finished cycles' events beyond the newest few hundred (their records stay in the store)."""
         finished = [cycle_id for cycle_id, done in self._done.items() if done.is_set()]
@@ -242,31 +253,25 @@ class ImprovementService:
             await self._audit("improvement_cycle_started", cycle.id, cycle.actor, cycle.tenant,
                               {"trigger": cycle.trigger, **cycle.params})  # fmt: skip
             await progress("opportunities", f"analysing {request.analysis_window_hours:g} h of telemetry")
-            targets = await anyio.to_thread.run_sync(
+            found = await anyio.to_thread.run_sync(
                 self._opportunities, request.tenant, request.analysis_window_hours, request.component
             )
-            if request.component is not None and request.trigger == "emergency" and not targets:
-                targets = [emergency_target(request)]
-            picked = await self._pick(cycle, request, targets, reserved)
-            await progress(
-                "opportunities",
-                f"{len(picked)} opportunities picked of {len(targets)} found"
-                f"{f'; {len(targets) - len(picked)} left out' if len(targets) > len(picked) else ''}",
-            )
-            records = [
-                CandidateRecord(
-                    cycle.id, i, p.target.component, p.target.metric, "queued", self.clock(), detail=p.detail()
-                )
-                for i, p in enumerate(picked)
-            ]
+            if request.component is not None and request.trigger == "emergency" and not found:
+                found = [emergency_opportunity(request)]
+            picked = await self._pick(cycle, request, found, reserved)
+            left = f"; {len(found) - len(picked)} left out" if len(found) > len(picked) else ""
+            await progress("opportunities", f"{len(picked)} opportunities picked of {len(found)} found{left}")
+            records = [p.candidate(cycle.id, i, self.clock()) for i, p in enumerate(picked)]
             for record in records:
                 await self.cycles.save_candidate(record)
             limiter = anyio.CapacityLimiter(self.runner.config.max_concurrency)
             capped: list[str] = []  # why the model may not be asked any more in this cycle (a spend cap)
             async with anyio.create_task_group() as group:
                 for record, chosen in zip(records, picked, strict=True):
-                    job = Job(request.tenant, chosen.target, request.dry_run, progress, request.actor, cycle.id)
-                    group.start_soon(self._candidate, record, job, limiter, reserved, capped)
+                    inputs = CandidateInputs(
+                        request.tenant, chosen.opportunity, request.dry_run, progress, request.actor, cycle.id
+                    )
+                    group.start_soon(self._candidate, record, inputs, limiter, reserved, capped)
             ended = True
         except Exception as exc:  # a broken cycle is reported, never takes the server down
             error, ended = failure_text(exc, logger, f"improvement cycle {cycle.id}"), True
@@ -285,15 +290,15 @@ class ImprovementService:
                     self._done[cycle.id].set()
 
     async def _pick(
-        self, cycle: CycleRecord, request: CycleRequest, targets: list[Target], reserved: set[tuple[str, str]]
+        self, cycle: CycleRecord, request: CycleRequest, found: list[Opportunity], reserved: set[tuple[str, str]]
     ) -> list[Picked]:
         """The opportunities to act on (their components reserved for this cycle in ``reserved``); the others are
         stored with the cycle, each with the reason it was left out."""
         runner = self.runner
         assess = functools.partial(
-            assess_targets,
+            assess_risks,
             runner.deployer.workspace,
-            targets,
+            found,
             locate=lambda t: runner.locate(request.tenant, t.component, t.own_code),
             rollbacks=lambda component: recent_rollbacks(
                 runner.deployer.store, request.tenant, component, self.clock()
@@ -311,7 +316,7 @@ class ImprovementService:
                 f"components/[{request.tenant}/]{t.component}.py)"
             ),
         )
-        keys = {busy_key(request.tenant, p.target.component) for p in picked}
+        keys = {busy_key(request.tenant, p.opportunity.component) for p in picked}
         self._busy |= keys  # no await since the busy check: no other cycle can take them in between
         reserved |= keys
         if left:
@@ -338,48 +343,39 @@ class ImprovementService:
     async def _candidate(
         self,
         record: CandidateRecord,
-        job: Job,
+        inputs: CandidateInputs,
         limiter: anyio.CapacityLimiter,
         reserved: set[tuple[str, str]],
         capped: list[str],
     ) -> None:
         """One candidate, its component reserved by the cycle; nothing it raises reaches its siblings (each outcome
         is recorded instead). Once one reached a spend cap, those not yet started are skipped with its reason."""
-        key = busy_key(job.tenant, record.component)
+        key = busy_key(inputs.tenant, record.component)
         reserved.discard(key)  # released here from now on
         try:
             async with limiter:
                 if capped:
-                    await self.runner.skip(record, job, f"not started: {capped[0]}")
+                    await self.runner.skip(record, inputs, f"not started: {capped[0]}")
                     return
-                monitor = await self._guarded(record, job)
+                monitor = await self._guarded(record, inputs)
                 if record.status == "error" and record.detail.get("error_type") == SpendCapReached.__name__:
                     capped.append(str(record.detail.get("message", "a spend cap is reached")))
             if monitor:
-                await self._judge(record, job.tenant, job.target.direction, job.progress)
+                await self._judge(record, inputs.tenant, inputs.opportunity.direction, inputs.progress)
         except Exception:
             logger.exception("improvement candidate %s of cycle %s could not be recorded", record.component,
                              record.cycle_id)  # fmt: skip
         finally:
             self._busy.discard(key)
 
-    async def _guarded(self, record: CandidateRecord, job: Job) -> bool:
-        try:
-            return await self.runner.improve_and_deploy(record, job)
-        except Exception as exc:
-            message = failure_text(exc, logger, f"improvement of {record.component}")
-            await self.runner.save(record, "error", message=message)
-            return False
+    async def _guarded(self, record: CandidateRecord, inputs: CandidateInputs) -> bool:
+        async with failure_recorded(self.runner, record, f"improvement of {record.component}"):
+            return await self.runner.improve_and_deploy(record, inputs)
+        return False
 
     async def _judge(self, record: CandidateRecord, tenant: str, direction: str, progress: Progress) -> None:
-        try:
+        async with failure_recorded(self.runner, record, f"judging {record.component}", "judging the change failed: "):
             await self.runner.monitor(record, tenant, direction, progress)
-        except Exception as exc:
-            message = f"judging the change failed: {failure_text(exc, logger, f'judging {record.component}')}"
-            try:
-                await self.runner.save(record, "error", message=message)
-            except Exception:
-                logger.exception("could not record that judging %s failed", record.component)
 
     async def _resume(self, record: CandidateRecord, tenant: str, key: tuple[str, str] | None) -> None:
         try:

@@ -79,7 +79,7 @@ def check_transition(record: CandidateRecord, status: CandidateStatus) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Opportunity:
     """One improvement opportunity, as the cycle needs it."""
 
     component: str
@@ -102,7 +102,7 @@ class OpportunitySource(Protocol):
     """Ranked opportunities of a tenant's window (highest impact first), optionally for one component; all of them:
     the cycle decides which to act on, and lists the others with the reason."""
 
-    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Target]:
+    def __call__(self, tenant: str, window_hours: float, component: str | None) -> list[Opportunity]:
         """Blocking: called in a worker thread."""
         ...
 
@@ -269,8 +269,8 @@ def cycle_outcome(candidates: list[CandidateRecord]) -> CycleStatus:
     return "no_improvement"
 
 
-def emergency_target(request: CycleRequest) -> Target:
+def emergency_opportunity(request: CycleRequest) -> Opportunity:
     """What an emergency cycle (a critical alarm's) works on: the alarm's component and metric."""
     assert request.component is not None
     metric = request.metric or "errors"
-    return Target(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)
+    return Opportunity(request.component, metric, f"resolve {request.reason}", 0.0, "high", evidence=request.reason)

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from generators.deploy import VersionStore
-from generators.improvement.models import CandidateDetail, LeftOutEntry, LeftOutReason, Risk, Target
+from generators.improvement.models import (
+    CandidateDetail,
+    CandidateRecord,
+    LeftOutEntry,
+    LeftOutReason,
+    Opportunity,
+    Risk,
+)
 from generators.improvement.risk import ROLLBACK_MEMORY_SECONDS, RiskAssessment, allowed
 
 MAX_LEFT_OUT = 50  # left-out opportunities kept with a cycle (the total is kept too)
@@ -40,39 +47,44 @@ def recent_rollbacks(versions: VersionStore, tenant: str, component: str, now: f
 
 @dataclass(frozen=True, slots=True)
 class Picked:
-    target: Target
+    opportunity: Opportunity
     module: str
     risk: RiskAssessment
 
+    def candidate(self, cycle_id: str, position: int, now: float) -> CandidateRecord:
+        """The queued candidate of this opportunity."""
+        found = self.opportunity
+        return CandidateRecord(cycle_id, position, found.component, found.metric, "queued", now, detail=self.detail())
+
     def detail(self) -> CandidateDetail:
         """What a candidate record keeps of its opportunity."""
-        target = self.target
+        opportunity = self.opportunity
         return {
-            "goal": target.goal,
-            "impact_score": target.impact_score,
-            "severity": target.severity,
+            "goal": opportunity.goal,
+            "impact_score": opportunity.impact_score,
+            "severity": opportunity.severity,
             "risk": self.risk.level,
             "risk_factors": self.risk.factors,
             "risk_reasons": list(self.risk.reasons),
             "module": self.module,
-            "direction": target.direction,
-            "evidence": target.evidence,
-            "insight_ids": list(target.insight_ids),
+            "direction": opportunity.direction,
+            "evidence": opportunity.evidence,
+            "insight_ids": list(opportunity.insight_ids),
         }
 
 
 @dataclass(frozen=True, slots=True)
 class LeftOut:
-    target: Target
+    opportunity: Opportunity
     reason: LeftOutReason
     message: str
     risk: RiskAssessment | None
 
     def to_dict(self) -> LeftOutEntry:
         return {
-            "component": self.target.component,
-            "metric": self.target.metric,
-            "impact_score": self.target.impact_score,
+            "component": self.opportunity.component,
+            "metric": self.opportunity.metric,
+            "impact_score": self.opportunity.impact_score,
             "reason": self.reason,
             "message": self.message,
             "risk": self.risk.level if self.risk else None,
@@ -81,34 +93,34 @@ class LeftOut:
 
 
 def select(
-    assessed: list[tuple[Target, str | None, RiskAssessment | None]],
+    assessed: list[tuple[Opportunity, str | None, RiskAssessment | None]],
     *,
     max_improvements: int,
     tolerance: Risk,
-    busy: Callable[[Target], bool],
-    no_module: Callable[[Target], str],
+    busy: Callable[[Opportunity], bool],
+    no_module: Callable[[Opportunity], str],
 ) -> tuple[list[Picked], list[LeftOut]]:
-    """Pick from ``assessed`` (in rank order, as :func:`~generators.improvement.risk.assess_targets` returns it)."""
+    """Pick from ``assessed`` (in rank order, as :func:`~generators.improvement.risk.assess_risks` returns it)."""
     picked: list[Picked] = []
     left: list[LeftOut] = []
-    first: dict[tuple[str, str], Target] = {}
-    for target, module, risk in assessed:
-        key = busy_key("", target.component)
+    first: dict[tuple[str, str], Opportunity] = {}
+    for opportunity, module, risk in assessed:
+        key = busy_key("", opportunity.component)
         if key in first:
             why = f"one change per component per cycle: its {first[key].metric} opportunity ranks higher"
-            left.append(LeftOut(target, "same_component", why, risk))
+            left.append(LeftOut(opportunity, "same_component", why, risk))
             continue
-        first[key] = target
+        first[key] = opportunity
         if module is None or risk is None:
-            left.append(LeftOut(target, "no_module", no_module(target), None))
+            left.append(LeftOut(opportunity, "no_module", no_module(opportunity), None))
         elif not allowed(risk.level, tolerance):
             why = f"risk {risk.level} is above the tolerance {tolerance}: {'; '.join(risk.reasons)}"
-            left.append(LeftOut(target, "risk_above_tolerance", why, risk))
-        elif busy(target):
-            left.append(LeftOut(target, "busy", "another cycle is working on this component", risk))
+            left.append(LeftOut(opportunity, "risk_above_tolerance", why, risk))
+        elif busy(opportunity):
+            left.append(LeftOut(opportunity, "busy", "another cycle is working on this component", risk))
         elif len(picked) >= max_improvements:
             why = f"max_improvements is {max_improvements} and {len(picked)} higher-ranked opportunities were picked"
-            left.append(LeftOut(target, "beyond_max_improvements", why, risk))
+            left.append(LeftOut(opportunity, "beyond_max_improvements", why, risk))
         else:
-            picked.append(Picked(target, module, risk))
+            picked.append(Picked(opportunity, module, risk))
     return picked, left

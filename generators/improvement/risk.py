@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from generators.improvement.models import RISK_ORDER, Risk, Target
+from generators.improvement.models import RISK_ORDER, Opportunity, Risk
 
 logger = logging.getLogger(__name__)
 MANY_IMPORTERS = 10  # importers from which a change is high risk
@@ -98,32 +98,36 @@ def assess(
     return RiskAssessment(level, factors, reasons)
 
 
-def assess_targets(
+def assess_risks(
     workspace: Path,
-    targets: list[Target],
+    opportunities: list[Opportunity],
     *,
-    locate: Callable[[Target], str | None],
+    locate: Callable[[Opportunity], str | None],
     rollbacks: Callable[[str], int],
     shared_packages: frozenset[str],
-) -> list[tuple[Target, str | None, RiskAssessment | None]]:
-    """Each target with its module (``None``: none in the workspace) and the risk of changing it. Blocking: one scan
-    of the workspace for all of them."""
-    located = [(target, locate(target)) for target in targets]
+) -> list[tuple[Opportunity, str | None, RiskAssessment | None]]:
+    """Each opportunity with its module (``None``: none in the workspace) and the risk of changing it. Blocking: one
+    scan of the workspace for all of them."""
+    located = [(opportunity, locate(opportunity)) for opportunity in opportunities]
     if not any(module for _, module in located):
-        return [(target, None, None) for target in targets]
+        return [(opportunity, None, None) for opportunity in opportunities]
     facts = scan(workspace)
     rolled: dict[str, int] = {}
-    out: list[tuple[Target, str | None, RiskAssessment | None]] = []
-    for target, module in located:
+    out: list[tuple[Opportunity, str | None, RiskAssessment | None]] = []
+    for opportunity, module in located:
         if module is None:
-            out.append((target, None, None))
+            out.append((opportunity, None, None))
             continue
-        if target.component not in rolled:
-            rolled[target.component] = rollbacks(target.component)
+        if opportunity.component not in rolled:
+            rolled[opportunity.component] = rollbacks(opportunity.component)
         risk = assess(
-            module, facts, own_code=target.own_code, shared_packages=shared_packages, rollbacks=rolled[target.component]
+            module,
+            facts,
+            own_code=opportunity.own_code,
+            shared_packages=shared_packages,
+            rollbacks=rolled[opportunity.component],
         )
-        out.append((target, module, risk))
+        out.append((opportunity, module, risk))
     return out
 
 

@@ -1,22 +1,24 @@
-"""What a candidate's steps share: one candidate's fixed inputs (:class:`Job`), how progress is reported (and relayed
-to whoever follows a cycle), and the part of the runner the steps in other modules (attempting, judging) use, as a
-protocol, so that they need not import the runner that calls them."""
+"""What a candidate's steps share: one candidate's fixed inputs (:class:`CandidateInputs`), how progress is reported
+(and relayed to whoever follows a cycle), and the part of the runner the steps in other modules (attempting,
+judging) use, as a protocol, so that they need not import the runner that calls them."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Unpack
 
 from generators.clock import Clock
+from generators.errors import failure_text
 from generators.improvement.models import (
     CandidateDetail,
     CandidateRecord,
     CandidateStatus,
     CycleConfig,
     MetricFigures,
-    Target,
+    Opportunity,
 )
 
 if TYPE_CHECKING:
@@ -31,11 +33,11 @@ Progress = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
+class CandidateInputs:
     """One candidate's fixed inputs."""
 
     tenant: str
-    target: Target
+    opportunity: Opportunity
     dry_run: bool
     progress: Progress
     requested_by: str = ACTOR  # who started the cycle (a key name, "autonomous", "alarm:<name>")
@@ -57,11 +59,27 @@ class Runner(Protocol):
         self, record: CandidateRecord, status: CandidateStatus, **detail: Unpack[CandidateDetail]
     ) -> None: ...
 
-    async def generate(self, job: Job, module: str, text: str, record: CandidateRecord) -> GenerationResult: ...
+    async def generate(
+        self, inputs: CandidateInputs, module: str, text: str, record: CandidateRecord
+    ) -> GenerationResult: ...
 
     def audit_generation(
-        self, job: Job, module: str, result: GenerationResult | None, error: str | None = None
+        self, inputs: CandidateInputs, module: str, result: GenerationResult | None, error: str | None = None
     ) -> None: ...
+
+
+@asynccontextmanager
+async def failure_recorded(runner: Runner, record: CandidateRecord, what: str, prefix: str = "") -> AsyncIterator[None]:
+    """Record anything the body raises as the candidate's error (the detail logged under an id, see
+    :func:`generators.errors.failure_text`) instead of raising it: a candidate's failure never reaches its cycle."""
+    try:
+        yield
+    except Exception as exc:
+        message = prefix + failure_text(exc, logger, what)
+        try:
+            await runner.save(record, "error", message=message)
+        except Exception:  # the store itself is broken: the log is all that is left
+            logger.exception("could not record that %s failed", what)
 
 
 def relay(listeners: dict[str, Progress], cycle_id: str) -> Progress:
