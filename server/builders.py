@@ -20,6 +20,7 @@ from generators.deploy.failpoint import failpoint_hook
 from generators.errors import NOT_CONFIGURED
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
+from generators.validation.jail import Jail
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, NotifyingVersionStore
 from server.settings import Settings
@@ -93,16 +94,32 @@ def prepare_workspace(settings: Settings) -> None:
         )  # fmt: skip
 
 
+def jail_from(settings: Settings) -> Jail:
+    """The jail of generated code the settings ask for."""
+    return Jail(
+        settings.sandbox,
+        bwrap=settings.sandbox_bwrap,
+        sandbox_uid=settings.sandbox_uid,
+        max_processes=settings.sandbox_max_processes,
+    )
+
+
 def open_scratch(settings: Settings) -> ScratchArea:
     """This server's folder for sandbox copies; removes what killed predecessors left (blocking)."""
     return ScratchArea.open(settings.data_dir / SCRATCH_FOLDER)
 
 
 def generator_factory(
-    llm: LLMClient, settings: Settings, stages: Collection[StageName] | None, scratch_dir: Path | None = None
+    llm: LLMClient,
+    settings: Settings,
+    stages: Collection[StageName] | None,
+    scratch_dir: Path | None = None,
+    jail: Jail | None = None,
 ) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
     """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
-    that stops what it started (its long-lived mypy process). Its sandbox copies go into ``scratch_dir``."""
+    that stops what it started (its long-lived mypy process). Its sandbox copies go into ``scratch_dir``; the code
+    it generates runs in ``jail`` (the settings' by default)."""
+    jail = jail or jail_from(settings)
     built: list[CodeGenerator] = []
 
     @functools.cache
@@ -111,6 +128,7 @@ def generator_factory(
         from generators.validation import ValidationConfig, ValidationPipeline
 
         config = ValidationConfig(
+            jail=jail,
             mypy_cache_dir=settings.data_dir / "mypy-cache",
             mypy_persistent=True,
             scratch_dir=scratch_dir,

@@ -25,12 +25,14 @@ from generators.improvement.candidate import CandidateRunner
 from generators.improvement.cycle import ImprovementService
 from generators.llm import LLMClient, SpendLedger
 from generators.remediation import ScriptGenerator
+from generators.validation.jail import JailStatus, report
 from server import __version__
 from server.builders import (
     audit_cloudwatch,
     cycle_config,
     cycles_ready,
     generator_factory,
+    jail_from,
     open_deployer,
     open_scratch,
     self_analyst,
@@ -96,6 +98,7 @@ class _Stores:
     audit: SqliteAuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]
+    sandbox: JailStatus
 
 
 async def open_services(
@@ -169,6 +172,7 @@ async def open_services(
         clock=clock,
         retention_seconds=retention,
         self_analyst=stores.analyst,
+        sandbox=stores.sandbox,
     )
     return Opened(services, store, stores.analyst)
 
@@ -196,9 +200,12 @@ async def _open_stores(
     ledger = await anyio.to_thread.run_sync(SpendLedger, settings.data_dir / "llm_spend.sqlite3", clock)
     opened.callback(ledger.close)
     llm = LLMClient(llm_config(settings), ledger=ledger, audit=audit_log)
-    generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path)
+    jail = jail_from(settings)
+    sandbox = await anyio.to_thread.run_sync(jail.status, scratch.path)  # a real start of the jail, once
+    report(sandbox)
+    generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path, jail)
     opened.push_async_callback(_close_generation, llm, close_generator)
-    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator)
+    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, sandbox)
 
 
 async def _improvement_service(

@@ -216,6 +216,18 @@ class Settings(BaseSettings):
     validation_test_timeout_seconds: float = Field(
         120.0, gt=0, description="Wall-clock limit of the sandboxed test run of generated code (killed after)."
     )
+    sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap",
+        description="The jail of generated code (its tests, benchmarks): bubblewrap, or 'none' to run it with the "
+        "server's own user, files and network (a risk the operator takes; start-up warns, status shows it).",
+    )
+    sandbox_bwrap: str = Field("bwrap", description="The bubblewrap program (a name on PATH, or a path).")
+    sandbox_uid: int = Field(
+        65534, ge=1, description="The user generated code runs as when the server runs as root (nobody)."
+    )
+    sandbox_max_processes: int = Field(
+        256, ge=8, le=100_000, description="Processes (threads included) a jailed run may add to its user's."
+    )
 
     improvement_monitoring_seconds: float = Field(
         3600.0, gt=0, description="How long a deployed improvement is watched before it is kept or rolled back."

@@ -15,6 +15,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 
+from generators.validation.jail import Jail
 from server.app import create_server
 from server.auth import SCOPE
 from server.settings import Settings
@@ -30,6 +31,13 @@ from tools.access import Role, scopes_for
 _SERVER_ENV = ("SELF_BUILDING_", "OPENAI_")
 # The test harness's own switches, set on purpose (CI requires the browser).
 _HARNESS_ENV = ("SELF_BUILDING_TEST_", "SELF_BUILDING_REQUIRE_")
+
+# Generated code runs in bubblewrap. Where it cannot start (a machine with only Python), the suite runs it unjailed
+# and the jail's own tests skip; .ci/run installs bubblewrap and sets SELF_BUILDING_REQUIRE_JAIL=1, so they run there.
+JAIL_READY = Jail("bwrap").status().ready
+if not JAIL_READY and not os.environ.get("SELF_BUILDING_REQUIRE_JAIL"):
+    Jail.DEFAULT_MODE = "none"
+SANDBOX = Jail.DEFAULT_MODE
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,7 +71,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600)
+    return Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600, sandbox=SANDBOX)
 
 
 @pytest.fixture

@@ -68,7 +68,17 @@ def test_status_json_is_the_tool_snapshot(tmp_path: Path) -> None:
     proc = run(tmp_path, "status", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert set(data) == {"verdict", "reasons", "note", "host", "gpu", "monitoring", "server", "telemetry_sources"}
+    assert set(data) == {
+        "verdict",
+        "reasons",
+        "note",
+        "host",
+        "gpu",
+        "monitoring",
+        "server",
+        "telemetry_sources",
+        "sandbox",
+    }
     assert data["host"]["cpu"]["logical_cores"] >= 1 and data["gpu"]["available"] in (True, False)
 
 

@@ -25,7 +25,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from server.settings import Settings
-from tests.conftest import ServerFactory, call, call_error, connect
+from tests.conftest import SANDBOX, ServerFactory, call, call_error, connect
 from tests.llm_server import ScriptedLLM
 from tests.polling import eventually
 from tests.test_generation_tool import ARGS
@@ -150,6 +150,7 @@ def server_on(data: Path, pid_file: Path, llm: ScriptedLLM) -> StdioServerParame
         SELF_BUILDING_DATA_DIR=str(data),
         SELF_BUILDING_LLM_BASE_URL=llm.base_url,
         SELF_BUILDING_LLM_MODEL="m",
+        SELF_BUILDING_SANDBOX=SANDBOX,
         SELF_BUILDING_LLM_API_KEY="k",
         PYTHONUNBUFFERED="1",
     )

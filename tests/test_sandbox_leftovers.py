@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.conftest import call
+from tests.conftest import SANDBOX, call
 from tests.llm_server import ScriptedLLM
 from tests.polling import eventually
 from tests.test_generation_tool import ARGS
@@ -64,6 +64,7 @@ def params(tmp_path: Path, llm: ScriptedLLM) -> StdioServerParameters:
         SELF_BUILDING_WORKSPACE=str(tmp_path / "ws"),
         SELF_BUILDING_LLM_BASE_URL=llm.base_url,
         SELF_BUILDING_LLM_MODEL="m",
+        SELF_BUILDING_SANDBOX=SANDBOX,
         SELF_BUILDING_LLM_API_KEY="k",
         SELF_BUILDING_LLM_MAX_RETRIES="0",
     )

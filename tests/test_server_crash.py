@@ -19,6 +19,7 @@ from generators.deploy import DeployError
 from generators.deploy.failpoint import failpoint_hook
 from server.app import create_server
 from server.settings import Settings
+from tests.conftest import SANDBOX
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 from tests.polling import eventually
@@ -35,6 +36,7 @@ def params(tmp_path: Path, llm: ScriptedLLM, **extra: str) -> StdioServerParamet
         SELF_BUILDING_WORKSPACE=str(tmp_path / "ws"),
         SELF_BUILDING_LLM_BASE_URL=llm.base_url,
         SELF_BUILDING_LLM_MODEL="m",
+        SELF_BUILDING_SANDBOX=SANDBOX,
         SELF_BUILDING_LLM_API_KEY="k",
         SELF_BUILDING_LLM_MAX_RETRIES="0",
         **extra,

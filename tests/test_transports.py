@@ -18,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import PUBLIC_TOOLS
+from tests.conftest import PUBLIC_TOOLS, SANDBOX
 from tests.polling import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env.update(
         SELF_BUILDING_DATA_DIR=str(tmp_path / "data"),
         SELF_BUILDING_WORKSPACE=str(tmp_path / "ws"),
+        SELF_BUILDING_SANDBOX=SANDBOX,
         PYTHONUNBUFFERED="1",
         **extra,
     )

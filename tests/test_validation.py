@@ -9,6 +9,7 @@ import json
 import os
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -338,32 +339,35 @@ def test_sandbox_reports_passes_and_failures(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_endless_test_is_killed_with_its_children(workspace: Path, tmp_path: Path) -> None:
-    pid_file = tmp_path / "child.pid"
-    code = """
-    import os, subprocess, sys
+    marker = f"endless-{uuid.uuid4().hex}"  # the child's command line: found in /proc from outside any jail
+    code = f"""
+    import subprocess, sys
 
     def test_forever():
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        with open(os.environ["PID_FILE"], "w") as handle:
-            handle.write(str(child.pid))
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
         while True:
             pass
     """
     started = time.monotonic()
-    report = run_sandbox(workspace, code, timeout=3, extra_env={"PID_FILE": str(pid_file)})
+    report = run_sandbox(workspace, code, timeout=3)
     assert time.monotonic() - started < 15
     stage = report.stage("tests")
-    assert stage.status == "failed" and stage.details["timed_out"] is True
+    assert stage.status == "failed" and stage.details["timed_out"] is True, report.render()
     assert "TST002" in [f.rule for f in stage.findings]
-    child = int(pid_file.read_text())
+    eventually_sync(lambda: not processes_with(marker), "the test's child was killed", timeout=5)
 
-    def gone() -> bool:
+
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
-            return "zombie" in Path(f"/proc/{child}/status").read_text()
-        except FileNotFoundError:
-            return True
-
-    eventually_sync(gone, f"the test's child {child} was killed", timeout=5)
+            alive = "zombie" not in (entry / "status").read_text()
+            if entry.name.isdigit() and alive and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ class CycleView(BaseModel):
     trigger: Literal["manual", "autonomous", "emergency"] = Field(description="Who started it.")
     status: CycleStatus = Field(
         description="completed: a change kept, validated or held; no_improvement: none kept; failed: all errored; "
-        "nothing_to_do: see left_out; interrupted: the server stopped (its changes are judged after the restart)."
+        "nothing_to_do: see left_out; interrupted: the server stopped (its changes are judged after restart)."
     )
     dry_run: bool = Field(description="True: nothing deployed.")
     started_at: float = Field(description="Unix time it started.")

@@ -35,7 +35,7 @@ Parameters = Annotated[
     dict[str, str | int | float] | None,
     Field(
         description='Template parameters, e.g. {"pid": 4242}, each checked against its rule (list_script_templates); '
-        "omitted ones take their defaults."
+        "omitted: defaults."
     ),
 ]
 

@@ -18,6 +18,7 @@ from tools.sources import Needs as SourceNeeds
 from tools.sources import source_health
 
 if TYPE_CHECKING:  # what the services are, for the type checker
+    from generators.validation.jail import JailStatus
     from telemetry.clock import Clock
     from telemetry.host.sampler import Sampler
     from telemetry.monitoring.monitor import Monitor
@@ -48,6 +49,9 @@ class Needs(SourceNeeds, Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def sandbox(self) -> JailStatus: ...
+
 
 class ServerInfo(BaseModel):
     version: str = Field(description="Server version.")
@@ -67,6 +71,7 @@ class SystemStatus(BaseModel):
     monitoring: MonitorState = Field(description="Threshold monitoring.")
     server: ServerInfo = Field(description="This server's counters.")
     telemetry_sources: list[SourceHealth] = Field(description="Each telemetry source's health.")
+    sandbox: str = Field(description="How generated code runs.")
 
 
 async def build_status(svc: Needs) -> SystemStatus:
@@ -91,6 +96,7 @@ async def build_status(svc: Needs) -> SystemStatus:
             failures_by_tool=dict(stats.failures),
         ),
         telemetry_sources=source_health(svc),
+        sandbox=svc.sandbox.summary(),
     )
 
 
@@ -103,7 +109,7 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
     )
     async def get_system_status(ctx: Context[Services, Any]) -> SystemStatus:
         """Host and GPU health now, with a verdict (healthy, degraded or critical) and its reasons, the monitoring
-        state and this server's counters. Cheap: served from the latest sample.
+        state, this server's counters and its jail. From the latest sample.
         """
         authorize("read")
         return await build_status(deps(ctx))

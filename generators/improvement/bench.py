@@ -24,7 +24,7 @@ from typing import IO
 
 from generators.errors import BenchmarkError
 from generators.validation.models import ValidationConfig
-from generators.validation.sandbox import copy_ignore, limited_command, sandbox_env, wait_or_kill
+from generators.validation.sandbox import copy_ignore, jail_refusal, limited_command, sandbox_env, wait_or_kill
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
@@ -142,6 +142,7 @@ class _Sides:
                 _materialise(self._workspace, self._roots[name], files, copy_ignore(self._config))
             self._home = tmp / "home"
             self._home.mkdir()
+            self._config.jail.prepare(tmp)
         except BaseException:
             self._tmp.cleanup()
             raise
@@ -181,10 +182,14 @@ def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None],
 
 
 def _run_once(root: Path, home: Path, script: str, timeout: float, config: ValidationConfig, side: str) -> float:
-    """One run under the test sandbox's limits; the figure is the last number on stdout (stderr kept apart)."""
+    """One run under the test sandbox's limits, in its jail (the sides and the home share one folder, the one it may
+    write); the figure is the last number on stdout (stderr kept apart)."""
+    refused = jail_refusal(config)
+    if refused is not None:
+        raise BenchmarkError(f"benchmark {script} not run: {refused}", side)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            limited_command(config, _RUN_SCRIPT, [script]),
+            limited_command(config, _RUN_SCRIPT, [script], root, root.parent),
             cwd=root,
             env=sandbox_env(root, home),
             stdin=subprocess.DEVNULL,
@@ -219,6 +224,6 @@ TAIL_BYTES = 20_000
 _RUN_SCRIPT = """
 import runpy
 sys.path.insert(0, os.getcwd())
-sys.argv = sys.argv[4:]
+sys.argv = args
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

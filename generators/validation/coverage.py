@@ -24,8 +24,8 @@ from generators.validation.models import Detail, Finding
 
 __all__ = ["ModuleCoverage", "changed_lines", "coverage_args", "coverage_outcome", "line_ranges", "measure"]
 
-# Runs pytest under coverage.py; its arguments (``coverage run`` options, then ``-m pytest ...``) follow at argv[4:].
-COVERAGE_PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "coverage", "run", *sys.argv[4:]])\n'
+# Runs pytest under coverage.py; its arguments (``coverage run`` options, then ``-m pytest ...``) are ``args``.
+COVERAGE_PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "coverage", "run", *args])\n'
 
 
 @dataclass(frozen=True, slots=True)

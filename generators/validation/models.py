@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from generators.validation.jail import Jail
+
 StageName = Literal["syntax", "imports", "security", "types", "quality", "tenancy", "tests"]
 STAGES: tuple[StageName, ...] = ("syntax", "imports", "security", "types", "quality", "tenancy", "tests")
 StageStatus = Literal["passed", "failed", "skipped"]
@@ -123,6 +125,7 @@ class ValidationConfig:
     test_cpu_seconds: int = 120
     test_file_size_bytes: int = 256 << 20
     max_output_chars: int = 8000
+    jail: Jail = field(default_factory=Jail)  # where generated code runs (tests, benchmarks): bubblewrap by default
     sandbox_ignore: tuple[str, ...] = (
         ".git",
         ".hg",

@@ -4,9 +4,10 @@ The run is a subprocess in its own session (the whole process group is killed on
 size and core-dump limits, with an environment built from an allow-list (no proxies, no credentials, no API keys),
 and its output captured to a file and truncated. pytest loads no plugin of the server's environment by itself
 (they would change how the tests run, and importing them costs most of a short run's time): only anyio's, for async
-tests. The limits are set by a small launcher that then ``exec``s pytest, rather than by ``preexec_fn``, which is
-unsafe in a process with threads (the server runs this in a worker thread).
-This bounds runaway tests; it is not a security jail.
+tests. The limits are set by a small launcher that then ``exec``s pytest (``Jail.launch``), and the whole run is in
+the jail (:mod:`generators.validation.jail`): no network, no other process, nothing of the
+file system but the system's programs, Python and the copy. Where the jail cannot start, the stage refuses to run the
+tests (JAIL001) and says why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Collection, Mapping
@@ -29,39 +29,22 @@ from generators.validation.models import Detail, Finding, StageOutcome, Validati
 from generators.validation.overlay import Overlay, normalize_path
 from generators.validation.scratch import SCRATCH_FOLDER
 
-# Sets the limits given as argv[1:4] (memory, CPU seconds, file size; 0 = none) and no core dumps; the code after it
-# finds its own arguments from argv[4:].
-_LIMITS = """
-import os, resource, sys
-memory, cpu, fsize = (int(value) for value in sys.argv[1:4])
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-if memory > 0:
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-if cpu > 0:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-if fsize > 0:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-"""
-# On Linux the sandboxed process is killed with the server (PR_SET_PDEATHSIG): a server killed by SIGKILL must not
-# leave tests running in a folder that the next start removes. Exits at once if the server died before the prctl.
-_DIE_WITH_SERVER = """
-if sys.platform == "linux":
-    import ctypes, signal
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-    if os.getppid() != {server}:
-        os._exit(70)
-"""
-_PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[4:]])\n'
+_PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])\n'
 # The plugins a test may rely on; everything else installed beside the server stays out (PYTEST_DISABLE_PLUGIN_AUTOLOAD)
 PLUGINS = ("-p", "anyio.pytest_plugin") if importlib.util.find_spec("anyio") is not None else ()
 
 
-def limited_command(config: ValidationConfig, code: str, args: list[str]) -> list[str]:
-    """A command running ``code`` in an isolated Python under the sandbox's resource limits, with ``args`` at
-    ``sys.argv[4:]`` (``os`` and ``sys`` are imported)."""
+def limited_command(config: ValidationConfig, code: str, args: list[str], cwd: Path, writable: Path) -> list[str]:
+    """A command running ``code`` in an isolated Python under the sandbox's resource limits, in the jail where it is
+    on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
-    launcher = _LIMITS + _DIE_WITH_SERVER.format(server=os.getpid()) + code
-    return [sys.executable, "-I", "-c", launcher, *limits, *args]
+    return config.jail.command(config.jail.launch(code, limits, cwd, args), writable)
+
+
+def jail_refusal(config: ValidationConfig) -> str | None:
+    """Why generated code may not run here (the jail cannot start), or None."""
+    status = config.jail.status(config.scratch_dir)
+    return None if status.ready else f"generated code is not run: {status.detail}"
 
 
 KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT")
@@ -126,6 +109,9 @@ def run_tests(
         unrelated = import_findings(files, list(subjects), config)
         if unrelated:
             return StageOutcome(unrelated, note="tests not run: a test file does not import the changed code")
+    refused = jail_refusal(config)
+    if refused is not None:
+        return StageOutcome([Finding(paths[0], 0, refused, "JAIL001")], note="tests not run: no jail")
     with tempfile.TemporaryDirectory(
         prefix="validate-sandbox-", dir=config.scratch_dir, ignore_cleanup_errors=True
     ) as tmp:
@@ -135,9 +121,11 @@ def run_tests(
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
         if not subjects:
-            command = limited_command(config, _PYTEST, args)
+            command = limited_command(config, _PYTEST, args, root, work)
         else:
-            command = limited_command(config, COVERAGE_PYTEST, [*coverage_args(work, root, subjects), *args])
+            code, args = COVERAGE_PYTEST, [*coverage_args(work, root, subjects), *args]
+            command = limited_command(config, code, args, root, work)
+        config.jail.prepare(work)
         started = time.monotonic()
         with log.open("wb") as out:
             process = subprocess.Popen(
