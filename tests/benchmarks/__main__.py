@@ -10,6 +10,7 @@ from tests.benchmarks import (
     bench_cycle,
     bench_ingest,
     bench_insights,
+    bench_jail,
     bench_logpatterns,
     bench_rollback,
     bench_sampler,
@@ -34,5 +35,6 @@ bench_anomaly.main()
 bench_logpatterns.main()
 bench_insights.main()
 bench_validation.main()
+bench_jail.main()
 bench_rollback.main()
 bench_cycle.main()
