@@ -33,6 +33,9 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  ├── ``GenerationInputError``            invalid      a name or tenant that cannot become a module path
  ├── ``PromptBudgetError``               invalid      the fixed parts of a prompt do not fit its budget
  ├── ``BenchmarkError``                  invalid      a benchmark failed, timed out or printed no figure
+ ├── ``GeneratedToolError``              refused      a generated tool's call failed in the tool's own code
+ │    ├── ``ToolArgumentsError``         invalid      the arguments do not fit the tool's signature
+ │    └── ``ToolWorkerError``            unavailable  its worker crashed, hung, or answered too much (replaced)
  ├── ``UnknownTemplateError``            not_found    no remediation template for that issue or platform
  ├── ``ParameterError``                  invalid      a script parameter is unknown, missing or out of range
  └── ``SaveError``                       invalid      a script cannot be saved as asked
@@ -261,6 +264,24 @@ class BenchmarkError(GeneratorError):
     def __init__(self, message: str, side: str) -> None:
         super().__init__(message)
         self.side = side
+
+
+class GeneratedToolError(GeneratorError):
+    """A call of a generated tool failed in the tool's own code (its error, as the tool raised it)."""
+
+    kind: ClassVar[ErrorKind] = "refused"
+
+
+class ToolArgumentsError(GeneratedToolError):
+    """The arguments do not fit the generated tool's signature."""
+
+    kind: ClassVar[ErrorKind] = "invalid"
+
+
+class ToolWorkerError(GeneratedToolError):
+    """The generated tool's worker crashed, hung past its time or answered more than allowed; it is replaced."""
+
+    kind: ClassVar[ErrorKind] = "unavailable"
 
 
 class UnknownTemplateError(GeneratorError):

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -152,8 +153,9 @@ class Jail:
         uid = self.runs_as if self.runs_as is not None else os.getuid()
         return tasks_of(uid) + self.max_processes
 
-    def command(self, inner: list[str], writable: Path) -> list[str]:
-        """``inner`` run inside the jail, ``writable`` the one folder it may write (bound at its own path)."""
+    def command(self, inner: list[str], writable: Path | None, readonly: Sequence[Path] = ()) -> list[str]:
+        """``inner`` run inside the jail, ``writable`` the one folder it may write (none: nothing but its ``/tmp``),
+        ``readonly`` folders it may read; each bound at its own path."""
         if not self.enabled:
             return inner
         args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc"]
@@ -169,13 +171,15 @@ class Jail:
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
         args += [arg for path in ETC_FILES if os.path.exists(path) for arg in ("--ro-bind", path, path)]
-        python = python_paths()
-        for folder in folders_above([*python, str(writable)]):  # else made as their originals are (/root: 0700)
+        python = [*python_paths(), *(str(path) for path in readonly)]
+        bound = [*python, *([str(writable)] if writable is not None else [])]
+        for folder in folders_above(bound):  # else made as their originals are (/root: 0700)
             args += ["--perms", "0755", "--dir", folder]
         for path in python:
             args += ["--ro-bind", path, path]
-        args += ["--bind", str(writable), str(writable), "--chdir", "/"]
-        return [*args, "--", *inner]
+        if writable is not None:
+            args += ["--bind", str(writable), str(writable)]
+        return [*args, "--chdir", "/", "--", *inner]
 
     def launch(self, code: str, limits: list[str], cwd: Path, args: list[str]) -> list[str]:
         """An isolated Python that sets ``limits`` (memory bytes, CPU seconds, file size bytes; "0": none), caps the

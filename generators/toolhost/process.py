@@ -1,0 +1,184 @@
+"""One generated tool's long-lived worker process, in the jail: started once, then one call at a time.
+
+A call that outlives its time, a worker that dies, or an answer longer than allowed ends the process; the call gets a
+:class:`~generators.errors.ToolWorkerError` and the next call starts a new one. The worker cannot write anywhere but
+its private ``/tmp``, reach no network and see no other process (:mod:`generators.validation.jail`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
+from generators.toolhost.worker import WORKER
+from generators.validation.jail import Jail
+from generators.validation.sandbox import sandbox_env
+
+logger = logging.getLogger(__name__)
+READ_CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLimits:
+    """What one worker may use."""
+
+    call_seconds: float = 10.0  # wall clock of one call (the worker is replaced after)
+    start_seconds: float = 30.0  # to import the tool and describe it
+    memory_bytes: int = 512 << 20
+    max_answer_bytes: int = 64 * 1024
+    file_size_bytes: int = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What a generated tool says of itself (from its signature, in the jail)."""
+
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class ToolWorker:
+    """A generated tool's worker: ``code_root`` is a read-only copy holding its module ``module`` (dotted), whose
+    ``function`` is the tool. Thread-safe: calls queue on a lock."""
+
+    def __init__(self, jail: Jail, code_root: Path, module: str, function: str, limits: WorkerLimits) -> None:
+        self.jail, self.code_root, self.module, self.function, self.limits = jail, code_root, module, function, limits
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._buffer = b""
+        self.spec: ToolSpec | None = None
+        self.starts = 0  # processes started (the first, and each replacement)
+
+    def describe(self) -> ToolSpec:
+        """Start the worker (if it is not running) and return what the tool says of itself.
+
+        Raises:
+            ToolWorkerError: the tool cannot be imported or described, or the worker did not answer in time.
+        """
+        with self._lock:
+            return self._ensure()
+
+    def call(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The tool's structured result for ``arguments`` (blocking).
+
+        Raises:
+            ToolArgumentsError: the arguments do not fit the tool's signature.
+            GeneratedToolError: the tool raised (its error).
+            ToolWorkerError: the worker died, hung past ``call_seconds`` or answered too much; it is replaced.
+        """
+        with self._lock:
+            self._ensure()
+            request_id = next(self._ids)
+            answer = self._ask({"id": request_id, "arguments": arguments}, self.limits.call_seconds, "the call")
+        if answer.get("ok"):
+            result = answer.get("result")
+            if not isinstance(result, dict):
+                raise ToolWorkerError(f"tool {self.function} answered something that is not an object")
+            return result
+        kind, error = answer.get("kind"), str(answer.get("error", ""))
+        if kind == "invalid":
+            raise ToolArgumentsError(f"the arguments do not fit tool {self.function}: {error}")
+        if kind == "too_large":
+            raise ToolWorkerError(f"tool {self.function}: {error}")
+        raise GeneratedToolError(f"tool {self.function} failed: {error}")
+
+    def close(self) -> None:
+        """Stop the worker (EOF on its stdin, then kill)."""
+        with self._lock:
+            self._stop()
+
+    def _ensure(self) -> ToolSpec:
+        if self._process is not None and self._process.poll() is None and self.spec is not None:
+            return self.spec
+        self._stop()
+        limits = [str(self.limits.memory_bytes), "0", str(self.limits.file_size_bytes)]
+        args = [str(self.code_root), self.module, self.function, str(self.limits.max_answer_bytes)]
+        inner = self.jail.launch(WORKER, limits, self.code_root, args)
+        self._process = subprocess.Popen(
+            self.jail.command(inner, None, [self.code_root]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=sandbox_env(self.code_root, Path("/tmp")),
+            start_new_session=True,
+        )
+        self.starts += 1
+        self._buffer = b""
+        hello = self._read(self.limits.start_seconds, "start-up")
+        if not hello.get("ready"):
+            self._stop()
+            raise ToolWorkerError(f"tool {self.function} cannot be loaded: {hello.get('error', 'no description')}")
+        self.spec = ToolSpec(str(hello["description"]), dict(hello["input_schema"]), dict(hello["output_schema"]))
+        return self.spec
+
+    def _ask(self, request: dict[str, Any], timeout: float, what: str) -> dict[str, Any]:
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()
+        except OSError:
+            self._stop()
+            raise ToolWorkerError(f"the worker of tool {self.function} died; the next call starts a new one") from None
+        return self._read(timeout, what)
+
+    def _read(self, timeout: float, what: str) -> dict[str, Any]:
+        """One answer line, within ``timeout`` seconds and ``max_answer_bytes`` (else the worker is stopped)."""
+        assert self._process is not None and self._process.stdout is not None
+        out = self._process.stdout
+        deadline = time.monotonic() + timeout
+        limit = self.limits.max_answer_bytes + 4096  # the worker checks results itself; this bounds anything else
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._stop()
+                raise ToolWorkerError(f"tool {self.function} did not answer {what} within {timeout:g} s; stopped")
+            ready, _, _ = select.select([out], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(out.fileno(), READ_CHUNK)
+            if not chunk:
+                code = self._process.poll()
+                self._stop()
+                raise ToolWorkerError(f"the worker of tool {self.function} died during {what} (exit {code})")
+            self._buffer += chunk
+            if len(self._buffer) > limit:
+                self._stop()
+                raise ToolWorkerError(f"tool {self.function} answered more than {limit} bytes; stopped")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            self._stop()
+            raise ToolWorkerError(f"the worker of tool {self.function} answered garbage; stopped") from None
+        if not isinstance(answer, dict):
+            self._stop()
+            raise ToolWorkerError(f"the worker of tool {self.function} answered garbage; stopped")
+        return answer
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: bubblewrap (and all in the jail) or the worker
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

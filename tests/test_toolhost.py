@@ -1,0 +1,135 @@
+"""A generated tool's worker (in the jail where it can start): it describes the tool from its signature, answers
+calls, and a crash, a hang or an oversized answer ends only that call (the next one gets a new worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
+from generators.toolhost import ToolWorker, WorkerLimits
+from generators.validation.jail import Jail
+
+TOOL = '''"""Durations."""
+
+import os
+import re
+import time
+
+from pydantic import BaseModel, Field
+
+
+class Parsed(BaseModel):
+    seconds: int = Field(description="Whole seconds.")
+    parts: int
+
+
+def duration_seconds(text: str, mode: str = "normal") -> Parsed:
+    """Seconds in a duration like '1h30m'."""
+    if mode == "crash":
+        os._exit(3)
+    if mode == "hang":
+        time.sleep(600)
+    if mode == "huge":
+        return Parsed(seconds=10**80, parts=1)
+    if mode == "fail":
+        raise ValueError("not a duration: " + text)
+    if mode == "greedy":
+        blocks = [bytearray(64 << 20) for _ in range(64)]
+    if mode == "write":
+        open(os.path.join(os.path.dirname(__file__), "mine.txt"), "w").close()
+    found = re.findall(r"(\\d+)([hms])", text)
+    scale = {"h": 3600, "m": 60, "s": 1}
+    return Parsed(seconds=sum(int(n) * scale[u] for n, u in found), parts=len(found))
+
+
+def echo(text: str) -> str:
+    """The text, as given."""
+    return text
+'''
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    root = tmp_path / "code"
+    (root / "components").mkdir(parents=True)
+    (root / "components" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "components" / "durations.py").write_text(TOOL, encoding="utf-8")
+    for folder in (tmp_path, root, root / "components"):
+        folder.chmod(0o755)  # read by the jail's user
+    return root
+
+
+def worker(code: Path, function: str = "duration_seconds", **limits: float) -> ToolWorker:
+    return ToolWorker(Jail(), code, "components.durations", function, WorkerLimits(**limits))  # type: ignore[arg-type]
+
+
+def test_the_tool_is_described_from_its_signature_and_answers(code: Path) -> None:
+    tool = worker(code)
+    try:
+        spec = tool.describe()
+        assert spec.description == "Seconds in a duration like '1h30m'."
+        assert spec.input_schema["required"] == ["text"] and spec.input_schema["additionalProperties"] is False
+        assert spec.output_schema["properties"]["seconds"]["description"] == "Whole seconds."
+        assert tool.call({"text": "1h30m"}) == {"seconds": 5400, "parts": 2}
+        assert tool.call({"text": "2m5s"}) == {"seconds": 125, "parts": 2}
+        assert tool.starts == 1  # one long-lived process for all calls
+    finally:
+        tool.close()
+
+
+def test_a_result_that_is_not_an_object_is_wrapped(code: Path) -> None:
+    tool = worker(code, "echo")
+    try:
+        assert tool.describe().output_schema["required"] == ["result"]
+        assert tool.call({"text": "hi"}) == {"result": "hi"}
+    finally:
+        tool.close()
+
+
+def test_bad_arguments_and_the_tools_own_errors_are_told_and_the_worker_goes_on(code: Path) -> None:
+    tool = worker(code)
+    try:
+        with pytest.raises(ToolArgumentsError, match="text"):
+            tool.call({"txt": "1h"})
+        with pytest.raises(GeneratedToolError, match="ValueError: not a duration: soon"):
+            tool.call({"text": "soon", "mode": "fail"})
+        with pytest.raises(GeneratedToolError, match="MemoryError"):
+            tool.call({"text": "1h", "mode": "greedy"})
+        assert tool.call({"text": "1h"}) == {"seconds": 3600, "parts": 1} and tool.starts == 1
+    finally:
+        tool.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("crash", "died"), ("hang", "did not answer the call within 1 s"), ("huge", "may answer at most 64")],
+)
+def test_a_crash_a_hang_or_an_oversized_answer_ends_that_call_only(code: Path, mode: str, said: str) -> None:
+    tool = worker(code, call_seconds=1, max_answer_bytes=64)
+    try:
+        tool.describe()
+        with pytest.raises(ToolWorkerError, match=said):
+            tool.call({"text": "1h", "mode": mode})
+        assert tool.call({"text": "1s"}) == {"seconds": 1, "parts": 1}  # the next call is served
+    finally:
+        tool.close()
+
+
+@pytest.mark.skipif(not Jail().enabled, reason="bubblewrap cannot start a jail here")
+def test_in_the_jail_a_tool_cannot_write_even_its_own_folder(code: Path) -> None:
+    tool = worker(code)
+    try:
+        with pytest.raises(GeneratedToolError, match=r"Read-only file system|Permission denied"):
+            tool.call({"text": "1h", "mode": "write"})
+        assert not (code / "components" / "mine.txt").exists()
+    finally:
+        tool.close()
+
+
+def test_a_tool_that_cannot_be_loaded_is_refused_with_the_reason(code: Path) -> None:
+    (code / "components" / "durations.py").write_text("import no_such_module\n", encoding="utf-8")
+    tool = worker(code)
+    with pytest.raises(ToolWorkerError, match="cannot be loaded: ModuleNotFoundError"):
+        tool.describe()
