@@ -28,6 +28,7 @@ from telemetry.host.system import HostSource
 from tools import (
     audit,
     deployments,
+    generated_tools,
     generation,
     improvement,
     ingestion,
@@ -153,3 +154,4 @@ def _register_tools(server: MCPServer, ref: ServicesRef) -> None:
     generation.register(server, deps)
     improvement.register(server, deps)
     self_analysis.register(server, deps)
+    generated_tools.register(server, deps)

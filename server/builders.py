@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Collection
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
+from generators.deploy import AuditLog, Deployer, SqliteAuditLog, SqliteVersionStore, VersionStore
 from generators.deploy.failpoint import failpoint_hook
 from generators.errors import NOT_CONFIGURED
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
+from generators.toolhost import GeneratedTools, SqliteToolStore
 from generators.validation.jail import Jail
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, NotifyingVersionStore
@@ -32,6 +34,8 @@ from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
 from tools import self_analysis
+from tools.generated_tools import GeneratedSurface
+from tools.surface import ToolSurface
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
@@ -102,6 +106,33 @@ def jail_from(settings: Settings) -> Jail:
         sandbox_uid=settings.sandbox_uid,
         max_processes=settings.sandbox_max_processes,
     )
+
+
+async def open_generated_tools(
+    settings: Settings,
+    opened: AsyncExitStack,
+    app: MCPServer,
+    feed: ChangeFeed,
+    versions: VersionStore,
+    audit: AuditLog,
+    jail: Jail,
+    clock: Clock,
+) -> GeneratedTools:
+    """The tools the server generated for itself: loaded (each in its jailed worker) and served by ``app``, kept in
+    step with every change of a deployment; stopped, and no longer served, when ``opened`` closes."""
+    store = await anyio.to_thread.run_sync(SqliteToolStore, settings.data_dir / "generated_tools.sqlite3")
+    opened.callback(store.close)
+    tools = GeneratedTools(
+        store, workspace=settings.workspace, versions=versions, audit=audit, jail=jail,
+        folder=settings.data_dir / "generated-tools", clock=clock, on_change=lambda: feed.mark([], tools=True),
+    )  # fmt: skip
+    opened.callback(tools.close)
+    await tools.sync()  # after a restart: the tools that were served are served again
+    feed.on_deployments.append(tools.sync)
+    if isinstance(app, ToolSurface):
+        app.generated = GeneratedSurface(tools)
+        opened.callback(setattr, app, "generated", None)
+    return tools
 
 
 def open_scratch(settings: Settings) -> ScratchArea:

@@ -63,6 +63,7 @@ class ChangeFeed:
         self._event = anyio.Event()
         self._loop = LoopHandOff()
         self._listed: frozenset[tuple[str, str]] = frozenset()
+        self.on_deployments: list[Callable[[], Awaitable[object]]] = []  # run (in turn) after deployments changed
 
     def mark(
         self, uris: Sequence[str], *, tenant: str | None = None, listing: bool = False, tools: bool = False
@@ -104,6 +105,9 @@ class ChangeFeed:
                 listing, self._listing_dirty = self._listing_dirty, False
                 tools, self._tools_dirty = self._tools_dirty, False
             try:
+                if listing:
+                    for hook in self.on_deployments:
+                        await hook()
                 if tools:
                     await self._tools_changed()
                 await self._publish(changes, listing)

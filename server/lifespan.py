@@ -25,7 +25,7 @@ from generators.improvement.candidate import CandidateRunner
 from generators.improvement.cycle import ImprovementService
 from generators.llm import LLMClient, SpendLedger
 from generators.remediation import ScriptGenerator
-from generators.validation.jail import JailStatus, report
+from generators.validation.jail import Jail, JailStatus, report
 from server import __version__
 from server.builders import (
     audit_cloudwatch,
@@ -34,6 +34,7 @@ from server.builders import (
     generator_factory,
     jail_from,
     open_deployer,
+    open_generated_tools,
     open_scratch,
     self_analyst,
     snapshot_recorder,
@@ -98,6 +99,7 @@ class _Stores:
     audit: SqliteAuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]
+    jail: Jail
     sandbox: JailStatus
 
 
@@ -140,6 +142,9 @@ async def open_services(
     changes = ChangeService(stores.deployer, stores.versions, stores.audit)
     components = ComponentService(stores.generator, stores.deployer, stores.audit)
     changes.on_decision(improvements.after_decision)  # a cycle monitors its approved change, settles a rejected one
+    generated = await open_generated_tools(
+        settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock
+    )
     cloudwatch = (
         CloudWatchStreamer(settings.cloudwatch, store, clock=clock, on_access=partial(audit_cloudwatch, stores.audit))
         if settings.enable_cloudwatch_streaming
@@ -173,6 +178,7 @@ async def open_services(
         retention_seconds=retention,
         self_analyst=stores.analyst,
         sandbox=stores.sandbox,
+        generated_tools=generated,
     )
     return Opened(services, store, stores.analyst)
 
@@ -205,7 +211,7 @@ async def _open_stores(
     report(sandbox)
     generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path, jail)
     opened.push_async_callback(_close_generation, llm, close_generator)
-    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, sandbox)
+    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, jail, sandbox)
 
 
 async def _improvement_service(

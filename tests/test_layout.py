@@ -99,7 +99,7 @@ PARTS = {
         "codegen": {"errors", "llm", "validation"},
         "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "sqlite_db", "validation"},
         "changes": {"codegen", "deploy", "errors", "llm"},
-        "toolhost": {"errors", "validation"},
+        "toolhost": {"clock", "codegen", "deploy", "errors", "sqlite_db", "validation"},
     },
 }
 

@@ -25,6 +25,7 @@ from telemetry.ingest import TENANT_PATTERN
 from telemetry.selfcheck.calls import MAX_NAME, ToolCall
 from tools import outcome
 from tools.access import Caller, current_caller
+from tools.generated_tools import parse as parse_generated
 
 UNKNOWN_TOOL: Final = "(unknown tool)"
 INVALID_TENANT: Final = "(invalid tenant)"
@@ -90,6 +91,9 @@ def _record(
     ``tenant_id`` that is no tenant id, or one the caller may not use, is recorded as ``(invalid tenant)``: no key
     can be limited to that, so the call never shows in another tenant's self-analysis."""
     tenant = arguments.get("tenant_id") if isinstance(arguments, dict) else None
+    generated = parse_generated(tool)
+    if generated is not None:  # a generated tool's calls are its tenant's
+        tenant = generated[0]
     if tenant is None:
         tenant = svc.default_tenant
     elif not (isinstance(tenant, str) and TENANT_PATTERN.match(tenant) and caller.may_use(tenant)):

@@ -15,6 +15,7 @@ from generators.changes import ChangeService, ComponentService
 from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
+from generators.toolhost import GeneratedTools
 from generators.validation.jail import JailStatus
 from telemetry.clock import Clock, SystemClock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
@@ -76,6 +77,7 @@ class Services:
     retention_seconds: float = 14 * 86400  # telemetry older than this is pruned (and refused at ingest)
     publisher: MetricPublisher | None = None  # the server's own metrics to CloudWatch, when publishing is on
     self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)
+    generated_tools: GeneratedTools | None = None  # the tools the server generated for itself
     sandbox: JailStatus = field(default_factory=lambda: JailStatus("bwrap", False, "not checked yet"))
 
 

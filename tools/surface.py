@@ -27,9 +27,12 @@ from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
 from tools import outcome
+from tools.access import current_caller
 from tools.arguments import explain, non_finite, non_finite_message, unknown_arguments
 from tools.definitions import compact_tools
 from tools.errors import domain_message
+from tools.generated_tools import GeneratedSurface
+from tools.generated_tools import parse as parse_generated
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +41,12 @@ class ToolSurface(MCPServer):
     """``MCPServer`` with the tool surface described in the module docstring."""
 
     _listed: list[MCPTool] | None = None  # the compact tool list; rebuilt when a tool is added or removed
+    generated: GeneratedSurface | None = None  # the tools the server generated for itself (set while it runs)
 
     def has_tool(self, name: str) -> bool:
-        """Whether a tool of that name is registered now."""
+        """Whether a tool of that name is registered now (a generated one too, whoever may see it)."""
+        if self.generated is not None and self.generated.exists(name):
+            return True
         return self._tool_manager.get_tool(name) is not None
 
     def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -54,7 +60,8 @@ class ToolSurface(MCPServer):
     async def list_tools(self) -> list[MCPTool]:
         if self._listed is None:
             self._listed = compact_tools(await super().list_tools())
-        return list(self._listed)
+        generated = self.generated.listed(current_caller()) if self.generated is not None else []
+        return [*self._listed, *generated]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -63,6 +70,8 @@ class ToolSurface(MCPServer):
         if where is not None:
             outcome.note("invalid_arguments")
             raise ToolError(f"Error executing tool {name}: {non_finite_message(where)}")
+        if self.generated is not None and parse_generated(name) is not None:
+            return await self.generated.call(name, arguments, current_caller())
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             outcome.note("unknown_tool")

@@ -117,7 +117,12 @@ class ComponentService:
         files = {path: text.encode("utf-8") for path, text in result.change.files.items()}
         component = (result.target_path or "component").rsplit("/", 1)[-1].removesuffix(".py")
         reason = f"generated: {request.requirements[:200]}"
-        detail = {"validation": result.report.to_dict() if result.report else None, "rounds": len(result.rounds)}
+        detail = {
+            "validation": result.report.to_dict() if result.report else None,
+            "rounds": len(result.rounds),
+            "component_type": request.component_type,  # a "tool" is served once deployed (generators.toolhost)
+            "module": result.target_path,
+        }
         try:
             if request.tenant == SYSTEM_TENANT:
                 held = self.deployer.propose(

@@ -18,6 +18,7 @@ from generators.codegen.edits import Writable
 from generators.codegen.models import RoundOutcome
 from generators.codegen.prompts import Prompt
 from generators.codegen.rounds import AcceptCheck, ProgressCallback
+from generators.codegen.tool_rules import TOOL_TYPE, tool_problems
 from generators.errors import EditError
 from generators.validation import ValidationReport
 from generators.validation.coverage import changed_lines
@@ -72,9 +73,12 @@ def screen(task: Task, workspace: Path, reply: str, base: Change | None) -> tupl
 
 
 def missing_target(task: Task, change: Change) -> list[str]:
-    """The problem of a new component's change that does not create its module."""
-    if task.target is None or task.target in change.files:
+    """The problem of a new component's change that does not create its module, or of a tool's module that breaks
+    the rules of a tool (:mod:`generators.codegen.tool_rules`)."""
+    if task.target is None:
         return []
+    if task.target in change.files:
+        return tool_problems(task.target, change.files[task.target]) if task.component_type == TOOL_TYPE else []
     return [
         f"Your reply did not create {task.target}. Send that module as a whole file (path line, then the complete "
         f"content), together with its tests in {', '.join(task.tests)}."

@@ -20,6 +20,7 @@ from typing import Literal
 
 from generators.codegen.edits import REPLY_FORMAT
 from generators.codegen.overview import WorkspaceOverview
+from generators.codegen.tool_rules import TOOL_TYPE
 from generators.errors import PromptBudgetError
 
 __all__ = [
@@ -114,6 +115,16 @@ def quality_standards(*, tenant_id: str | None = None, allow_network: bool = Fal
     return "Quality standards (changes that break them are rejected):\n" + "".join(f"- {rule}\n" for rule in rules)
 
 
+# What a generated tool must be (generators.codegen.tool_rules checks it; the server serves it through MCP).
+TOOL_CONTRACT = (
+    "This component is a tool that AI agents call. Define in it one public function named {name}: every parameter "
+    "annotated (str, int, float, bool, lists or dicts of them, or pydantic models whose fields have Field(description="
+    "...)), a return annotation (a pydantic model or one of those types), and a docstring that tells the agent what "
+    "it does and what it returns. It must be deterministic: no clock, randomness, environment, files or network; "
+    "keep its result small. Raise ValueError with a clear message for input it cannot handle.\n"
+)
+
+
 def build_generation_prompt(
     overview: WorkspaceOverview,
     requirements: str,
@@ -141,6 +152,8 @@ def build_generation_prompt(
         f"it. Send exactly these two files, each whole ({target_path} and {tests}); any other file is refused.\n"
         f"Requirements:\n{requirements.strip()}\n"
     )
+    if component_type == TOOL_TYPE:
+        task += TOOL_CONTRACT.format(name=PurePosixPath(target_path).stem)
     if context:
         task += f"Context from the caller:\n{context.strip()}\n"
     system = _system("You write new components for this workspace.", tenant_id, allow_network)

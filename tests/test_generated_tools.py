@@ -1,0 +1,143 @@
+"""Tools the server writes for itself, end to end through the MCP client with the scripted model: asked for, validated,
+deployed, served live as ``gen.<tenant>.<name>`` to its tenant only (announced with a tool list-changed
+notification), called in its jailed worker, served again after a restart, and removed by the rollback of the
+deployment that brought it; each registration and removal audited."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from server.settings import Settings
+from tests.conftest import as_key, call, call_error, connect
+from tests.fakes import FakeHostSource
+from tests.llm_server import ScriptedLLM
+from tests.test_generation_tool import build
+
+pytestmark = pytest.mark.anyio
+NAME = "gen.acme.duration_seconds"
+ARGS = {
+    "component_type": "tool",
+    "name": "duration_seconds",
+    "requirements": "Convert a duration like '1h30m' to seconds.",
+    "tenant_id": "acme",
+    "deploy": True,
+}
+REPLY = '''components/acme/duration_seconds.py
+```python
+"""Durations as seconds."""
+
+import re
+
+from pydantic import BaseModel, Field
+
+
+class Duration(BaseModel):
+    """A duration."""
+
+    seconds: int = Field(description="Whole seconds.")
+
+
+def duration_seconds(text: str) -> Duration:
+    """Seconds in a duration such as '1h30m' (units h, m and s)."""
+    found = re.findall(r"(\\d+)([hms])", text)
+    if not found:
+        raise ValueError(f"not a duration: {text!r}")
+    scale = {"h": 3600, "m": 60, "s": 1}
+    return Duration(seconds=sum(int(number) * scale[unit] for number, unit in found))
+```
+
+tests/acme/test_duration_seconds.py
+```python
+"""Tests of duration_seconds."""
+
+import pytest
+
+from components.acme.duration_seconds import duration_seconds
+
+
+def test_hours_and_minutes() -> None:
+    """1h30m is 5400 s."""
+    assert duration_seconds("1h30m").seconds == 5400
+
+
+def test_not_a_duration() -> None:
+    """Text without a unit is refused."""
+    with pytest.raises(ValueError):
+        duration_seconds("soon")
+```
+'''
+
+
+@asynccontextmanager
+async def tool_list_change(client: Client) -> AsyncIterator[anyio.Event]:
+    """An event set when the client hears that the tool list changed (listening from the start of the block)."""
+    heard = anyio.Event()
+    async with client.listen(tools_list_changed=True) as subscription, anyio.create_task_group() as group:
+
+        async def wait() -> None:
+            async for event in subscription:
+                if type(event).__name__ == "ToolsListChanged":
+                    heard.set()
+                    return
+
+        group.start_soon(wait)
+        yield heard
+        group.cancel_scope.cancel()
+
+
+async def names(client: Client) -> set[str]:
+    return {t.name for t in (await client.list_tools()).tools}
+
+
+async def generated(client: Client) -> dict[str, dict[str, Any]]:
+    read = await client.read_resource("tools://generated")
+    return {t["tool"]: t for t in json.loads(read.contents[0].text)["tools"]}  # type: ignore[union-attr]
+
+
+async def test_a_tool_is_built_served_to_its_tenant_survives_a_restart_and_goes_with_its_rollback(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(REPLY)
+    async with connect(build(settings, host, scripted_llm)) as client:
+        async with tool_list_change(client) as changed:
+            out = await call(client, "generate_component", ARGS)
+            assert out["succeeded"] and out["deployment"]["status"] == "deployed", out["validation_text"]
+            with anyio.fail_after(30):
+                await changed.wait()
+        with as_key("acme-reader", ["read"], ["acme"]):
+            [tool] = [t for t in (await client.list_tools()).tools if t.name == NAME]
+            assert tool.description == "Seconds in a duration such as '1h30m' (units h, m and s)."
+            assert tool.input_schema["required"] == ["text"] and tool.annotations is not None
+            answer = await client.call_tool(NAME, {"text": "1h30m"})
+            assert not answer.is_error and answer.structured_content == {"seconds": 5400}
+            refused = await call_error(client, NAME, {"text": "soon"})
+            assert "ValueError: not a duration: 'soon'" in refused
+        with as_key("globex-reader", ["read"], ["globex"]):
+            assert NAME not in await names(client)
+            assert "Unknown tool" in await call_error(client, NAME, {"text": "1h"})
+            assert await generated(client) == {}
+    deployment_id = out["deployment"]["deployment_id"]
+
+    async with connect(build(settings, host, scripted_llm)) as client:  # a restart: served again, counts kept
+        with as_key("acme-reader", ["read"], ["acme"]):
+            assert (await call(client, NAME, {"text": "2m5s"})) == {"seconds": 125}
+            listed = (await generated(client))[NAME]
+        assert (listed["version"], listed["status"], listed["calls"], listed["failures"]) == (1, "active", 3, 1)
+        async with tool_list_change(client) as changed:
+            await call(client, "rollback_deployment", {"deployment_id": deployment_id, "reason": "not wanted"})
+            with anyio.fail_after(30):
+                await changed.wait()
+        with as_key("acme-reader", ["read"], ["acme"]):
+            assert NAME not in await names(client)
+            assert "Unknown tool" in await call_error(client, NAME, {"text": "1h"})
+            assert (await generated(client))[NAME]["status"] == "removed"
+        audit = await call(client, "query_audit_log", {"limit": 500})
+    kinds = [e["kind"] for e in audit["entries"] if e["kind"].startswith("generated_tool")]
+    assert sorted(kinds) == ["generated_tool_registered", "generated_tool_removed"], kinds

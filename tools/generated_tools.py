@@ -1,0 +1,128 @@
+"""Generated tools as MCP tools (:mod:`generators.toolhost` runs them).
+
+A tool is named ``gen.<tenant>.<name>`` — no built-in tool has a dot, so a generated one can never shadow one — and
+is listed for, and callable by, keys with the read role on its tenant only (admins: every tenant); to any other key
+it does not exist. It answers with structured content (its result object) and the same object as JSON text.
+The resource ``tools://generated`` tells each tool's version, owner, calls and failures (removed and broken ones
+too), for the caller's tenants.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import Tool as MCPTool
+from pydantic import BaseModel, Field
+
+from generators.errors import GeneratedToolError
+from generators.toolhost import GeneratedTools, ToolRecord
+from tools.access import Caller, authorize_resource
+from tools.errors import ToolFailure
+from tools.services import ServicesOf
+
+PREFIX = "gen."
+LIST_URI = "tools://generated"
+
+
+def tool_name(tenant: str, name: str) -> str:
+    return f"{PREFIX}{tenant}.{name}"
+
+
+def parse(name: str) -> tuple[str, str] | None:
+    """The tenant and the tool of a generated tool's MCP name, or None (not a generated tool's name)."""
+    if not name.startswith(PREFIX):
+        return None
+    tenant, _, tool = name[len(PREFIX) :].rpartition(".")
+    return (tenant, tool) if tenant and tool else None
+
+
+class GeneratedSurface:
+    """What the tool surface asks of the generated tools: the list a caller sees, and a call."""
+
+    def __init__(self, tools: GeneratedTools) -> None:
+        self.tools = tools
+
+    def exists(self, name: str) -> bool:
+        found = parse(name)
+        return found is not None and any((t.record.tenant, t.record.name) == found for t in self.tools.live())
+
+    def listed(self, caller: Caller) -> list[MCPTool]:
+        if not caller.has_role("read"):
+            return []
+        return [
+            MCPTool(
+                name=tool_name(t.record.tenant, t.record.name),
+                title=f"{t.record.name} (generated, v{t.record.version})",
+                description=t.spec.description or f"Generated tool {t.record.name}.",
+                input_schema=t.spec.input_schema,
+                output_schema=t.spec.output_schema,
+                annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+            )
+            for t in self.tools.live()
+            if caller.may_use(t.record.tenant)
+        ]
+
+    async def call(self, name: str, arguments: dict[str, Any], caller: Caller) -> CallToolResult:
+        found = parse(name)
+        if found is None or not caller.has_role("read") or not caller.may_use(found[0]) or not self.exists(name):
+            raise ToolError(f"Unknown tool: {name}")  # as for any name this caller has no tool of
+        try:
+            result = await self.tools.call(found[0], found[1], arguments)
+        except GeneratedToolError as exc:
+            raise ToolFailure(f"Error executing tool {name}: {exc}", exc.kind) from None
+        return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], structured_content=result)
+
+
+class GeneratedToolView(BaseModel):
+    tool: str = Field(description="Its MCP name.")
+    tenant_id: str = Field(description="Owner tenant.")
+    status: str = Field(description="active, broken (see error) or removed.")
+    version: int = Field(description="1, then +1 per change of its code (rollbacks too).")
+    module: str = Field(description="Workspace file.")
+    deployment_id: str = Field(description="The deployment that brought it.")
+    calls: int = Field(description="Calls since it was registered.")
+    failures: int = Field(description="Of those, failed.")
+    error: str | None = Field(description="Why it is broken.")
+
+
+class GeneratedToolList(BaseModel):
+    tools: list[GeneratedToolView] = Field(description="By tenant and name.")
+
+
+class Needs(Protocol):
+    @property
+    def generated_tools(self) -> GeneratedTools | None: ...
+
+
+def view(record: ToolRecord) -> GeneratedToolView:
+    return GeneratedToolView(
+        tool=tool_name(record.tenant, record.name),
+        tenant_id=record.tenant,
+        status=record.status,
+        version=record.version,
+        module=record.module,
+        deployment_id=record.deployment_id,
+        calls=record.calls,
+        failures=record.failures,
+        error=record.error,
+    )
+
+
+def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
+    @server.resource(
+        LIST_URI,
+        name="generated_tools",
+        title="Generated tools",
+        description="The tools the server generated for itself (gen.<tenant>.<name>) that the caller may use: "
+        "version, owner, calls, failures; removed and broken ones too.",
+        mime_type="application/json",
+    )
+    async def generated_tools_resource() -> str:
+        caller = authorize_resource("read")
+        tools = deps(None).generated_tools
+        records = tools.records() if tools is not None else []
+        return GeneratedToolList(tools=[view(r) for r in records if caller.may_use(r.tenant)]).model_dump_json(indent=2)
