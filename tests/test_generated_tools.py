@@ -141,3 +141,21 @@ async def test_a_tool_is_built_served_to_its_tenant_survives_a_restart_and_goes_
         audit = await call(client, "query_audit_log", {"limit": 500})
     kinds = [e["kind"] for e in audit["entries"] if e["kind"].startswith("generated_tool")]
     assert sorted(kinds) == ["generated_tool_registered", "generated_tool_removed"], kinds
+
+
+async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong_and_asked_for_whole_files(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """What a small local model does: a first tool that fails its tests, then the same files again. The next message
+    repeats the failure (not only "nothing changed") and asks for both files anew; the third reply is accepted."""
+    broken = REPLY.replace("import re\n\n", "")  # NameError in its tests
+    scripted_llm.reply(broken)
+    scripted_llm.reply(broken)
+    scripted_llm.reply(REPLY)
+    async with connect(build(settings, host, scripted_llm)) as client:
+        out = await call(client, "generate_component", {**ARGS, "deploy": False})
+    assert [r["outcome"] for r in out["rounds"]] == ["validation_failed", "no_change", "accepted"], out["rounds"]
+    third = scripted_llm.requests[2]["messages"][-1]["content"]
+    assert "changes nothing" in third and "NameError" in third, third
+    assert "components/acme/duration_seconds.py and its tests again, each as a whole file" in third, third
+    assert "The files as they are now" not in third  # written anew, not patched

@@ -209,11 +209,19 @@ class CodeGenerator:
         rounds: list[RoundRecord] = []
         base: Change | None = None
         report: ValidationReport | None = None
+        failed: list[str] = []  # the problems of the last change that applied and failed validation
         for number in range(1, self.max_rounds + 1):
             await _notify(task.progress, "llm", number, f"asking the model (round {number} of {self.max_rounds})")
             completion = await self.llm.complete([*start, *latest], temperature=self._temperature(number))
             cost = (completion.prompt_tokens, completion.completion_tokens, completion.latency_ms)
             verdict, change = await self._check(task, number, completion.text, base)
+            told = verdict.problems
+            if verdict.outcome == "no_change" and failed:  # it resent what failed: say again what was wrong with it
+                told = [*verdict.problems, *failed]
+                if task.target is not None and not task.files:  # a new component: written anew, whole, not patched
+                    told = [*told, f"Write {task.target} and its tests again, each as a whole file, with every "
+                            "problem above fixed."]  # fmt: skip
+                    base = None
             report = verdict.report or report
             validation = verdict.report.to_dict() if verdict.report else None
             excerpt = "" if verdict.outcome == "accepted" else reply_excerpt(completion.text)
@@ -221,7 +229,7 @@ class CodeGenerator:
                 RoundRecord(
                     number,
                     verdict.outcome,
-                    verdict.problems,
+                    told,
                     validation,
                     *cost,
                     files=verdict.files,
@@ -232,8 +240,8 @@ class CodeGenerator:
                 await _notify(task.progress, "accepted", number, "validation passed")
                 return _result(True, change, rounds, report, task.target)
             if verdict.outcome == "validation_failed":
-                base = change  # a change that applied is the base of the next round
-            latest = self._retry(completion.text, verdict.problems, number, task, base)
+                base, failed = change, verdict.problems  # a change that applied is the base of the next round
+            latest = self._retry(completion.text, told, number, task, base)
         logger.info("generation failed after %d rounds", self.max_rounds)
         await _notify(task.progress, "failed", self.max_rounds, f"no valid change after {self.max_rounds} rounds")
         return _result(False, None, rounds, report, task.target, tried=base)

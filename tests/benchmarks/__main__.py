@@ -8,6 +8,7 @@ from tests.benchmarks import (
     bench_anomaly,
     bench_cold_start,
     bench_cycle,
+    bench_generated_tool,
     bench_ingest,
     bench_insights,
     bench_jail,
@@ -36,5 +37,6 @@ bench_logpatterns.main()
 bench_insights.main()
 bench_validation.main()
 bench_jail.main()
+bench_generated_tool.main()
 bench_rollback.main()
 bench_cycle.main()
