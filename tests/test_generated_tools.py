@@ -156,6 +156,6 @@ async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong
         out = await call(client, "generate_component", {**ARGS, "deploy": False})
     assert [r["outcome"] for r in out["rounds"]] == ["validation_failed", "no_change", "accepted"], out["rounds"]
     third = scripted_llm.requests[2]["messages"][-1]["content"]
-    assert "changes nothing" in third and "NameError" in third, third
+    assert "sent the same files again" in third and "NameError" in third, third
     assert "components/acme/duration_seconds.py and its tests again, each as a whole file" in third, third
     assert "The files as they are now" not in third  # written anew, not patched

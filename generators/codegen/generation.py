@@ -219,9 +219,11 @@ class CodeGenerator:
             if verdict.outcome == "no_change" and failed:  # it resent what failed: say again what was wrong with it
                 told = [*verdict.problems, *failed]
                 if task.target is not None and not task.files:  # a new component: written anew, whole, not patched
-                    told = [*told, f"Write {task.target} and its tests again, each as a whole file, with every "
-                            "problem above fixed."]  # fmt: skip
-                    base = None
+                    again = f"Write {task.target} and its tests again, each as a whole file, with every problem fixed."
+                    told, base = (
+                        ["Your reply sent the same files again; they still fail as follows.", *failed, again],
+                        None,
+                    )
             report = verdict.report or report
             validation = verdict.report.to_dict() if verdict.report else None
             excerpt = "" if verdict.outcome == "accepted" else reply_excerpt(completion.text)

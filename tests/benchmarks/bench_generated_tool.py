@@ -1,7 +1,7 @@
 """A generated tool's call overhead: the same trivial function as a built-in tool and as a generated tool (served from
 its warm worker in the jail), called through the in-memory MCP client, interleaved in one run; p50 of each and the
-difference (target: the generated tool <= 5 ms per call). Also the time from the deployment to the tool being served
-(the worker's start in the jail, its import of the tool and pydantic)."""
+difference (target: the generated tool <= 5 ms per call). Also a worker's cold start: the jail, Python, pydantic and
+the tool imported and described (what a new or changed tool, or one whose worker died, costs once)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import anyio
 from mcp import Client
 from pydantic import SecretStr
 
+from generators.toolhost import ToolWorker, WorkerLimits
+from generators.validation.jail import Jail
 from server.app import create_server
 from server.settings import Settings
 from tests.fakes import FakeHostSource, NoGpu
@@ -50,6 +52,18 @@ def echo_text(text: str) -> str:
     return text
 
 
+def cold_start(snapshot: Path, runs: int = 5) -> float:
+    """Median ms from nothing to a described tool, on the registry's snapshot of its code."""
+    times = []
+    for _ in range(runs):
+        worker = ToolWorker(Jail(), snapshot, "components.echo_text", "echo_text", WorkerLimits())
+        start = time.perf_counter()
+        worker.describe()
+        times.append((time.perf_counter() - start) * 1000)
+        worker.close()
+    return statistics.median(times)
+
+
 async def measure(calls: int = 300) -> dict[str, float]:
     llm = ScriptedLLM()
     llm.start()
@@ -67,10 +81,9 @@ async def measure(calls: int = 300) -> dict[str, float]:
                 args = {"component_type": "tool", "name": "echo_text", "requirements": "echo", "deploy": True}
                 out = await client.call_tool("generate_component", args)
                 assert out.structured_content and out.structured_content["succeeded"], out.content
-                deployed = time.perf_counter()
                 while "gen.default.echo_text" not in {t.name for t in (await client.list_tools()).tools}:
                     await anyio.sleep(0.01)  # the registry loads it right after the deployment
-                served_ms = (time.perf_counter() - deployed) * 1000
+                served_ms = cold_start(Path(tmp) / "data" / "generated-tools" / "default" / "echo_text" / "v1")
                 samples: dict[str, list[float]] = {"builtin_echo_text": [], "gen.default.echo_text": []}
                 for name in samples:  # warm both
                     await client.call_tool(name, {"text": "warm"})
@@ -91,8 +104,8 @@ def main() -> dict[str, float]:
     sys.stdout.write(
         f"generated tool call (in-memory client, p50 of {f['calls']:.0f}): built-in {f['builtin_ms']:.2f} ms, "
         f"generated in its jailed worker {f['generated_ms']:.2f} ms (+{f['generated_ms'] - f['builtin_ms']:.2f} ms)  "
-        f"[target <= {TARGET_MS:g} ms: {'met' if f['generated_ms'] <= TARGET_MS else 'MISSED'}]; from generation "
-        f"answer to served {f['served_ms']:.0f} ms\n"
+        f"[target <= {TARGET_MS:g} ms: {'met' if f['generated_ms'] <= TARGET_MS else 'MISSED'}]; a worker's cold "
+        f"start {f['served_ms']:.0f} ms\n"
     )
     return f
 
