@@ -124,7 +124,8 @@ def create_server(
         log_level=settings.log_level,
         middleware=[notifier.track_sessions],
     )
-    server.middleware.append(tool_call_observer(server.has_tool, metrics.tool_call))  # needs the server's tools
+    observer = tool_call_observer(server.has_tool, metrics.tool_call, generated_tenant=server.generated_tenant)
+    server.middleware.append(observer)  # needs the server's tools
     server.watched = watched
     server.feed = feed
     server.notifier = notifier

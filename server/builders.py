@@ -126,7 +126,7 @@ async def open_generated_tools(
         store, workspace=settings.workspace, versions=versions, audit=audit, jail=jail,
         folder=settings.data_dir / "generated-tools", clock=clock, on_change=lambda: feed.mark([], tools=True),
     )  # fmt: skip
-    opened.callback(tools.close)
+    opened.push_async_callback(anyio.to_thread.run_sync, tools.close)  # waits for calls in flight: off the loop
     await tools.sync()  # after a restart: the tools that were served are served again
     feed.on_deployments.append(tools.sync)
     if isinstance(app, ToolSurface):

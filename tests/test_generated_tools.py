@@ -1,11 +1,12 @@
 """Tools the server writes for itself, end to end through the MCP client with the scripted model: asked for, validated,
-deployed, served live as ``gen.<tenant>.<name>`` to its tenant only (announced with a tool list-changed
+deployed, served live as ``gen_<name>_<hash>`` to its tenant only (announced with a tool list-changed
 notification), called in its jailed worker, served again after a restart, and removed by the rollback of the
 deployment that brought it; each registration and removal audited."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,9 +20,10 @@ from tests.conftest import as_key, call, call_error, connect
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
 from tests.test_generation_tool import build
+from tools.generated_tools import GENERATED_LABEL, tool_name
 
 pytestmark = pytest.mark.anyio
-NAME = "gen.acme.duration_seconds"
+NAME = tool_name("acme", "duration_seconds")
 ARGS = {
     "component_type": "tool",
     "name": "duration_seconds",
@@ -123,6 +125,9 @@ async def test_a_tool_is_built_served_to_its_tenant_survives_a_restart_and_goes_
             assert NAME not in await names(client)
             assert "Unknown tool" in await call_error(client, NAME, {"text": "1h"})
             assert await generated(client) == {}
+            counted = (await call(client, "get_system_status"))["server"]["calls_by_tool"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", NAME)  # what every MCP client accepts
+        assert NAME not in counted and counted[GENERATED_LABEL] == 2  # acme's two calls; globex's was unknown
     deployment_id = out["deployment"]["deployment_id"]
 
     async with connect(build(settings, host, scripted_llm)) as client:  # a restart: served again, counts kept

@@ -3,6 +3,7 @@ calls, and a crash, a hang or an oversized answer ends only that call (the next 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,20 @@ def test_a_tool_that_cannot_be_loaded_is_refused_with_the_reason(code: Path) -> 
     tool = worker(code)
     with pytest.raises(ToolWorkerError, match="cannot be loaded: ModuleNotFoundError"):
         tool.describe()
+
+
+def test_a_worker_outlives_the_thread_that_started_it_and_a_closed_one_stays_closed(code: Path) -> None:
+    """Workers are started from the server's worker threads, which end when idle: the worker must not die with them
+    (it ends at EOF on its stdin instead). Once closed (its tool replaced or removed), calls are refused."""
+    tool = worker(code)
+    starter = threading.Thread(target=tool.describe)
+    starter.start()
+    starter.join()
+    try:
+        assert tool.call({"text": "1h"}) == {"seconds": 3600, "parts": 1}
+        assert tool.starts == 1  # the same process: it did not die with its thread
+    finally:
+        tool.close()
+    with pytest.raises(ToolWorkerError, match="replaced or removed"):
+        tool.call({"text": "1h"})
+    assert tool.starts == 1

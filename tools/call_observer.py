@@ -25,7 +25,7 @@ from telemetry.ingest import TENANT_PATTERN
 from telemetry.selfcheck.calls import MAX_NAME, ToolCall
 from tools import outcome
 from tools.access import Caller, current_caller
-from tools.generated_tools import parse as parse_generated
+from tools.generated_tools import GENERATED_LABEL
 
 UNKNOWN_TOOL: Final = "(unknown tool)"
 INVALID_TENANT: Final = "(invalid tenant)"
@@ -41,9 +41,15 @@ def _failed(result: object) -> bool:
     return bool(getattr(result, "is_error", False))
 
 
-def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) -> ServerMiddleware[Any]:
+def tool_call_observer(
+    registered: Callable[[str], bool],
+    *sinks: ToolCallSink,
+    generated_tenant: Callable[[str], str | None] = lambda name: None,
+) -> ServerMiddleware[Any]:
     """Middleware observing every tool call once (cheap: counters and one buffered append per call);
-    ``registered`` tells whether the server has a tool of a given name."""
+    ``registered`` tells whether the caller has a tool of a given name, ``generated_tenant`` the tenant of a
+    generated tool. A generated tool's call is counted under one label by the server-wide counters (every reader
+    sees them) and recorded under its own name only for its tenant's self-analysis."""
 
     async def observe_tool_calls(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call":
@@ -52,6 +58,8 @@ def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) 
         params = ctx.params or {}
         name = params.get("name")
         tool = name if isinstance(name, str) and registered(name) else UNKNOWN_TOOL
+        owner = generated_tenant(tool) if tool != UNKNOWN_TOOL else None
+        counted = GENERATED_LABEL if owner is not None else tool
         if isinstance(name, str) and tool == UNKNOWN_TOOL and len(name) > UNKNOWN_NAME_CHARS:
             ctx = replace(ctx, params={**params, "name": name[:UNKNOWN_NAME_CHARS] + "…"})  # "…": no tool's name
         analyst = getattr(svc, "self_analyst", None)
@@ -74,12 +82,13 @@ def tool_call_observer(registered: Callable[[str], bool], *sinks: ToolCallSink) 
             outcome.CURRENT.reset(reset)
             seconds = time.perf_counter() - started
             for sink in sinks:
-                sink(tool, kind is not None, seconds)
+                sink(counted, kind is not None, seconds)
             stats = getattr(svc, "stats", None)
             if stats is not None:
-                stats.record(tool, failed=kind is not None)
+                stats.record(counted, failed=kind is not None)
             if analyst is not None:
-                analyst.recorder.record(_record(svc, started_at, tool, caller, params.get("arguments"), seconds, kind))
+                arguments = {"tenant_id": owner} if owner is not None else params.get("arguments")
+                analyst.recorder.record(_record(svc, started_at, tool, caller, arguments, seconds, kind))
 
     return observe_tool_calls
 
@@ -91,9 +100,6 @@ def _record(
     ``tenant_id`` that is no tenant id, or one the caller may not use, is recorded as ``(invalid tenant)``: no key
     can be limited to that, so the call never shows in another tenant's self-analysis."""
     tenant = arguments.get("tenant_id") if isinstance(arguments, dict) else None
-    generated = parse_generated(tool)
-    if generated is not None:  # a generated tool's calls are its tenant's
-        tenant = generated[0]
     if tenant is None:
         tenant = svc.default_tenant
     elif not (isinstance(tenant, str) and TENANT_PATTERN.match(tenant) and caller.may_use(tenant)):

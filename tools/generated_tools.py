@@ -1,14 +1,18 @@
 """Generated tools as MCP tools (:mod:`generators.toolhost` runs them).
 
-A tool is named ``gen.<tenant>.<name>`` — no built-in tool has a dot, so a generated one can never shadow one — and
-is listed for, and callable by, keys with the read role on its tenant only (admins: every tenant); to any other key
-it does not exist. It answers with structured content (its result object) and the same object as JSON text.
+A tool is named ``gen_<name>_<8 hex digits of its tenant and name>`` — what every MCP client accepts (letters,
+digits, ``_``; at most 64 characters), no built-in tool starts with ``gen_``, and no two tenants' tools share a name —
+and is listed for, and callable by, keys with the read role on its tenant only (admins: every tenant); to any other
+key it does not exist, and the server's own counters (``get_system_status``, ``/metrics``) count every generated tool
+under one label, :data:`GENERATED_LABEL`, so that no tenant learns another's tool names. It answers with structured
+content (its result object) and the same object as JSON text.
 The resource ``tools://generated`` tells each tool's version, owner, calls and failures (removed and broken ones
 too), for the caller's tenants.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Protocol
 
@@ -19,25 +23,24 @@ from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
 
 from generators.errors import GeneratedToolError
-from generators.toolhost import GeneratedTools, ToolRecord
+from generators.toolhost import GeneratedTools, LiveTool, ToolRecord
 from tools.access import Caller, authorize_resource
 from tools.errors import ToolFailure
 from tools.services import ServicesOf
 
-PREFIX = "gen."
+PREFIX = "gen_"
 LIST_URI = "tools://generated"
+GENERATED_LABEL = "(generated tool)"
 
 
 def tool_name(tenant: str, name: str) -> str:
-    return f"{PREFIX}{tenant}.{name}"
+    """The MCP name of ``tenant``'s tool ``name``."""
+    digest = hashlib.sha256(f"{tenant}/{name}".encode()).hexdigest()[:8]
+    return f"{PREFIX}{name[:51]}_{digest}"
 
 
-def parse(name: str) -> tuple[str, str] | None:
-    """The tenant and the tool of a generated tool's MCP name, or None (not a generated tool's name)."""
-    if not name.startswith(PREFIX):
-        return None
-    tenant, _, tool = name[len(PREFIX) :].rpartition(".")
-    return (tenant, tool) if tenant and tool else None
+def is_generated(name: str) -> bool:
+    return name.startswith(PREFIX)
 
 
 class GeneratedSurface:
@@ -46,9 +49,18 @@ class GeneratedSurface:
     def __init__(self, tools: GeneratedTools) -> None:
         self.tools = tools
 
-    def exists(self, name: str) -> bool:
-        found = parse(name)
-        return found is not None and any((t.record.tenant, t.record.name) == found for t in self.tools.live())
+    def find(self, name: str) -> LiveTool | None:
+        """The tool served under the MCP name ``name`` now."""
+        if not is_generated(name):
+            return None
+        return next((t for t in self.tools.live() if tool_name(t.record.tenant, t.record.name) == name), None)
+
+    def visible(self, name: str, caller: Caller) -> LiveTool | None:
+        """The tool of that name if ``caller`` may use it; else None, as if there were none."""
+        found = self.find(name)
+        if found is None or not caller.has_role("read") or not caller.may_use(found.record.tenant):
+            return None
+        return found
 
     def listed(self, caller: Caller) -> list[MCPTool]:
         if not caller.has_role("read"):
@@ -56,7 +68,7 @@ class GeneratedSurface:
         return [
             MCPTool(
                 name=tool_name(t.record.tenant, t.record.name),
-                title=f"{t.record.name} (generated, v{t.record.version})",
+                title=f"{t.record.name} (generated for {t.record.tenant}, v{t.record.version})",
                 description=t.spec.description or f"Generated tool {t.record.name}.",
                 input_schema=t.spec.input_schema,
                 output_schema=t.spec.output_schema,
@@ -67,11 +79,11 @@ class GeneratedSurface:
         ]
 
     async def call(self, name: str, arguments: dict[str, Any], caller: Caller) -> CallToolResult:
-        found = parse(name)
-        if found is None or not caller.has_role("read") or not caller.may_use(found[0]) or not self.exists(name):
+        found = self.visible(name, caller)
+        if found is None:
             raise ToolError(f"Unknown tool: {name}")  # as for any name this caller has no tool of
         try:
-            result = await self.tools.call(found[0], found[1], arguments)
+            result = await self.tools.call(found.record.tenant, found.record.name, arguments)
         except GeneratedToolError as exc:
             raise ToolFailure(f"Error executing tool {name}: {exc}", exc.kind) from None
         return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], structured_content=result)

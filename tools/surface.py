@@ -31,8 +31,7 @@ from tools.access import current_caller
 from tools.arguments import explain, non_finite, non_finite_message, unknown_arguments
 from tools.definitions import compact_tools
 from tools.errors import domain_message
-from tools.generated_tools import GeneratedSurface
-from tools.generated_tools import parse as parse_generated
+from tools.generated_tools import GeneratedSurface, is_generated
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +43,15 @@ class ToolSurface(MCPServer):
     generated: GeneratedSurface | None = None  # the tools the server generated for itself (set while it runs)
 
     def has_tool(self, name: str) -> bool:
-        """Whether a tool of that name is registered now (a generated one too, whoever may see it)."""
-        if self.generated is not None and self.generated.exists(name):
-            return True
+        """Whether the caller has a tool of that name now (a generated one only for callers who may use it)."""
+        if self.generated is not None and is_generated(name):
+            return self.generated.visible(name, current_caller()) is not None
         return self._tool_manager.get_tool(name) is not None
+
+    def generated_tenant(self, name: str) -> str | None:
+        """The tenant of the generated tool of that name, or None (not one)."""
+        found = self.generated.find(name) if self.generated is not None else None
+        return found.record.tenant if found is not None else None
 
     def add_tool(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         super().add_tool(fn, *args, **kwargs)
@@ -70,7 +74,7 @@ class ToolSurface(MCPServer):
         if where is not None:
             outcome.note("invalid_arguments")
             raise ToolError(f"Error executing tool {name}: {non_finite_message(where)}")
-        if self.generated is not None and parse_generated(name) is not None:
+        if self.generated is not None and is_generated(name):
             return await self.generated.call(name, arguments, current_caller())
         tool = self._tool_manager.get_tool(name)
         if tool is None:

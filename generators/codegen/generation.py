@@ -210,6 +210,7 @@ class CodeGenerator:
         base: Change | None = None
         report: ValidationReport | None = None
         failed: list[str] = []  # the problems of the last change that applied and failed validation
+        tried: Change | None = None  # that change (the base may be dropped to have it written anew)
         for number in range(1, self.max_rounds + 1):
             await _notify(task.progress, "llm", number, f"asking the model (round {number} of {self.max_rounds})")
             completion = await self.llm.complete([*start, *latest], temperature=self._temperature(number))
@@ -242,11 +243,12 @@ class CodeGenerator:
                 await _notify(task.progress, "accepted", number, "validation passed")
                 return _result(True, change, rounds, report, task.target)
             if verdict.outcome == "validation_failed":
-                base, failed = change, verdict.problems  # a change that applied is the base of the next round
+                base = tried = change  # a change that applied is the base of the next round
+                failed = verdict.problems
             latest = self._retry(completion.text, told, number, task, base)
         logger.info("generation failed after %d rounds", self.max_rounds)
         await _notify(task.progress, "failed", self.max_rounds, f"no valid change after {self.max_rounds} rounds")
-        return _result(False, None, rounds, report, task.target, tried=base)
+        return _result(False, None, rounds, report, task.target, tried=tried or base)
 
     async def _check(self, task: Task, number: int, reply: str, base: Change | None) -> tuple[Verdict, Change | None]:
         """Apply the reply, apply the change rules, validate: the round's verdict and the change (if it applied)."""

@@ -119,7 +119,8 @@ def run_adaptive(
 
 
 class _Sides:
-    """Both versions of the workspace, each in its own copy, and a home folder, for the length of a ``with``."""
+    """Both versions of the workspace, each in its own copy with its own home folder, for the length of a ``with``.
+    A run may write only its own side's copy and home: the new code cannot touch the old code's figures."""
 
     def __init__(
         self, workspace: Path, before: Mapping[str, bytes | None], after: Mapping[str, bytes], config: ValidationConfig
@@ -129,7 +130,7 @@ class _Sides:
         self._config = config
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._roots: dict[str, Path] = {}
-        self._home = Path()
+        self._homes: dict[str, Path] = {}
 
     def __enter__(self) -> _Sides:
         self._tmp = tempfile.TemporaryDirectory(
@@ -140,8 +141,9 @@ class _Sides:
             for name, files in self._files.items():
                 self._roots[name] = tmp / name
                 _materialise(self._workspace, self._roots[name], files, copy_ignore(self._config))
-            self._home = tmp / "home"
-            self._home.mkdir()
+            for name in self._files:
+                self._homes[name] = tmp / f"home-{name}"
+                self._homes[name].mkdir()
             self._config.jail.prepare(tmp)
         except BaseException:
             self._tmp.cleanup()
@@ -166,7 +168,7 @@ class _Sides:
         return BenchFigures(script, samples["before"], samples["after"])
 
     def _once(self, script: str, timeout: float, side: str) -> float:
-        return _run_once(self._roots[side], self._home, script, timeout, self._config, side)
+        return _run_once(self._roots[side], self._homes[side], script, timeout, self._config, side)
 
 
 def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None], ignore: tuple[str, ...]) -> None:
@@ -182,14 +184,14 @@ def _materialise(workspace: Path, dest: Path, files: Mapping[str, bytes | None],
 
 
 def _run_once(root: Path, home: Path, script: str, timeout: float, config: ValidationConfig, side: str) -> float:
-    """One run under the test sandbox's limits, in its jail (the sides and the home share one folder, the one it may
-    write); the figure is the last number on stdout (stderr kept apart)."""
+    """One run under the test sandbox's limits, in its jail (its copy and its home the folders it may write); the
+    figure is the last number on stdout (stderr kept apart)."""
     refused = jail_refusal(config)
     if refused is not None:
         raise BenchmarkError(f"benchmark {script} not run: {refused}", side)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            limited_command(config, _RUN_SCRIPT, [script], root, root.parent),
+            limited_command(config, _RUN_SCRIPT, [script], root, [root, home]),
             cwd=root,
             env=sandbox_env(root, home),
             stdin=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import os
-import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -37,6 +37,7 @@ class WorkerLimits:
     call_seconds: float = 10.0  # wall clock of one call (the worker is replaced after)
     start_seconds: float = 30.0  # to import the tool and describe it
     memory_bytes: int = 512 << 20
+    cpu_seconds: int = 300  # CPU time of one worker in all (then it is killed, and the next call starts a new one)
     max_answer_bytes: int = 64 * 1024
     file_size_bytes: int = 16 << 20
 
@@ -62,6 +63,7 @@ class ToolWorker:
         self._buffer = b""
         self.spec: ToolSpec | None = None
         self.starts = 0  # processes started (the first, and each replacement)
+        self.closed = False  # once closed, no call starts it again (a removed or replaced tool)
 
     def describe(self) -> ToolSpec:
         """Start the worker (if it is not running) and return what the tool says of itself.
@@ -84,6 +86,9 @@ class ToolWorker:
             self._ensure()
             request_id = next(self._ids)
             answer = self._ask({"id": request_id, "arguments": arguments}, self.limits.call_seconds, "the call")
+            if answer.get("id") != request_id:  # something else wrote to its answers: it cannot be trusted now
+                self._stop()
+                raise ToolWorkerError(f"the worker of tool {self.function} answered out of turn; stopped")
         if answer.get("ok"):
             result = answer.get("result")
             if not isinstance(result, dict):
@@ -97,33 +102,46 @@ class ToolWorker:
         raise GeneratedToolError(f"tool {self.function} failed: {error}")
 
     def close(self) -> None:
-        """Stop the worker (EOF on its stdin, then kill)."""
+        """Stop the worker (EOF on its stdin, then kill); calls waiting for it are refused."""
+        self.closed = True
         with self._lock:
             self._stop()
 
     def _ensure(self) -> ToolSpec:
+        if self.closed:
+            raise ToolWorkerError(f"tool {self.function} was replaced or removed meanwhile; list the tools again")
         if self._process is not None and self._process.poll() is None and self.spec is not None:
             return self.spec
         self._stop()
-        limits = [str(self.limits.memory_bytes), "0", str(self.limits.file_size_bytes)]
+        limits = [str(self.limits.memory_bytes), str(self.limits.cpu_seconds), str(self.limits.file_size_bytes)]
         args = [str(self.code_root), self.module, self.function, str(self.limits.max_answer_bytes)]
-        inner = self.jail.launch(WORKER, limits, self.code_root, args)
-        self._process = subprocess.Popen(
-            self.jail.command(inner, None, [self.code_root]),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=sandbox_env(self.code_root, Path("/tmp")),
-            start_new_session=True,
-        )
+        inner = self.jail.launch(WORKER, limits, self.code_root, args, die_with_server=False)
+        try:
+            self._process = subprocess.Popen(
+                self.jail.command(inner, None, [self.code_root], die_with_parent=False),  # it ends at EOF on stdin
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=sandbox_env(self.code_root, Path("/tmp")),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ToolWorkerError(f"the worker of tool {self.function} cannot start: {exc}") from None
         self.starts += 1
         self._buffer = b""
         hello = self._read(self.limits.start_seconds, "start-up")
-        if not hello.get("ready"):
+        try:
+            if not hello.get("ready"):
+                raise ToolWorkerError(f"tool {self.function} cannot be loaded: {hello.get('error', 'no description')}")
+            spec = ToolSpec(str(hello["description"]), dict(hello["input_schema"]), dict(hello["output_schema"]))
+        except (KeyError, TypeError, ValueError):
             self._stop()
-            raise ToolWorkerError(f"tool {self.function} cannot be loaded: {hello.get('error', 'no description')}")
-        self.spec = ToolSpec(str(hello["description"]), dict(hello["input_schema"]), dict(hello["output_schema"]))
-        return self.spec
+            raise ToolWorkerError(f"the worker of tool {self.function} described it in a way it cannot be") from None
+        except ToolWorkerError:
+            self._stop()
+            raise
+        self.spec = spec
+        return spec
 
     def _ask(self, request: dict[str, Any], timeout: float, what: str) -> dict[str, Any]:
         assert self._process is not None and self._process.stdin is not None
@@ -146,9 +164,10 @@ class ToolWorker:
             if left <= 0:
                 self._stop()
                 raise ToolWorkerError(f"tool {self.function} did not answer {what} within {timeout:g} s; stopped")
-            ready, _, _ = select.select([out], [], [], left)
-            if not ready:
-                continue
+            with selectors.DefaultSelector() as selector:  # not select(): the server may hold descriptors past 1023
+                selector.register(out, selectors.EVENT_READ)
+                if not selector.select(left):
+                    continue
             chunk = os.read(out.fileno(), READ_CHUNK)
             if not chunk:
                 code = self._process.poll()

@@ -43,7 +43,8 @@ class LiveTool:
 
 
 class GeneratedTools:
-    """One per server, owned by the lifespan. Thread-safe."""
+    """One per server, owned by the lifespan. Thread-safe: ``_lock`` guards the maps and is held only briefly (also
+    on the event loop); ``_syncing`` serialises :meth:`sync_now`, which copies code and starts workers outside it."""
 
     def __init__(
         self,
@@ -65,9 +66,12 @@ class GeneratedTools:
         self.max_waiting = max_waiting
         self.on_change = on_change
         self._lock = threading.Lock()
+        self._syncing = threading.Lock()
         self._records = {(r.tenant, r.name): r for r in store.all()}
         self._live: dict[tuple[str, str], tuple[ToolWorker, ToolSpec]] = {}
         self._waiting: dict[tuple[str, str], int] = {}
+        self._turns: dict[tuple[str, str], anyio.Lock] = {}  # one call of a tool in its worker at a time
+        self._retry_broken = True  # the first sync (start-up) tries broken tools again
 
     # -- what is served
 
@@ -82,23 +86,28 @@ class GeneratedTools:
             return [self._records[key] for key in sorted(self._records)]
 
     async def call(self, tenant: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Call the tool in its worker (in a thread); at most ``max_waiting`` calls of one tool wait at once.
+        """Call the tool in its worker: calls of one tool wait their turn on the event loop (at most
+        ``max_waiting``), so a waiting call holds no worker thread.
 
         Raises:
             GeneratedToolError: see :meth:`ToolWorker.call`; also when the tool is not served (any more).
         """
         key = (tenant, name)
         with self._lock:
-            found = self._live.get(key)
-            if found is None:
+            if key not in self._live:
                 raise GeneratedToolError(f"tool {name} of tenant {tenant} is not served (removed meanwhile?)")
             if self._waiting.get(key, 0) >= self.max_waiting:
                 raise ToolWorkerError(f"tool {name} has {self.max_waiting} calls waiting already; try again later")
             self._waiting[key] = self._waiting.get(key, 0) + 1
-        worker = found[0]
+            turn = self._turns.setdefault(key, anyio.Lock())
         failed = True
         try:
-            result = await anyio.to_thread.run_sync(worker.call, arguments, abandon_on_cancel=False)
+            async with turn:
+                with self._lock:
+                    found = self._live.get(key)  # the worker serving it now (a sync may have replaced it)
+                if found is None:
+                    raise GeneratedToolError(f"tool {name} of tenant {tenant} was removed meanwhile")
+                result = await anyio.to_thread.run_sync(found[0].call, arguments, abandon_on_cancel=False)
             failed = False
             return result
         finally:
@@ -117,74 +126,103 @@ class GeneratedTools:
     def sync_now(self) -> bool:
         """Register new tools, load changed code, remove tools whose code is gone; True when the tool set changed
         (``on_change`` is told). Blocking."""
-        with self._lock:
-            self._discover()
-            changed = [self._reconcile(record) for record in list(self._records.values())]
+        with self._syncing:
+            retry, self._retry_broken = self._retry_broken, False
+            with self._lock:
+                self._discover()
+                records = list(self._records.values())
+            changed = [self._reconcile(record, retry) for record in records]
+            with self._lock:
+                for record in records:
+                    self.store.save(record)  # the counters too
         if any(changed) and self.on_change is not None:
             self.on_change()
         return any(changed)
 
     def close(self) -> None:
-        """Stop every worker and keep the counters."""
-        with self._lock:
-            for worker, _ in self._live.values():
-                worker.close()
-            self._live.clear()
+        """Stop every worker and keep the counters (blocking: call it from a worker thread)."""
+        with self._syncing, self._lock:
+            live, self._live = list(self._live.values()), {}
             for record in self._records.values():
                 self.store.save(record)
+        for worker, _ in live:
+            worker.close()
 
     def _discover(self) -> None:
         deployed, _ = self.versions.list(status="deployed", limit=DISCOVER_RECENT)
-        for d in deployed:
+        for d in reversed(deployed):  # oldest first: the newest deployment of a tool is the one it is from
             module = d.detail.get("module")
             if d.detail.get("component_type") != TOOL_TYPE or not isinstance(module, str):
                 continue
-            if (d.tenant, d.component) not in self._records:
+            found = self._records.get((d.tenant, d.component))
+            if found is None:
                 now = self.clock()
-                record = ToolRecord(d.tenant, d.component, module, "removed", 0, "", d.id, now, now)
-                self._records[(d.tenant, d.component)] = record
+                self._records[(d.tenant, d.component)] = ToolRecord(
+                    d.tenant, d.component, module, "removed", 0, "", d.id, now, now
+                )
+            else:
+                found.module, found.deployment_id = module, d.id
 
-    def _reconcile(self, record: ToolRecord) -> bool:
+    def _reconcile(self, record: ToolRecord, retry_broken: bool) -> bool:
         key = (record.tenant, record.name)
         path = self.workspace / record.module
-        code = path.read_bytes() if path.is_file() else None
+        code = path.read_bytes() if path.is_file() and not path.is_symlink() else None
         if code is None:
             if record.status == "removed":
                 return False
-            self._stop(key)
+            self._swap(key, None)
             self._set(record, "removed", None)
             self._audit("generated_tool_removed", record, {"version": record.version})
             return True
         sha = hashlib.sha256(code).hexdigest()
         same = sha == record.sha256
-        if same and (key in self._live or record.status == "broken"):
+        with self._lock:
+            served = key in self._live
+        if same and (served or (record.status == "broken" and not retry_broken)):
             return False
-        self._stop(key)
         if not same:  # new code (a new version, or a rollback to an earlier one); else a restart serves it again
             record.version, record.sha256 = record.version + 1, sha
         was = record.status
         try:
-            self._live[key] = self._load(record)
-        except GeneratedToolError as exc:
+            loaded = self._load(record)
+        except (GeneratedToolError, OSError) as exc:
+            self._swap(key, None)
             self._set(record, "broken", str(exc))
             self._audit("generated_tool_broken", record, {"version": record.version, "error": str(exc)[:500]})
             return True
+        self._swap(key, loaded)
         self._set(record, "active", None)
         if not same or was != "active":
             self._audit("generated_tool_registered", record, {"version": record.version, "sha256": sha})
         return True
 
+    def _swap(self, key: tuple[str, str], loaded: tuple[ToolWorker, ToolSpec] | None) -> None:
+        """Serve ``loaded`` (None: nothing) for ``key``; the worker it replaces is closed (calls waiting for it are
+        refused)."""
+        with self._lock:
+            old = self._live.pop(key, None)
+            if loaded is not None:
+                self._live[key] = loaded
+        if old is not None:
+            old[0].close()
+
     def _load(self, record: ToolRecord) -> tuple[ToolWorker, ToolSpec]:
-        """A read-only snapshot of the tool's code (its module, its packages' ``__init__`` files, its tenant's
-        folder and the shared ones), and a worker on it."""
-        root = self.folder / record.tenant / record.name / f"v{record.version}"
-        if root.exists():
-            shutil.rmtree(root)
+        """A read-only snapshot of the tool's code (its module, the packages' ``__init__`` files above it, the folder
+        it is in and the shared component folders), and a worker on it. Older snapshots are removed."""
+        status = self.jail.status()
+        if not status.ready:
+            raise GeneratedToolError(f"generated code is not run: {status.detail}")
+        home = self.folder / record.tenant / record.name
+        root = home / f"v{record.version}"
+        if home.exists():
+            shutil.rmtree(home)
         module = PurePosixPath(record.module)
-        for folder in [module.parent, *(module.parent / shared for shared in SHARED)]:
+        top = PurePosixPath(module.parts[0])  # components/
+        for folder in [module.parent, *(top / shared for shared in SHARED)]:
             source = self.workspace / folder
             if source.is_dir():
-                shutil.copytree(source, root / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+                ignore = shutil.ignore_patterns("__pycache__")
+                shutil.copytree(source, root / folder, dirs_exist_ok=True, ignore=ignore, symlinks=True)
         for parent in [*module.parents][:-1]:  # the package's __init__ files up to the top folder
             init = self.workspace / parent / "__init__.py"
             if init.is_file():
@@ -194,7 +232,8 @@ class GeneratedTools:
         shutil.copy2(self.workspace / module, root / module)
         root.chmod(0o755)  # the jail's user reads it (the folders above it are not in the jail)
         for path in root.rglob("*"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() else 0o644)
         dotted = ".".join(module.with_suffix("").parts)
         worker = ToolWorker(self.jail, root, dotted, record.name, self.limits)
         try:
@@ -203,14 +242,10 @@ class GeneratedTools:
             worker.close()
             raise
 
-    def _stop(self, key: tuple[str, str]) -> None:
-        found = self._live.pop(key, None)
-        if found is not None:
-            found[0].close()
-
     def _set(self, record: ToolRecord, status: ToolStatus, error: str | None) -> None:
-        record.status, record.error, record.updated_at = status, error, self.clock()
-        self.store.save(record)
+        with self._lock:
+            record.status, record.error, record.updated_at = status, error, self.clock()
+            self.store.save(record)
 
     def _audit(self, kind: str, record: ToolRecord, detail: dict[str, Any]) -> None:
         subject = f"{record.tenant}/{record.name}"

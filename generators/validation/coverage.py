@@ -66,7 +66,8 @@ def measure(
     """Per module of ``subjects`` (path → changed line numbers), its changed statements and those not run, from the
     data ``coverage run`` left in ``workdir`` for the copy at ``root``."""
     data = CoverageData(basename=str(workdir / "coverage.data"))
-    if (workdir / "coverage.data").is_file():
+    found = workdir / "coverage.data"
+    if found.is_file() and not found.is_symlink():  # written in the jail: never followed out of it
         data.read()
     measured = {os.path.realpath(name): name for name in data.measured_files()}
     result = []

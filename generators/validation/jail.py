@@ -129,11 +129,13 @@ class Jail:
         bwrap: str = "bwrap",
         sandbox_uid: int = NOBODY,
         max_processes: int = 256,
+        tmp_bytes: int = 256 << 20,
     ) -> None:
         self.mode: JailMode = mode or self.DEFAULT_MODE
         self.bwrap = bwrap
         self.sandbox_uid = sandbox_uid
         self.max_processes = max_processes
+        self.tmp_bytes = tmp_bytes  # the size of its private /tmp (a tmpfs: memory)
         self._status: JailStatus | None = None
         self._lock = threading.Lock()
 
@@ -147,24 +149,48 @@ class Jail:
         return self.sandbox_uid if self.enabled and os.geteuid() == 0 else None
 
     def process_cap(self) -> int:
-        """RLIMIT_NPROC for a run: what the user who runs it has now, plus ``max_processes`` (0: no cap)."""
+        """RLIMIT_NPROC for a run (0: no cap). Set up as root, the run's user is ``nobody`` of the host: what it has
+        now plus ``max_processes``. In a user namespace the kernel counts the namespace's own processes (Linux 5.14
+        and later): ``max_processes``."""
         if not self.enabled:
             return 0
-        uid = self.runs_as if self.runs_as is not None else os.getuid()
-        return tasks_of(uid) + self.max_processes
+        if self.runs_as is None:
+            return self.max_processes
+        return tasks_of(self.runs_as) + self.max_processes
 
-    def command(self, inner: list[str], writable: Path | None, readonly: Sequence[Path] = ()) -> list[str]:
-        """``inner`` run inside the jail, ``writable`` the one folder it may write (none: nothing but its ``/tmp``),
-        ``readonly`` folders it may read; each bound at its own path."""
+    def command(
+        self,
+        inner: list[str],
+        writable: Path | Sequence[Path] | None,
+        readonly: Sequence[Path] = (),
+        *,
+        die_with_parent: bool = True,
+    ) -> list[str]:
+        """``inner`` run inside the jail, ``writable`` the folders it may write (none: nothing but its ``/tmp``),
+        ``readonly`` folders it may read; each bound at its own path. ``die_with_parent``: killed when the thread
+        that starts it ends (PR_SET_PDEATHSIG is per thread: right for a run that thread waits for, wrong for a
+        long-lived worker, which ends at EOF on its stdin instead)."""
         if not self.enabled:
             return inner
-        args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc"]
+        args = [self.bwrap, *(["--die-with-parent"] if die_with_parent else []), "--new-session", "--unshare-pid"]
+        args += ["--unshare-net", "--unshare-ipc"]
         args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "jail"]
         if os.geteuid() == 0:  # set up with root's rights; the launcher keeps only the right to become the user
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             args += ["--unshare-user"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            str(self.tmp_bytes),
+            "--tmpfs",
+            "/tmp",
+        ]
         for path in SYSTEM_DIRS:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
@@ -172,21 +198,26 @@ class Jail:
                 args += ["--ro-bind", path, path]
         args += [arg for path in ETC_FILES if os.path.exists(path) for arg in ("--ro-bind", path, path)]
         python = [*python_paths(), *(str(path) for path in readonly)]
-        bound = [*python, *([str(writable)] if writable is not None else [])]
-        for folder in folders_above(bound):  # else made as their originals are (/root: 0700)
+        written = (
+            [] if writable is None else [str(writable)] if isinstance(writable, Path) else [str(w) for w in writable]
+        )
+        for folder in folders_above([*python, *written]):  # else made as their originals are (/root: 0700)
             args += ["--perms", "0755", "--dir", folder]
         for path in python:
             args += ["--ro-bind", path, path]
-        if writable is not None:
-            args += ["--bind", str(writable), str(writable)]
-        return [*args, "--chdir", "/", "--", *inner]
+        for path in written:
+            args += ["--bind", path, path]
+        return [*args, "--remount-ro", "/", "--chdir", "/", "--", *inner]  # the jail's own root: read-only too
 
-    def launch(self, code: str, limits: list[str], cwd: Path, args: list[str]) -> list[str]:
+    def launch(
+        self, code: str, limits: list[str], cwd: Path, args: list[str], *, die_with_server: bool = True
+    ) -> list[str]:
         """An isolated Python that sets ``limits`` (memory bytes, CPU seconds, file size bytes; "0": none), caps the
         processes, becomes the user who runs inside, changes to ``cwd`` and runs ``code``, which finds ``args`` in
-        ``args`` (``os`` and ``sys`` are imported)."""
+        ``args`` (``os`` and ``sys`` are imported). ``die_with_server``: see :meth:`command`'s ``die_with_parent``."""
         who = [str(self.process_cap()), str(-1 if self.runs_as is None else self.runs_as), str(cwd)]
-        head = _LAUNCH if self.enabled else _LAUNCH + _DIE_WITH_SERVER.format(server=os.getpid())
+        unjailed = _DIE_WITH_SERVER.format(server=os.getpid()) if die_with_server else ""
+        head = _LAUNCH if self.enabled else _LAUNCH + unjailed
         return [sys.executable, "-I", "-c", head + code, *limits, *who, *args]
 
     def prepare(self, writable: Path) -> None:

@@ -19,9 +19,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
 from generators.validation.change_tests import import_findings
 from generators.validation.coverage import COVERAGE_PYTEST, coverage_args, coverage_outcome, measure
@@ -34,7 +35,9 @@ _PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])\n'
 PLUGINS = ("-p", "anyio.pytest_plugin") if importlib.util.find_spec("anyio") is not None else ()
 
 
-def limited_command(config: ValidationConfig, code: str, args: list[str], cwd: Path, writable: Path) -> list[str]:
+def limited_command(
+    config: ValidationConfig, code: str, args: list[str], cwd: Path, writable: Path | Sequence[Path]
+) -> list[str]:
     """A command running ``code`` in an isolated Python under the sandbox's resource limits, in the jail where it is
     on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
@@ -116,7 +119,7 @@ def run_tests(
         prefix="validate-sandbox-", dir=config.scratch_dir, ignore_cleanup_errors=True
     ) as tmp:
         work = Path(tmp).resolve()
-        root, home, log = work / "ws", work / "home", work / "output.log"
+        root, home = work / "ws", work / "home"
         overlay.copy_tree(root, copy_ignore(config))
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
@@ -127,7 +130,7 @@ def run_tests(
             command = limited_command(config, code, args, root, work)
         config.jail.prepare(work)
         started = time.monotonic()
-        with log.open("wb") as out:
+        with tempfile.TemporaryFile() as out:  # outside the folder the tests may write: they cannot swap it
             process = subprocess.Popen(
                 command,
                 cwd=root,
@@ -138,7 +141,7 @@ def run_tests(
                 start_new_session=True,
             )
             timed_out = wait_or_kill(process, timeout_s)
-        output = _tail(log, config.max_output_chars)
+            output = _tail(out, config.max_output_chars)
         outcome = _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
         if not subjects or outcome.findings:
             return outcome  # failing tests are the problem to report, not what they did not run
@@ -163,11 +166,10 @@ def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
     return timed_out
 
 
-def _tail(log: Path, limit: int) -> str:
-    size = log.stat().st_size
-    with log.open("rb") as handle:
-        handle.seek(max(0, size - limit * 4))
-        text = handle.read().decode("utf-8", errors="replace")
+def _tail(handle: IO[bytes], limit: int) -> str:
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - limit * 4))
+    text = handle.read().decode("utf-8", errors="replace")
     if len(text) > limit or size > limit * 4:
         return f"[... {size} bytes of output, tail shown]\n" + text[-limit:]
     return text

@@ -21,8 +21,10 @@ from server.app import create_server
 from server.settings import Settings
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
+from tools.generated_tools import tool_name
 
 TARGET_MS = 5.0
+GENERATED = tool_name("default", "echo_text")
 REPLY = '''components/echo_text.py
 ```python
 """Echo."""
@@ -81,10 +83,10 @@ async def measure(calls: int = 300) -> dict[str, float]:
                 args = {"component_type": "tool", "name": "echo_text", "requirements": "echo", "deploy": True}
                 out = await client.call_tool("generate_component", args)
                 assert out.structured_content and out.structured_content["succeeded"], out.content
-                while "gen.default.echo_text" not in {t.name for t in (await client.list_tools()).tools}:
+                while GENERATED not in {t.name for t in (await client.list_tools()).tools}:
                     await anyio.sleep(0.01)  # the registry loads it right after the deployment
                 served_ms = cold_start(Path(tmp) / "data" / "generated-tools" / "default" / "echo_text" / "v1")
-                samples: dict[str, list[float]] = {"builtin_echo_text": [], "gen.default.echo_text": []}
+                samples: dict[str, list[float]] = {"builtin_echo_text": [], GENERATED: []}
                 for name in samples:  # warm both
                     await client.call_tool(name, {"text": "warm"})
                 for _ in range(calls):
