@@ -226,7 +226,10 @@ class Settings(BaseSettings):
         65534, ge=1, description="The user generated code runs as when the server runs as root (nobody)."
     )
     sandbox_max_processes: int = Field(
-        256, ge=8, le=100_000, description="Processes (threads included) a jailed run may add to its user's."
+        64,
+        ge=8,
+        le=100_000,
+        description="Processes (threads included) a jailed run may have (kept below a unit's TasksMax).",
     )
 
     improvement_monitoring_seconds: float = Field(

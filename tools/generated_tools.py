@@ -129,7 +129,7 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         LIST_URI,
         name="generated_tools",
         title="Generated tools",
-        description="The tools the server generated for itself (gen.<tenant>.<name>) that the caller may use: "
+        description="The tools the server generated for itself (gen_<name>_<hash>) that the caller may use: "
         "version, owner, calls, failures; removed and broken ones too.",
         mime_type="application/json",
     )

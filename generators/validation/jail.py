@@ -128,7 +128,7 @@ class Jail:
         *,
         bwrap: str = "bwrap",
         sandbox_uid: int = NOBODY,
-        max_processes: int = 256,
+        max_processes: int = 64,
         tmp_bytes: int = 256 << 20,
     ) -> None:
         self.mode: JailMode = mode or self.DEFAULT_MODE
@@ -177,8 +177,8 @@ class Jail:
         args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "jail"]
         if os.geteuid() == 0:  # set up with root's rights; the launcher keeps only the right to become the user
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        else:
-            args += ["--unshare-user"]
+        else:  # and no user namespace of its own inside (most kernel privilege escalations start with one)
+            args += ["--unshare-user", "--disable-userns"]
         args += [
             "--proc",
             "/proc",
