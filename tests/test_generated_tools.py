@@ -164,3 +164,24 @@ async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong
     assert "sent the same files again" in third and "NameError" in third, third
     assert "components/acme/duration_seconds.py and its tests again, each as a whole file" in third, third
     assert "The files as they are now" not in third  # written anew, not patched
+
+
+async def test_a_system_tool_waits_for_approval_and_is_served_once_approved(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.reply(REPLY.replace("components/acme/", "components/system/").replace("tests/acme/", "tests/system/")
+                       .replace("components.acme.", "components.system."))  # fmt: skip
+    name = tool_name("system", "duration_seconds")
+    async with connect(build(settings, host, scripted_llm)) as client:
+        out = await call(client, "generate_component", {**ARGS, "tenant_id": "system"})
+        held = out["deployment"]
+        assert out["succeeded"] and held["status"] == "pending_approval", out["validation_text"]
+        assert name not in await names(client)  # not served while it waits
+        async with tool_list_change(client) as changed:
+            decided = {"change_id": held["deployment_id"], "approve": True, "reason": "a useful tool"}
+            await call(client, "approve_change", decided)
+            with anyio.fail_after(30):
+                await changed.wait()
+        assert (await call(client, name, {"text": "45s"})) == {"seconds": 45}
+        with as_key("acme-reader", ["read"], ["acme"]):  # system's tools are the admins' (and system keys')
+            assert name not in await names(client)
