@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
-from tests.conftest import JAIL_READY, call, connect
+from tests.conftest import JAIL_READY, SANDBOX, call, connect
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 
@@ -203,3 +203,22 @@ async def test_where_the_jail_cannot_start_generated_code_is_refused_with_the_fi
     assert "JAIL001" in text and "generated code is not run" in text, text
     assert "apt install bubblewrap" in text and "SELF_BUILDING_SANDBOX=none" in text, text
     assert out["sandbox"].startswith("refused: bubblewrap"), out["sandbox"]
+
+
+async def test_a_tenants_tests_do_not_see_another_tenants_code(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """globex's generated tests run on a copy without acme's folders: its code (and tests) cannot be read back."""
+    for path in ("components/acme/secret_sauce.py", "tests/acme/test_secret_sauce.py"):
+        (settings.workspace / path).parent.mkdir(parents=True, exist_ok=True)
+        (settings.workspace / path).write_text('RECIPE = "acme only"\n', encoding="utf-8")
+    body = "Path(__file__).parents[1].joinpath('acme', 'secret_sauce.py').read_text()"
+    text = reply(body).replace("components/probe.py", "components/globex/probe.py")
+    text = text.replace("tests/test_probe.py", "tests/globex/test_probe.py").replace(
+        "components.probe", "components.globex.probe"
+    )
+    scripted_llm.reply(text)
+    async with connect(build(settings, host, scripted_llm, sandbox=SANDBOX)) as client:
+        out = await call(client, "generate_component", {**ARGS, "tenant_id": "globex"})
+    assert out["succeeded"] is False, out["validation_text"]
+    assert "FileNotFoundError" in out["validation_text"] and "acme only" not in out["validation_text"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -117,9 +117,16 @@ class Overlay:
         for rel, content in self.change.items():
             (dest / rel).write_text(content, encoding="utf-8")
 
-    def copy_tree(self, dest: Path, ignore: tuple[str, ...]) -> None:
-        """Copy the workspace to ``dest`` (skipping ``ignore`` names) and write the change over the copy."""
-        shutil.copytree(self.workspace, dest, symlinks=True, ignore=shutil.ignore_patterns(*ignore))
+    def copy_tree(self, dest: Path, ignore: tuple[str, ...], skip: Collection[str] = ()) -> None:
+        """Copy the workspace to ``dest`` (leaving out ``ignore`` names anywhere and the folders ``skip``, relative
+        paths) and write the change over the copy."""
+        patterns = shutil.ignore_patterns(*ignore)
+
+        def ignored(folder: str, names: list[str]) -> set[str]:
+            rel = PurePosixPath(Path(folder).relative_to(self.workspace).as_posix())
+            return set(patterns(folder, names)) | {n for n in names if (rel / n).as_posix() in skip}
+
+        shutil.copytree(self.workspace, dest, symlinks=True, ignore=ignored)
         root = dest.resolve()
         for rel, content in self.change.items():
             target = dest / rel

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from generators.validation.change_tests import import_findings
@@ -58,6 +58,37 @@ SECRET_VARIABLE = re.compile(
 )
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+?)(?:::\S+)?(?: - (.*))?$")
+
+
+def foreign_tenants(workspace: Path, config: ValidationConfig, touched: Collection[str]) -> set[str]:
+    """The folders of the tenants a change does not touch (``components/<tenant>`` and ``tests/<tenant>``), left out
+    of the copy its tests run in: a tenant's tests see its own code and the shared code, never another tenant's. A
+    change of the shared root (no tenant folder touched) keeps them all."""
+    roots = [PurePosixPath(r) for r in config.component_roots]
+
+    def tenant(path: str) -> str | None:
+        parts = PurePosixPath(path).parts
+        for root in roots:
+            if len(parts) > len(root.parts) + 1 and parts[: len(root.parts)] == root.parts:
+                return parts[len(root.parts)]
+        if len(parts) > 2 and parts[0] == "tests":
+            return parts[1]
+        return None
+
+    own = {t for t in map(tenant, touched) if t is not None} - set(config.shared_component_packages)
+    if not own:
+        return set()
+    skip: set[str] = set()
+    for root in roots:
+        folder = workspace / root
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            name = entry.name
+            foreign = name not in own and name not in config.shared_component_packages
+            if entry.is_dir() and foreign and not name.startswith((".", "_")):
+                skip |= {(root / name).as_posix(), f"tests/{name}"}
+    return skip
 
 
 def copy_ignore(config: ValidationConfig) -> tuple[str, ...]:
@@ -120,7 +151,9 @@ def run_tests(
     ) as tmp:
         work = Path(tmp).resolve()
         root, home = work / "ws", work / "home"
-        overlay.copy_tree(root, copy_ignore(config))
+        overlay.copy_tree(
+            root, copy_ignore(config), foreign_tenants(overlay.workspace, config, [*overlay.change, *paths])
+        )
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
         if not subjects:
