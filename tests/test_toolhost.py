@@ -11,6 +11,8 @@ import pytest
 from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
 from generators.toolhost import ToolWorker, WorkerLimits
 from generators.validation.jail import Jail
+from tests.polling import eventually_sync
+from tests.test_validation import processes_with
 
 TOOL = '''"""Durations."""
 
@@ -116,6 +118,8 @@ def test_a_crash_a_hang_or_an_oversized_answer_ends_that_call_only(code: Path, m
         assert tool.call({"text": "1s"}) == {"seconds": 1, "parts": 1}  # the next call is served
     finally:
         tool.close()
+    # Nothing of it is left running (a hung tool ignores the EOF on its stdin: it must be killed, jail and all).
+    eventually_sync(lambda: not processes_with(str(code)), "every process of the worker ended", timeout=10)
 
 
 @pytest.mark.skipif(not Jail().enabled, reason="bubblewrap cannot start a jail here")

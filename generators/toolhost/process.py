@@ -195,9 +195,35 @@ class ToolWorker:
         with contextlib.suppress(OSError):
             if process.stdin is not None:
                 process.stdin.close()
+        # The jail's first process (bubblewrap's init in the jail's pid namespace: killing it ends everything in the
+        # jail) is in a session of its own and does not die with bubblewrap (no --die-with-parent for workers).
+        for pid in [*descendants(process.pid), process.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: bubblewrap (and all in the jail) or the worker
+            os.killpg(process.pid, signal.SIGKILL)  # unjailed: the worker's own session
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, children first (Linux: /proc/<pid>/task/<tid>/children)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as handle:
+                    children = [int(child) for child in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            todo += children
+    return found
