@@ -144,13 +144,12 @@ def generator_factory(
     llm: LLMClient,
     settings: Settings,
     stages: Collection[StageName] | None,
-    scratch_dir: Path | None = None,
-    jail: Jail | None = None,
+    scratch_dir: Path,
+    jail: Jail,
 ) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
     """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
     that stops what it started (its long-lived mypy process). Its sandbox copies go into ``scratch_dir``; the code
-    it generates runs in ``jail`` (the settings' by default)."""
-    jail = jail or jail_from(settings)
+    it generates runs in ``jail``."""
     built: list[CodeGenerator] = []
 
     @functools.cache

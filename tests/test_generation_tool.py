@@ -56,7 +56,13 @@ def test_slugify_joins_words() -> None:
 '''
 
 
-def build(settings: Settings, host: FakeHostSource, llm: ScriptedLLM | None, **overrides: Any) -> MCPServer:
+def build(
+    settings: Settings,
+    host: FakeHostSource,
+    llm: ScriptedLLM | None,
+    stages: tuple[StageName, ...] = STAGES,
+    **overrides: Any,
+) -> MCPServer:
     if llm is not None:
         overrides = {
             "llm_model": "m",
@@ -65,7 +71,7 @@ def build(settings: Settings, host: FakeHostSource, llm: ScriptedLLM | None, **o
             "llm_max_retries": 0,
         } | overrides
     merged = settings.model_copy(update=overrides)
-    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=STAGES)
+    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=stages)
 
 
 def files(workspace: Path) -> dict[str, bytes]:

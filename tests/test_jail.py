@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from mcp.server.mcpserver import MCPServer
-from pydantic import SecretStr
 
 from generators.validation import StageName
-from server.app import create_server
 from server.settings import Settings
 from tests.conftest import JAIL_READY, SANDBOX, call, connect
-from tests.fakes import FakeHostSource, NoGpu
+from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
+from tests.test_generation_tool import build as generation_server
 
 pytestmark = pytest.mark.anyio
 needs_jail = pytest.mark.skipif(
@@ -124,17 +123,7 @@ def hostile_world(tmp_path: Path, settings: Settings, monkeypatch: pytest.Monkey
 
 def build(settings: Settings, host: FakeHostSource, llm: ScriptedLLM, **overrides: Any) -> MCPServer:
     """The server with the scripted model, one round, and only the stages that leave the jail as the one barrier."""
-    merged = settings.model_copy(
-        update={
-            "llm_model": "m",
-            "llm_base_url": llm.base_url,
-            "llm_api_key": SecretStr("k"),
-            "llm_max_retries": 0,
-            "generation_max_rounds": 1,
-            **overrides,
-        }
-    )
-    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=STAGES)
+    return generation_server(settings, host, llm, STAGES, generation_max_rounds=1, **overrides)
 
 
 async def generate(server: MCPServer, llm: ScriptedLLM, body: str) -> dict[str, Any]:

@@ -87,21 +87,24 @@ def tool_call_observer(
             if stats is not None:
                 stats.record(counted, failed=kind is not None)
             if analyst is not None:
-                arguments = {"tenant_id": owner} if owner is not None else params.get("arguments")
-                analyst.recorder.record(_record(svc, started_at, tool, caller, arguments, seconds, kind))
+                arguments = params.get("arguments")
+                claimed = arguments.get("tenant_id") if isinstance(arguments, dict) else None
+                analyst.recorder.record(_record(svc, started_at, tool, caller, owner or claimed, seconds, kind))
 
     return observe_tool_calls
 
 
 def _record(
-    svc: Any, at: float, tool: str, caller: Caller, arguments: Any, seconds: float, kind: str | None
+    svc: Any, at: float, tool: str, caller: Caller, tenant: object, seconds: float, kind: str | None
 ) -> ToolCall:
-    """The call's record. Its tenant is the ``tenant_id`` argument when the tool has one, else the default tenant; a
-    ``tenant_id`` that is no tenant id, or one the caller may not use, is recorded as ``(invalid tenant)``: no key
-    can be limited to that, so the call never shows in another tenant's self-analysis."""
-    tenant = arguments.get("tenant_id") if isinstance(arguments, dict) else None
+    """The call's record. Its tenant is the one it claims (a generated tool's, else the ``tenant_id`` argument), or
+    the default tenant; a claimed tenant that is no tenant id, or one the caller may not use, is recorded as
+    ``(invalid tenant)``: no key can be limited to that, so the call never shows in another tenant's
+    self-analysis."""
     if tenant is None:
-        tenant = svc.default_tenant
-    elif not (isinstance(tenant, str) and TENANT_PATTERN.match(tenant) and caller.may_use(tenant)):
-        tenant = INVALID_TENANT
-    return ToolCall(at, tool, tenant, caller.name[:MAX_NAME], seconds, "ok" if kind is None else "error", kind)
+        recorded = str(svc.default_tenant)
+    elif isinstance(tenant, str) and TENANT_PATTERN.match(tenant) and caller.may_use(tenant):
+        recorded = tenant
+    else:
+        recorded = INVALID_TENANT
+    return ToolCall(at, tool, recorded, caller.name[:MAX_NAME], seconds, "ok" if kind is None else "error", kind)

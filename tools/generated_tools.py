@@ -12,6 +12,7 @@ too), for the caller's tenants.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ LIST_URI = "tools://generated"
 GENERATED_LABEL = "(generated tool)"
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every list and call of a generated tool
 def tool_name(tenant: str, name: str) -> str:
     """The MCP name of ``tenant``'s tool ``name``."""
     digest = hashlib.sha256(f"{tenant}/{name}".encode()).hexdigest()[:8]

@@ -29,6 +29,7 @@ from generators.validation.coverage import COVERAGE_PYTEST, coverage_args, cover
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
 from generators.validation.scratch import SCRATCH_FOLDER
+from generators.validation.tenancy import tenant_folder
 
 _PYTEST = 'os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])\n'
 # The plugins a test may rely on; everything else installed beside the server stays out (PYTEST_DISABLE_PLUGIN_AUTOLOAD)
@@ -64,22 +65,18 @@ def foreign_tenants(workspace: Path, config: ValidationConfig, touched: Collecti
     """The folders of the tenants a change does not touch (``components/<tenant>`` and ``tests/<tenant>``), left out
     of the copy its tests run in: a tenant's tests see its own code and the shared code, never another tenant's. A
     change of the shared root (no tenant folder touched) keeps them all."""
-    roots = [PurePosixPath(r) for r in config.component_roots]
 
     def tenant(path: str) -> str | None:
-        parts = PurePosixPath(path).parts
-        for root in roots:
-            if len(parts) > len(root.parts) + 1 and parts[: len(root.parts)] == root.parts:
-                return parts[len(root.parts)]
-        if len(parts) > 2 and parts[0] == "tests":
-            return parts[1]
-        return None
+        if path.startswith("tests/"):  # tests/<tenant>/... are the tests of components/<tenant>/...
+            path = f"{config.component_roots[0]}/{path.removeprefix('tests/')}"
+        found = tenant_folder(path, config)
+        return found[1] if found else None
 
-    own = {t for t in map(tenant, touched) if t is not None} - set(config.shared_component_packages)
+    own = {t for t in map(tenant, touched) if t is not None}
     if not own:
         return set()
     skip: set[str] = set()
-    for root in roots:
+    for root in (PurePosixPath(r) for r in config.component_roots):
         folder = workspace / root
         if not folder.is_dir():
             continue

@@ -14,6 +14,18 @@ from generators.validation.models import Finding, StageOutcome, ValidationConfig
 from generators.validation.names import dotted_name
 
 
+def tenant_folder(path: str, config: ValidationConfig) -> tuple[str, str] | None:
+    """``(component root, tenant)`` when ``path`` lies in a tenant's folder (``components/<tenant>/...``; the shared
+    packages are no tenant's)."""
+    parts = PurePosixPath(path).parts
+    for root in config.component_roots:
+        root_parts = PurePosixPath(root).parts
+        if len(parts) > len(root_parts) + 1 and parts[: len(root_parts)] == root_parts:
+            tenant = parts[len(root_parts)]
+            return None if tenant in config.shared_component_packages else (PurePosixPath(root).as_posix(), tenant)
+    return None
+
+
 class _Tenancy:
     def __init__(self, config: ValidationConfig, system_tenant: str, is_dir: Callable[[str], bool]) -> None:
         self.config, self.is_dir = config, is_dir
@@ -27,14 +39,8 @@ class _Tenancy:
         self.path = re.compile(rf"(?<![\w.])(?:{paths})[/\\][A-Za-z0-9][A-Za-z0-9_.-]*") if paths else None
 
     def locate(self, path: str) -> tuple[str, str] | None:
-        """``(component root, tenant)`` when ``path`` lies in a tenant's folder (``components/<tenant>/...``)."""
-        parts = PurePosixPath(path).parts
-        for root in self.roots:
-            root_parts = PurePosixPath(root).parts
-            if len(parts) > len(root_parts) + 1 and parts[: len(root_parts)] == root_parts:
-                tenant = parts[len(root_parts)]
-                return None if tenant in self.config.shared_component_packages else (root, tenant)
-        return None
+        """``(component root, tenant)`` when ``path`` lies in a tenant's folder (:func:`tenant_folder`)."""
+        return tenant_folder(path, self.config)
 
     def tenant_of(self, path: str) -> str | None:
         """The tenant whose folder holds ``path``, if any."""

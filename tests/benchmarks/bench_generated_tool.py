@@ -21,6 +21,7 @@ from server.app import create_server
 from server.settings import Settings
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tools.generated_tools import tool_name
 
 TARGET_MS = 5.0
@@ -83,8 +84,11 @@ async def measure(calls: int = 300) -> dict[str, float]:
                 args = {"component_type": "tool", "name": "echo_text", "requirements": "echo", "deploy": True}
                 out = await client.call_tool("generate_component", args)
                 assert out.structured_content and out.structured_content["succeeded"], out.content
-                while GENERATED not in {t.name for t in (await client.list_tools()).tools}:
-                    await anyio.sleep(0.01)  # the registry loads it right after the deployment
+
+                async def served() -> bool:  # the registry loads it right after the deployment
+                    return GENERATED in {t.name for t in (await client.list_tools()).tools}
+
+                await eventually(served, "the generated tool is served")
                 served_ms = cold_start(Path(tmp) / "data" / "generated-tools" / "default" / "echo_text" / "v1")
                 samples: dict[str, list[float]] = {"builtin_echo_text": [], GENERATED: []}
                 for name in samples:  # warm both
