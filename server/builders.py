@@ -30,6 +30,7 @@ from telemetry.clock import Clock
 from telemetry.errors import StorageFullError
 from telemetry.host.models import Snapshot
 from telemetry.host.points import snapshot_points
+from telemetry.selfcheck.analysis import SelfAnalysisConfig
 from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
@@ -228,6 +229,7 @@ def self_analyst(settings: Settings, clock: Clock, app: MCPServer) -> SelfAnalys
         interval_seconds=settings.self_analysis_interval_hours * 3600,
         clock=clock,
         components=partial(self_analysis.tool_components, app),
+        config=SelfAnalysisConfig(slow_p95_seconds=settings.self_analysis_slow_seconds),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 from generators.improvement import Opportunity
 from generators.improvement.cycle import Emergency
@@ -50,22 +51,30 @@ class LearningOpportunities:
         return opportunities
 
 
-class TelemetryFigures:
-    """:class:`generators.improvement.MetricFigures` over the telemetry store."""
+class CallFigures(Protocol):
+    """A metric's figures call by call for a component's generated tools (``None``: not such a metric or component).
+    Blocking."""
 
-    def __init__(self, store: TelemetryStore) -> None:
+    def __call__(self, tenant: str, component: str, metric: str, start: float, end: float) -> list[float] | None: ...
+
+
+class TelemetryFigures:
+    """:class:`generators.improvement.MetricFigures` over the telemetry store, and over the recorded calls of a
+    generated tool (``calls``) for the self-analysis' metrics of its calls."""
+
+    def __init__(self, store: TelemetryStore, calls: CallFigures | None = None) -> None:
         self._store = store
+        self._calls = calls
 
     def metric_mean(self, tenant: str, component: str, metric: str, start: float, end: float) -> tuple[float, int]:
-        total, count = 0.0, 0
-        for series in self._store.series(tenant, name=metric, start=start, end=end):
-            if component_of(dict(series.key.dimensions)) == component:
-                total += sum(series.values)
-                count += len(series.values)
-        return (total / count if count else 0.0), count
+        values = self.metric_values(tenant, component, metric, start, end)
+        return (sum(values) / len(values) if values else 0.0), len(values)
 
     def metric_values(self, tenant: str, component: str, metric: str, start: float, end: float) -> list[float]:
         """The points themselves, oldest first (the verdict's rank test needs them, not only a mean)."""
+        by_call = self._calls(tenant, component, metric, start, end) if self._calls is not None else None
+        if by_call is not None:
+            return by_call
         points = [
             pair
             for series in self._store.series(tenant, name=metric, start=start, end=end)

@@ -56,12 +56,14 @@ from telemetry.monitoring.events import SqliteEventStore
 from telemetry.monitoring.monitor import Monitor
 from telemetry.store.retention import prune_forever, prune_once
 from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tools import generated_tools
 from tools.services import Services, ServicesRef
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
     from generators.deploy import Deployer
     from generators.deploy.audit import SqliteAuditLog
+    from generators.toolhost import GeneratedTools
     from generators.validation import StageName
     from telemetry.cloudwatch.publisher import MetricPublisher
     from telemetry.selfcheck.insights import SelfAnalyst
@@ -138,13 +140,14 @@ async def open_services(
         analysers=[partial(anomalies.insights, stores.raw), patterns.insights, stores.analyst.insights],
         clock=clock,
     )
-    improvements = await _improvement_service(settings, opened, stores, learning, feed=feed, clock=clock)
-    changes = ChangeService(stores.deployer, stores.versions, stores.audit)
-    components = ComponentService(stores.generator, stores.deployer, stores.audit)
-    changes.on_decision(improvements.after_decision)  # a cycle monitors its approved change, settles a rejected one
     generated = await open_generated_tools(
         settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock
     )
+    stores.analyst.owners = partial(generated_tools.owners, generated)  # their findings are their tenants'
+    improvements = await _improvement_service(settings, opened, stores, learning, generated, feed=feed, clock=clock)
+    changes = ChangeService(stores.deployer, stores.versions, stores.audit)
+    components = ComponentService(stores.generator, stores.deployer, stores.audit)
+    changes.on_decision(improvements.after_decision)  # a cycle monitors its approved change, settles a rejected one
     cloudwatch = (
         CloudWatchStreamer(settings.cloudwatch, store, clock=clock, on_access=partial(audit_cloudwatch, stores.audit))
         if settings.enable_cloudwatch_streaming
@@ -219,6 +222,7 @@ async def _improvement_service(
     opened: AsyncExitStack,
     stores: _Stores,
     learning: LearningEngine,
+    generated: GeneratedTools,
     *,
     feed: ChangeFeed,
     clock: Clock,
@@ -234,10 +238,11 @@ async def _improvement_service(
         deployer=stores.deployer,
         audit=stores.audit,
         generator=stores.generator,
-        figures=TelemetryFigures(stores.raw),
+        figures=TelemetryFigures(stores.raw, calls=stores.analyst.call_values),  # a generated tool's: its calls
         config=cycle_config(settings),
         clock=clock,
         attempts=attempts,
+        component_type_of=generated.component_type_of,
     )
     return ImprovementService(
         runner,

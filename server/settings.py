@@ -279,6 +279,9 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="Tenant whose insights and opportunities carry the server's findings about itself.",
     )
+    self_analysis_slow_seconds: float = Field(
+        2.0, gt=0, description="A tool whose calls take longer than this at the 95th percentile is slow (a finding)."
+    )
     tool_calls_retention_days: float = Field(30.0, gt=0, description="Recorded tool calls older than this go.")
 
     enable_cloudwatch_publishing: bool = Field(False, description="Publish the server's own metrics to CloudWatch.")

@@ -14,12 +14,16 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 from server.settings import Settings
 from tests.conftest import as_key, call, call_error, connect
+from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tests.test_generation_tool import build
+from tests.waiting import cycle_when, finished, first_candidate_in
 from tools.generated_tools import GENERATED_LABEL, tool_name
 
 pytestmark = pytest.mark.anyio
@@ -185,3 +189,116 @@ async def test_a_system_tool_waits_for_approval_and_is_served_once_approved(
         assert (await call(client, name, {"text": "45s"})) == {"seconds": 45}
         with as_key("acme-reader", ["read"], ["acme"]):  # system's tools are the admins' (and system keys')
             assert name not in await names(client)
+
+
+SLOW = REPLY.replace("import re\n", "import re\nimport time\n").replace(
+    "    scale = {", "    time.sleep(0.2)  # stands for slow work\n    scale = {"
+)
+FASTER = """components/acme/duration_seconds.py
+```python
+<<<<<<< SEARCH
+import re
+import time
+=======
+import re
+>>>>>>> REPLACE
+```
+
+components/acme/duration_seconds.py
+```python
+<<<<<<< SEARCH
+    time.sleep(0.2)  # stands for slow work
+    scale = {"h": 3600, "m": 60, "s": 1}
+=======
+    scale = {"h": 3600, "m": 60, "s": 1}
+>>>>>>> REPLACE
+```
+"""
+
+
+async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_version_and_removed(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """The loop the server exists for: a tool it built is slow in its calls; the self-analysis sees it and names its
+    component for its tenant; a cycle writes a second version (still a tool), serves it, judges it on the tool's
+    own calls before and after and keeps it; it survives a restart; rolling it back serves the first version again,
+    and rolling that back removes the tool. Every change of the tool set is notified."""
+    scripted_llm.reply(SLOW)
+    scripted_llm.reply(FASTER)
+    clock = FakeClock()
+    module = settings.workspace / "components/acme/duration_seconds.py"
+
+    def server() -> MCPServer:
+        overrides = {
+            "self_analysis_interval_hours": 1.0, "self_analysis_slow_seconds": 0.1,
+            "improvement_monitoring_seconds": 600.0, "improvement_wait_seconds": 0,
+        }  # fmt: skip
+        return build(settings, host, scripted_llm, clock=clock, **overrides)
+
+    async def calls(count: int) -> None:
+        with as_key("acme-reader", ["read"], ["acme"]):
+            for _ in range(count):
+                assert await call(client, NAME, {"text": "1h30m"}) == {"seconds": 5400}
+
+    async with connect(server()) as client:
+        async with tool_list_change(client) as changed:
+            first = await call(client, "generate_component", ARGS)
+            assert first["succeeded"] and first["deployment"]["status"] == "deployed", first["validation_text"]
+            with anyio.fail_after(30):
+                await changed.wait()
+        slow_code = module.read_bytes()
+        await calls(6)
+
+        seen: list[dict[str, Any]] = []
+
+        async def opportunity() -> bool:
+            clock.advance(10)  # the self-analysis runs on the clock (first 10 s after start-up, then hourly)
+            found = await call(client, "query_telemetry_insights", {"tenant_id": "acme"})
+            seen[:] = [o for o in found["opportunities"] if o["component"] == "duration_seconds"]
+            return bool(seen)
+
+        await eventually(opportunity, "an opportunity for acme's slow tool", timeout=30, every=0.1)
+        assert seen[0]["metric"] == "tool_latency_p95_ms", seen
+        default = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
+        assert not [o for o in default["opportunities"] if o["component"] == "duration_seconds"]
+
+        async with tool_list_change(client) as changed:
+            started = await call(client, "trigger_improvement_cycle", {"tenant_id": "acme", "max_improvements": 1})
+            cycle = await cycle_when(client, started["cycle_id"], first_candidate_in("monitoring"))
+            with anyio.fail_after(30):
+                await changed.wait()
+        assert (await generated(client))[NAME]["version"] == 2 and module.read_bytes() != slow_code
+        request = scripted_llm.requests[1]["messages"][-1]["content"]
+        assert "This module is a tool that AI agents call: keep its public function duration_seconds" in request
+        clock.advance(1)  # the second version's calls come after its deployment
+        await calls(6)
+        clock.advance(600)  # the end of the monitoring period: the verdict
+        cycle = await cycle_when(client, started["cycle_id"], finished)
+    (candidate,) = cycle["candidates"]
+    assert candidate["status"] == "kept", (candidate["status"], candidate["message"], candidate["reasons"])
+    telemetry = candidate["figures"]["telemetry"]
+    assert (telemetry["before_points"], telemetry["after_points"]) == (6, 6), telemetry
+    assert telemetry["before_mean"] > 200 > 50 > telemetry["after_mean"], telemetry  # ms per call
+
+    async with connect(server()) as client:  # a restart: the kept version is served
+        await calls(1)
+        assert (await generated(client))[NAME]["version"] == 2
+        async with tool_list_change(client) as changed:
+            await call(client, "rollback_deployment", {"deployment_id": candidate["deployment_id"], "reason": "v1"})
+            with anyio.fail_after(30):
+                await changed.wait()
+        assert module.read_bytes() == slow_code
+        listed = (await generated(client))[NAME]
+        assert (listed["version"], listed["status"]) == (1, "active"), listed  # the first version, by its number
+        await calls(1)  # answered by the first version again
+        async with tool_list_change(client) as changed:
+            gone = {"deployment_id": first["deployment"]["deployment_id"], "reason": "not wanted"}
+            await call(client, "rollback_deployment", gone)
+            with anyio.fail_after(30):
+                await changed.wait()
+        with as_key("acme-reader", ["read"], ["acme"]):
+            assert NAME not in await names(client)
+        audit = await call(client, "query_audit_log", {"limit": 500})
+    kinds = [e["kind"] for e in reversed(audit["entries"]) if e["kind"].startswith("generated_tool")]
+    registered = ["generated_tool_registered"] * 3  # the first version, the second, the first again
+    assert kinds == [*registered, "generated_tool_removed"], kinds

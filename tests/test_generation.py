@@ -258,6 +258,33 @@ async def test_unmatched_search_gets_did_you_mean_then_a_correct_edit_is_accepte
     assert "Improve components/greeting.py" in scripted_llm.requests[0]["messages"][1]["content"]
 
 
+async def test_an_improved_tool_must_stay_a_tool(
+    scripted_llm: ScriptedLLM, llm: LLMClient, workspace: Path, tmp_path: Path
+) -> None:
+    """A change of a served tool's module that breaks the rules of a tool (here: its return annotation dropped) is
+    refused like a validation failure and fed back; one that keeps them is accepted."""
+    (workspace / "components/greet.py").write_text(GREETING, encoding="utf-8")
+    (workspace / "tests/test_greet.py").write_text(GREETING_TEST.replace(".greeting", ".greet"), encoding="utf-8")
+
+    def edit(search: str, replace: str) -> str:
+        return f"components/greet.py\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+
+    untyped = "def greet(name: str):  # type: ignore[no-untyped-def]"
+    scripted_llm.reply(
+        edit('def greet(name: str) -> str:\n    """Greet ``name``."""\n    return "Hello " + name',
+             f'{untyped}\n    """Greet ``name``."""\n    return f"Hello {{name}}"')
+    )  # fmt: skip
+    scripted_llm.reply(edit(untyped, "def greet(name: str) -> str:"))  # on top of the first
+
+    result = await generator(llm, workspace, tmp_path).improve(
+        {"components/greet.py": GREETING}, "Use an f-string.", component_type="tool"
+    )
+
+    assert [r.outcome for r in result.rounds] == ["validation_failed", "accepted"], result.render()
+    assert "tool greet: annotate the return type" in feedback(scripted_llm, 1)
+    assert result.change is not None and "def greet(name: str) -> str:" in result.change.files["components/greet.py"]
+
+
 async def test_tenant_component_is_scoped_and_other_tenants_are_hidden(
     scripted_llm: ScriptedLLM, llm: LLMClient, workspace: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
 from tests.conftest import call, call_error, connect
+from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 
@@ -61,6 +62,7 @@ def build(
     host: FakeHostSource,
     llm: ScriptedLLM | None,
     stages: tuple[StageName, ...] = STAGES,
+    clock: FakeClock | None = None,
     **overrides: Any,
 ) -> MCPServer:
     if llm is not None:
@@ -71,7 +73,7 @@ def build(
             "llm_max_retries": 0,
         } | overrides
     merged = settings.model_copy(update=overrides)
-    return create_server(merged, host_source=host, gpu_source=NoGpu(), validation_stages=stages)
+    return create_server(merged, host_source=host, gpu_source=NoGpu(), clock=clock, validation_stages=stages)
 
 
 def files(workspace: Path) -> dict[str, bytes]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from generators.errors import GeneratedToolError
 from generators.toolhost import GeneratedTools, LiveTool, ToolRecord
+from telemetry.selfcheck.models import ToolOwner
 from tools.access import Caller, authorize_resource
 from tools.errors import ToolFailure
 from tools.services import ServicesOf
@@ -43,6 +44,12 @@ def tool_name(tenant: str, name: str) -> str:
 
 def is_generated(name: str) -> bool:
     return name.startswith(PREFIX)
+
+
+def owners(tools: GeneratedTools) -> dict[str, ToolOwner]:
+    """Every generated tool's MCP name (removed ones too: their recorded calls stay theirs) -> its tenant and
+    component, for the self-analysis."""
+    return {tool_name(r.tenant, r.name): ToolOwner(r.tenant, r.name) for r in tools.records()}
 
 
 class GeneratedSurface:

@@ -73,10 +73,13 @@ def screen(task: Task, workspace: Path, reply: str, base: Change | None) -> tupl
 
 
 def missing_target(task: Task, change: Change) -> list[str]:
-    """The problem of a new component's change that does not create its module, or of a tool's module that breaks
-    the rules of a tool (:mod:`generators.codegen.tool_rules`)."""
-    if task.target is None:
-        return []
+    """The problem of a new component's change that does not create its module, or of a tool's module (new or
+    improved) that breaks the rules of a tool (:mod:`generators.codegen.tool_rules`)."""
+    if task.target is None:  # an improvement: a tool's modules must stay tools
+        if task.component_type != TOOL_TYPE:
+            return []
+        return [problem for path in task.targets if path in change.files
+                for problem in tool_problems(path, change.files[path])]  # fmt: skip
     if task.target in change.files:
         return tool_problems(task.target, change.files[task.target]) if task.component_type == TOOL_TYPE else []
     return [

@@ -124,6 +124,13 @@ TOOL_CONTRACT = (
     "keep its result small. Raise ValueError with a clear message for input it cannot handle.\n"
 )
 
+# What a change of a served tool must keep (an improvement cycle's change of it).
+TOOL_KEPT = (
+    " This module is a tool that AI agents call: keep its public function {name} with the same parameters, their "
+    "annotations, its return annotation and its docstring; it must stay deterministic (no clock, randomness, "
+    "environment, files or network)."
+)
+
 
 def build_generation_prompt(
     overview: WorkspaceOverview,

@@ -72,9 +72,13 @@ class CandidateRunner:
         config: CycleConfig,
         clock: Clock,
         attempts: SqliteAttemptArchive | None = None,
+        component_type_of: Callable[[str, str], str | None] = lambda tenant, module: None,
     ) -> None:
-        """``attempts`` archives every attempt per component (the next attempt learns from them)."""
+        """``attempts`` archives every attempt per component (the next attempt learns from them);
+        ``component_type_of`` says what a tenant's module is where that matters to a change (``"tool"``: a tool the
+        server serves, whose changes must keep the rules of a tool). Blocking."""
         self.attempts = attempts
+        self.component_type_of = component_type_of
         self.store = store
         self.cycles = AsyncCycles(store)  # the store for the event loop
         self.deployer = deployer
@@ -172,7 +176,8 @@ class CandidateRunner:
         from generators.codegen.change_rules import (
             tests_home,  # the generation modules load on first use, not at start-up
         )
-        from generators.codegen.prompts import Goal
+        from generators.codegen.prompts import TOOL_KEPT, Goal
+        from generators.codegen.tool_rules import TOOL_TYPE
 
         opportunity = inputs.opportunity
         gen = self.generator()
@@ -217,13 +222,16 @@ class CandidateRunner:
         )  # fmt: skip
         folder = PurePosixPath(module).parent.as_posix()
         extra = () if module.startswith("components/") or folder == "." else (folder,)  # the server's own code
+        component_type = await anyio.to_thread.run_sync(self.component_type_of, inputs.tenant, module)
+        if component_type == TOOL_TYPE:
+            requirements += TOOL_KEPT.format(name=PurePosixPath(module).stem)
         earlier = await earlier_attempts(self, inputs.tenant, opportunity.component)
         requirements += history_section(earlier)
         proof = proof_check(self, module, opportunity.evidence, record) if opportunity.kind == "errors" else None
         accept = accept_check(module, earlier, proof)
         return await gen.improve(
             {module: text}, requirements, goals=goals, tenant_id=scoped, progress=rounds, extra_roots=extra,
-            accept=accept,
+            accept=accept, component_type=component_type,
         )  # fmt: skip
 
     def _needs_review(self, tenant: str, component: str, module: str, paths: list[str]) -> str | None:
@@ -260,6 +268,9 @@ class CandidateRunner:
             "test_paths": tests,
             "validation": result.report.to_dict() if result.report else None,
         }
+        component_type = await anyio.to_thread.run_sync(self.component_type_of, inputs.tenant, module)
+        if component_type is not None:  # e.g. a tool's new version: the registry serves it from this deployment
+            detail |= {"component_type": component_type, "module": module}
         reason = f"improvement cycle {record.cycle_id}: {opportunity.goal}"
         review = self._needs_review(inputs.tenant, opportunity.component, module, sorted(files))
         expected = {module: shown_sha}

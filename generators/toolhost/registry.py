@@ -1,11 +1,12 @@
 """The generated tools a server serves, kept in step with the workspace.
 
 A tool is born of a deployment of a component of type ``tool`` (``generate_component``, or an approval of a held
-one). :meth:`GeneratedTools.sync` — run at start-up and after every change of a deployment — finds such deployments,
-and for each known tool compares the code in the workspace with the code it serves: new or changed code (a new
-version, or a rollback to an earlier one) is copied into a snapshot folder, loaded by a new worker in the jail and
-served as the next version; code that is gone (the deployment that created it was rolled back) removes the tool.
-Each registration and removal is audited; ``on_change`` hears that the tool set changed.
+one); an improvement cycle's change of its module is deployed as such too. :meth:`GeneratedTools.sync` — run at
+start-up and after every change of a deployment — finds such deployments, and for each known tool compares the code
+in the workspace with the code it serves: new or changed code (a new version, or a rollback to an earlier one) is
+copied into a snapshot folder, loaded by a new worker in the jail and served under its version number (new code the
+next number, earlier code its own number again); code that is gone (the deployment that created it was rolled back)
+removes the tool. Each registration and removal is audited; ``on_change`` hears that the tool set changed.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ class GeneratedTools:
         """Every tool ever registered (removed and broken ones too), by tenant and name."""
         with self._lock:
             return [self._records[key] for key in sorted(self._records)]
+
+    def component_type_of(self, tenant: str, module: str) -> str | None:
+        """``"tool"`` when ``module`` (a workspace path) is the code of one of ``tenant``'s tools not removed (served
+        or broken): a change of it must keep the rules of a tool. Else ``None``."""
+        with self._lock:
+            found = any(
+                r.tenant == tenant and r.module == module and r.status != "removed" for r in self._records.values()
+            )
+        return TOOL_TYPE if found else None
 
     async def call(self, tenant: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Call the tool in its worker: calls of one tool wait their turn on the event loop (at most
@@ -180,8 +190,9 @@ class GeneratedTools:
             served = key in self._live
         if same and (served or (record.status == "broken" and not retry_broken)):
             return False
-        if not same:  # new code (a new version, or a rollback to an earlier one); else a restart serves it again
-            record.version, record.sha256 = record.version + 1, sha
+        if not same:  # new code, or earlier code again (a rollback); else a restart serves it again
+            record.version = self.store.version_of(record.tenant, record.name, sha, record.version)
+            record.sha256 = sha
         was = record.status
         try:
             loaded = self._load(record)

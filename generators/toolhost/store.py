@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS generated_tools (
     error TEXT,
     PRIMARY KEY (tenant, name)
 );
+CREATE TABLE IF NOT EXISTS generated_tool_versions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name, sha256)
+);
 """
 _COLUMNS = (
     "tenant, name, module, status, version, sha256, deployment_id, created_at, updated_at, calls, failures, error"
@@ -39,7 +46,7 @@ class ToolRecord:
     name: str
     module: str  # workspace path, e.g. components/acme/duration_seconds.py
     status: ToolStatus
-    version: int  # 1 for its first code, +1 for each change of it (a new version, a rollback)
+    version: int  # its code's number: 1 for the first, the next for new code; code served before keeps its number
     sha256: str  # of the code served now ("" before the first load)
     deployment_id: str  # the deployment that brought it
     created_at: float
@@ -71,3 +78,22 @@ class SqliteToolStore:
                  record.deployment_id, record.created_at, record.updated_at, record.calls, record.failures,
                  record.error),
             )  # fmt: skip
+
+    def version_of(self, tenant: str, name: str, sha256: str, served: int) -> int:
+        """The version number of the tool's code ``sha256``: the one it had when it was served before (a rollback
+        serves an earlier version again), else the next one after every number given so far and ``served`` (the
+        version served now)."""
+        with self._db.transaction() as conn:
+            key = (tenant, name)
+            row = conn.execute(
+                "SELECT version FROM generated_tool_versions WHERE tenant = ? AND name = ? AND sha256 = ?",
+                (*key, sha256),
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            (top,) = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM generated_tool_versions WHERE tenant = ? AND name = ?", key
+            ).fetchone()
+            version = max(int(top), served) + 1
+            conn.execute("INSERT INTO generated_tool_versions VALUES (?, ?, ?, ?)", (*key, sha256, version))
+            return version

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
 Priority = Literal["high", "medium", "low"]
 AnomalyKind = Literal["slow_tool", "latency_regression", "failing_tool", "error_rate_increase"]
+
+
+class ToolOwner(NamedTuple):
+    """A tool the server generated for a tenant: that tenant, and the component (workspace module) it is served
+    from. Its calls and findings belong to that tenant and component, never to the server's own code."""
+
+    tenant: str
+    component: str
 
 
 class ToolUsage(BaseModel):
