@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from generators.validation import StageName
+from generators.validation.jail import Jail, Lifeline
 from server.settings import Settings
 from tests.conftest import JAIL_READY, SANDBOX, call, connect
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually_sync
 from tests.test_generation_tool import build as generation_server
+from tests.test_validation import processes_with
 
 pytestmark = pytest.mark.anyio
 needs_jail = pytest.mark.skipif(
@@ -211,3 +215,36 @@ async def test_a_tenants_tests_do_not_see_another_tenants_code(
         out = await call(client, "generate_component", {**ARGS, "tenant_id": "globex"})
     assert out["succeeded"] is False, out["validation_text"]
     assert "FileNotFoundError" in out["validation_text"] and "acme only" not in out["validation_text"]
+
+
+@needs_jail
+def test_a_jail_ends_when_its_servers_end_of_the_lifeline_closes(tmp_path: Path) -> None:
+    """However the server dies, the kernel closes its end of a run's lifeline, and the jail ends: the run and what
+    it started. This holds without bubblewrap's parent-death signal (off here), which once left a jail running."""
+    jail = Jail("bwrap")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    jail.prepare(folder)
+    marker = f"lifeline-{os.getpid()}-{id(folder)}"
+    code = (
+        "import subprocess, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with Lifeline() as lifeline:
+        inner = jail.launch(code, ["0", "0", "0"], folder, [marker], lifeline=lifeline)
+        process = subprocess.Popen(
+            jail.command(inner, folder, die_with_parent=False),
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            pass_fds=[lifeline.fd],
+            start_new_session=True,
+        )
+        lifeline.started()
+        assert process.stdout is not None and process.stdout.readline() == b"started\n"
+        assert len(processes_with(marker)) >= 2, "the run and its child run"
+    # the server's end is closed (as the kernel closes it when the server dies)
+    assert process.wait(timeout=60) == 137
+    eventually_sync(lambda: not processes_with(marker), "every process of the jail ended")
+    process.stdout.close()

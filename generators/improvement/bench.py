@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from generators.errors import BenchmarkError
+from generators.validation.jail import Lifeline
 from generators.validation.models import ValidationConfig
 from generators.validation.sandbox import copy_ignore, jail_refusal, limited_command, sandbox_env, wait_or_kill
 
@@ -189,16 +190,18 @@ def _run_once(root: Path, home: Path, script: str, timeout: float, config: Valid
     refused = jail_refusal(config)
     if refused is not None:
         raise BenchmarkError(f"benchmark {script} not run: {refused}", side)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, Lifeline() as lifeline:
         process = subprocess.Popen(
-            limited_command(config, _RUN_SCRIPT, [script], root, [root, home]),
+            limited_command(config, _RUN_SCRIPT, [script], root, [root, home], lifeline),
             cwd=root,
             env=sandbox_env(root, home),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,
+            pass_fds=[lifeline.fd],
         )
+        lifeline.started()
         timed_out = wait_or_kill(process, timeout)
         text, errors = _tail(out), _tail(err)
     if timed_out:

@@ -23,7 +23,7 @@ from typing import Any
 
 from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
 from generators.toolhost.worker import WORKER
-from generators.validation.jail import Jail
+from generators.validation.jail import Jail, Lifeline
 from generators.validation.sandbox import sandbox_env
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class ToolWorker:
     def __init__(self, jail: Jail, code_root: Path, module: str, function: str, limits: WorkerLimits) -> None:
         self.jail, self.code_root, self.module, self.function, self.limits = jail, code_root, module, function, limits
         self._process: subprocess.Popen[bytes] | None = None
+        self._lifeline: Lifeline | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._buffer = b""
@@ -115,18 +116,23 @@ class ToolWorker:
         self._stop()
         limits = [str(self.limits.memory_bytes), str(self.limits.cpu_seconds), str(self.limits.file_size_bytes)]
         args = [str(self.code_root), self.module, self.function, str(self.limits.max_answer_bytes)]
-        inner = self.jail.launch(WORKER, limits, self.code_root, args, die_with_server=False)
+        # Not killed with the thread that starts it: it ends at EOF on stdin, or with its lifeline (the server gone).
+        lifeline = self._lifeline = Lifeline()
+        inner = self.jail.launch(WORKER, limits, self.code_root, args, die_with_server=False, lifeline=lifeline)
         try:
             self._process = subprocess.Popen(
-                self.jail.command(inner, None, [self.code_root], die_with_parent=False),  # it ends at EOF on stdin
+                self.jail.command(inner, None, [self.code_root], die_with_parent=False),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=sandbox_env(self.code_root, Path("/tmp")),
                 start_new_session=True,
+                pass_fds=[lifeline.fd],
             )
         except OSError as exc:
+            lifeline.close()
             raise ToolWorkerError(f"the worker of tool {self.function} cannot start: {exc}") from None
+        lifeline.started()
         self.starts += 1
         self._buffer = b""
         hello = self._read(self.limits.start_seconds, "start-up")
@@ -190,6 +196,9 @@ class ToolWorker:
 
     def _stop(self) -> None:
         process, self._process = self._process, None
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
         if process is None:
             return
         with contextlib.suppress(OSError):

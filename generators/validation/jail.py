@@ -80,6 +80,30 @@ if cpu > 0:
 if fsize > 0:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 """
+# In the jail, with a lifeline (fd {fd}, see :class:`Lifeline`): the launcher forks; the child runs the code, and the
+# launcher stays as the jail's watcher, the first process under bubblewrap's init. When the server's end of the
+# lifeline closes (the server is gone, however it died), it kills every process in the jail (kill(-1): its own pid
+# namespace and user only) and exits, which ends bubblewrap's init and so the namespace. It relies on no parent-death
+# signal (bubblewrap's --die-with-parent once left a jail running after its server's SIGKILL). Else it waits for the
+# run and exits as the run did (128 + the signal that killed it, as bubblewrap reports one).
+_WATCH = """
+_run = os.fork()
+if _run:
+    import select
+    _poll = select.poll()
+    _pidfd = os.pidfd_open(_run)
+    _poll.register({fd}, select.POLLIN)
+    _poll.register(_pidfd, select.POLLIN)
+    while True:
+        _ready = [ready for ready, _ in _poll.poll()]
+        if _pidfd in _ready:
+            _code = os.waitstatus_to_exitcode(os.waitpid(_run, 0)[1])
+            os._exit(_code if _code >= 0 else 128 - _code)
+        if {fd} in _ready:
+            os.kill(-1, 9)
+            os._exit(137)
+os.close({fd})
+"""
 # Without a jail, the run is killed with the server (PR_SET_PDEATHSIG): a server killed by SIGKILL must not leave
 # tests running in a folder that the next start removes. Exits at once if the server died before the prctl. (In the
 # jail, bubblewrap's --die-with-parent does this: the jail's first process dies, and the kernel ends all in it.)
@@ -114,6 +138,37 @@ def report(status: JailStatus) -> None:
         logger.error("generated code will not be run: %s", status.detail)
     else:
         logger.info("generated code runs in a jail: %s", status.detail)
+
+
+class Lifeline:
+    """A pipe that keeps a jailed run alive (:meth:`Jail.launch`): the run gets the read end (``pass_fds=[fd]``), this
+    server keeps the write end until the run is over (:meth:`close`). When the server dies, however it dies, the
+    kernel closes its end, and the jail's watcher ends the jail. Both ends are close-on-exec: no other child of the
+    server holds the write end."""
+
+    def __init__(self) -> None:
+        self.fd, self._end = os.pipe()
+        self._open = [self.fd, self._end]
+
+    def started(self) -> None:
+        """The run has the read end now: this process closes its copy."""
+        self._close(self.fd)
+
+    def close(self) -> None:
+        """The run is over (or is being stopped): its jail may end now."""
+        for fd in list(self._open):
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.remove(fd)
+            os.close(fd)
+
+    def __enter__(self) -> Lifeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Jail:
@@ -210,14 +265,24 @@ class Jail:
         return [*args, "--remount-ro", "/", "--chdir", "/", "--", *inner]  # the jail's own root: read-only too
 
     def launch(
-        self, code: str, limits: list[str], cwd: Path, args: list[str], *, die_with_server: bool = True
+        self,
+        code: str,
+        limits: list[str],
+        cwd: Path,
+        args: list[str],
+        *,
+        die_with_server: bool = True,
+        lifeline: Lifeline | None = None,
     ) -> list[str]:
         """An isolated Python that sets ``limits`` (memory bytes, CPU seconds, file size bytes; "0": none), caps the
         processes, becomes the user who runs inside, changes to ``cwd`` and runs ``code``, which finds ``args`` in
-        ``args`` (``os`` and ``sys`` are imported). ``die_with_server``: see :meth:`command`'s ``die_with_parent``."""
+        ``args`` (``os`` and ``sys`` are imported). ``die_with_server``: see :meth:`command`'s ``die_with_parent``.
+        ``lifeline`` (in the jail): the whole jail ends when this server's end of it closes."""
         who = [str(self.process_cap()), str(-1 if self.runs_as is None else self.runs_as), str(cwd)]
-        unjailed = _DIE_WITH_SERVER.format(server=os.getpid()) if die_with_server else ""
-        head = _LAUNCH if self.enabled else _LAUNCH + unjailed
+        if not self.enabled:
+            head = _LAUNCH + (_DIE_WITH_SERVER.format(server=os.getpid()) if die_with_server else "")
+        else:
+            head = _LAUNCH + (_WATCH.format(fd=lifeline.fd) if lifeline is not None else "")
         return [sys.executable, "-I", "-c", head + code, *limits, *who, *args]
 
     def prepare(self, writable: Path) -> None:

@@ -26,6 +26,7 @@ from typing import IO
 
 from generators.validation.change_tests import import_findings
 from generators.validation.coverage import COVERAGE_PYTEST, coverage_args, coverage_outcome, measure
+from generators.validation.jail import Lifeline
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
 from generators.validation.scratch import SCRATCH_FOLDER
@@ -37,12 +38,18 @@ PLUGINS = ("-p", "anyio.pytest_plugin") if importlib.util.find_spec("anyio") is 
 
 
 def limited_command(
-    config: ValidationConfig, code: str, args: list[str], cwd: Path, writable: Path | Sequence[Path]
+    config: ValidationConfig,
+    code: str,
+    args: list[str],
+    cwd: Path,
+    writable: Path | Sequence[Path],
+    lifeline: Lifeline | None = None,
 ) -> list[str]:
     """A command running ``code`` in an isolated Python under the sandbox's resource limits, in the jail where it is
-    on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported)."""
+    on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported);
+    with ``lifeline``, the jail ends when the server's end of it closes (pass its ``fd`` to the process)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
-    return config.jail.command(config.jail.launch(code, limits, cwd, args), writable)
+    return config.jail.command(config.jail.launch(code, limits, cwd, args, lifeline=lifeline), writable)
 
 
 def jail_refusal(config: ValidationConfig) -> str | None:
@@ -153,23 +160,24 @@ def run_tests(
         )
         home.mkdir()
         args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
-        if not subjects:
-            command = limited_command(config, _PYTEST, args, root, work)
-        else:
+        code = _PYTEST
+        if subjects:
             code, args = COVERAGE_PYTEST, [*coverage_args(work, root, subjects), *args]
-            command = limited_command(config, code, args, root, work)
         config.jail.prepare(work)
         started = time.monotonic()
-        with tempfile.TemporaryFile() as out:  # outside the folder the tests may write: they cannot swap it
+        # The output goes outside the folder the tests may write: they cannot swap it.
+        with tempfile.TemporaryFile() as out, Lifeline() as lifeline:
             process = subprocess.Popen(
-                command,
+                limited_command(config, code, args, root, work, lifeline),
                 cwd=root,
                 env=sandbox_env(root, home, extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=[lifeline.fd],
             )
+            lifeline.started()
             timed_out = wait_or_kill(process, timeout_s)
             output = _tail(out, config.max_output_chars)
         outcome = _outcome(process.returncode, timed_out, output, time.monotonic() - started, timeout_s, paths)
