@@ -157,7 +157,7 @@ async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong
 ) -> None:
     """What a small local model does: a first tool that fails its tests, then the same files again. The next message
     repeats the failure (not only "nothing changed") and asks for both files anew; the third reply is accepted."""
-    broken = REPLY.replace("import re\n\n", "")  # NameError in its tests
+    broken = REPLY.replace("scale[unit]", "scales[unit]")  # NameError in its tests
     scripted_llm.reply(broken)
     scripted_llm.reply(broken)
     scripted_llm.reply(REPLY)
@@ -168,6 +168,28 @@ async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong
     assert "sent the same files again" in third and "NameError" in third, third
     assert "components/acme/duration_seconds.py and its tests again, each as a whole file" in third, third
     assert "The files as they are now" not in third  # written anew, not patched
+
+
+async def test_a_reply_that_forgets_its_imports_is_repaired_and_says_so(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """What Qwen2.5-Coder-1.5B sends: ``re.findall`` with no ``import re``, ``pytest.raises`` with no ``import
+    pytest``. The server adds those imports (of standard modules and pytest only), says so in the round, and the
+    validation judges the repaired files like any others."""
+    scripted_llm.reply(REPLY.replace("import re\n\n", "").replace("import pytest\n\n", ""))
+    async with connect(build(settings, host, scripted_llm)) as client:
+        out = await call(client, "generate_component", ARGS)
+        assert out["succeeded"], out["validation_text"]
+        assert out["message"].endswith(f"; served as tool {NAME} (version 1)"), out["message"]
+        with as_key("acme-reader", ["read"], ["acme"]):  # served by the time the answer comes
+            assert await call(client, NAME, {"text": "1h30m"}) == {"seconds": 5400}
+    [accepted] = out["rounds"]
+    assert accepted["repairs"] == [
+        "components/acme/duration_seconds.py used re without importing it: the server added `import re`",
+        "tests/acme/test_duration_seconds.py used pytest without importing it: the server added `import pytest`",
+    ]
+    code = (settings.workspace / "components/acme/duration_seconds.py").read_text(encoding="utf-8")
+    assert code.startswith('"""Durations as seconds."""\n\nimport re\n'), code
 
 
 async def test_a_system_tool_waits_for_approval_and_is_served_once_approved(

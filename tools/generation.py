@@ -23,15 +23,18 @@ from pydantic import BaseModel, Field
 
 from generators.changes import ComponentRequest
 from generators.codegen.models import RoundOutcome
+from generators.codegen.tool_rules import TOOL_TYPE
 from generators.deploy import Deployment, DeploymentStatus
 from generators.llm import LLMNotConfigured
 from tools.access import authorize
 from tools.errors import ToolFailure, domain_errors, domain_message
+from tools.generated_tools import tool_name
 from tools.services import Services, ServicesOf
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from generators.changes import ComponentService
     from generators.llm import LLMClient
+    from generators.toolhost import GeneratedTools
 
 
 if TYPE_CHECKING:  # the generation loop is imported on first use, not at start-up
@@ -66,19 +69,23 @@ class Needs(Switches, Protocol):
     def default_tenant(self) -> str: ...
 
     @property
+    def generated_tools(self) -> GeneratedTools | None: ...
+
+    @property
     def llm(self) -> LLMClient: ...
 
 
 class RoundSummary(BaseModel):
     number: int = Field(description="Round, from 1.")
-    outcome: RoundOutcome = Field(description="refused: wrote files not asked for; no_change: code as it was.")
-    problems: list[str] = Field(description="What the model was told (cut).")
+    outcome: RoundOutcome = Field(description="refused: wrote files not asked; no_change: code unchanged.")
+    problems: list[str] = Field(description="What the model was told.")
     problems_truncated: bool = Field(description="True: a problem was cut.")
     files: list[str] = Field(description="Files after this round.")
     prompt_tokens: int = Field(description="Prompt tokens.")
     completion_tokens: int = Field(description="Completion tokens.")
     seconds: float = Field(description="Time the model took.")
-    reply_excerpt: str = Field(description="Start of the reply a failed round got.")
+    reply_excerpt: str = Field(description="Reply start (failed rounds).")
+    repairs: list[str] = Field(description="Imports the server added.")
 
 
 class DeploymentRef(BaseModel):
@@ -120,7 +127,7 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
             Field(
                 min_length=1,
                 max_length=64,
-                description="utility, service, http_client, ...; network kinds may use the net.",
+                description="utility, service, tool, http_client, ...; network kinds may use the net.",
             ),
         ],
         requirements: Annotated[
@@ -141,9 +148,9 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
             Field(description="Write the accepted change (tenant 'system': propose it)."),
         ] = False,
     ) -> GenerationOutput:
-        """Generate a new Python component and its tests (tests/[<tenant>/]test_<name>.py; they must pass and run
-        its lines) with the LLM, validated, problems fed back for up to 3 rounds. deploy=true also writes it
-        (system-wide changes wait for approval).
+        """Generate a new Python component and its tests (tests/[<tenant>/]test_<name>.py: they must pass and run
+        its lines) by the LLM, validated in up to 3 rounds. deploy=true writes it (system-wide: once approved).
+        component_type "tool": served as an MCP tool to its tenant.
         """
         caller = authorize("improve", tenant_id)
         svc = deps(ctx)
@@ -167,7 +174,23 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         with domain_errors():
             done = await svc.components.generate(request, progress, deploying)
         deploy_error = domain_message(done.deploy_error) if done.deploy_error is not None else None
-        return _output(tenant_id, done.result, done.deployment, deploy_error, deploy)
+        out = _output(tenant_id, done.result, done.deployment, deploy_error, deploy)
+        if component_type == TOOL_TYPE and done.deployment is not None and done.deployment.status == "deployed":
+            out.message += await _served(svc.generated_tools, done.deployment)
+        return out
+
+
+async def _served(tools: GeneratedTools | None, deployment: Deployment) -> str:
+    """How the tool a deployment brought is served, once it is (the answer never comes before the tool does)."""
+    if tools is None:
+        return ""
+    await tools.sync()
+    for record in tools.records():
+        if (record.tenant, record.name) == (deployment.tenant, deployment.component):
+            if record.status == "active":
+                return f"; served as tool {tool_name(record.tenant, record.name)} (version {record.version})"
+            return f"; the tool is not served: {record.error or record.status}"
+    return ""
 
 
 def check_enabled(svc: Switches) -> None:
@@ -233,6 +256,7 @@ def _round(record: RoundRecord) -> RoundSummary:
         completion_tokens=record.completion_tokens,
         seconds=round(record.latency_ms / 1000, 3),
         reply_excerpt=record.reply_excerpt,
+        repairs=list(record.repairs),
     )
 
 

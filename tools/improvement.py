@@ -103,7 +103,7 @@ class CycleView(BaseModel):
     trigger: Literal["manual", "autonomous", "emergency"] = Field(description="Who started it.")
     status: CycleStatus = Field(
         description="completed: a change kept, validated or held; no_improvement: none kept; failed: all errored; "
-        "nothing_to_do: see left_out; interrupted: the server stopped (its changes are judged after restart)."
+        "nothing_to_do: see left_out; interrupted: the server stopped (its changes judged after restart)."
     )
     dry_run: bool = Field(description="True: nothing deployed.")
     started_at: float = Field(description="Unix time it started.")
@@ -179,10 +179,9 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
             Field(description="Highest blast radius to act on (shared, imported, untested, rolled back)."),
         ] = "medium",
     ) -> CycleView:
-        """Improve the components behind a tenant's top opportunities: LLM edits, validated (up to 3 rounds), held
-        for approval when system-wide or marked for review, else deployed; after a monitoring period, benchmark,
-        metric, error rate and tests decide to keep or restore each change. Reports progress; answers when the cycle
-        ends or at the server's wait limit (then use get_improvement_cycle).
+        """Improve the components behind a tenant's top opportunities: LLM edits, validated, held for approval when
+        system-wide or marked for review, else deployed; after monitoring, benchmark, metric, errors and tests
+        decide to keep or restore each. Answers when it ends or at the wait limit (then get_improvement_cycle).
         """
         caller = authorize("improve", tenant_id)
         svc = deps(ctx)

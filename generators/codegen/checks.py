@@ -9,7 +9,7 @@ files run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generators.codegen.change_rules import is_test_path, refusal_message, refused_paths, unchanged, untouched
@@ -52,6 +52,7 @@ class Verdict:
     problems: list[str]
     files: list[str]
     report: ValidationReport | None = None
+    repairs: list[str] = field(default_factory=list)  # what the server added before validating
 
 
 def screen(task: Task, workspace: Path, reply: str, base: Change | None) -> tuple[Verdict | None, Change | None]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio.to_thread
@@ -36,6 +37,7 @@ from generators.codegen.prompts import (
     build_retry_message,
     chars_for_tokens,
 )
+from generators.codegen.repairs import repair
 from generators.codegen.rounds import (
     AcceptCheck,
     GenerationResult,
@@ -237,6 +239,7 @@ class CodeGenerator:
                     *cost,
                     files=verdict.files,
                     reply_excerpt=excerpt,
+                    repairs=verdict.repairs,
                 )
             )
             if verdict.outcome == "accepted":
@@ -257,6 +260,16 @@ class CodeGenerator:
             await _notify(task.progress, "apply", number, _SCREENED[verdict.outcome])
             return verdict, None
         assert change is not None  # screen gives one or the other
+        change, repairs = repair(change)
+        verdict, change = await self._judge(task, number, change)
+        if repairs:
+            await _notify(task.progress, "validate", number, "; ".join(repairs))
+        if repairs and verdict.outcome != "accepted":  # the model sees the repaired files: say what was added
+            verdict = replace(verdict, problems=[*verdict.problems, *(f"Note: {r}." for r in repairs)])
+        return replace(verdict, repairs=repairs), change
+
+    async def _judge(self, task: Task, number: int, change: Change) -> tuple[Verdict, Change | None]:
+        """The change rules of the task, the validation and the caller's last word on an applied change."""
         problems = missing_target(task, change)
         await _notify(task.progress, "validate", number, f"validating {', '.join(sorted(change.files))}")
         report = await self._validate(task, change)

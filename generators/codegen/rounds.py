@@ -98,6 +98,7 @@ class RoundRecord:
     latency_ms: float
     files: list[str] = field(default_factory=list)
     reply_excerpt: str = ""
+    repairs: list[str] = field(default_factory=list)  # what the server added to the reply (generators.codegen.repairs)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the round."""
@@ -111,6 +112,7 @@ class RoundRecord:
             "latency_ms": round(self.latency_ms, 1),
             "files": list(self.files),
             "reply_excerpt": self.reply_excerpt,
+            "repairs": list(self.repairs),
         }
 
 

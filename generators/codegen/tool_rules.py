@@ -13,6 +13,7 @@ import ast
 from pathlib import PurePosixPath
 
 TOOL_TYPE = "tool"
+PLACEHOLDER = "<what it does and what it returns>"  # shown where a docstring is missing; never a docstring itself
 # Modules whose use makes a result depend on something besides the arguments (or reach the network).
 FORBIDDEN_MODULES = frozenset(
     {"random", "secrets", "uuid", "socket", "ssl", "urllib", "http", "requests", "httpx", "httpx2", "aiohttp",
@@ -33,11 +34,11 @@ def tool_problems(module_path: str, source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []  # the syntax stage reports it
-    problems = [*_function_problems(tree, name, module_path), *_determinism_problems(tree, module_path)]
+    problems = [*_function_problems(tree, source, name, module_path), *_determinism_problems(tree, module_path)]
     return problems
 
 
-def _function_problems(tree: ast.Module, name: str, module_path: str) -> list[str]:
+def _function_problems(tree: ast.Module, source: str, name: str, module_path: str) -> list[str]:
     found = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name]
     if not found:
         return [f"{module_path} is a tool: define the public function {name}(...) there, the one agents call"]
@@ -51,8 +52,15 @@ def _function_problems(tree: ast.Module, name: str, module_path: str) -> list[st
         problems.append(f"tool {name}: annotate every parameter (its schema comes from it): {', '.join(unannotated)}")
     if function.returns is None:
         problems.append(f"tool {name}: annotate the return type (a pydantic model or a JSON type)")
-    if ast.get_docstring(function) is None:
-        problems.append(f"tool {name}: write a docstring; it is what the agent reads")
+    docstring = ast.get_docstring(function)
+    if docstring is None:
+        head = "\n".join(source.splitlines()[function.lineno - 1 : function.body[0].lineno - 1]).rstrip()
+        problems.append(
+            f"tool {name}: write a docstring; it is what the agent reads. Put it first in the function's body:\n"
+            f'{head}\n    """{PLACEHOLDER}"""'
+        )
+    elif PLACEHOLDER in docstring:
+        problems.append(f"tool {name}: replace {PLACEHOLDER} in its docstring with what it does and returns")
     return problems
 
 

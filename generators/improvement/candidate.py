@@ -369,6 +369,7 @@ def _generation_detail(result: GenerationResult) -> CandidateDetail:
                 "completion_tokens": r.completion_tokens,
                 "seconds": round(r.latency_ms / 1000, 2),
                 "reply_excerpt": r.reply_excerpt,
+                "repairs": list(r.repairs),
             }
             for r in result.rounds
         ],
