@@ -3,6 +3,8 @@ calls, and a crash, a hang or an oversized answer ends only that call (the next 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -40,6 +42,8 @@ def duration_seconds(text: str, mode: str = "normal") -> Parsed:
         raise ValueError("not a duration: " + text)
     if mode == "greedy":
         blocks = [bytearray(64 << 20) for _ in range(64)]
+    if mode == "deaf":  # the worker reads another pipe from now on: nothing reads its requests any more
+        os.dup2(os.pipe()[0], 0)
     if mode == "write":
         open(os.path.join(os.path.dirname(__file__), "mine.txt"), "w").close()
     found = re.findall(r"(\\d+)([hms])", text)
@@ -120,6 +124,36 @@ def test_a_crash_a_hang_or_an_oversized_answer_ends_that_call_only(code: Path, m
         tool.close()
     # Nothing of it is left running (a hung tool ignores the EOF on its stdin: it must be killed, jail and all).
     eventually_sync(lambda: not processes_with(str(code)), "every process of the worker ended", timeout=10)
+
+
+def test_a_worker_that_reads_no_more_requests_cannot_hold_a_call_past_its_time(code: Path) -> None:
+    """A request larger than the pipe holds, to a worker that stopped reading: the write is bounded by the call's
+    time like the answer (it used to block the call, and its thread, for ever)."""
+    tool = worker(code, call_seconds=2)
+    outcome: list[object] = []
+
+    def big_call() -> None:
+        try:
+            outcome.append(tool.call({"text": "1h" * 200_000}))
+        except ToolWorkerError as exc:
+            outcome.append(exc)
+
+    try:
+        assert tool.call({"text": "1h", "mode": "deaf"}) == {"seconds": 3600, "parts": 1}
+        caller = threading.Thread(target=big_call)
+        caller.start()
+        caller.join(timeout=60)
+        blocked = caller.is_alive()
+        if blocked:  # end the worker, so that the call (and the test) can end
+            for pid in processes_with(str(code)):
+                os.kill(pid, signal.SIGKILL)
+            caller.join()
+        assert not blocked, "the call was still blocked on writing its request after 60 s"
+        [error] = outcome
+        assert isinstance(error, ToolWorkerError), error
+        assert tool.call({"text": "1s"}) == {"seconds": 1, "parts": 1}  # a new worker serves the next call
+    finally:
+        tool.close()
 
 
 @pytest.mark.skipif(not Jail().enabled, reason="bubblewrap cannot start a jail here")

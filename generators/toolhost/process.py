@@ -150,20 +150,35 @@ class ToolWorker:
         return spec
 
     def _ask(self, request: dict[str, Any], timeout: float, what: str) -> dict[str, Any]:
+        """Send ``request`` and read its answer, both within ``timeout`` (a worker that reads nothing cannot hold
+        the call past it: the write waits only while the pipe is full, and as long as the time left)."""
         assert self._process is not None and self._process.stdin is not None
+        deadline = time.monotonic() + timeout
+        data = memoryview(json.dumps(request).encode() + b"\n")
+        stdin = self._process.stdin.fileno()
+        os.set_blocking(stdin, False)
         try:
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()
+            with selectors.DefaultSelector() as selector:
+                selector.register(stdin, selectors.EVENT_WRITE)
+                while data:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._stop()
+                        raise ToolWorkerError(f"tool {self.function} did not take {what} within {timeout:g} s; stopped")
+                    if selector.select(left):
+                        with contextlib.suppress(BlockingIOError):
+                            data = data[os.write(stdin, data) :]
         except OSError:
             self._stop()
             raise ToolWorkerError(f"the worker of tool {self.function} died; the next call starts a new one") from None
-        return self._read(timeout, what)
+        return self._read(timeout, what, deadline)
 
-    def _read(self, timeout: float, what: str) -> dict[str, Any]:
-        """One answer line, within ``timeout`` seconds and ``max_answer_bytes`` (else the worker is stopped)."""
+    def _read(self, timeout: float, what: str, deadline: float | None = None) -> dict[str, Any]:
+        """One answer line, within ``timeout`` seconds (by ``deadline``, when given) and ``max_answer_bytes`` (else
+        the worker is stopped)."""
         assert self._process is not None and self._process.stdout is not None
         out = self._process.stdout
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if deadline is None else deadline
         limit = self.limits.max_answer_bytes + 4096  # the worker checks results itself; this bounds anything else
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()

@@ -64,6 +64,10 @@ SECRET_VARIABLE = re.compile(
     r"|CREDENTIAL|SESSION|COOKIE",
     re.IGNORECASE,
 )
+ASSERT_HINT = (
+    "a failing assert compares what the code gave (left) with what the test expects (right): work the expected value "
+    "out by hand, then fix whichever side is wrong"
+)
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 _FAILED = re.compile(r"^(FAILED|ERROR) (\S+?)(?:::\S+)?(?: - (.*))?$")
 
@@ -159,7 +163,8 @@ def run_tests(
             root, copy_ignore(config), foreign_tenants(overlay.workspace, config, [*overlay.change, *paths])
         )
         home.mkdir()
-        args = ["-q", "-rfE", "--tb=short", "-p", "no:cacheprovider", *PLUGINS, "--", *paths]
+        args = ["-q", "-rfE", "--tb=short", "-o", "verbosity_assertions=2", "-p", "no:cacheprovider", *PLUGINS]
+        args += ["--", *paths]  # the asserts' values in full (the expected one may be the mistake)
         code = _PYTEST
         if subjects:
             code, args = COVERAGE_PYTEST, [*coverage_args(work, root, subjects), *args]
@@ -245,6 +250,8 @@ def _outcome(
     note = (
         "timed out" if timed_out else f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors"
     )
+    if any(" - assert " in f.message for f in findings):  # small models often expect a wrong value
+        note += f"; {ASSERT_HINT}"
     return StageOutcome(findings, note=note, details=details)
 
 
