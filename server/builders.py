@@ -125,15 +125,22 @@ async def open_generated_tools(
     opened.callback(store.close)
     tools = GeneratedTools(
         store, workspace=settings.workspace, versions=versions, audit=audit, jail=jail,
-        folder=settings.data_dir / "generated-tools", clock=clock, on_change=lambda: feed.mark([], tools=True),
+        folder=settings.data_dir / "generated-tools", clock=clock, on_change=partial(_tools_changed, feed),
     )  # fmt: skip
     opened.push_async_callback(anyio.to_thread.run_sync, tools.close)  # waits for calls in flight: off the loop
     await tools.sync()  # after a restart: the tools that were served are served again
     feed.on_deployments.append(tools.sync)
+    opened.callback(feed.on_deployments.remove, tools.sync)  # a closed registry is not synced
     if isinstance(app, ToolSurface):
         app.generated = GeneratedSurface(tools)
         opened.callback(setattr, app, "generated", None)
     return tools
+
+
+def _tools_changed(feed: ChangeFeed, tenants: frozenset[str]) -> None:
+    """Generated tools of ``tenants`` came, changed or went: only keys that may read those tenants are told."""
+    for tenant in tenants:
+        feed.mark([], tenant=tenant, tools=True)
 
 
 def open_scratch(settings: Settings) -> ScratchArea:

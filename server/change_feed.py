@@ -50,7 +50,7 @@ class ChangeFeed:
         resource_updated: Callable[[str, str | None], Awaitable[None]],
         resources_changed: Callable[[frozenset[str]], Awaitable[None]],
         watched: Watched,
-        tools_changed: Callable[[], Awaitable[None]],
+        tools_changed: Callable[[frozenset[str] | None], Awaitable[None]],
     ) -> None:
         self._resource_updated = resource_updated
         self._resources_changed = resources_changed
@@ -60,6 +60,7 @@ class ChangeFeed:
         self._lock = threading.Lock()
         self._pending: set[Change] = set()
         self._listing_dirty = False
+        self._tool_tenants: frozenset[str] | None = frozenset()  # whose tools changed (None: everyone's)
         self._event = anyio.Event()
         self._loop = LoopHandOff()
         self._listed: frozenset[tuple[str, str]] = frozenset()
@@ -69,12 +70,14 @@ class ChangeFeed:
         self, uris: Sequence[str], *, tenant: str | None = None, listing: bool = False, tools: bool = False
     ) -> None:
         """Note that ``uris`` (resources of ``tenant``, if given) changed (with ``listing``: the watched set may
-        have; with ``tools``: the tool set did); callable from any thread."""
+        have; with ``tools``: the tool set did, for ``tenant`` only if given); callable from any thread."""
         with self._lock:
             idle = not (self._pending or self._listing_dirty or self._tools_dirty)
             self._pending.update((uri, tenant) for uri in uris)
             self._listing_dirty = self._listing_dirty or listing
             self._tools_dirty = self._tools_dirty or tools
+            if tools and self._tool_tenants is not None:
+                self._tool_tenants = None if tenant is None else self._tool_tenants | {tenant}
         if idle:  # a wake is already on its way otherwise: the run loop drains everything at once
             self._wake()
 
@@ -90,6 +93,7 @@ class ChangeFeed:
         binding = self._loop.bind()  # first: a mark from now on wakes this run (a wake for nothing is harmless)
         with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
             self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
+            self._tool_tenants = frozenset()
         self._listed = await self._watched_ids()
         try:
             await self._serve()
@@ -104,12 +108,13 @@ class ChangeFeed:
                 changes, self._pending = self._pending, set()
                 listing, self._listing_dirty = self._listing_dirty, False
                 tools, self._tools_dirty = self._tools_dirty, False
+                tool_tenants, self._tool_tenants = self._tool_tenants, frozenset()
             try:
                 if listing:
                     for hook in self.on_deployments:
                         await hook()
                 if tools:
-                    await self._tools_changed()
+                    await self._tools_changed(tool_tenants)
                 await self._publish(changes, listing)
             except Exception:
                 logger.exception("publishing resource changes failed")

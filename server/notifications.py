@@ -30,7 +30,16 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from server.listen import ListenStreams
-from server.push import Outbox, PushStats, Stalled, TenantListChanged, TenantResourceUpdated, may_see, send_within
+from server.push import (
+    Outbox,
+    PushStats,
+    Stalled,
+    TenantListChanged,
+    TenantResourceUpdated,
+    TenantToolsChanged,
+    may_see,
+    send_within,
+)
 from telemetry.monitoring.events import MonitoringEvent
 from tools.access import Caller, current_caller
 
@@ -165,10 +174,12 @@ class Notifier:
         await self.bus.publish(event)
         self._push(_Note("notifications/resources/list_changed"), lambda p: p.legacy and may_see(p.caller, event))
 
-    async def tools_changed(self) -> None:
-        """Tell every listener (2026) and connected legacy session that the tool list changed."""
-        await self.bus.publish(ToolsListChanged())
-        self._push(_Note("notifications/tools/list_changed"), lambda peer: peer.legacy)
+    async def tools_changed(self, tenants: frozenset[str] | None = None) -> None:
+        """Tell every listener (2026) and connected legacy session that the tool list changed (for those
+        ``tenants`` only, if given: their generated tools, which only keys that may read them see)."""
+        event = ToolsListChanged() if tenants is None else TenantToolsChanged(tenants=tenants)
+        await self.bus.publish(event)
+        self._push(_Note("notifications/tools/list_changed"), lambda peer: peer.legacy and may_see(peer.caller, event))
 
     async def on_events(self, events: list[MonitoringEvent]) -> None:
         """Monitor listener: refresh ``monitoring://events`` and log new events to sessions that asked for logs.

@@ -158,6 +158,13 @@ class TenantListChanged(ResourcesListChanged):
     tenants: frozenset[str]
 
 
+@dataclass(frozen=True)
+class TenantToolsChanged(ToolsListChanged):
+    """The tool list changed for these tenants only (their generated tools came, changed or went)."""
+
+    tenants: frozenset[str]
+
+
 # A tenant nobody is limited to: a change whose tenant could not be found reaches only keys for every tenant.
 UNKNOWN_TENANT = ""
 
@@ -166,7 +173,7 @@ def may_see(caller: Caller, event: ServerEvent) -> bool:
     """Whether ``caller`` may be told of ``event``: a tenant's change needs the read role on that tenant."""
     if isinstance(event, TenantResourceUpdated):
         tenants: frozenset[str] = frozenset({event.tenant})
-    elif isinstance(event, TenantListChanged):
+    elif isinstance(event, TenantListChanged | TenantToolsChanged):
         tenants = event.tenants
     else:
         return True

@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from server.notifications import EVENTS_URI
 from server.settings import Settings
 from tests.conftest import as_key, call, call_error, connect
 from tests.fake_clock import FakeClock
@@ -150,6 +151,44 @@ async def test_a_tool_is_built_served_to_its_tenant_survives_a_restart_and_goes_
         audit = await call(client, "query_audit_log", {"limit": 500})
     kinds = [e["kind"] for e in audit["entries"] if e["kind"].startswith("generated_tool")]
     assert sorted(kinds) == ["generated_tool_registered", "generated_tool_removed"], kinds
+
+
+async def test_a_tenants_tool_changes_reach_only_listeners_that_may_read_it(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """acme's new tool is announced to keys that may read acme (and admins), not to globex's: that acme's tools
+    changed, and when, is none of globex's business."""
+    scripted_llm.reply(REPLY)
+    heard: dict[str, list[str]] = {"acme": [], "globex": []}
+    server = build(settings, host, scripted_llm)
+
+    async def follow(client: Client, tenant: str, ready: anyio.Event) -> None:
+        with as_key(f"{tenant}-reader", ["read"], [tenant]):
+            async with client.listen(tools_list_changed=True, resource_subscriptions=[EVENTS_URI]) as subscription:
+                ready.set()
+                async for event in subscription:
+                    heard[tenant].append(getattr(event, "uri", type(event).__name__))
+
+    async with (
+        connect(server) as acme,
+        connect(server) as globex,
+        connect(server) as actor,
+        anyio.create_task_group() as group,
+    ):
+        ready = [anyio.Event(), anyio.Event()]
+        group.start_soon(follow, acme, "acme", ready[0])
+        group.start_soon(follow, globex, "globex", ready[1])
+        with anyio.fail_after(10):
+            for event in ready:
+                await event.wait()
+        assert (await call(actor, "generate_component", ARGS))["succeeded"]
+        await eventually(lambda: "ToolsListChanged" in heard["acme"], "acme's listener heard of its new tool")
+        # A change every listener hears, published after that one: on globex's stream it comes after anything of
+        # acme's it would have been told.
+        await call(actor, "clear_monitoring_events")
+        await eventually(lambda: EVENTS_URI in heard["globex"], "globex's listener heard the later change")
+        group.cancel_scope.cancel()
+    assert heard["globex"][: heard["globex"].index(EVENTS_URI)] == [], heard
 
 
 async def test_a_model_that_resends_its_failed_tool_is_told_again_what_was_wrong_and_asked_for_whole_files(

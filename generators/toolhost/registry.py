@@ -6,7 +6,7 @@ start-up and after every change of a deployment — finds such deployments, and 
 in the workspace with the code it serves: new or changed code (a new version, or a rollback to an earlier one) is
 copied into a snapshot folder, loaded by a new worker in the jail and served under its version number (new code the
 next number, earlier code its own number again); code that is gone (the deployment that created it was rolled back)
-removes the tool. Each registration and removal is audited; ``on_change`` hears that the tool set changed.
+removes the tool. Each registration and removal is audited; ``on_change`` hears whose tool set changed.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class GeneratedTools:
         clock: Clock,
         limits: WorkerLimits | None = None,
         max_waiting: int = 8,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self.store, self.workspace, self.versions, self.audit = store, workspace, versions, audit
         self.jail, self.folder, self.clock = jail, folder, clock
@@ -145,8 +145,9 @@ class GeneratedTools:
             with self._lock:
                 for record in records:
                     self.store.save(record)  # the counters too
-        if any(changed) and self.on_change is not None:
-            self.on_change()
+        tenants = frozenset(record.tenant for record, moved in zip(records, changed, strict=True) if moved)
+        if tenants and self.on_change is not None:
+            self.on_change(tenants)
         return any(changed)
 
     def close(self) -> None:
