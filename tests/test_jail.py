@@ -16,7 +16,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from generators.validation import StageName
-from generators.validation.jail import Jail, Lifeline
+from generators.validation.jail import Jail
 from server.settings import Settings
 from tests.conftest import JAIL_READY, SANDBOX, call, connect
 from tests.fakes import FakeHostSource
@@ -89,6 +89,14 @@ finally:
 """
 
 
+USERNS_BODY = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: where most kernel privilege escalations start
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+"""
+
+
 def cases(tmp_path: Path, settings: Settings, llm: ScriptedLLM) -> dict[str, tuple[str, str]]:
     """Each hostile attempt: the probe's body, and what its failure says in the jail."""
     secret = settings.data_dir / "secret.txt"
@@ -111,6 +119,7 @@ def cases(tmp_path: Path, settings: Settings, llm: ScriptedLLM) -> dict[str, tup
         ),
         "forks without end": (FORK_BODY, "BlockingIOError|Resource temporarily unavailable"),
         "allocates without end": ("blocks = [bytearray(256 << 20) for _ in range(64)]", "MemoryError"),
+        "creates a user namespace": (USERNS_BODY, "PermissionError|OSError"),
     }
 
 
@@ -150,6 +159,7 @@ async def generate(server: MCPServer, llm: ScriptedLLM, body: str) -> dict[str, 
         "reads the server's environment (its API keys)",
         "forks without end",
         "allocates without end",
+        "creates a user namespace",
     ],
 )
 async def test_hostile_generated_code_fails_inside_the_jail_and_the_server_goes_on(
@@ -166,6 +176,7 @@ async def test_hostile_generated_code_fails_inside_the_jail_and_the_server_goes_
     assert out["succeeded"] is False, out["validation_text"]
     assert "TST001" in out["validation_text"] and re.search(said, out["validation_text"]), out["validation_text"]
     assert out["sandbox"].startswith("jailed: bubblewrap"), out["sandbox"]  # and it answered: the server goes on
+    assert out["sandbox"].endswith(", no user namespaces"), out["sandbox"]  # as the probe found
     assert not (tmp_path / "escaped.txt").exists()
 
 
@@ -232,13 +243,13 @@ def test_a_jail_ends_when_its_servers_end_of_the_lifeline_closes(tmp_path: Path)
         "print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
-    with Lifeline() as lifeline:
+    with jail.lifeline() as lifeline:
         inner = jail.launch(code, ["0", "0", "0"], folder, [marker], lifeline=lifeline)
         process = subprocess.Popen(
-            jail.command(inner, folder, die_with_parent=False),
+            jail.command(inner, folder, die_with_parent=False, lifeline=lifeline),
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            pass_fds=[lifeline.fd],
+            pass_fds=lifeline.fds,
             start_new_session=True,
         )
         lifeline.started()

@@ -23,7 +23,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from generators.errors import BenchmarkError
-from generators.validation.jail import Lifeline
 from generators.validation.models import ValidationConfig
 from generators.validation.sandbox import copy_ignore, jail_refusal, limited_command, sandbox_env, wait_or_kill
 
@@ -190,7 +189,7 @@ def _run_once(root: Path, home: Path, script: str, timeout: float, config: Valid
     refused = jail_refusal(config)
     if refused is not None:
         raise BenchmarkError(f"benchmark {script} not run: {refused}", side)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, Lifeline() as lifeline:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, config.jail.lifeline() as lifeline:
         process = subprocess.Popen(
             limited_command(config, _RUN_SCRIPT, [script], root, [root, home], lifeline),
             cwd=root,
@@ -199,7 +198,7 @@ def _run_once(root: Path, home: Path, script: str, timeout: float, config: Valid
             stdout=out,
             stderr=err,
             start_new_session=True,
-            pass_fds=[lifeline.fd],
+            pass_fds=lifeline.fds,
         )
         lifeline.started()
         timed_out = wait_or_kill(process, timeout)

@@ -23,7 +23,8 @@ from typing import Any
 
 from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
 from generators.toolhost.worker import WORKER
-from generators.validation.jail import Jail, Lifeline
+from generators.validation.jail import Jail
+from generators.validation.lifeline import Lifeline
 from generators.validation.sandbox import sandbox_env
 
 logger = logging.getLogger(__name__)
@@ -117,17 +118,17 @@ class ToolWorker:
         limits = [str(self.limits.memory_bytes), str(self.limits.cpu_seconds), str(self.limits.file_size_bytes)]
         args = [str(self.code_root), self.module, self.function, str(self.limits.max_answer_bytes)]
         # Not killed with the thread that starts it: it ends at EOF on stdin, or with its lifeline (the server gone).
-        lifeline = self._lifeline = Lifeline()
+        lifeline = self._lifeline = self.jail.lifeline()
         inner = self.jail.launch(WORKER, limits, self.code_root, args, die_with_server=False, lifeline=lifeline)
         try:
             self._process = subprocess.Popen(
-                self.jail.command(inner, None, [self.code_root], die_with_parent=False),
+                self.jail.command(inner, None, [self.code_root], die_with_parent=False, lifeline=lifeline),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=sandbox_env(self.code_root, Path("/tmp")),
                 start_new_session=True,
-                pass_fds=[lifeline.fd],
+                pass_fds=lifeline.fds,
             )
         except OSError as exc:
             lifeline.close()

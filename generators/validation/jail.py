@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from generators.validation.lifeline import Lifeline, no_user_namespaces
+
 logger = logging.getLogger(__name__)
 
 JailMode = Literal["bwrap", "none"]
@@ -116,6 +118,14 @@ if sys.platform == "linux":
 """
 
 
+# What the probe run says: who it runs as, and whether it could make a user namespace of its own (it should not).
+_PROBE = """
+import ctypes
+refused = ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0
+print("jailed as", os.getuid(), "refused" if refused else "allowed")
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class JailStatus:
     """Whether generated code can run, and how."""
@@ -138,37 +148,6 @@ def report(status: JailStatus) -> None:
         logger.error("generated code will not be run: %s", status.detail)
     else:
         logger.info("generated code runs in a jail: %s", status.detail)
-
-
-class Lifeline:
-    """A pipe that keeps a jailed run alive (:meth:`Jail.launch`): the run gets the read end (``pass_fds=[fd]``), this
-    server keeps the write end until the run is over (:meth:`close`). When the server dies, however it dies, the
-    kernel closes its end, and the jail's watcher ends the jail. Both ends are close-on-exec: no other child of the
-    server holds the write end."""
-
-    def __init__(self) -> None:
-        self.fd, self._end = os.pipe()
-        self._open = [self.fd, self._end]
-
-    def started(self) -> None:
-        """The run has the read end now: this process closes its copy."""
-        self._close(self.fd)
-
-    def close(self) -> None:
-        """The run is over (or is being stopped): its jail may end now."""
-        for fd in list(self._open):
-            self._close(fd)
-
-    def _close(self, fd: int) -> None:
-        if fd in self._open:
-            self._open.remove(fd)
-            os.close(fd)
-
-    def __enter__(self) -> Lifeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Jail:
@@ -220,6 +199,7 @@ class Jail:
         readonly: Sequence[Path] = (),
         *,
         die_with_parent: bool = True,
+        lifeline: Lifeline | None = None,
     ) -> list[str]:
         """``inner`` run inside the jail, ``writable`` the folders it may write (none: nothing but its ``/tmp``),
         ``readonly`` folders it may read; each bound at its own path. ``die_with_parent``: killed when the thread
@@ -232,6 +212,8 @@ class Jail:
         args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "jail"]
         if os.geteuid() == 0:  # set up with root's rights; the launcher keeps only the right to become the user
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            if lifeline is not None and lifeline.seccomp_fd is not None:  # and no user namespace of its own inside
+                args += ["--seccomp", str(lifeline.seccomp_fd)]
         else:  # and no user namespace of its own inside (most kernel privilege escalations start with one)
             args += ["--unshare-user", "--disable-userns"]
         args += [
@@ -263,6 +245,10 @@ class Jail:
         for path in written:
             args += ["--bind", path, path]
         return [*args, "--remount-ro", "/", "--chdir", "/", "--", *inner]  # the jail's own root: read-only too
+
+    def lifeline(self) -> Lifeline:
+        """The lifeline of a run (with the filter that forbids user namespaces, in a jail set up by root)."""
+        return Lifeline(no_user_namespaces() if self.enabled and os.geteuid() == 0 else None)
 
     def launch(
         self,
@@ -308,20 +294,23 @@ class Jail:
         found = shutil.which(self.bwrap)
         if found is None:
             return JailStatus("bwrap", False, f"bubblewrap ({self.bwrap}) is not installed; {FIX}")
-        with tempfile.TemporaryDirectory(prefix="jail-probe-", dir=scratch) as tmp:
+        with tempfile.TemporaryDirectory(prefix="jail-probe-", dir=scratch) as tmp, self.lifeline() as lifeline:
             folder = Path(tmp)
             self.prepare(folder)
-            code = "print('jailed as', os.getuid())\n"
-            command = self.command(self.launch(code, ["0", "0", "0"], folder, []), folder)
+            inner = self.launch(_PROBE, ["0", "0", "0"], folder, [], lifeline=lifeline)
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+                done = subprocess.run(
+                    self.command(inner, folder, lifeline=lifeline), capture_output=True, text=True, timeout=30,
+                    check=False, pass_fds=lifeline.fds,
+                )  # fmt: skip
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return JailStatus("bwrap", False, f"bubblewrap could not run ({exc}); {FIX}")
         if done.returncode != 0 or "jailed as" not in done.stdout:
             why = (done.stderr or done.stdout).strip()[-300:] or f"exit code {done.returncode}"
             return JailStatus("bwrap", False, f"bubblewrap cannot start a jail here ({why}); {FIX}")
-        who = done.stdout.split("jailed as", 1)[1].strip()
-        return JailStatus("bwrap", True, f"bubblewrap {found}: no network, own pids, read-only system, uid {who}")
+        who, userns = done.stdout.split("jailed as", 1)[1].split()[:2]
+        detail = f"bubblewrap {found}: no network, own pids, read-only system, uid {who}"
+        return JailStatus("bwrap", True, detail + (", no user namespaces" if userns == "refused" else ""))
 
 
 def python_paths() -> list[str]:

@@ -26,7 +26,7 @@ from typing import IO
 
 from generators.validation.change_tests import import_findings
 from generators.validation.coverage import COVERAGE_PYTEST, coverage_args, coverage_outcome, measure
-from generators.validation.jail import Lifeline
+from generators.validation.lifeline import Lifeline
 from generators.validation.models import Detail, Finding, StageOutcome, ValidationConfig
 from generators.validation.overlay import Overlay, normalize_path
 from generators.validation.scratch import SCRATCH_FOLDER
@@ -47,9 +47,10 @@ def limited_command(
 ) -> list[str]:
     """A command running ``code`` in an isolated Python under the sandbox's resource limits, in the jail where it is
     on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported);
-    with ``lifeline``, the jail ends when the server's end of it closes (pass its ``fd`` to the process)."""
+    with ``lifeline``, the jail ends when the server's end of it closes (pass its ``fds`` to the process)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
-    return config.jail.command(config.jail.launch(code, limits, cwd, args, lifeline=lifeline), writable)
+    inner = config.jail.launch(code, limits, cwd, args, lifeline=lifeline)
+    return config.jail.command(inner, writable, lifeline=lifeline)
 
 
 def jail_refusal(config: ValidationConfig) -> str | None:
@@ -171,7 +172,7 @@ def run_tests(
         config.jail.prepare(work)
         started = time.monotonic()
         # The output goes outside the folder the tests may write: they cannot swap it.
-        with tempfile.TemporaryFile() as out, Lifeline() as lifeline:
+        with tempfile.TemporaryFile() as out, config.jail.lifeline() as lifeline:
             process = subprocess.Popen(
                 limited_command(config, code, args, root, work, lifeline),
                 cwd=root,
@@ -180,7 +181,7 @@ def run_tests(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=[lifeline.fd],
+                pass_fds=lifeline.fds,
             )
             lifeline.started()
             timed_out = wait_or_kill(process, timeout_s)
