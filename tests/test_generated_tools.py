@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from generators.toolhost.store import SqliteToolStore
 from server.notifications import EVENTS_URI
 from server.settings import Settings
 from tests.conftest import as_key, call, call_error, connect
@@ -335,6 +336,9 @@ async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_
         await calls(6)
         clock.advance(600)  # the end of the monitoring period: the verdict
         cycle = await cycle_when(client, started["cycle_id"], finished)
+        await calls(1)  # the first call 5 s after the counters were last saved saves them (a crash loses no more)
+        [saved] = SqliteToolStore(settings.data_dir / "generated_tools.sqlite3").all()
+        assert (saved.calls, saved.failures) == (13, 0), saved
     (candidate,) = cycle["candidates"]
     assert candidate["status"] == "kept", (candidate["status"], candidate["message"], candidate["reasons"])
     telemetry = candidate["figures"]["telemetry"]

@@ -11,6 +11,7 @@ removes the tool. Each registration and removal is audited; ``on_change`` hears 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -31,6 +32,7 @@ from generators.toolhost.store import SqliteToolStore, ToolRecord, ToolStatus
 from generators.validation.jail import Jail
 
 logger = logging.getLogger(__name__)
+COUNTERS_EVERY = 5.0  # seconds between saves of the call counters (also saved by each sync and at shutdown)
 DISCOVER_RECENT = 50  # deployed deployments looked at for new tools on each sync
 SHARED = ("shared", "common")  # component folders every tool may import
 
@@ -73,6 +75,7 @@ class GeneratedTools:
         self._waiting: dict[tuple[str, str], int] = {}
         self._turns: dict[tuple[str, str], anyio.Lock] = {}  # one call of a tool in its worker at a time
         self._retry_broken = True  # the first sync (start-up) tries broken tools again
+        self._counted_at = clock()  # when the call counters were last saved
 
     # -- what is served
 
@@ -126,6 +129,18 @@ class GeneratedTools:
                 record = self._records[key]
                 record.calls += 1
                 record.failures += int(failed)
+                due = self.clock() >= self._counted_at + COUNTERS_EVERY
+                if due:
+                    self._counted_at = self.clock()
+            if due:  # a crash loses at most COUNTERS_EVERY seconds of counts (a normal stop none)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._save_counters)
+
+    def _save_counters(self) -> None:
+        with self._lock:  # a copy: the store is written outside the lock the event loop takes
+            records = [dataclasses.replace(record) for record in self._records.values()]
+        for record in records:
+            self.store.save(record)
 
     # -- keeping in step with the workspace
 
