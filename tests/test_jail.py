@@ -231,15 +231,18 @@ async def test_a_tenants_tests_do_not_see_another_tenants_code(
 @needs_jail
 def test_a_jail_ends_when_its_servers_end_of_the_lifeline_closes(tmp_path: Path) -> None:
     """However the server dies, the kernel closes its end of a run's lifeline, and the jail ends: the run and what
-    it started. This holds without bubblewrap's parent-death signal (off here), which once left a jail running."""
+    it started. This holds without bubblewrap's parent-death signal (off here), which once left a jail running, and
+    whatever signals the run sends its watcher."""
     jail = Jail("bwrap")
     folder = tmp_path / "run"
     folder.mkdir()
     jail.prepare(folder)
     marker = f"lifeline-{os.getpid()}-{id(folder)}"
     code = (
-        "import subprocess, time\n"
+        "import signal, subprocess, time\n"
         f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+        "for number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGINT, signal.SIGTERM):\n"
+        "    os.kill(1, number)  # the watcher, the jail's pid 1: none of these reaches it\n"
         "print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
@@ -259,3 +262,27 @@ def test_a_jail_ends_when_its_servers_end_of_the_lifeline_closes(tmp_path: Path)
     assert process.wait(timeout=60) == 137
     eventually_sync(lambda: not processes_with(marker), "every process of the jail ended")
     process.stdout.close()
+
+
+@needs_jail
+def test_a_run_that_ends_leaves_nothing_running_in_its_jail(tmp_path: Path) -> None:
+    """A run that started a process and ended: its jail ends with it, that process too (its watcher is the jail's
+    pid 1; when it exits, the kernel ends the rest)."""
+    jail = Jail("bwrap")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    jail.prepare(folder)
+    marker = f"left-behind-{os.getpid()}-{id(folder)}"
+    code = f"import subprocess\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'])\n"
+    with jail.lifeline() as lifeline:
+        inner = jail.launch(code + "os._exit(3)\n", ["0", "0", "0"], folder, [], lifeline=lifeline)
+        done = subprocess.run(
+            jail.command(inner, folder, die_with_parent=False, lifeline=lifeline),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            pass_fds=lifeline.fds,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 3, done.stderr  # the run's own exit code
+        eventually_sync(lambda: not processes_with(marker), "the process the run left behind ended")

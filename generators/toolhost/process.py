@@ -118,7 +118,10 @@ class ToolWorker:
         limits = [str(self.limits.memory_bytes), str(self.limits.cpu_seconds), str(self.limits.file_size_bytes)]
         args = [str(self.code_root), self.module, self.function, str(self.limits.max_answer_bytes)]
         # Not killed with the thread that starts it: it ends at EOF on stdin, or with its lifeline (the server gone).
-        lifeline = self._lifeline = self.jail.lifeline()
+        try:
+            lifeline = self._lifeline = self.jail.lifeline()
+        except OSError as exc:
+            raise ToolWorkerError(f"the worker of tool {self.function} cannot start: {exc}") from None
         inner = self.jail.launch(WORKER, limits, self.code_root, args, die_with_server=False, lifeline=lifeline)
         try:
             self._process = subprocess.Popen(

@@ -82,33 +82,44 @@ if cpu > 0:
 if fsize > 0:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 """
-# In the jail, with a lifeline (fd {fd}, see :class:`Lifeline`): the launcher forks; the child runs the code, and the
-# launcher stays as the jail's watcher, the first process under bubblewrap's init. When the server's end of the
-# lifeline closes (the server is gone, however it died), it kills every process in the jail (kill(-1): its own pid
-# namespace and user only) and exits, which ends bubblewrap's init and so the namespace. It relies on no parent-death
-# signal (bubblewrap's --die-with-parent once left a jail running after its server's SIGKILL). Else it waits for the
-# run and exits as the run did (128 + the signal that killed it, as bubblewrap reports one).
+# In the jail, with a lifeline (fd {fd}, see :class:`Lifeline`), the launcher is the jail's pid 1 (bubblewrap's
+# --as-pid-1) and its watcher: it forks, the child runs the code, and it stays. Nothing in the jail can stop it: a
+# pid namespace's init gets from inside only the signals it has a handler for, and it has none but SIGCHLD's (SIGINT
+# goes back to the default). When its run ends it exits as the run did (128 + the signal that killed it, as bubblewrap
+# reports one); when the server's end of the lifeline closes (the server is gone, however it died) it exits at once.
+# Either way the kernel then kills whatever is left in the jail: nothing outlives its run or its server. It reaps the
+# orphans meanwhile (they count against the jail's processes). It relies on no parent-death signal (bubblewrap's
+# --die-with-parent once left a jail running after its server's SIGKILL).
 _WATCH = """
 _run = os.fork()
 if _run:
-    import select
+    import select, signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _wake, _woken = os.pipe()
+    os.set_blocking(_woken, False)
+    signal.set_wakeup_fd(_woken)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     _poll = select.poll()
-    _pidfd = os.pidfd_open(_run)
     _poll.register({fd}, select.POLLIN)
-    _poll.register(_pidfd, select.POLLIN)
+    _poll.register(_wake, select.POLLIN)
     while True:
+        while True:
+            _pid, _status = os.waitpid(-1, os.WNOHANG)
+            if _pid == _run:
+                _code = os.waitstatus_to_exitcode(_status)
+                os._exit(_code if _code >= 0 else 128 - _code)
+            if _pid == 0:
+                break
         _ready = [ready for ready, _ in _poll.poll()]
-        if _pidfd in _ready:
-            _code = os.waitstatus_to_exitcode(os.waitpid(_run, 0)[1])
-            os._exit(_code if _code >= 0 else 128 - _code)
         if {fd} in _ready:
-            os.kill(-1, 9)
             os._exit(137)
+        if _wake in _ready:
+            os.read(_wake, 4096)
 os.close({fd})
 """
 # Without a jail, the run is killed with the server (PR_SET_PDEATHSIG): a server killed by SIGKILL must not leave
 # tests running in a folder that the next start removes. Exits at once if the server died before the prctl. (In the
-# jail, bubblewrap's --die-with-parent does this: the jail's first process dies, and the kernel ends all in it.)
+# jail, its lifeline does this.)
 _DIE_WITH_SERVER = """
 if sys.platform == "linux":
     import ctypes, signal
@@ -121,8 +132,9 @@ if sys.platform == "linux":
 # What the probe run says: who it runs as, and whether it could make a user namespace of its own (it should not).
 _PROBE = """
 import ctypes
+uid = os.getuid()
 refused = ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0
-print("jailed as", os.getuid(), "refused" if refused else "allowed")
+print("jailed as", uid, "refused" if refused else "allowed")
 """
 
 
@@ -199,20 +211,22 @@ class Jail:
         readonly: Sequence[Path] = (),
         *,
         die_with_parent: bool = True,
-        lifeline: Lifeline | None = None,
+        lifeline: Lifeline,
     ) -> list[str]:
-        """``inner`` run inside the jail, ``writable`` the folders it may write (none: nothing but its ``/tmp``),
-        ``readonly`` folders it may read; each bound at its own path. ``die_with_parent``: killed when the thread
-        that starts it ends (PR_SET_PDEATHSIG is per thread: right for a run that thread waits for, wrong for a
-        long-lived worker, which ends at EOF on its stdin instead)."""
+        """``inner`` (from :meth:`launch` with the same ``lifeline``) run inside the jail, ``writable`` the folders it
+        may write (none: nothing but its ``/tmp``), ``readonly`` folders it may read; each bound at its own path.
+        ``lifeline`` ends the jail with the server (pass its ``fds`` to the process) and, set up by root, carries the
+        filter against user namespaces. ``die_with_parent``: bubblewrap also dies when the thread that starts it ends
+        (PR_SET_PDEATHSIG is per thread: right for a run that thread waits for, wrong for a long-lived worker)."""
         if not self.enabled:
             return inner
         args = [self.bwrap, *(["--die-with-parent"] if die_with_parent else []), "--new-session", "--unshare-pid"]
+        args.append("--as-pid-1")  # the launcher is the jail's pid 1, and watches the lifeline (see _WATCH)
         args += ["--unshare-net", "--unshare-ipc"]
         args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "jail"]
         if os.geteuid() == 0:  # set up with root's rights; the launcher keeps only the right to become the user
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-            if lifeline is not None and lifeline.seccomp_fd is not None:  # and no user namespace of its own inside
+            if lifeline.seccomp_fd is not None:  # and no user namespace of its own inside
                 args += ["--seccomp", str(lifeline.seccomp_fd)]
         else:  # and no user namespace of its own inside (most kernel privilege escalations start with one)
             args += ["--unshare-user", "--disable-userns"]
@@ -258,17 +272,18 @@ class Jail:
         args: list[str],
         *,
         die_with_server: bool = True,
-        lifeline: Lifeline | None = None,
+        lifeline: Lifeline,
     ) -> list[str]:
         """An isolated Python that sets ``limits`` (memory bytes, CPU seconds, file size bytes; "0": none), caps the
         processes, becomes the user who runs inside, changes to ``cwd`` and runs ``code``, which finds ``args`` in
-        ``args`` (``os`` and ``sys`` are imported). ``die_with_server``: see :meth:`command`'s ``die_with_parent``.
-        ``lifeline`` (in the jail): the whole jail ends when this server's end of it closes."""
+        ``args`` (``os`` and ``sys`` are imported). In the jail it is the jail's pid 1, and the whole jail ends when
+        its run does or when this server's end of ``lifeline`` closes; without a jail, ``die_with_server`` kills the
+        run with the thread that starts it."""
         who = [str(self.process_cap()), str(-1 if self.runs_as is None else self.runs_as), str(cwd)]
         if not self.enabled:
             head = _LAUNCH + (_DIE_WITH_SERVER.format(server=os.getpid()) if die_with_server else "")
         else:
-            head = _LAUNCH + (_WATCH.format(fd=lifeline.fd) if lifeline is not None else "")
+            head = _LAUNCH + _WATCH.format(fd=lifeline.fd)
         return [sys.executable, "-I", "-c", head + code, *limits, *who, *args]
 
     def prepare(self, writable: Path) -> None:
@@ -308,7 +323,7 @@ class Jail:
         if done.returncode != 0 or "jailed as" not in done.stdout:
             why = (done.stderr or done.stdout).strip()[-300:] or f"exit code {done.returncode}"
             return JailStatus("bwrap", False, f"bubblewrap cannot start a jail here ({why}); {FIX}")
-        who, userns = done.stdout.split("jailed as", 1)[1].split()[:2]
+        who, userns, *_ = [*done.stdout.split("jailed as", 1)[1].split(), "?", "?"]
         detail = f"bubblewrap {found}: no network, own pids, read-only system, uid {who}"
         return JailStatus("bwrap", True, detail + (", no user namespaces" if userns == "refused" else ""))
 

@@ -61,17 +61,23 @@ class Lifeline:
     Every descriptor is close-on-exec here: no other child of the server holds them."""
 
     def __init__(self, seccomp: bytes | None = None) -> None:
+        """Raises OSError: no descriptors left (nothing is left open then)."""
         self.fd, self._end = os.pipe()
         self._open = [self.fd, self._end]
         self.seccomp_fd: int | None = None
-        if seccomp is not None:
+        if seccomp is None:
+            return
+        try:
             read, write = os.pipe()
             self._open.append(read)
             try:
                 os.write(write, seccomp)  # a few hundred bytes: within a pipe's buffer
             finally:
                 os.close(write)
-            self.seccomp_fd = read
+        except OSError:
+            self.close()
+            raise
+        self.seccomp_fd = read
 
     @property
     def fds(self) -> list[int]:

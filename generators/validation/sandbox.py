@@ -43,11 +43,11 @@ def limited_command(
     args: list[str],
     cwd: Path,
     writable: Path | Sequence[Path],
-    lifeline: Lifeline | None = None,
+    lifeline: Lifeline,
 ) -> list[str]:
     """A command running ``code`` in an isolated Python under the sandbox's resource limits, in the jail where it is
     on (``writable`` the one folder it may write), in ``cwd``, with ``args`` in ``args`` (``os``, ``sys`` imported);
-    with ``lifeline``, the jail ends when the server's end of it closes (pass its ``fds`` to the process)."""
+    the jail ends when the server's end of ``lifeline`` closes (pass its ``fds`` to the process)."""
     limits = [str(config.test_memory_bytes), str(config.test_cpu_seconds), str(config.test_file_size_bytes)]
     inner = config.jail.launch(code, limits, cwd, args, lifeline=lifeline)
     return config.jail.command(inner, writable, lifeline=lifeline)
