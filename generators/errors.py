@@ -33,9 +33,10 @@ request cannot be served as given · ``unavailable`` a dependency (the model, th
  ├── ``GenerationInputError``            invalid      a name or tenant that cannot become a module path
  ├── ``PromptBudgetError``               invalid      the fixed parts of a prompt do not fit its budget
  ├── ``BenchmarkError``                  invalid      a benchmark failed, timed out or printed no figure
- ├── ``GeneratedToolError``              refused      a generated tool's call failed in the tool's own code
+ ├── ``GeneratedToolError``              refused      a generated tool refused the input (it raised ValueError)
  │    ├── ``ToolArgumentsError``         invalid      the arguments do not fit the tool's signature
- │    └── ``ToolWorkerError``            unavailable  its worker crashed, hung, or answered too much (replaced)
+ │    └── ``ToolWorkerError``            unavailable  its worker cannot start, or the tool is busy or gone
+ │         └── ``ToolCrashedError``      internal     its code failed: raised, crashed, hung or answered too much
  ├── ``UnknownTemplateError``            not_found    no remediation template for that issue or platform
  ├── ``ParameterError``                  invalid      a script parameter is unknown, missing or out of range
  └── ``SaveError``                       invalid      a script cannot be saved as asked
@@ -282,6 +283,13 @@ class ToolWorkerError(GeneratedToolError):
     """The generated tool's worker crashed, hung past its time or answered more than allowed; it is replaced."""
 
     kind: ClassVar[ErrorKind] = "unavailable"
+
+
+class ToolCrashedError(ToolWorkerError):
+    """The generated tool's code failed in a call: it raised (anything but ValueError, its refusal of the input), or
+    its worker died, hung or answered too much. A fault of the code: the self-analysis counts it as a crash."""
+
+    kind: ClassVar[ErrorKind] = "internal"
 
 
 class UnknownTemplateError(GeneratorError):

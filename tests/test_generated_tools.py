@@ -278,6 +278,46 @@ components/acme/duration_seconds.py
 """
 
 
+async def opportunities(client: Client, clock: FakeClock) -> list[dict[str, Any]]:
+    """acme's opportunities for its tool, once the self-analysis (on the clock: 10 s after start-up, then hourly)
+    has found any."""
+    seen: list[dict[str, Any]] = []
+
+    async def found() -> bool:
+        clock.advance(10)
+        insights = await call(client, "query_telemetry_insights", {"tenant_id": "acme"})
+        seen[:] = [o for o in insights["opportunities"] if o["component"] == "duration_seconds"]
+        return bool(seen)
+
+    await eventually(found, "an opportunity for acme's tool", timeout=30, every=0.1)
+    return seen
+
+
+async def test_a_tool_whose_code_fails_becomes_an_opportunity_of_its_tenant(
+    settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
+) -> None:
+    """A tool that crashes (here a KeyError on an unknown unit) is a fault of its code: the self-analysis counts it
+    as a crash and makes it an opportunity of the tool's tenant, on its error rate. Its ValueError for input it
+    cannot handle is its answer to that input, counted as a refusal."""
+    crashing = REPLY.replace("([hms])", "([hmsd])")
+    assert crashing != REPLY
+    scripted_llm.reply(crashing)
+    clock = FakeClock()
+    server = build(settings, host, scripted_llm, clock=clock, self_analysis_interval_hours=1.0)
+    async with connect(server) as client:
+        assert (await call(client, "generate_component", ARGS))["succeeded"]
+        with as_key("acme-reader", ["read"], ["acme"]):
+            for _ in range(6):
+                assert "ValueError: not a duration" in await call_error(client, NAME, {"text": "soon"})
+            for _ in range(6):
+                assert "KeyError: 'd'" in await call_error(client, NAME, {"text": "2d"})
+        report = await call(client, "analyze_self", {"lookback_hours": 1})
+        [failures] = [t for t in report["failure_patterns"]["tools"] if t["tool"] == NAME]
+        assert failures["by_kind"] == {"refused": 6, "internal": 6}, failures  # its refusals, and its crashes
+        seen = await opportunities(client, clock)
+    assert [o["metric"] for o in seen] == ["tool_error_rate_percent"], seen
+
+
 async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_version_and_removed(
     settings: Settings, host: FakeHostSource, scripted_llm: ScriptedLLM
 ) -> None:
@@ -311,15 +351,7 @@ async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_
         slow_code = module.read_bytes()
         await calls(6)
 
-        seen: list[dict[str, Any]] = []
-
-        async def opportunity() -> bool:
-            clock.advance(10)  # the self-analysis runs on the clock (first 10 s after start-up, then hourly)
-            found = await call(client, "query_telemetry_insights", {"tenant_id": "acme"})
-            seen[:] = [o for o in found["opportunities"] if o["component"] == "duration_seconds"]
-            return bool(seen)
-
-        await eventually(opportunity, "an opportunity for acme's slow tool", timeout=30, every=0.1)
+        seen = await opportunities(client, clock)
         assert seen[0]["metric"] == "tool_latency_p95_ms", seen
         default = await call(client, "query_telemetry_insights", {"tenant_id": "default"})
         assert not [o for o in default["opportunities"] if o["component"] == "duration_seconds"]

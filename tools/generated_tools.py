@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from generators.errors import GeneratedToolError
 from generators.toolhost import GeneratedTools, LiveTool, ToolRecord
 from telemetry.selfcheck.models import ToolOwner
+from tools import outcome
 from tools.access import Caller, authorize_resource
 from tools.errors import ToolFailure
 from tools.services import ServicesOf
@@ -93,7 +94,8 @@ class GeneratedSurface:
             raise ToolError(f"Unknown tool: {name}")  # as for any name this caller has no tool of
         try:
             result = await self.tools.call(found.record.tenant, found.record.name, arguments)
-        except GeneratedToolError as exc:
+        except GeneratedToolError as exc:  # its kind is how the call failed (a crash of its code: internal)
+            outcome.note(outcome.kind_of(exc))
             raise ToolFailure(f"Error executing tool {name}: {exc}", exc.kind) from None
         return CallToolResult(content=[TextContent(type="text", text=json.dumps(result))], structured_content=result)
 

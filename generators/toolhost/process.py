@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generators.errors import GeneratedToolError, ToolArgumentsError, ToolWorkerError
+from generators.errors import GeneratedToolError, ToolArgumentsError, ToolCrashedError, ToolWorkerError
 from generators.toolhost.worker import WORKER
 from generators.validation.jail import Jail
 from generators.validation.lifeline import Lifeline
@@ -81,27 +81,35 @@ class ToolWorker:
 
         Raises:
             ToolArgumentsError: the arguments do not fit the tool's signature.
-            GeneratedToolError: the tool raised (its error).
-            ToolWorkerError: the worker died, hung past ``call_seconds`` or answered too much; it is replaced.
+            GeneratedToolError: the tool refused the input (it raised ValueError: its answer to input it cannot
+                handle).
+            ToolCrashedError: the tool's code failed: it raised anything else, its worker died, hung past
+                ``call_seconds`` or answered too much (the worker is replaced).
+            ToolWorkerError: the worker cannot start, or the tool is gone.
         """
         with self._lock:
             self._ensure()
             request_id = next(self._ids)
-            answer = self._ask({"id": request_id, "arguments": arguments}, self.limits.call_seconds, "the call")
+            try:
+                answer = self._ask({"id": request_id, "arguments": arguments}, self.limits.call_seconds, "the call")
+            except ToolWorkerError as exc:
+                raise ToolCrashedError(str(exc)) from None
             if answer.get("id") != request_id:  # something else wrote to its answers: it cannot be trusted now
                 self._stop()
-                raise ToolWorkerError(f"the worker of tool {self.function} answered out of turn; stopped")
+                raise ToolCrashedError(f"the worker of tool {self.function} answered out of turn; stopped")
         if answer.get("ok"):
             result = answer.get("result")
             if not isinstance(result, dict):
-                raise ToolWorkerError(f"tool {self.function} answered something that is not an object")
+                raise ToolCrashedError(f"tool {self.function} answered something that is not an object")
             return result
         kind, error = answer.get("kind"), str(answer.get("error", ""))
         if kind == "invalid":
             raise ToolArgumentsError(f"the arguments do not fit tool {self.function}: {error}")
-        if kind == "too_large":
-            raise ToolWorkerError(f"tool {self.function}: {error}")
-        raise GeneratedToolError(f"tool {self.function} failed: {error}")
+        if kind == "refused":
+            raise GeneratedToolError(f"tool {self.function} failed: {error}")
+        raise ToolCrashedError(
+            f"tool {self.function}: {error}" if kind == "too_large" else f"tool {self.function} failed: {error}"
+        )
 
     def close(self) -> None:
         """Stop the worker (EOF on its stdin, then kill); calls waiting for it are refused."""

@@ -56,9 +56,10 @@ for line in sys.stdin:
         if inspect.isawaitable(value):
             value = asyncio.run(value)
         data = result.dump_python(value, mode="json")
-    except Exception as exc:
+    except Exception as exc:  # ValueError: the tool's refusal of input it cannot handle; anything else: a crash
         error = (type(exc).__name__ + ": " + str(exc))[:2000]
-        say({"id": request["id"], "ok": False, "kind": "failed", "error": error})
+        kind = "refused" if isinstance(exc, ValueError) and not isinstance(exc, pydantic.ValidationError) else "crashed"
+        say({"id": request["id"], "ok": False, "kind": kind, "error": error})
         continue
     answer = json.dumps({"id": request["id"], "ok": True, "result": {"result": data} if wrapped else data},
                        separators=(",", ":"))
