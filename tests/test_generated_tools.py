@@ -369,8 +369,9 @@ async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_
         clock.advance(600)  # the end of the monitoring period: the verdict
         cycle = await cycle_when(client, started["cycle_id"], finished)
         await calls(1)  # the first call 5 s after the counters were last saved saves them (a crash loses no more)
-        [saved] = SqliteToolStore(settings.data_dir / "generated_tools.sqlite3").all()
-        assert (saved.calls, saved.failures) == (13, 0), saved
+        store = SqliteToolStore(settings.data_dir / "generated_tools.sqlite3")
+        await eventually(lambda: [(r.calls, r.failures) for r in store.all()] == [(13, 0)], "the 13 calls saved")
+        store.close()
     (candidate,) = cycle["candidates"]
     assert candidate["status"] == "kept", (candidate["status"], candidate["message"], candidate["reasons"])
     telemetry = candidate["figures"]["telemetry"]

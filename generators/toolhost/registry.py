@@ -11,7 +11,6 @@ removes the tool. Each registration and removal is audited; ``on_change`` hears 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import shutil
@@ -76,6 +75,7 @@ class GeneratedTools:
         self._turns: dict[tuple[str, str], anyio.Lock] = {}  # one call of a tool in its worker at a time
         self._retry_broken = True  # the first sync (start-up) tries broken tools again
         self._counted_at = clock()  # when the call counters were last saved
+        self._saver = threading.Thread()  # the thread that saves them (none yet: one never started)
 
     # -- what is served
 
@@ -129,18 +129,20 @@ class GeneratedTools:
                 record = self._records[key]
                 record.calls += 1
                 record.failures += int(failed)
-                due = self.clock() >= self._counted_at + COUNTERS_EVERY
-                if due:
+                if self.clock() >= self._counted_at + COUNTERS_EVERY and not self._saver.is_alive():
+                    # A crash loses at most COUNTERS_EVERY seconds of counts (a normal stop none). Saved in a
+                    # thread of its own: not in the time of this call, nor on the event loop.
                     self._counted_at = self.clock()
-            if due:  # a crash loses at most COUNTERS_EVERY seconds of counts (a normal stop none)
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._save_counters)
+                    self._saver = threading.Thread(target=self._save_counts, name="tool-counters", daemon=True)
+                    self._saver.start()
 
-    def _save_counters(self) -> None:
-        with self._lock:  # a copy: the store is written outside the lock the event loop takes
-            records = [dataclasses.replace(record) for record in self._records.values()]
-        for record in records:
-            self.store.save(record)
+    def _save_counts(self) -> None:
+        with self._lock:
+            counts = [(r.tenant, r.name, r.calls, r.failures) for r in self._records.values()]
+        try:
+            self.store.save_counts(counts)
+        except Exception:  # the disk full, the store closed: the next save (or the shutdown's) writes them
+            logger.warning("the call counts of generated tools could not be saved now", exc_info=True)
 
     # -- keeping in step with the workspace
 
@@ -167,6 +169,8 @@ class GeneratedTools:
 
     def close(self) -> None:
         """Stop every worker and keep the counters (blocking: call it from a worker thread)."""
+        if self._saver.is_alive():
+            self._saver.join()
         with self._syncing, self._lock:
             live, self._live = list(self._live.values()), {}
             for record in self._records.values():

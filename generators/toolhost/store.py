@@ -97,3 +97,13 @@ class SqliteToolStore:
             version = max(int(top), served) + 1
             conn.execute("INSERT INTO generated_tool_versions VALUES (?, ?, ?, ?)", (*key, sha256, version))
             return version
+
+    def save_counts(self, counts: list[tuple[str, str, int, int]]) -> None:
+        """The call counts (tenant, name, calls, failures) of saved tools, in one transaction; a count never goes
+        down (a sync may have saved a newer one meanwhile), and nothing else of a record is touched."""
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "UPDATE generated_tools SET calls = MAX(calls, ?), failures = MAX(failures, ?) "
+                "WHERE tenant = ? AND name = ?",
+                [(calls, failures, tenant, name) for tenant, name, calls, failures in counts],
+            )
