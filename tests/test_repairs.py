@@ -32,3 +32,13 @@ def test_imports_go_after_the_docstring_and_future_imports() -> None:
         '"""Doc."""\n\nfrom __future__ import annotations\n\nimport re\n\nx = re.compile("a")\n'
     )
     assert with_imports("x = re.compile('a')\n", ["re"]) == "import re\nx = re.compile('a')\n"
+
+
+def test_lines_are_counted_as_the_parser_counts_them() -> None:
+    """A form feed or a line separator inside a docstring is no line break to the parser (it was to
+    ``str.splitlines``, and the import went into the docstring, or before ``__future__``)."""
+    feed = '"""Doc\x0cwith a form feed."""\n\nx = re.compile("a")\n'
+    assert with_imports(feed, ["re"]) == '"""Doc\x0cwith a form feed."""\n\nimport re\n\nx = re.compile("a")\n'
+    separator = '"""Doc\u2028line."""\nfrom __future__ import annotations\nx = re.compile("a")\n'
+    repaired = with_imports(separator, ["re"])
+    assert repaired is not None and repaired.index("from __future__") < repaired.index("import re")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from generators.errors import GeneratedToolError, ToolArgumentsError, ToolCrashedError, ToolWorkerError
 from generators.toolhost import ToolWorker, WorkerLimits
+from generators.toolhost.store import SqliteToolStore, ToolRecord
 from generators.validation.jail import Jail
 from tests.polling import eventually_sync
 from tests.test_validation import processes_with
@@ -190,3 +192,20 @@ def test_a_worker_outlives_the_thread_that_started_it_and_a_closed_one_stays_clo
     with pytest.raises(ToolWorkerError, match="replaced or removed"):
         tool.call({"text": "1h"})
     assert tool.starts == 1
+
+
+def test_code_served_before_the_version_table_existed_keeps_its_number(tmp_path: Path) -> None:
+    """A registry from before the versions were kept by code: a rollback to the code it serves gets that code's
+    number back, not a new one."""
+    path = tmp_path / "tools.sqlite3"
+    store = SqliteToolStore(path)
+    store.save(ToolRecord("acme", "d", "components/acme/d.py", "active", 4, "a" * 64, "dep", 1.0, 1.0))
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE generated_tool_versions")
+    reopened = SqliteToolStore(path)
+    try:
+        assert reopened.version_of("acme", "d", "b" * 64, served=4) == 5  # new code: the next number
+        assert reopened.version_of("acme", "d", "a" * 64, served=5) == 4  # the code served before: its own
+    finally:
+        reopened.close()

@@ -50,7 +50,7 @@ def is_generated(name: str) -> bool:
 def owners(tools: GeneratedTools) -> dict[str, ToolOwner]:
     """Every generated tool's MCP name (removed ones too: their recorded calls stay theirs) -> its tenant and
     component, for the self-analysis."""
-    return {tool_name(r.tenant, r.name): ToolOwner(r.tenant, r.name) for r in tools.records()}
+    return {tool_name(r.tenant, r.name): ToolOwner(r.tenant, r.name, r.status != "removed") for r in tools.records()}
 
 
 class GeneratedSurface:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import sys
 
 from generators.codegen.edit_apply import Change
 
 EXTRA_MODULES = frozenset({"pytest"})  # installed beside the server and imported by every test file
 _BUILTINS = frozenset(dir(builtins))
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 def repair(change: Change) -> tuple[Change, list[str]]:
@@ -29,8 +31,9 @@ def repair(change: Change) -> tuple[Change, list[str]]:
         if not path.endswith(".py"):
             continue
         missing = missing_imports(text)
-        if missing:
-            files[path] = with_imports(text, missing)
+        repaired = with_imports(text, missing) if missing else None
+        if repaired is not None:
+            files[path] = repaired
             names = ", ".join(f"import {name}" for name in missing)
             notes.append(f"{path} used {', '.join(missing)} without importing it: the server added `{names}`")
     if not notes:
@@ -89,8 +92,9 @@ def _bound_by(node: ast.AST) -> list[str]:
     return []
 
 
-def with_imports(source: str, modules: list[str]) -> str:
-    """``source`` with ``import <module>`` lines after its docstring and ``__future__`` imports."""
+def with_imports(source: str, modules: list[str]) -> str | None:
+    """``source`` with ``import <module>`` lines after its docstring and ``__future__`` imports; ``None`` when that
+    would not parse (no repair is better than a broken one)."""
     tree = ast.parse(source)
     body = list(tree.body)
     after = 0  # the line after which the imports go (0: the top)
@@ -100,9 +104,14 @@ def with_imports(source: str, modules: list[str]) -> str:
         if not (docstring and statement is body[0]) and not future:
             break
         after = statement.end_lineno or statement.lineno
-    lines = source.splitlines(keepends=True)
+    lines = _LINES.findall(source)  # lines as the parser counts them (str.splitlines also breaks at \f, \x1c...)
     added = [f"import {module}\n" for module in modules]
     head = lines[:after]
-    if head and not head[-1].endswith("\n"):
+    if head and not head[-1].endswith(("\n", "\r")):
         head[-1] += "\n"
-    return "".join([*head, *(["\n"] if after else []), *added, *lines[after:]])
+    repaired = "".join([*head, *(["\n"] if after else []), *added, *lines[after:]])
+    try:
+        ast.parse(repaired)
+    except SyntaxError:
+        return None
+    return repaired

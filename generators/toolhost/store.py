@@ -61,6 +61,11 @@ class SqliteToolStore:
 
     def __init__(self, path: Path) -> None:
         self._db = Database(path, _SCHEMA)
+        with self._db.transaction() as conn:  # the code served before the version table existed keeps its number
+            conn.execute(
+                "INSERT OR IGNORE INTO generated_tool_versions (tenant, name, sha256, version) "
+                "SELECT tenant, name, sha256, version FROM generated_tools WHERE sha256 <> ''"
+            )
 
     def close(self) -> None:
         self._db.close()

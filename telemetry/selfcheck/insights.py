@@ -136,6 +136,8 @@ class SelfAnalyst:
             owner = owners.get(anomaly.tool)
             if not _points_at_code(anomaly) or (owner.tenant if owner else self.tenant) != tenant:
                 continue
+            if owner is not None and not owner.served:  # a removed tool: nothing left to improve
+                continue
             found.append(insight_of(anomaly, tenant, report.window_end, owner.component if owner else None))
         return [i for i in found if metric_name is None or i.metric == metric_name], 0
 
@@ -145,7 +147,9 @@ class SelfAnalyst:
         when ``metric`` is not one of those or ``component`` is no generated tool. Blocking."""
         if metric not in (LATENCY_METRIC, ERROR_RATE_METRIC):
             return None
-        tools = {tool for tool, owner in self.owners().items() if owner == (tenant, component)}
+        tools = {
+            tool for tool, owner in self.owners().items() if (owner.tenant, owner.component) == (tenant, component)
+        }
         if not tools:
             return None
         calls, _ = self.recorder.calls(start=start, end=end, tenants=[tenant], limit=MAX_CALLS_ANALYSED)

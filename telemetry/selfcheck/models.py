@@ -18,6 +18,7 @@ class ToolOwner(NamedTuple):
 
     tenant: str
     component: str
+    served: bool = True  # False: removed (its recorded calls stay its tenant's; it makes no more findings)
 
 
 class ToolUsage(BaseModel):
