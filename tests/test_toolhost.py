@@ -3,6 +3,7 @@ calls, and a crash, a hang or an oversized answer ends only that call (the next 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ import pytest
 
 from generators.errors import GeneratedToolError, ToolArgumentsError, ToolCrashedError, ToolWorkerError
 from generators.toolhost import ToolWorker, WorkerLimits
+from generators.toolhost.registry import code_digest
 from generators.toolhost.store import SqliteToolStore, ToolRecord
 from generators.validation.jail import Jail
 from tests.polling import eventually_sync
@@ -209,3 +211,30 @@ def test_code_served_before_the_version_table_existed_keeps_its_number(tmp_path:
         assert reopened.version_of("acme", "d", "a" * 64, served=5) == 4  # the code served before: its own
     finally:
         reopened.close()
+
+
+def test_a_tools_version_covers_the_workspace_modules_it_imports(tmp_path: Path) -> None:
+    """A change of a helper the tool imports (a sibling, a shared module; followed from module to module) is a new
+    version of the tool; a change of a module it does not import is not; a tool that imports none is its module."""
+    files = {
+        "components/acme/d.py": b"from components.acme.scales import SCALE\nimport components.shared.text\n",
+        "components/acme/scales.py": b"from components.shared.units import H\nSCALE = {'h': H}\n",
+        "components/shared/text.py": b"X = 1\n",
+        "components/shared/units.py": b"H = 3600\n",
+        "components/acme/other.py": b"Y = 2\n",
+    }
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    module = "components/acme/d.py"
+
+    def digest() -> str:
+        return code_digest(tmp_path, module, (tmp_path / module).read_bytes())
+
+    first = digest()
+    (tmp_path / "components/acme/other.py").write_bytes(b"Y = 3\n")
+    assert digest() == first  # not imported
+    (tmp_path / "components/shared/units.py").write_bytes(b"H = 60 * 60\n")
+    assert digest() != first  # imported by what it imports
+    plain = b"def d() -> int:\n    return 1\n"
+    assert code_digest(tmp_path, module, plain) == hashlib.sha256(plain).hexdigest()

@@ -11,6 +11,7 @@ removes the tool. Each registration and removal is audited; ``on_change`` hears 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 import shutil
@@ -204,7 +205,7 @@ class GeneratedTools:
             self._set(record, "removed", None)
             self._audit("generated_tool_removed", record, {"version": record.version})
             return True
-        sha = hashlib.sha256(code).hexdigest()
+        sha = code_digest(self.workspace, record.module, code)
         same = sha == record.sha256
         with self._lock:
             served = key in self._live
@@ -282,3 +283,41 @@ class GeneratedTools:
         subject = f"{record.tenant}/{record.name}"
         detail = {"module": record.module, "deployment_id": record.deployment_id, **detail}
         self.audit.append(kind, subject, actor="generated-tools", tenant=record.tenant, detail=detail)
+
+
+def code_digest(workspace: Path, module: str, code: bytes, limit: int = 100) -> str:
+    """What a tool's version is: the sha256 of its module's bytes, or, where it imports modules of the workspace
+    (a sibling, a shared helper; followed from module to module, ``limit`` files at most), of its module's bytes and
+    each of those modules' path and bytes. A change of a helper it uses is a new version, as a change of its own."""
+    top = PurePosixPath(module).parts[0]
+    seen: dict[str, bytes] = {}
+    todo = [code]
+    while todo and len(seen) < limit:
+        for name in _workspace_imports(todo.pop(), top):
+            parts = name.split(".")
+            for candidate in ("/".join(parts) + ".py", "/".join(parts) + "/__init__.py"):
+                found = workspace / candidate
+                if candidate not in seen and candidate != module and found.is_file() and not found.is_symlink():
+                    seen[candidate] = found.read_bytes()
+                    todo.append(seen[candidate])
+    digest = hashlib.sha256(code)
+    for name in sorted(seen):
+        digest.update(b"\0" + name.encode() + b"\0" + seen[name])
+    return digest.hexdigest()
+
+
+def _workspace_imports(code: bytes, top: str) -> set[str]:
+    """The dotted names ``code`` imports under the package ``top`` (``components``), and the modules
+    ``from components.x import y`` may mean (``components.x``, ``components.x.y``)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] == top}

@@ -47,7 +47,7 @@ class ToolRecord:
     module: str  # workspace path, e.g. components/acme/duration_seconds.py
     status: ToolStatus
     version: int  # its code's number: 1 for the first, the next for new code; code served before keeps its number
-    sha256: str  # of the code served now ("" before the first load)
+    sha256: str  # of the code served now: its module and the workspace modules it imports ("" before the first load)
     deployment_id: str  # the deployment that brought it
     created_at: float
     updated_at: float
