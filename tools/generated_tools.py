@@ -104,7 +104,7 @@ class GeneratedToolView(BaseModel):
     tool: str = Field(description="Its MCP name.")
     tenant_id: str = Field(description="Owner tenant.")
     status: str = Field(description="active, broken (see error) or removed.")
-    version: int = Field(description="1, then +1 per change of its code (rollbacks too).")
+    version: int = Field(description="Its code's number: new code the next one, code served before its own.")
     module: str = Field(description="Workspace file.")
     deployment_id: str = Field(description="The deployment that brought it.")
     calls: int = Field(description="Calls since it was registered.")
