@@ -197,7 +197,9 @@ async def _open_stores(
 ) -> _Stores:
     events = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
     opened.callback(events.close)
-    raw = await anyio.to_thread.run_sync(SqliteTelemetryStore, settings.telemetry_db_path)
+    raw = await anyio.to_thread.run_sync(
+        partial(SqliteTelemetryStore, settings.telemetry_db_path, readers=settings.store_read_connections)
+    )
     opened.callback(raw.close)
     analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app)
     opened.callback(analyst.recorder.close)  # writes the calls still buffered

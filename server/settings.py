@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     default_tenant: str = Field(
         "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Tenant for data without one."
     )
+    store_read_connections: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="Read connections of the telemetry store: queries never wait for an ingest or each other while "
+        "one is free (0: every read waits for the one writing connection).",
+    )
     telemetry_retention_days: float = Field(14.0, gt=0, description="Telemetry older than this is pruned.")
     anomaly_max_series: int = Field(
         1_000, ge=1, le=100_000, description="Series with a live anomaly detector at once (each holds ~100 KB)."

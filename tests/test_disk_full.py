@@ -59,13 +59,14 @@ def full_text(tool: str, kind: str, folder: Path, setting: str, reason: str = SQ
 
 @pytest.fixture
 def databases(monkeypatch: pytest.MonkeyPatch) -> dict[str, sqlite3.Connection]:
-    """Every SQLite connection the server opens, by file name, so a test can put a database at its size limit."""
+    """The first SQLite connection the server opens to each file (its writing one; read connections come after), by
+    file name, so a test can put a database at its size limit."""
     opened: dict[str, sqlite3.Connection] = {}
     connect_ = sqlite3.connect
 
     def recording(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
         conn = connect_(database, *args, **kwargs)
-        opened[Path(database).name] = conn
+        opened.setdefault(Path(database).name, conn)
         return conn
 
     monkeypatch.setattr(sqlite3, "connect", recording)

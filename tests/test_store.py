@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from telemetry.store.records import EventRecord, LogRecord, MetricPoint
@@ -90,3 +91,38 @@ def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(tmp_path: Path) -> No
         assert len(stored) % BATCH == 0  # and no batch is there in part
     finally:
         store.close()
+
+
+def read_while_a_write_is_open(tmp_path: Path, readers: int, patience: float) -> bool:
+    """Whether a query of the store finishes within ``patience`` seconds while an ingest's write transaction is open
+    (in another thread)."""
+    store = SqliteTelemetryStore(tmp_path / f"r{readers}.db", readers=readers)
+    store.add_metrics([MetricPoint("t1", "latency", float(ts), 1.0) for ts in range(100)])
+    writing, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with store._db.transaction() as conn:  # an ingest in the middle of its transaction
+            conn.execute("INSERT INTO logs (tenant, ts, level, message, component, attributes, source)"
+                         " VALUES ('t1', 1, 'INFO', 'm', NULL, '{}', 'agent')")  # fmt: skip
+            writing.set()
+            release.wait(timeout=60)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert writing.wait(timeout=30)
+    done: list[int] = []
+    reader = threading.Thread(target=lambda: done.append(len(store.series("t1")[0].values)))
+    reader.start()
+    reader.join(timeout=patience)
+    finished = not reader.is_alive()
+    release.set()
+    writer.join()
+    reader.join()
+    store.close()
+    assert done == [100]  # the snapshot before the write: all points, the uncommitted log not seen
+    return finished
+
+
+def test_a_query_never_waits_for_an_ingest(tmp_path: Path) -> None:
+    assert read_while_a_write_is_open(tmp_path, readers=4, patience=60)
+    assert not read_while_a_write_is_open(tmp_path, readers=0, patience=2)  # one connection for all: it waits

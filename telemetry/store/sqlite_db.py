@@ -4,8 +4,10 @@ take the write lock up front, and "disk full" turned into :class:`StorageFullErr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -71,12 +73,17 @@ class FullEpisodes:
 
 class WalDatabase:
     """One SQLite file (WAL, ``synchronous=NORMAL``: a committed transaction survives a crash of this process, not of
-    the OS) with one connection behind ``lock``; callers use it from worker threads, under the lock."""
+    the OS) with one writing connection behind ``lock``, and ``readers`` read-only connections: WAL lets readers
+    read a consistent snapshot while the writer writes, so a read never waits for a write, nor for another read while
+    a connection is free (``readers=0``: reads share the writer's connection and lock). Callers use it from worker
+    threads."""
 
-    def __init__(self, path: Path, schema: str, *, timeout: float = 30) -> None:
+    def __init__(self, path: Path, schema: str, *, timeout: float = 30, readers: int = 0) -> None:
         self.path = path
         self.lock = threading.Lock()
         self.episodes = FullEpisodes(path)
+        self._pool: queue.Queue[sqlite3.Connection] = queue.Queue()
+        self._readers = readers
         with self.writing():  # creating the folder, the file or its tables needs space too
             path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
@@ -84,9 +91,32 @@ class WalDatabase:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(schema)
+                for _ in range(readers):
+                    reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
+                    self._pool.put(reader)
+                    reader.execute("PRAGMA query_only=ON")
             except BaseException:
-                self.conn.close()
+                self._readers = self._pool.qsize()  # those made so far, none in use
+                self._close_all()
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for a read, its queries in one read transaction (one consistent snapshot): one of the
+        readers (waiting only while all are busy), else the writer's under its lock."""
+        if not self._readers:
+            with self.lock:
+                yield self.conn
+            return
+        conn = self._pool.get()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._pool.put(conn)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -117,5 +147,12 @@ class WalDatabase:
                 raise
 
     def close(self) -> None:
+        """Close every connection (waiting for reads in flight to give theirs back)."""
         with self.lock:
-            self.conn.close()
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for _ in range(self._readers):
+            with contextlib.suppress(queue.Empty):
+                self._pool.get(timeout=60).close()
+        self.conn.close()

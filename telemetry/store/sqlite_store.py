@@ -92,12 +92,13 @@ def _moments(conn: sqlite3.Connection, query: str, params: dict[str, float]) -> 
 
 
 class SqliteTelemetryStore:
-    """Telemetry in one SQLite file. Thread-safe: one connection behind a lock; callers use worker threads."""
+    """Telemetry in one SQLite file. Thread-safe: one writing connection behind a lock and a few read connections
+    (WAL: a read never waits for a write); callers use worker threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        """``readers``: read connections (see :class:`WalDatabase`; 0: reads wait for writes and each other)."""
         self.path = path
-        self._db = WalDatabase(path, _SCHEMA)
-        self._conn, self._lock = self._db.conn, self._db.lock
+        self._db = WalDatabase(path, _SCHEMA, readers=readers)
         # (tenant, name, dimension items as given) -> series id; the DB row is keyed by the sorted dimensions.
         self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
 
@@ -167,11 +168,11 @@ class SqliteTelemetryStore:
         if name is not None:
             query += " AND name = ?"
             params.append(name)
-        with self._lock:
-            found = self._conn.execute(query + " ORDER BY name, dims", params).fetchall()
+        with self._db.reading() as conn:
+            found = conn.execute(query + " ORDER BY name, dims", params).fetchall()
             out: list[Series] = []
             for series_id, series_name, dims, unit, source in found:
-                rows = self._conn.execute(
+                rows = conn.execute(
                     "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts",
                     (series_id, lo, hi),
                 ).fetchall()
@@ -196,8 +197,7 @@ class SqliteTelemetryStore:
             query += " AND name = ?"
             params.append(name)
         out: list[SeriesStats] = []
-        with self._lock:
-            conn = self._conn
+        with self._db.reading() as conn:
             for series_id, series_name, dims, unit, source in conn.execute(query + " ORDER BY name, dims", params):
                 key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
                 first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
@@ -216,8 +216,8 @@ class SqliteTelemetryStore:
         return out
 
     def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
-        with self._lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT COUNT(*) FROM points WHERE series_id ="
                 " (SELECT id FROM series WHERE tenant = ? AND name = ? AND dims = ?)"
                 " AND ts BETWEEN ? AND ? AND (value < ? OR value > ?)",
@@ -237,8 +237,8 @@ class SqliteTelemetryStore:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         order = "DESC" if newest else ""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.reading() as conn:
+            rows = conn.execute(
                 "SELECT ts, level, message, component, attributes, source FROM logs"
                 f" WHERE tenant = ? AND ts BETWEEN ? AND ? ORDER BY ts {order}, id {order} LIMIT ?",
                 (tenant, lo, hi, limit),
@@ -263,13 +263,13 @@ class SqliteTelemetryStore:
         if type is not None:
             query += " AND type = ?"
             params.append(type)
-        with self._lock:
-            rows = self._conn.execute(query + " ORDER BY ts DESC, id DESC LIMIT ?", [*params, limit]).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(query + " ORDER BY ts DESC, id DESC LIMIT ?", [*params, limit]).fetchall()
         return [EventRecord(tenant, r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
     def last_timestamp(self, tenant: str, name: str, dimensions: Dimensions) -> float | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT MAX(p.ts) FROM points p JOIN series s ON s.id = p.series_id"
                 " WHERE s.tenant = ? AND s.name = ? AND s.dims = ?",
                 (tenant, name, _dims_text(dimensions) if dimensions else "{}"),
@@ -285,15 +285,15 @@ class SqliteTelemetryStore:
 
     def counts(self, tenant: str | None = None) -> StoreCounts:
         where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
-        with self._lock:
-            series = self._conn.execute(f"SELECT COUNT(*) FROM series {where}", params).fetchone()[0]
-            points = self._conn.execute(
+        with self._db.reading() as conn:
+            series = conn.execute(f"SELECT COUNT(*) FROM series {where}", params).fetchone()[0]
+            points = conn.execute(
                 "SELECT COUNT(*) FROM points"
                 + (" WHERE series_id IN (SELECT id FROM series WHERE tenant = ?)" if tenant is not None else ""),
                 params,
             ).fetchone()[0]
-            logs = self._conn.execute(f"SELECT COUNT(*) FROM logs {where}", params).fetchone()[0]
-            events = self._conn.execute(f"SELECT COUNT(*) FROM events {where}", params).fetchone()[0]
+            logs = conn.execute(f"SELECT COUNT(*) FROM logs {where}", params).fetchone()[0]
+            events = conn.execute(f"SELECT COUNT(*) FROM events {where}", params).fetchone()[0]
         return StoreCounts(int(series), int(points), int(logs), int(events))
 
     def close(self) -> None:
