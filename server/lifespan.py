@@ -154,6 +154,7 @@ async def open_services(
         else None
     )
     services = Services(
+        analyses=anyio.CapacityLimiter(settings.analysis_max_concurrency),
         version=__version__,
         started_at=clock(),
         sampler=sampler,

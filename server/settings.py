@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     default_tenant: str = Field(
         "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Tenant for data without one."
     )
+    analysis_max_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Heavy analyses (insights, error patterns, self-analysis) that run at once, each in a worker "
+        "thread; the others wait their turn off the event loop, and ingests and status queries never wait for them.",
+    )
     store_read_connections: int = Field(
         4,
         ge=0,

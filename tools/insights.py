@@ -25,6 +25,9 @@ class Needs(Protocol):
     @property
     def learning(self) -> LearningEngine: ...
 
+    @property
+    def analyses(self) -> anyio.CapacityLimiter | None: ...
+
 
 class InsightsResult(BaseModel):
     tenant_id: str = Field(description="Tenant analysed.")
@@ -62,7 +65,8 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         analysis = await anyio.to_thread.run_sync(
             lambda: svc.learning.analyze(
                 tenant_id, window_hours=time_range_hours, metric_name=metric_name, risk_tolerance=risk_tolerance
-            )
+            ),
+            limiter=svc.analyses,  # a few at once: ingests and status never wait for analyses
         )
         chosen = [i for i in analysis.insights if kinds is None or i.kind in kinds]
         chosen_ids = {i.id for i in chosen}

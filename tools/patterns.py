@@ -29,6 +29,9 @@ class Needs(Protocol):
     @property
     def patterns(self) -> PatternWatch: ...
 
+    @property
+    def analyses(self) -> anyio.CapacityLimiter | None: ...
+
 
 class ErrorPatternsResult(BaseModel):
     tenant_id: str = Field(description="Tenant.")
@@ -59,7 +62,9 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
             check_tenant(tenant_id)
         end = svc.clock()
         start = end - time_range_hours * 3600
-        report = await anyio.to_thread.run_sync(lambda: svc.patterns.report(tenant_id, start, end, limit))
+        report = await anyio.to_thread.run_sync(
+            lambda: svc.patterns.report(tenant_id, start, end, limit), limiter=svc.analyses
+        )
         return ErrorPatternsResult(
             tenant_id=tenant_id,
             time_range_hours=time_range_hours,

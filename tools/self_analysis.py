@@ -35,6 +35,9 @@ class Needs(Protocol):
     @property
     def self_analyst(self) -> SelfAnalyst | None: ...
 
+    @property
+    def analyses(self) -> anyio.CapacityLimiter | None: ...
+
 
 def tool_components(server: MCPServer) -> dict[str, str]:
     """Tool name -> ``module.function`` of its handler: the server component behind each tool.
@@ -73,7 +76,8 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         calls (tools without a tenant count for the default tenant). Needs `read`.
         """
         caller = authorize("read")
-        analyst = deps(ctx).self_analyst
+        svc = deps(ctx)
+        analyst = svc.self_analyst
         if analyst is None:
             raise ToolFailure(
                 "self-analysis is not running on this server (its lifespan has not started)", "unavailable"
@@ -87,5 +91,5 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         tenants = None if caller.all_tenants else sorted(caller.tenants)
         label = _caller_label(caller)
         return await anyio.to_thread.run_sync(
-            lambda: analyst.analyse(lookback_hours, tenants=tenants, caller_label=label)
+            lambda: analyst.analyse(lookback_hours, tenants=tenants, caller_label=label), limiter=svc.analyses
         )

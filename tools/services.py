@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context
 
 from generators.changes import ChangeService, ComponentService
@@ -79,6 +80,8 @@ class Services:
     self_analyst: SelfAnalyst | None = None  # records every tool call and analyses them (analyze_self)
     generated_tools: GeneratedTools | None = None  # the tools the server generated for itself
     sandbox: JailStatus = field(default_factory=lambda: JailStatus("bwrap", False, "not checked yet"))
+    # Heavy analyses at once (their worker threads); None: anyio's default limiter, shared with everything else.
+    analyses: anyio.CapacityLimiter | None = None
 
 
 class ServicesNotRunning(RuntimeError):
