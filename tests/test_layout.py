@@ -100,7 +100,7 @@ PARTS = {
         "codegen": {"errors", "llm", "validation"},
         "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "sqlite_db", "validation"},
         "changes": {"codegen", "deploy", "errors", "llm"},
-        "toolhost": {"clock", "codegen", "deploy", "errors", "sqlite_db", "validation"},
+        "toolhost": {"clock", "codegen", "deploy", "errors", "pg_db", "sqlite_db", "validation"},
     },
 }
 

@@ -28,7 +28,7 @@ from generators.codegen.tool_rules import TOOL_TYPE
 from generators.deploy import AuditLog, VersionStore
 from generators.errors import GeneratedToolError, ToolWorkerError
 from generators.toolhost.process import ToolSpec, ToolWorker, WorkerLimits
-from generators.toolhost.store import SqliteToolStore, ToolRecord, ToolStatus
+from generators.toolhost.store import ToolRecord, ToolStatus, ToolStore
 from generators.validation.jail import Jail
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class GeneratedTools:
 
     def __init__(
         self,
-        store: SqliteToolStore,
+        store: ToolStore,
         *,
         workspace: Path,
         versions: VersionStore,

@@ -1,10 +1,11 @@
-"""The record of generated tools: which exist, whose they are, which version of their code is served (SQLite)."""
+"""The record of generated tools: which exist, whose they are, which version of their code is served (the
+:class:`ToolStore` protocol and its SQLite store; :mod:`.store_pg` has the PostgreSQL one)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from generators.sqlite_db import Database
 
@@ -56,8 +57,33 @@ class ToolRecord:
     error: str | None = None  # why it is broken
 
 
+class ToolStore(Protocol):
+    """Where the registry keeps its records (SQLite, or PostgreSQL for several replicas). Thread-safe, blocking."""
+
+    def all(self) -> list[ToolRecord]:
+        """Every record, by tenant and name."""
+        ...
+
+    def save(self, record: ToolRecord) -> None:
+        """Insert or replace ``record``."""
+        ...
+
+    def version_of(self, tenant: str, name: str, sha256: str, served: int) -> int:
+        """The version number of the tool's code ``sha256``: the one it had when it was served before (a rollback
+        serves an earlier version again), else the next one after every number given so far and ``served`` (the
+        version served now)."""
+        ...
+
+    def save_counts(self, counts: list[tuple[str, str, int, int]]) -> None:
+        """The call counts (tenant, name, calls, failures) of saved tools, in one transaction; a count never goes
+        down (a sync may have saved a newer one meanwhile), and nothing else of a record is touched."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class SqliteToolStore:
-    """Thread-safe, blocking."""
+    """:class:`ToolStore` in a SQLite file. Thread-safe, blocking."""
 
     def __init__(self, path: Path) -> None:
         self._db = Database(path, _SCHEMA)
