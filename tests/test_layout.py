@@ -98,7 +98,7 @@ PARTS = {
         "deploy": {"errors", "pg_db", "sqlite_db"},
         "llm": {"deploy", "errors", "sqlite_db"},
         "codegen": {"errors", "llm", "validation"},
-        "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "sqlite_db", "validation"},
+        "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "pg_db", "sqlite_db", "validation"},
         "changes": {"codegen", "deploy", "errors", "llm"},
         "toolhost": {"clock", "codegen", "deploy", "errors", "pg_db", "sqlite_db", "validation"},
     },

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from generators.sqlite_db import Database
 
@@ -82,8 +82,28 @@ class Attempt:
         }
 
 
+class AttemptArchive(Protocol):
+    """Where attempts are archived (SQLite, or PostgreSQL for several replicas). Thread-safe, blocking."""
+
+    def record(self, attempt: Attempt) -> None:
+        """Store ``attempt`` (replacing an earlier record of the same cycle, opportunity and number)."""
+        ...
+
+    def settle(
+        self, cycle_id: str, position: int, outcome: AttemptOutcome, reason: str, figures: dict[str, Any]
+    ) -> None:
+        """The fate of the deployed attempt of an opportunity (kept, rolled back, rejected...), once known."""
+        ...
+
+    def recent(self, tenant: str, component: str, limit: int = 50) -> list[Attempt]:
+        """The component's newest attempts, newest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class SqliteAttemptArchive:
-    """The archive in one SQLite file (WAL); thread-safe, blocking: async callers use a worker thread."""
+    """:class:`AttemptArchive` in one SQLite file (WAL); thread-safe, blocking: async callers use a worker thread."""
 
     def __init__(self, path: Path) -> None:
         self._db = Database(path, _SCHEMA)

@@ -31,7 +31,7 @@ from generators.improvement.attempting import (
     proof_check,
 )
 from generators.improvement.attempts import (
-    SqliteAttemptArchive,
+    AttemptArchive,
     history_section,
 )
 from generators.improvement.judging import judge
@@ -71,7 +71,7 @@ class CandidateRunner:
         figures: MetricFigures,
         config: CycleConfig,
         clock: Clock,
-        attempts: SqliteAttemptArchive | None = None,
+        attempts: AttemptArchive | None = None,
         component_type_of: Callable[[str, str], str | None] = lambda tenant, module: None,
     ) -> None:
         """``attempts`` archives every attempt per component (the next attempt learns from them);

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
     from generators.codegen.rounds import GenerationResult
     from generators.deploy import AuditLog, Deployer
-    from generators.improvement.attempts import SqliteAttemptArchive
+    from generators.improvement.attempts import AttemptArchive
 
 logger = logging.getLogger(__name__)
 ACTOR = "improvement-cycle"
@@ -47,7 +47,7 @@ class CandidateInputs:
 class Runner(Protocol):
     """The candidate runner as its steps see it (:class:`~generators.improvement.candidate.CandidateRunner`)."""
 
-    attempts: SqliteAttemptArchive | None
+    attempts: AttemptArchive | None
     deployer: Deployer
     audit: AuditLog
     generator: Callable[[], CodeGenerator]
