@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,14 @@ from generators.deploy import (
     UnsafePathError,
     WorkspaceChangedError,
 )
+from generators.deploy.audit import AuditLog
+from generators.deploy.audit_pg import PostgresAuditLog
 from generators.deploy.journal import read_journals
+from generators.deploy.store import VersionStore
+from generators.deploy.store_pg import PostgresVersionStore
+from generators.pg_db import PostgresDatabase
 from tests.deploy_crash_child import FILE_COUNT, new_files, open_deployer
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 ORIGINALS = {"components/a.py": b"A = 1\n\xff\xfe not utf-8\n", "components/b.py": b"def b():\n    return 2\n"}
@@ -48,12 +55,27 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
         (root / rel).write_bytes(data)
 
 
-def make_deployer(tmp_path: Path, use_git: bool = False) -> Deployer:
+def make_deployer(
+    tmp_path: Path, use_git: bool = False, stores: tuple[VersionStore, AuditLog] | None = None
+) -> Deployer:
     data = tmp_path / "data"
-    return Deployer(
-        tmp_path / "ws", data, SqliteVersionStore(data / "deploy.sqlite3"), SqliteAuditLog(data / "audit.sqlite3"),
-        use_git=use_git,
-    )  # fmt: skip
+    versions, audit = stores or (SqliteVersionStore(data / "deploy.sqlite3"), SqliteAuditLog(data / "audit.sqlite3"))
+    return Deployer(tmp_path / "ws", data, versions, audit, use_git=use_git)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[VersionStore, AuditLog]]:
+    """The version store and audit log on each backend (PostgreSQL: a real server, a database per test)."""
+    if request.param == "sqlite":
+        data = tmp_path / "data"
+        yield SqliteVersionStore(data / "deploy.sqlite3"), SqliteAuditLog(data / "audit.sqlite3")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    db = PostgresDatabase(server.new_database())
+    try:
+        yield PostgresVersionStore(db), PostgresAuditLog(db)
+    finally:
+        db.close()
 
 
 def leftovers(workspace: Path) -> list[str]:
@@ -67,8 +89,10 @@ def ws(tmp_path: Path) -> Path:
     return workspace
 
 
-def test_deploy_writes_every_file_and_records_previous_bytes(tmp_path: Path, ws: Path) -> None:
-    deployer = make_deployer(tmp_path)
+def test_deploy_writes_every_file_and_records_previous_bytes(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
+    deployer = make_deployer(tmp_path, stores=stores)
     deployment = deployer.deploy("shop", "pricing", CHANGES, actor="alice", reason="faster pricing")
 
     assert deployment.status == "deployed"
@@ -91,9 +115,11 @@ def test_deploy_writes_every_file_and_records_previous_bytes(tmp_path: Path, ws:
     assert kinds == ["deployment", "deployment_proposed"]
 
 
-def test_rollback_restores_exact_bytes_and_removes_created_files(tmp_path: Path, ws: Path) -> None:
+def test_rollback_restores_exact_bytes_and_removes_created_files(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
     os.chmod(ws / "components/b.py", 0o755)
-    deployer = make_deployer(tmp_path)
+    deployer = make_deployer(tmp_path, stores=stores)
     deployment = deployer.deploy("shop", "pricing", CHANGES, actor="alice", reason="faster")
     assert os.stat(ws / "components/b.py").st_mode & 0o777 == 0o755
 
@@ -111,8 +137,10 @@ def test_rollback_restores_exact_bytes_and_removes_created_files(tmp_path: Path,
         deployer.rollback(deployment.id, actor="monitor", reason="again")
 
 
-def test_rollback_refused_when_a_file_changed_since_the_deployment(tmp_path: Path, ws: Path) -> None:
-    deployer = make_deployer(tmp_path)
+def test_rollback_refused_when_a_file_changed_since_the_deployment(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
+    deployer = make_deployer(tmp_path, stores=stores)
     deployment = deployer.deploy("shop", "pricing", CHANGES, actor="alice", reason="faster")
     (ws / "components/b.py").write_bytes(b"hand edit\n")
 
@@ -133,24 +161,30 @@ def test_rollback_refused_when_a_file_changed_since_the_deployment(tmp_path: Pat
 
 
 @pytest.mark.parametrize("path", ["../escape.py", "/etc/passwd", ".git/config", "a/../b.py", "a\\b.py", ""])
-def test_unsafe_paths_are_refused_before_anything_is_written(tmp_path: Path, ws: Path, path: str) -> None:
-    deployer = make_deployer(tmp_path)
+def test_unsafe_paths_are_refused_before_anything_is_written(
+    tmp_path: Path, ws: Path, path: str, stores: tuple[VersionStore, AuditLog]
+) -> None:
+    deployer = make_deployer(tmp_path, stores=stores)
     with pytest.raises(UnsafePathError):
         deployer.deploy("shop", "x", {path: b"x"}, actor="a", reason="r")
     assert deployer.store.list() == ([], False)
 
 
-def test_symlinked_folder_leading_outside_is_refused(tmp_path: Path, ws: Path) -> None:
+def test_symlinked_folder_leading_outside_is_refused(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (ws / "link").symlink_to(outside)
     with pytest.raises(UnsafePathError, match="outside the workspace"):
-        make_deployer(tmp_path).deploy("shop", "x", {"link/evil.py": b"x"}, actor="a", reason="r")
+        make_deployer(tmp_path, stores=stores).deploy("shop", "x", {"link/evil.py": b"x"}, actor="a", reason="r")
     assert list(outside.iterdir()) == []
 
 
-def test_pending_approval_is_applied_or_rejected(tmp_path: Path, ws: Path) -> None:
-    deployer = make_deployer(tmp_path)
+def test_pending_approval_is_applied_or_rejected(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
+    deployer = make_deployer(tmp_path, stores=stores)
     held = deployer.propose("system", "shared", CHANGES, actor="cycle", reason="r", hold_for_approval=True)
     assert held.status == "pending_approval"
     assert (ws / "components/a.py").read_bytes() == ORIGINALS["components/a.py"]

@@ -47,7 +47,7 @@ _COLUMNS = (
     " rollback_commit_sha, error, detail, (SELECT group_concat(path, char(0)) FROM deployment_files"
     " WHERE deployment_id = deployments.id)"
 )
-_UPDATABLE = ("commit_sha", "rollback_reason", "rollback_commit_sha", "error")
+UPDATABLE = ("commit_sha", "rollback_reason", "rollback_commit_sha", "error")
 
 
 class VersionStore(Protocol):
@@ -125,9 +125,9 @@ class SqliteVersionStore:
         return [FileVersion(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     def update(self, deployment_id: str, status: DeploymentStatus, at: float, **fields: str | None) -> None:
-        unknown = set(fields) - set(_UPDATABLE)
+        unknown = set(fields) - set(UPDATABLE)
         if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)}; updatable fields are {list(_UPDATABLE)}")
+            raise ValueError(f"cannot update {sorted(unknown)}; updatable fields are {list(UPDATABLE)}")
         assignments = "".join(f", {name} = ?" for name in fields)
         with self._db.transaction() as conn:
             conn.execute(
