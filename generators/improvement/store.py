@@ -179,27 +179,31 @@ class SqliteCycleStore:
 
     def get(self, cycle_id: str) -> CycleRecord | None:
         with self._lock:
-            row = self._conn.execute(f"SELECT {_CYCLE} FROM {_CYCLES} WHERE id = ?", (cycle_id,)).fetchone()
+            row = self._conn.execute(
+                f"SELECT {CYCLE_COLUMNS} FROM {CYCLES_JOINED} WHERE id = ?", (cycle_id,)
+            ).fetchone()
             if row is None:
                 return None
-            cycle = _cycle(row)
+            cycle = cycle_from_row(row)
             rows = self._conn.execute(
-                f"SELECT {_CANDIDATE} FROM candidates WHERE cycle_id = ? ORDER BY position", (cycle_id,)
+                f"SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE cycle_id = ? ORDER BY position", (cycle_id,)
             ).fetchall()
-        cycle.candidates = [_candidate(r) for r in rows]
+        cycle.candidates = [candidate_from_row(r) for r in rows]
         return cycle
 
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_CANDIDATE} FROM candidates WHERE status = ?", (status,)).fetchall()
-        return [_candidate(r) for r in rows]
+            rows = self._conn.execute(
+                f"SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE status = ?", (status,)
+            ).fetchall()
+        return [candidate_from_row(r) for r in rows]
 
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_CANDIDATE} FROM candidates WHERE deployment_id = ?", (deployment_id,)
+                f"SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE deployment_id = ?", (deployment_id,)
             ).fetchone()
-        return None if row is None else _candidate(row)
+        return None if row is None else candidate_from_row(row)
 
     def active(self, limit: int) -> tuple[list[CycleRecord], bool]:
         """Cycles still at work, newest first: running, or with a change held for approval, being deployed or
@@ -207,19 +211,19 @@ class SqliteCycleStore:
         busy = "', '".join(ACTIVE_CANDIDATE_STATUSES)
         with self._lock:  # two queries however many cycles: this is read after every change a listener hears of
             rows = self._conn.execute(
-                f"SELECT {_CYCLE} FROM {_CYCLES} WHERE status = 'running' OR id IN"
+                f"SELECT {CYCLE_COLUMNS} FROM {CYCLES_JOINED} WHERE status = 'running' OR id IN"
                 f" (SELECT cycle_id FROM candidates WHERE status IN ('{busy}')) ORDER BY started_at DESC LIMIT ?",
                 (limit + 1,),
             ).fetchall()
-            cycles = [_cycle(r) for r in rows[:limit]]
+            cycles = [cycle_from_row(r) for r in rows[:limit]]
             marks = ", ".join("?" * len(cycles))
             candidates = self._conn.execute(
-                f"SELECT {_CANDIDATE} FROM candidates WHERE cycle_id IN ({marks}) ORDER BY cycle_id, position",
+                f"SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE cycle_id IN ({marks}) ORDER BY cycle_id, position",
                 [c.id for c in cycles],
             ).fetchall()
         by_cycle = {c.id: c for c in cycles}
         for row in candidates:
-            candidate = _candidate(row)
+            candidate = candidate_from_row(row)
             by_cycle[candidate.cycle_id].candidates.append(candidate)
         return cycles, len(rows) > limit
 
@@ -248,12 +252,12 @@ class SqliteCycleStore:
 
 
 ACTIVE_CANDIDATE_STATUSES: tuple[CandidateStatus, ...] = ("generating", "pending_approval", "deploying", "monitoring")
-_CYCLE = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error, total, entries"
-_CYCLES = "cycles LEFT JOIN left_out ON left_out.cycle_id = cycles.id"
-_CANDIDATE = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"
+CYCLE_COLUMNS = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error, total, entries"
+CYCLES_JOINED = "cycles LEFT JOIN left_out ON left_out.cycle_id = cycles.id"
+CANDIDATE_COLUMNS = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"
 
 
-def _cycle(row: tuple[Any, ...]) -> CycleRecord:
+def cycle_from_row(row: tuple[Any, ...]) -> CycleRecord:
     return CycleRecord(
         id=row[0],
         tenant=row[1],
@@ -270,7 +274,7 @@ def _cycle(row: tuple[Any, ...]) -> CycleRecord:
     )
 
 
-def _candidate(row: tuple[Any, ...]) -> CandidateRecord:
+def candidate_from_row(row: tuple[Any, ...]) -> CandidateRecord:
     return CandidateRecord(
         cycle_id=row[0],
         position=row[1],

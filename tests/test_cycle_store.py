@@ -1,0 +1,92 @@
+"""Improvement cycles' records, on each backend: SQLite (embedded, the default) and PostgreSQL (several replicas on
+one database; a real server, see :mod:`tests.postgres_server`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from generators.errors import IllegalTransitionError
+from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStore
+from generators.improvement.store import CycleStore
+from generators.improvement.store_pg import PostgresCycleStore
+from generators.pg_db import PostgresDatabase
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CycleStore, CycleStore]]:
+    """Two stores on one database (two replicas, or a restart)."""
+    if request.param == "sqlite":
+        first, second = SqliteCycleStore(tmp_path / "c.sqlite3"), SqliteCycleStore(tmp_path / "c.sqlite3")
+        yield first, second
+        first.close()
+        second.close()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.new_database()
+    databases = PostgresDatabase(url), PostgresDatabase(url)
+    try:
+        yield PostgresCycleStore(databases[0]), PostgresCycleStore(databases[1])
+    finally:
+        for db in databases:
+            db.close()
+
+
+def cycle(cycle_id: str, started: float, status: str = "running") -> CycleRecord:
+    return CycleRecord(cycle_id, "default", "local", "manual", status, started, started, {"max": 2})  # type: ignore[arg-type]
+
+
+def test_a_stale_copy_of_a_candidate_cannot_undo_a_decision(stores: tuple[CycleStore, CycleStore]) -> None:
+    """The held change was rejected (a fresh copy saved as rejected) while the cycle's own copy still said deploying:
+    the cycle's save of pending_approval is refused, and the decision stays."""
+    first, second = stores
+    first.create(cycle("c1", 1.0))
+    mine = CandidateRecord("c1", 0, "slow_stats", "latency_ms", "deploying", 1.0, "d1")
+    first.save_candidate(mine)
+    (fresh,) = second.by_status("deploying")
+    fresh.status = "rejected"
+    second.save_candidate(fresh, "deploying")  # the approver's rejection, on the copy it read (another replica)
+    mine.status = "pending_approval"
+    with pytest.raises(IllegalTransitionError, match="is rejected, not deploying"):
+        first.save_candidate(mine, "deploying")  # the cycle's stale copy
+    assert [c.status for c in first.by_status("rejected")] == ["rejected"]
+    assert second.by_status("pending_approval") == []
+
+
+def test_a_cycle_is_kept_with_its_candidates_and_what_it_left_out(stores: tuple[CycleStore, CycleStore]) -> None:
+    first, second = stores
+    for number in range(3):
+        first.create(cycle(f"c{number}", 10.0 + number))
+    first.save_candidate(CandidateRecord("c0", 1, "b", "m", "monitoring", 12.0, "d2", 99.0, {"note": "x"}))
+    first.save_candidate(CandidateRecord("c0", 0, "a", "m", "kept", 11.0, "d1"))
+    first.save_candidate(CandidateRecord("c1", 0, "a", "m", "queued", 11.0))
+    first.set_left_out("c0", [{"component": "z", "reason": "no_module", "message": "none"}], 4)  # type: ignore[list-item]
+    first.finish("c0", "completed", 20.0)
+    second.finish("c0", "completed", 30.0)  # derived again later: the first end time stays
+    second.finish("c2", "nothing_to_do", 21.0)
+    got = second.get("c0")
+    assert got is not None and (got.status, got.finished_at, got.updated_at, got.left_out_total) == (
+        "completed", 20.0, 30.0, 4,
+    )  # fmt: skip
+    assert [(c.position, c.status, c.detail) for c in got.candidates] == [
+        (0, "kept", {}),
+        (1, "monitoring", {"note": "x"}),
+    ]
+    assert got.left_out[0]["component"] == "z" and got.params == {"max": 2}
+    by_deployment = first.by_deployment("d2")
+    assert by_deployment is not None and by_deployment.monitor_until == 99.0 and first.by_deployment("d9") is None
+    active, more = second.active(limit=1)  # c1 runs; c0 has a change under watch; c2 is over
+    assert [c.id for c in active] == ["c1"] and more
+    assert [c.id for c in second.active(limit=5)[0]] == ["c1", "c0"]
+    assert first.tallies() == {
+        "cycles": {"completed": 1, "running": 1, "nothing_to_do": 1},
+        "candidates": {"kept": 1, "monitoring": 1, "queued": 1},
+    }
+    assert second.mark_interrupted(40.0) == ["c1"]  # after a restart
+    stopped = first.get("c1")
+    assert stopped is not None and stopped.status == "interrupted" and stopped.candidates[0].status == "interrupted"
+    assert first.by_status("monitoring")[0].cycle_id == "c0"  # a deployed change is left to its deployment
+    assert second.get("nope") is None
