@@ -9,16 +9,39 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from telemetry.store.records import EventRecord, LogRecord, MetricPoint
+import pytest
+
+from telemetry.store.pg_db import PostgresDatabase
+from telemetry.store.pg_store import PostgresTelemetryStore
+from telemetry.store.records import EventRecord, LogRecord, MetricPoint, TelemetryStore
 from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 
 BATCH = 1_000
 
 
-def test_series_windows_replacement_and_pruning(tmp_path: Path) -> None:
-    store = SqliteTelemetryStore(tmp_path / "t.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
+    """The telemetry store on each backend (PostgreSQL: a real server, a database per test)."""
+    if request.param == "sqlite":
+        store = SqliteTelemetryStore(tmp_path / "t.db")
+        yield store
+        store.close()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    db = PostgresDatabase(server.new_database())
+    try:
+        yield PostgresTelemetryStore(db)
+    finally:
+        db.close()
+
+
+def test_series_windows_replacement_and_pruning(backend_store: TelemetryStore) -> None:
+    store = backend_store
     try:
         dims = {"Component": "api", "Region": "eu"}
         store.add_metrics([MetricPoint("t1", "latency", float(ts), float(ts) * 2, dims) for ts in range(100)])
@@ -126,3 +149,37 @@ def read_while_a_write_is_open(tmp_path: Path, readers: int, patience: float) ->
 def test_a_query_never_waits_for_an_ingest(tmp_path: Path) -> None:
     assert read_while_a_write_is_open(tmp_path, readers=4, patience=60)
     assert not read_while_a_write_is_open(tmp_path, readers=0, patience=2)  # one connection for all: it waits
+
+
+def test_both_backends_give_the_same_aggregates(tmp_path: Path, postgres: PostgresServer) -> None:  # noqa: F811
+    """The learning engine reads the same figures whichever database holds the points."""
+    sqlite_store = SqliteTelemetryStore(tmp_path / "t.db")
+    db = PostgresDatabase(postgres.new_database())
+    pg_store = PostgresTelemetryStore(db)
+    try:
+        for store in (sqlite_store, pg_store):
+            for series in range(3):
+                dims = {"Component": f"c{series}"}
+                points = [MetricPoint("t1", "latency", 1e9 + ts * 60.0, 100.0 + (ts * 7 + series) % 13, dims)
+                          for ts in range(500)]  # fmt: skip
+                store.add_metrics(points)
+            store.add_metrics([MetricPoint("t1", "latency", 1e9 + 30_000.0, 9.0, {"Component": "c9"})])
+        kwargs: dict[str, Any] = {"start": 1e9, "end": 1e9 + 30_000.0, "recent_share": 0.25, "tail": 5}
+        expected, got = sqlite_store.series_stats("t1", **kwargs), pg_store.series_stats("t1", **kwargs)
+        assert [s.key for s in got] == [s.key for s in expected] and len(got) == 4
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.baseline.count == theirs.baseline.count and mine.recent.count == theirs.recent.count
+            for field in ("sum_y", "sum_yy", "sum_x", "sum_xx", "sum_xy"):
+                for a, b in ((mine.baseline, theirs.baseline), (mine.recent, theirs.recent)):
+                    assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-9, abs=1e-6)
+            assert (mine.value_origin, mine.time_origin, mine.last_timestamp) == (
+                theirs.value_origin, theirs.time_origin, theirs.last_timestamp,
+            )  # fmt: skip
+            assert mine.tail_mean == pytest.approx(theirs.tail_mean)
+        key = expected[0].key
+        assert pg_store.count_outside(key, start=1e9, end=2e9, low=101, high=110) == sqlite_store.count_outside(
+            key, start=1e9, end=2e9, low=101, high=110
+        )
+    finally:
+        sqlite_store.close()
+        db.close()

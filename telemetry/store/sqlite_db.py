@@ -152,7 +152,8 @@ class WalDatabase:
             self._close_all()
 
     def _close_all(self) -> None:
-        for _ in range(self._readers):
+        readers, self._readers = self._readers, 0  # closing twice waits for nothing
+        for _ in range(readers):
             with contextlib.suppress(queue.Empty):
                 self._pool.get(timeout=60).close()
         self.conn.close()

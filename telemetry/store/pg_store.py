@@ -1,0 +1,302 @@
+"""Telemetry in PostgreSQL, for several replicas on one database: the same behaviour as
+:class:`telemetry.store.sqlite_store.SqliteTelemetryStore` (the same aggregates, computed in the database). WAL's
+readers-never-wait comes with PostgreSQL's MVCC: every read is a snapshot, on a connection of the pool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import TupleRow
+
+from telemetry.store.pg_db import PostgresDatabase
+from telemetry.store.records import (
+    Dimensions,
+    EventRecord,
+    LogRecord,
+    MetricPoint,
+    Moments,
+    Series,
+    SeriesKey,
+    SeriesStats,
+    StoreCounts,
+    split_time,
+)
+
+STORE = "telemetry"
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE series (
+            id BIGSERIAL PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            dims TEXT NOT NULL,
+            unit TEXT,
+            source TEXT NOT NULL,
+            UNIQUE (tenant, name, dims)
+        );
+        CREATE TABLE points (
+            series_id BIGINT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            value DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (series_id, ts) INCLUDE (value)
+        );
+        CREATE INDEX points_by_time ON points (ts);
+        CREATE TABLE logs (
+            id BIGSERIAL PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            level TEXT NOT NULL,
+            message TEXT NOT NULL,
+            component TEXT,
+            attributes TEXT NOT NULL,
+            source TEXT NOT NULL
+        );
+        CREATE INDEX logs_by_tenant_time ON logs (tenant, ts);
+        CREATE TABLE events (
+            id BIGSERIAL PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL,
+            type TEXT NOT NULL,
+            source TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            dedup_key TEXT
+        );
+        CREATE INDEX events_by_tenant_time ON events (tenant, ts);
+        CREATE UNIQUE INDEX events_dedup ON events (tenant, dedup_key) WHERE dedup_key IS NOT NULL;
+        """,
+    ),
+)
+_FIRST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts LIMIT 1"
+_NEWEST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts DESC LIMIT %s"
+_SUMS = (
+    "SELECT COUNT(*), COALESCE(SUM(value - %(v0)s), 0), COALESCE(SUM((value - %(v0)s) * (value - %(v0)s)), 0),"
+    " COALESCE(SUM(ts - %(t0)s), 0), COALESCE(SUM((ts - %(t0)s) * (ts - %(t0)s)), 0),"
+    " COALESCE(SUM((ts - %(t0)s) * (value - %(v0)s)), 0) FROM points WHERE series_id = %(id)s"
+)
+_BASELINE_SUMS = _SUMS + " AND ts >= %(start)s AND ts < %(split)s"
+_RECENT_SUMS = _SUMS + " AND ts >= %(split)s AND ts <= %(end)s"
+
+
+def _dims_text(dimensions: Dimensions) -> str:
+    return json.dumps(dict(sorted(dimensions.items())), separators=(",", ":"))
+
+
+def _moments(conn: Connection[TupleRow], query: str, params: dict[str, float]) -> Moments:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = row
+    return Moments(int(count), float(sum_y), float(sum_yy), float(sum_x), float(sum_xx), float(sum_xy))
+
+
+class PostgresTelemetryStore:
+    """:class:`telemetry.store.records.TelemetryStore` in PostgreSQL. Thread-safe (a connection per call)."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+        db.migrate(STORE, MIGRATIONS)
+        self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
+
+    def close(self) -> None:
+        """Nothing of its own to close: the database (shared by the stores) is closed by its owner."""
+
+    def _series_id(self, conn: Connection[TupleRow], point: MetricPoint) -> int:
+        key = (point.tenant, point.name, tuple(point.dimensions.items()))
+        found = self._series_ids.get(key)
+        if found is not None:
+            return found
+        dims = _dims_text(point.dimensions) if point.dimensions else "{}"
+        conn.execute(
+            "INSERT INTO series (tenant, name, dims, unit, source) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (tenant, name, dims) DO NOTHING",
+            (point.tenant, point.name, dims, point.unit, point.source),
+        )
+        row = conn.execute(
+            "SELECT id FROM series WHERE tenant = %s AND name = %s AND dims = %s", (point.tenant, point.name, dims)
+        ).fetchone()
+        assert row is not None
+        self._series_ids[key] = int(row[0])
+        return int(row[0])
+
+    def add_metrics(self, points: Sequence[MetricPoint]) -> int:
+        if not points:
+            return 0
+        cache_before = dict(self._series_ids)
+        try:
+            with self._db.transaction() as conn:
+                rows = {(self._series_id(conn, p), p.timestamp): p.value for p in points}  # the last of a batch wins
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO points (series_id, ts, value) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
+                        [(series_id, ts, value) for (series_id, ts), value in rows.items()],
+                    )
+        except BaseException:
+            self._series_ids = cache_before  # ids of rolled-back series must not be reused
+            raise
+        return len(points)
+
+    def add_logs(self, logs: Sequence[LogRecord]) -> int:
+        rows = [
+            (r.tenant, r.timestamp, r.level, r.message, r.component, json.dumps(dict(r.attributes)), r.source)
+            for r in logs
+        ]
+        with self._db.transaction() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO logs (tenant, ts, level, message, component, attributes, source)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+        return len(rows)
+
+    def add_events(self, events: Sequence[EventRecord]) -> int:
+        written = 0
+        with self._db.transaction() as conn:
+            for e in events:
+                cursor = conn.execute(
+                    "INSERT INTO events (tenant, ts, type, source, detail, dedup_key) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (e.tenant, e.timestamp, e.type, e.source, json.dumps(dict(e.detail)), e.dedup_key),
+                )
+                written += cursor.rowcount
+        return written
+
+    def _series_rows(self, conn: Connection[TupleRow], tenant: str, name: str | None) -> list[TupleRow]:
+        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = %s"
+        params: list[Any] = [tenant]
+        if name is not None:
+            query += " AND name = %s"
+            params.append(name)
+        return conn.execute(query + ' ORDER BY name COLLATE "C", dims COLLATE "C"', params).fetchall()
+
+    def series(
+        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+    ) -> list[Series]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        out: list[Series] = []
+        with self._db.transaction() as conn:  # one snapshot
+            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name):
+                rows = conn.execute(
+                    "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts",
+                    (series_id, lo, hi),
+                ).fetchall()
+                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
+                out.append(Series(key, [r[0] for r in rows], [r[1] for r in rows]))
+        return out
+
+    def series_stats(
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float,
+        end: float,
+        recent_start: float | None = None,
+        tail: int = 12,
+        recent_share: float | None = None,
+    ) -> list[SeriesStats]:
+        out: list[SeriesStats] = []
+        with self._db.transaction() as conn:
+            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name):
+                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
+                first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
+                if first is None:
+                    out.append(SeriesStats(key, Moments(), Moments()))
+                    continue
+                newest = conn.execute(_NEWEST, (series_id, start, end, tail)).fetchall()
+                split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
+                if split is None:
+                    raise ValueError("series_stats needs recent_start or recent_share")
+                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": split}
+                baseline = _moments(conn, _BASELINE_SUMS, sums)
+                recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
+                tail_mean = fmean(row[1] for row in reversed(newest))
+                out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
+        return out
+
+    def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
+        with self._db.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM points WHERE series_id ="
+                " (SELECT id FROM series WHERE tenant = %s AND name = %s AND dims = %s)"
+                " AND ts BETWEEN %s AND %s AND (value < %s OR value > %s)",
+                (key.tenant, key.name, _dims_text(dict(key.dimensions)), start, end, low, high),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def logs(
+        self,
+        tenant: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 10_000,
+        newest: bool = False,
+    ) -> list[LogRecord]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        order = "DESC" if newest else ""
+        with self._db.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT ts, level, message, component, attributes, source FROM logs"
+                f" WHERE tenant = %s AND ts BETWEEN %s AND %s ORDER BY ts {order}, id {order} LIMIT %s",
+                (tenant, lo, hi, limit),
+            ).fetchall()
+        if newest:
+            rows.reverse()
+        return [LogRecord(tenant, r[0], r[2], r[1], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def events(
+        self,
+        tenant: str,
+        *,
+        type: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 1_000,
+    ) -> list[EventRecord]:
+        lo = float("-inf") if start is None else start
+        hi = float("inf") if end is None else end
+        query = "SELECT ts, type, detail, source, dedup_key FROM events WHERE tenant = %s AND ts BETWEEN %s AND %s"
+        params: list[Any] = [tenant, lo, hi]
+        if type is not None:
+            query += " AND type = %s"
+            params.append(type)
+        with self._db.pool.connection() as conn:
+            rows = conn.execute(query + " ORDER BY ts DESC, id DESC LIMIT %s", [*params, limit]).fetchall()
+        return [EventRecord(tenant, r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def last_timestamp(self, tenant: str, name: str, dimensions: Dimensions) -> float | None:
+        with self._db.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT MAX(p.ts) FROM points p JOIN series s ON s.id = p.series_id"
+                " WHERE s.tenant = %s AND s.name = %s AND s.dims = %s",
+                (tenant, name, _dims_text(dimensions) if dimensions else "{}"),
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def prune(self, *, older_than: float) -> int:
+        with self._db.transaction() as conn:
+            removed = conn.execute("DELETE FROM points WHERE ts < %s", (older_than,)).rowcount
+            removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
+            removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
+        return int(removed)
+
+    def counts(self, tenant: str | None = None) -> StoreCounts:
+        where, params = ("WHERE tenant = %s", [tenant]) if tenant is not None else ("", [])
+        with self._db.transaction() as conn:
+            series = conn.execute(f"SELECT COUNT(*) FROM series {where}", params).fetchone()
+            points = conn.execute(
+                "SELECT COUNT(*) FROM points"
+                + (" WHERE series_id IN (SELECT id FROM series WHERE tenant = %s)" if tenant is not None else ""),
+                params,
+            ).fetchone()
+            logs = conn.execute(f"SELECT COUNT(*) FROM logs {where}", params).fetchone()
+            events = conn.execute(f"SELECT COUNT(*) FROM events {where}", params).fetchone()
+        return StoreCounts(*(int(row[0]) if row else 0 for row in (series, points, logs, events)))
