@@ -96,7 +96,7 @@ PARTS = {
         "validation": {"errors"},
         "remediation": {"errors"},
         "deploy": {"errors", "pg_db", "sqlite_db"},
-        "llm": {"deploy", "errors", "sqlite_db"},
+        "llm": {"deploy", "errors", "pg_db", "sqlite_db"},
         "codegen": {"errors", "llm", "validation"},
         "improvement": {"clock", "codegen", "deploy", "errors", "llm", "loop", "pg_db", "sqlite_db", "validation"},
         "changes": {"codegen", "deploy", "errors", "llm"},

@@ -24,7 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from generators.errors import LLMError, LLMNotConfigured, LLMUnavailable
 from generators.llm.flights import Flight, Flights, default_concurrency
 from generators.llm.models import Completion, LLMConfig, LLMStats, Message
-from generators.llm.spend import SpendLedger, SpendMeter, SpendScope, current_scope
+from generators.llm.spend import Ledger, SpendMeter, SpendScope, current_scope
 from generators.llm.streaming import Retryable, Silent, Tally, UsageOptionRefused, estimate_tokens, stream_once
 
 if TYPE_CHECKING:  # openai takes about half a second to import: only a configured client loads it
@@ -50,7 +50,7 @@ class LLMClient:
         config: LLMConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
-        ledger: SpendLedger | None = None,
+        ledger: Ledger | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self.config = config

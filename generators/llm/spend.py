@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,8 +106,39 @@ class Spent:
     cost: float
 
 
+class Ledger(Protocol):
+    """Where spending is counted (SQLite, or PostgreSQL for several replicas sharing their caps). Thread-safe."""
+
+    def today(self) -> str:
+        """The current UTC day, as the ledger keys its day totals."""
+        ...
+
+    def tenant_day(self, tenant: str, day: str | None = None) -> Spent:
+        """What ``tenant`` spent on ``day`` (today)."""
+        ...
+
+    def cycle(self, cycle_id: str) -> Spent:
+        """What a cycle spent."""
+        ...
+
+    def add(self, scope: SpendScope, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        """Count a call's tokens and cost for its tenant's day and its cycle."""
+        ...
+
+    def first_hit(self, cap: str, period: str) -> bool:
+        """Remember that ``cap`` was reached in ``period``; True only the first time (one audit entry per hit)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def utc_day(ts: float) -> str:
+    """The UTC day of ``ts`` as ledgers key day totals."""
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
 class SpendLedger:
-    """Token and money totals per tenant per UTC day and per cycle, in one SQLite file. Thread-safe."""
+    """:class:`Ledger` in one SQLite file: token and money totals per tenant per UTC day and per cycle. Thread-safe."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -164,7 +195,7 @@ class SpendLedger:
 
     @staticmethod
     def _day(ts: float) -> str:
-        return datetime.fromtimestamp(ts, UTC).date().isoformat()
+        return utc_day(ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +214,10 @@ _CAPS = (
 
 
 class SpendMeter:
-    """Applies :class:`SpendCaps` with a :class:`SpendLedger`; writes one audit entry per cap hit. Blocking: run the
+    """Applies :class:`SpendCaps` with a :class:`Ledger`; writes one audit entry per cap hit. Blocking: run the
     methods in a worker thread."""
 
-    def __init__(self, caps: SpendCaps, ledger: SpendLedger, audit: AuditLog | None = None) -> None:
+    def __init__(self, caps: SpendCaps, ledger: Ledger, audit: AuditLog | None = None) -> None:
         self.caps = caps
         self.ledger = ledger
         self.audit = audit
