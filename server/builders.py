@@ -16,22 +16,24 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from generators.deploy import AuditLog, Deployer, SqliteAuditLog, SqliteVersionStore, VersionStore
+from generators.deploy import AuditLog, Deployer, VersionStore
 from generators.deploy.failpoint import failpoint_hook
 from generators.errors import NOT_CONFIGURED
 from generators.improvement import CycleConfig
 from generators.llm import LLMClient
 from generators.toolhost import GeneratedTools, SqliteToolStore
+from generators.toolhost.store import ToolStore
 from generators.validation.jail import Jail
 from generators.validation.scratch import SCRATCH_FOLDER, ScratchArea
 from server.change_feed import ChangeFeed, NotifyingVersionStore
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.clock import Clock
 from telemetry.errors import StorageFullError
 from telemetry.host.models import Snapshot
 from telemetry.host.points import snapshot_points
 from telemetry.selfcheck.analysis import SelfAnalysisConfig
-from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore
+from telemetry.selfcheck.calls import CallRecorder, CallStore, SqliteCallStore
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
 from tools import self_analysis
@@ -48,15 +50,17 @@ FAILPOINT_VARIABLE = "SELF_BUILDING_DEPLOY_FAILPOINT"  # fault injection for cra
 
 
 def open_deployer(
-    settings: Settings, clock: Callable[[], float], feed: ChangeFeed
-) -> tuple[Deployer, NotifyingVersionStore, SqliteAuditLog]:
-    """Open the version store and audit log, build the deployer, and finish or undo deploy transactions a crash
-    interrupted (blocking: run it in a worker thread). On failure nothing stays open.
+    settings: Settings, clock: Callable[[], float], feed: ChangeFeed, databases: Databases | None = None
+) -> tuple[Deployer, NotifyingVersionStore, AuditLog]:
+    """Open the version store and audit log (on ``databases``' backend; SQLite files by default), build the deployer,
+    and finish or undo deploy transactions a crash interrupted (blocking: run it in a worker thread). On failure
+    nothing stays open.
     """
-    versions = NotifyingVersionStore(SqliteVersionStore(settings.data_dir / "versions.sqlite3"), feed)
-    audit_log: SqliteAuditLog | None = None
+    databases = databases or Databases(settings)
+    versions = NotifyingVersionStore(databases.versions(), feed)
+    audit_log: AuditLog | None = None
     try:
-        audit_log = SqliteAuditLog(settings.data_dir / "audit.sqlite3", clock)
+        audit_log = databases.audit(clock)
         prepare_workspace(settings)
         failpoint = os.environ.get(FAILPOINT_VARIABLE)
         hook = failpoint_hook(failpoint) if failpoint else None
@@ -118,10 +122,13 @@ async def open_generated_tools(
     audit: AuditLog,
     jail: Jail,
     clock: Clock,
+    tool_store: Callable[[], ToolStore] | None = None,
 ) -> GeneratedTools:
     """The tools the server generated for itself: loaded (each in its jailed worker) and served by ``app``, kept in
     step with every change of a deployment; stopped, and no longer served, when ``opened`` closes."""
-    store = await anyio.to_thread.run_sync(SqliteToolStore, settings.data_dir / "generated_tools.sqlite3")
+    store = await anyio.to_thread.run_sync(
+        tool_store or partial(SqliteToolStore, settings.data_dir / "generated_tools.sqlite3")
+    )
     opened.callback(store.close)
     tools = GeneratedTools(
         store, workspace=settings.workspace, versions=versions, audit=audit, jail=jail,
@@ -210,7 +217,7 @@ def cycle_config(settings: Settings) -> CycleConfig:
     )
 
 
-def audit_cloudwatch(audit_log: SqliteAuditLog, kind: str, detail: dict[str, Any]) -> None:
+def audit_cloudwatch(audit_log: AuditLog, kind: str, detail: dict[str, Any]) -> None:
     audit_log.append(kind, "cloudwatch", actor="server", tenant="system", detail=detail)
 
 
@@ -223,10 +230,12 @@ def cycles_ready(settings: Settings, llm: LLMClient) -> str | None:
     return None
 
 
-def self_analyst(settings: Settings, clock: Clock, app: MCPServer) -> SelfAnalyst:
-    """The recorder of every tool call and its analyst (blocking: opens the SQLite file)."""
+def self_analyst(
+    settings: Settings, clock: Clock, app: MCPServer, calls: Callable[[], CallStore] | None = None
+) -> SelfAnalyst:
+    """The recorder of every tool call (into ``calls()``; a SQLite file by default) and its analyst (blocking)."""
     recorder = CallRecorder(
-        SqliteCallStore(settings.data_dir / "tool_calls.sqlite3"),
+        calls() if calls is not None else SqliteCallStore(settings.data_dir / "tool_calls.sqlite3"),
         retention_seconds=settings.tool_calls_retention_days * 86400,
         clock=clock,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from generators.deploy import Deployment, DeploymentStatus, FileVersion, SqliteVersionStore, VersionStore
+from generators.deploy import Deployment, DeploymentStatus, FileVersion, VersionStore
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
 from generators.improvement.store import CycleStore
 from generators.loop import LoopHandOff
@@ -164,7 +164,7 @@ class NotifyingVersionStore:
     """A :class:`VersionStore` whose writes mark ``deployments://{id}`` and ``improvements://active`` changed, as
     changes of the deployment's tenant."""
 
-    def __init__(self, inner: SqliteVersionStore, feed: ChangeFeed) -> None:
+    def __init__(self, inner: VersionStore, feed: ChangeFeed) -> None:
         self.inner = inner
         self._feed = feed
         self._tenants = _Tenants(self._tenant_in_store)

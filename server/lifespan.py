@@ -19,11 +19,9 @@ from anyio.abc import TaskGroup
 from mcp.server.mcpserver import MCPServer
 
 from generators.changes import ChangeService, ComponentService
-from generators.improvement import SqliteCycleStore
-from generators.improvement.attempts import SqliteAttemptArchive
 from generators.improvement.candidate import CandidateRunner
 from generators.improvement.cycle import ImprovementService
-from generators.llm import LLMClient, SpendLedger
+from generators.llm import LLMClient
 from generators.remediation import ScriptGenerator
 from generators.validation.jail import Jail, JailStatus, report
 from server import __version__
@@ -40,6 +38,7 @@ from server.builders import (
     snapshot_recorder,
 )
 from server.change_feed import ChangeFeed, NotifyingVersionStore, ObservedCycleStore
+from server.databases import Databases
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
 from server.metrics import ServerMetrics
 from server.notifications import Notifier
@@ -52,21 +51,21 @@ from telemetry.host.sampler import Sampler
 from telemetry.host.system import HostSource, PsutilHostSource
 from telemetry.learning.engine import LearningEngine
 from telemetry.learning.live import AnalysingStore, AnomalyWatch, PatternWatch
-from telemetry.monitoring.events import SqliteEventStore
 from telemetry.monitoring.monitor import Monitor
 from telemetry.store.retention import prune_forever, prune_once
-from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tools import generated_tools
 from tools.services import Services, ServicesRef
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
     from generators.deploy import Deployer
-    from generators.deploy.audit import SqliteAuditLog
+    from generators.deploy.audit import AuditLog
     from generators.toolhost import GeneratedTools
     from generators.validation import StageName
     from telemetry.cloudwatch.publisher import MetricPublisher
+    from telemetry.monitoring.events import EventStore
     from telemetry.selfcheck.insights import SelfAnalyst
+    from telemetry.store.records import TelemetryStore
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +92,17 @@ class Opened:
 class _Stores:
     """The stores and the code generator, opened first: everything else is built on them."""
 
-    events: SqliteEventStore
-    raw: SqliteTelemetryStore
+    events: EventStore
+    raw: TelemetryStore
     analyst: SelfAnalyst
     deployer: Deployer
     versions: NotifyingVersionStore
-    audit: SqliteAuditLog
+    audit: AuditLog
     llm: LLMClient
     generator: Callable[[], CodeGenerator]
     jail: Jail
     sandbox: JailStatus
+    databases: Databases
 
 
 async def open_services(
@@ -141,7 +141,7 @@ async def open_services(
         clock=clock,
     )
     generated = await open_generated_tools(
-        settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock
+        settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock, stores.databases.tools
     )
     stores.analyst.owners = partial(generated_tools.owners, generated)  # their findings are their tenants'
     improvements = await _improvement_service(settings, opened, stores, learning, generated, feed=feed, clock=clock)
@@ -196,20 +196,20 @@ async def _open_stores(
     clock: Clock,
     sources: StandIns,
 ) -> _Stores:
-    events = await anyio.to_thread.run_sync(SqliteEventStore, settings.events_db_path)
+    databases = Databases(settings)
+    await databases.open(opened)  # PostgreSQL's pools (closed after every store: registered first)
+    events = await anyio.to_thread.run_sync(databases.events)
     opened.callback(events.close)
-    raw = await anyio.to_thread.run_sync(
-        partial(SqliteTelemetryStore, settings.telemetry_db_path, readers=settings.store_read_connections)
-    )
+    raw = await anyio.to_thread.run_sync(databases.telemetry)
     opened.callback(raw.close)
-    analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app)
+    analyst = await anyio.to_thread.run_sync(self_analyst, settings, clock, app, databases.calls)
     opened.callback(analyst.recorder.close)  # writes the calls still buffered
-    deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed)
+    deployer, versions, audit_log = await anyio.to_thread.run_sync(open_deployer, settings, clock, feed, databases)
     opened.callback(versions.close)
     opened.callback(audit_log.close)
     scratch = await anyio.to_thread.run_sync(open_scratch, settings)  # removes what killed servers left
     opened.callback(scratch.close)
-    ledger = await anyio.to_thread.run_sync(SpendLedger, settings.data_dir / "llm_spend.sqlite3", clock)
+    ledger = await anyio.to_thread.run_sync(databases.ledger, clock)
     opened.callback(ledger.close)
     llm = LLMClient(llm_config(settings), ledger=ledger, audit=audit_log)
     jail = jail_from(settings)
@@ -217,7 +217,7 @@ async def _open_stores(
     report(sandbox)
     generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path, jail)
     opened.push_async_callback(_close_generation, llm, close_generator)
-    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, jail, sandbox)
+    return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, jail, sandbox, databases)
 
 
 async def _improvement_service(
@@ -230,11 +230,9 @@ async def _improvement_service(
     feed: ChangeFeed,
     clock: Clock,
 ) -> ImprovementService:
-    cycles = ObservedCycleStore(
-        await anyio.to_thread.run_sync(SqliteCycleStore, settings.data_dir / "cycles.sqlite3"), feed
-    )
+    cycles = ObservedCycleStore(await anyio.to_thread.run_sync(stores.databases.cycles), feed)
     opened.callback(cycles.close)
-    attempts = await anyio.to_thread.run_sync(SqliteAttemptArchive, settings.data_dir / "attempts.sqlite3")
+    attempts = await anyio.to_thread.run_sync(stores.databases.attempts)
     opened.callback(attempts.close)
     runner = CandidateRunner(
         store=cycles,

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where SQLite databases live.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host:port/database: every store in that PostgreSQL database, shared "
+        "by several replicas (unset: SQLite files in the data directory).",
+    )
     workspace: Path = Field(
         default_factory=lambda data: Path(data["data_dir"]) / "workspace",
         description="Workspace the server writes scripts and code into (default: 'workspace' in the data directory, "
@@ -336,10 +341,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{source!r}: {exc}") from None
         return value
 
-    @field_validator("mcp_api_key", "tenants_file", "llm_api_key", "llm_base_url", "llm_model", mode="before")
+    @field_validator(
+        "mcp_api_key", "tenants_file", "llm_api_key", "llm_base_url", "llm_model", "database_url", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must start with postgresql:// (unset it to keep SQLite)")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,10 @@ class AuditLog(Protocol):
         """Entries at or after ``since`` (Unix time), of ``kind``, newest first, at most ``limit``."""
         ...
 
+    def close(self) -> None:
+        """Release what it holds (its file; nothing for a log on a shared pool)."""
+        ...
+
 
 class SqliteAuditLog:
     """The audit log in a SQLite file (WAL). Thread-safe: one connection behind a lock."""

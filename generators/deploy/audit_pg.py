@@ -50,6 +50,9 @@ class PostgresAuditLog:
         self._clock = clock
         db.migrate(STORE, MIGRATIONS)
 
+    def close(self) -> None:
+        """Nothing of its own to close: the database (shared by the stores) is closed by its owner."""
+
     def append(
         self, kind: str, subject: str, *, actor: str, tenant: str, detail: Mapping[str, Any] | None = None
     ) -> AuditEntry:

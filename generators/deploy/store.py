@@ -79,6 +79,10 @@ class VersionStore(Protocol):
         """Deployments newest first, filtered, capped at ``limit``; and whether more matched."""
         ...
 
+    def close(self) -> None:
+        """Release what it holds (its file; nothing for a store on a shared pool)."""
+        ...
+
 
 class SqliteVersionStore:
     """The version store in one SQLite file. Thread-safe: one connection behind a lock."""

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from psycopg import Connection
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 
 from telemetry.monitoring.events import MAX_QUERY_LIMIT, EventPage, MonitoringEvent, NewEvent
 from telemetry.monitoring.thresholds import Severity
@@ -58,7 +58,10 @@ class PostgresEventStore:
         def transaction() -> T:
             with self._db.pool.connection() as conn, conn.transaction():
                 conn.row_factory = dict_row  # type: ignore[assignment]
-                return fn(conn)  # type: ignore[arg-type]
+                try:
+                    return fn(conn)  # type: ignore[arg-type]
+                finally:  # the connection goes back to the pool the other stores share: as it came
+                    conn.row_factory = tuple_row
 
         return await anyio.to_thread.run_sync(transaction)
 

@@ -1,0 +1,118 @@
+"""Which database every store lives in: SQLite files in the data directory (the default), or one PostgreSQL database
+shared by several replicas (``SELF_BUILDING_DATABASE_URL=postgresql://…``). The lifespan opens each store through
+:class:`Databases` and knows nothing else of the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import anyio.to_thread
+
+from generators.deploy import SqliteAuditLog, SqliteVersionStore
+from generators.deploy.audit import AuditLog
+from generators.deploy.store import VersionStore
+from generators.improvement import SqliteCycleStore
+from generators.improvement.attempts import AttemptArchive, SqliteAttemptArchive
+from generators.improvement.store import CycleStore
+from generators.llm.spend import Ledger, SpendLedger
+from generators.pg_db import PostgresDatabase as GeneratorsDatabase
+from generators.toolhost.store import SqliteToolStore, ToolStore
+from server.settings import Settings
+from telemetry.monitoring.events import EventStore, SqliteEventStore
+from telemetry.selfcheck.calls import CallStore, SqliteCallStore
+from telemetry.store.pg_db import PostgresDatabase as TelemetryDatabase
+from telemetry.store.records import TelemetryStore
+from telemetry.store.sqlite_store import SqliteTelemetryStore
+
+
+class Databases:
+    """Opens the stores on the configured backend (blocking methods: call them from a worker thread). With
+    PostgreSQL, each package has its own pool on the one database (``generators`` and ``telemetry`` do not import
+    each other); :meth:`open` registers their closing on the lifespan's exit stack."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+        self._generators: GeneratorsDatabase | None = None
+        self._telemetry: TelemetryDatabase | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.url else "sqlite"
+
+    async def open(self, opened: AsyncExitStack) -> None:
+        """Connect (PostgreSQL); nothing for SQLite, whose stores open their own files."""
+        if self.url is None:
+            return
+        self._generators = await anyio.to_thread.run_sync(GeneratorsDatabase, self.url)
+        opened.callback(self._generators.close)
+        self._telemetry = await anyio.to_thread.run_sync(TelemetryDatabase, self.url)
+        opened.callback(self._telemetry.close)
+
+    # -- telemetry's stores
+
+    def telemetry(self) -> TelemetryStore:
+        if self._telemetry is not None:
+            from telemetry.store.pg_store import PostgresTelemetryStore
+
+            return PostgresTelemetryStore(self._telemetry)
+        return SqliteTelemetryStore(self.settings.telemetry_db_path, readers=self.settings.store_read_connections)
+
+    def events(self) -> EventStore:
+        if self._telemetry is not None:
+            from telemetry.monitoring.events_pg import PostgresEventStore
+
+            return PostgresEventStore(self._telemetry)
+        return SqliteEventStore(self.settings.events_db_path)
+
+    def calls(self) -> CallStore:
+        if self._telemetry is not None:
+            from telemetry.selfcheck.calls_pg import PostgresCallStore
+
+            return PostgresCallStore(self._telemetry)
+        return SqliteCallStore(self.settings.data_dir / "tool_calls.sqlite3")
+
+    # -- the generators' stores
+
+    def versions(self) -> VersionStore:
+        if self._generators is not None:
+            from generators.deploy.store_pg import PostgresVersionStore
+
+            return PostgresVersionStore(self._generators)
+        return SqliteVersionStore(self.settings.data_dir / "versions.sqlite3")
+
+    def audit(self, clock: Callable[[], float]) -> AuditLog:
+        if self._generators is not None:
+            from generators.deploy.audit_pg import PostgresAuditLog
+
+            return PostgresAuditLog(self._generators, clock)
+        return SqliteAuditLog(self.settings.data_dir / "audit.sqlite3", clock)
+
+    def ledger(self, clock: Callable[[], float]) -> Ledger:
+        if self._generators is not None:
+            from generators.llm.spend_pg import PostgresSpendLedger
+
+            return PostgresSpendLedger(self._generators, clock)
+        return SpendLedger(self.settings.data_dir / "llm_spend.sqlite3", clock)
+
+    def cycles(self) -> CycleStore:
+        if self._generators is not None:
+            from generators.improvement.store_pg import PostgresCycleStore
+
+            return PostgresCycleStore(self._generators)
+        return SqliteCycleStore(self.settings.data_dir / "cycles.sqlite3")
+
+    def attempts(self) -> AttemptArchive:
+        if self._generators is not None:
+            from generators.improvement.attempts_pg import PostgresAttemptArchive
+
+            return PostgresAttemptArchive(self._generators)
+        return SqliteAttemptArchive(self.settings.data_dir / "attempts.sqlite3")
+
+    def tools(self) -> ToolStore:
+        if self._generators is not None:
+            from generators.toolhost.store_pg import PostgresToolStore
+
+            return PostgresToolStore(self._generators)
+        return SqliteToolStore(self.settings.data_dir / "generated_tools.sqlite3")
