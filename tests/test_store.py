@@ -73,7 +73,13 @@ CHILD = textwrap.dedent(
     from telemetry.store.sqlite_store import SqliteTelemetryStore
     from telemetry.store.records import MetricPoint
 
-    store = SqliteTelemetryStore(Path(sys.argv[1]))
+    if sys.argv[1].startswith("postgresql://"):
+        from telemetry.store.pg_db import PostgresDatabase
+        from telemetry.store.pg_store import PostgresTelemetryStore
+
+        store = PostgresTelemetryStore(PostgresDatabase(sys.argv[1]))
+    else:
+        store = SqliteTelemetryStore(Path(sys.argv[1]))
     batch = 0
     while True:
         points = [MetricPoint("t", f"m{i % 10}", batch * 1_000 + i, float(batch), {"b": "x"}) for i in range(1_000)]
@@ -85,12 +91,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     db = tmp_path / "crash.db"
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" else None
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True, env=env)
+    target = url or str(db)
+    proc = subprocess.Popen([sys.executable, str(script), target], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     acked = -1
     try:
@@ -103,9 +114,14 @@ def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(tmp_path: Path) -> No
         proc.wait(timeout=30)
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    store = SqliteTelemetryStore(db)
+    pool: PostgresDatabase | None = None
+    if url is not None:
+        pool = PostgresDatabase(url)
+        store: TelemetryStore = PostgresTelemetryStore(pool)
+    else:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        store = SqliteTelemetryStore(db)
     try:
         series = store.series("t")
         stored = {int(ts) for s in series for ts in s.timestamps}
@@ -114,6 +130,8 @@ def test_sigkill_mid_ingest_keeps_every_acknowledged_batch(tmp_path: Path) -> No
         assert len(stored) % BATCH == 0  # and no batch is there in part
     finally:
         store.close()
+        if pool is not None:
+            pool.close()
 
 
 def read_while_a_write_is_open(tmp_path: Path, readers: int, patience: float) -> bool:
