@@ -65,15 +65,29 @@ class ChangeFeed:
         self._loop = LoopHandOff()
         self._listed: frozenset[tuple[str, str]] = frozenset()
         self.on_deployments: list[Callable[[], Awaitable[object]]] = []  # run (in turn) after deployments changed
+        # Told of the changes made here (not those other replicas made), once published: sends them to the others.
+        self.on_local: Callable[[set[Change], bool], Awaitable[None]] | None = None
+        self._local: set[Change] = set()
+        self._local_listing = False
 
     def mark(
-        self, uris: Sequence[str], *, tenant: str | None = None, listing: bool = False, tools: bool = False
+        self,
+        uris: Sequence[str],
+        *,
+        tenant: str | None = None,
+        listing: bool = False,
+        tools: bool = False,
+        remote: bool = False,
     ) -> None:
         """Note that ``uris`` (resources of ``tenant``, if given) changed (with ``listing``: the watched set may
-        have; with ``tools``: the tool set did, for ``tenant`` only if given); callable from any thread."""
+        have; with ``tools``: the tool set did, for ``tenant`` only if given); callable from any thread. ``remote``:
+        another replica made the change (it is published here, and not sent on to the other replicas again)."""
         with self._lock:
             idle = not (self._pending or self._listing_dirty or self._tools_dirty)
             self._pending.update((uri, tenant) for uri in uris)
+            if not remote:
+                self._local.update((uri, tenant) for uri in uris)
+                self._local_listing = self._local_listing or listing
             self._listing_dirty = self._listing_dirty or listing
             self._tools_dirty = self._tools_dirty or tools
             if tools and self._tool_tenants is not None:
@@ -109,6 +123,8 @@ class ChangeFeed:
                 listing, self._listing_dirty = self._listing_dirty, False
                 tools, self._tools_dirty = self._tools_dirty, False
                 tool_tenants, self._tool_tenants = self._tool_tenants, frozenset()
+                local, self._local = self._local, set()
+                local_listing, self._local_listing = self._local_listing, False
             try:
                 if listing:
                     for hook in self.on_deployments:
@@ -116,6 +132,8 @@ class ChangeFeed:
                 if tools:
                     await self._tools_changed(tool_tenants)
                 await self._publish(changes, listing)
+                if self.on_local is not None and (local or local_listing):
+                    await self.on_local(local, local_listing)
             except Exception:
                 logger.exception("publishing resource changes failed")
 

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from generators.deploy.audit import AuditLog
     from generators.toolhost import GeneratedTools
     from generators.validation import StageName
+    from server.replicas import ReplicaChanges
     from telemetry.cloudwatch.publisher import MetricPublisher
     from telemetry.monitoring.events import EventStore
     from telemetry.selfcheck.insights import SelfAnalyst
@@ -296,16 +297,33 @@ async def start_services(
         logger.info("monitoring started (interval %.1fs)", monitor.interval)
     ref.set(services)
     task_group.start_soon(feed.run)
+    replicas = _replica_changes(settings, feed, task_group)
     stop_push = notifier.serve_in(task_group)
 
     async def stop() -> None:
         stop_push()
         ref.clear()
+        if replicas is not None:
+            feed.on_local = None
+            with anyio.CancelScope(shield=True):
+                await replicas.close()
         if publisher is not None:
             await publisher.close()  # the last figures go out (shielded, bounded)
         await monitor.stop()
 
     return stop
+
+
+def _replica_changes(settings: Settings, feed: ChangeFeed, task_group: TaskGroup) -> ReplicaChanges | None:
+    """On PostgreSQL, the changes made here go to the other replicas, and theirs are published here."""
+    if settings.database_url is None:
+        return None
+    from server.replicas import ReplicaChanges
+
+    replicas = ReplicaChanges(settings.database_url.get_secret_value(), feed)
+    feed.on_local = replicas.send
+    task_group.start_soon(replicas.listen)
+    return replicas
 
 
 async def _publisher(settings: Settings, metrics: ServerMetrics) -> MetricPublisher | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from pydantic import SecretStr
 
@@ -14,7 +15,7 @@ from tests.conftest import call, connect
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
-from tests.test_generated_tools import ARGS, NAME, REPLY
+from tests.test_generated_tools import ARGS, NAME, REPLY, tool_list_change
 from tests.test_generation_tool import build
 
 pytestmark = pytest.mark.anyio
@@ -55,3 +56,24 @@ async def test_two_replicas_on_one_postgresql_serve_one_logical_server(
     for name in ("a", "b", "c"):
         assert not list((settings.data_dir / name).glob("*.sqlite3")), "no store in a SQLite file"
     assert not Path(settings.data_dir / "versions.sqlite3").exists()
+
+
+async def test_a_change_through_one_replica_is_heard_on_the_other(
+    settings: Settings,
+    host: FakeHostSource,
+    scripted_llm: ScriptedLLM,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    """A tool deployed through replica a: replica b hears of the deployment (LISTEN/NOTIFY), syncs its registry,
+    serves the tool and tells its own listeners that its tool list changed."""
+    url = postgres.new_database()
+    scripted_llm.reply(REPLY)
+    a = build(replica(settings, url, "a"), host, scripted_llm)
+    b = build(replica(settings, url, "b"), host, scripted_llm)
+    async with connect(a) as first, connect(b) as second:
+        async with tool_list_change(second) as changed:  # a listener on b
+            made = await call(first, "generate_component", ARGS)  # through a
+            assert made["succeeded"], made["validation_text"]
+            with anyio.fail_after(30):
+                await changed.wait()
+        assert (await call(second, NAME, {"text": "2m5s"})) == {"seconds": 125}  # b serves it, without a restart

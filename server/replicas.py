@@ -1,0 +1,69 @@
+"""Change notifications across replicas on one PostgreSQL database (``LISTEN``/``NOTIFY``, no extra broker): what
+changed through this replica (a deployment, a cycle, the list of changes that want attention) is sent to the others,
+and what the others send is published here as if it had changed here — to this replica's listeners, legacy
+subscribers and dashboard pages, and to its generated-tool registry, which syncs on every change of deployments.
+
+A notification carries the changed resources with their tenants and whether the listing may have changed; a change
+too large for one notification (PostgreSQL's 8,000 bytes) is sent as "deployments and cycles changed". A replica
+ignores its own notifications."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import psycopg
+
+from server.change_feed import Change, ChangeFeed
+from tools.improvement import ACTIVE_URI
+
+logger = logging.getLogger(__name__)
+CHANNEL = "self_building_changes"
+MAX_PAYLOAD = 7_000  # bytes of one notification (PostgreSQL's limit is 8,000)
+
+
+class ReplicaChanges:
+    """One per replica: :meth:`send` (the feed's ``on_local``) and :meth:`listen` (a task of the lifespan)."""
+
+    def __init__(self, url: str, feed: ChangeFeed) -> None:
+        self.url = url
+        self.feed = feed
+        self.origin = uuid.uuid4().hex
+        self._sender: psycopg.AsyncConnection[Any] | None = None
+
+    async def send(self, changes: set[Change], listing: bool) -> None:
+        payload = json.dumps({"origin": self.origin, "changes": sorted(changes, key=str), "listing": listing})
+        if len(payload.encode()) > MAX_PAYLOAD:
+            payload = json.dumps({"origin": self.origin, "changes": [[ACTIVE_URI, None]], "listing": True})
+        if self._sender is None or self._sender.closed:
+            self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    async def listen(self) -> None:
+        """Publish the other replicas' changes here until cancelled."""
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            async for note in conn.notifies():
+                try:
+                    body = json.loads(note.payload)
+                    if body.get("origin") == self.origin:
+                        continue
+                    self._publish(body)
+                except (ValueError, TypeError, KeyError):
+                    logger.warning("an unreadable change notification from another replica was ignored")
+
+    def _publish(self, body: dict[str, Any]) -> None:
+        by_tenant: dict[str | None, list[str]] = {}
+        for uri, tenant in body["changes"]:
+            by_tenant.setdefault(tenant, []).append(str(uri))
+        listing = bool(body.get("listing"))
+        for tenant, uris in by_tenant.items():
+            self.feed.mark(uris, tenant=tenant, listing=listing, remote=True)
+        if listing and not by_tenant:
+            self.feed.mark([], listing=True, remote=True)
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
