@@ -14,6 +14,7 @@ import logging
 import uuid
 from typing import Any
 
+import anyio
 import psycopg
 
 from server.change_feed import Change, ChangeFeed
@@ -22,6 +23,7 @@ from tools.improvement import ACTIVE_URI
 logger = logging.getLogger(__name__)
 CHANNEL = "self_building_changes"
 MAX_PAYLOAD = 7_000  # bytes of one notification (PostgreSQL's limit is 8,000)
+RETRY_SECONDS = 5.0  # between attempts to listen again after the connection was lost
 
 
 class ReplicaChanges:
@@ -42,9 +44,23 @@ class ReplicaChanges:
         await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     async def listen(self) -> None:
-        """Publish the other replicas' changes here until cancelled."""
+        """Publish the other replicas' changes here until cancelled. A lost connection (the database restarting) is
+        logged and made again every ``RETRY_SECONDS``; what changed meanwhile is caught up by publishing the listing
+        and deployments as changed (the registry syncs) once it is back."""
+        first = True
+        while True:
+            try:
+                await self._listen(catch_up=not first)
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("listening for other replicas' changes failed (%s); again in %g s", exc, RETRY_SECONDS)
+            first = False
+            await anyio.sleep(RETRY_SECONDS)
+
+    async def _listen(self, *, catch_up: bool) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
+            if catch_up:
+                self.feed.mark([ACTIVE_URI], listing=True, remote=True)
             async for note in conn.notifies():
                 try:
                     body = json.loads(note.payload)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anyio
+import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -14,6 +15,7 @@ from server.settings import Settings
 from tests.conftest import call, connect
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
+from tests.polling import eventually
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 from tests.test_generated_tools import ARGS, NAME, REPLY, tool_list_change
 from tests.test_generation_tool import build
@@ -77,3 +79,37 @@ async def test_a_change_through_one_replica_is_heard_on_the_other(
             with anyio.fail_after(30):
                 await changed.wait()
         assert (await call(second, NAME, {"text": "2m5s"})) == {"seconds": 125}  # b serves it, without a restart
+
+
+async def test_a_replica_whose_listening_connection_dropped_listens_again_and_catches_up(
+    settings: Settings,
+    host: FakeHostSource,
+    scripted_llm: ScriptedLLM,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    """The database ends replica a's listening connection (as a restart of PostgreSQL would); meanwhile a tool is
+    deployed through replica b. a listens again and catches up: it serves the tool. It never goes down."""
+    url = postgres.new_database()
+    scripted_llm.reply(REPLY)
+    a = build(replica(settings, url, "a"), host, scripted_llm)
+    b = build(replica(settings, url, "b"), host, scripted_llm)
+    async with connect(a) as first, connect(b) as second:
+
+        def listeners() -> list[int]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+                ).fetchall()
+            return [int(r[0]) for r in rows]
+
+        await eventually(lambda: len(listeners()) == 2, "both replicas listen")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for pid in listeners():
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert (await call(second, "generate_component", ARGS))["succeeded"]
+
+        async def served() -> bool:
+            return NAME in {t.name for t in (await first.list_tools()).tools}
+
+        await eventually(served, "replica a serves the tool deployed through b", timeout=60)
+        assert (await call(first, NAME, {"text": "45s"})) == {"seconds": 45}
