@@ -37,10 +37,6 @@ class Databases:
         self._generators: GeneratorsDatabase | None = None
         self._telemetry: TelemetryDatabase | None = None
 
-    @property
-    def kind(self) -> str:
-        return "postgresql" if self.url else "sqlite"
-
     async def open(self, opened: AsyncExitStack) -> None:
         """Connect (PostgreSQL); nothing for SQLite, whose stores open their own files."""
         if self.url is None:

@@ -10,8 +10,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -91,3 +92,33 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def two_stores(
+    request: pytest.FixtureRequest,
+    on_sqlite: Callable[[], Any],
+    on_postgresql: Callable[[Any], Any],
+    database: Callable[[str], _Closable],
+) -> Iterator[tuple[Any, Any]]:
+    """Two stores on one database (two replicas, or a restart), for a fixture parametrised ``["sqlite",
+    "postgresql"]``: ``on_sqlite()`` opens one on the test's SQLite file, ``on_postgresql(db)`` one on a pool that
+    ``database(url)`` opens to a new database of the session's server."""
+    if request.param == "sqlite":
+        first, second = on_sqlite(), on_sqlite()
+        try:
+            yield first, second
+        finally:
+            first.close()
+            second.close()
+        return
+    url = request.getfixturevalue("postgres").new_database()
+    pools = database(url), database(url)
+    try:
+        yield on_postgresql(pools[0]), on_postgresql(pools[1])
+    finally:
+        for pool in pools:
+            pool.close()

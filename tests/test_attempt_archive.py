@@ -11,26 +11,15 @@ import pytest
 from generators.improvement.attempts import Attempt, AttemptArchive, SqliteAttemptArchive
 from generators.improvement.attempts_pg import PostgresAttemptArchive
 from generators.pg_db import PostgresDatabase
-from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.postgres_server import postgres, two_stores  # noqa: F401 - the fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def archives(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[AttemptArchive, AttemptArchive]]:
-    """Two archives on one database (two replicas, or a restart)."""
-    if request.param == "sqlite":
-        first, second = SqliteAttemptArchive(tmp_path / "a.sqlite3"), SqliteAttemptArchive(tmp_path / "a.sqlite3")
-        yield first, second
-        first.close()
-        second.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.new_database()
-    databases = PostgresDatabase(url), PostgresDatabase(url)
-    try:
-        yield PostgresAttemptArchive(databases[0]), PostgresAttemptArchive(databases[1])
-    finally:
-        for db in databases:
-            db.close()
+    """Two on one database (two replicas, or a restart)."""
+    yield from two_stores(
+        request, lambda: SqliteAttemptArchive(tmp_path / "a.sqlite3"), PostgresAttemptArchive, PostgresDatabase
+    )
 
 
 def attempt(cycle: str, at: float, outcome: str = "deployed", component: str = "slow", number: int = 1) -> Attempt:

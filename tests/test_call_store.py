@@ -11,26 +11,13 @@ import pytest
 from telemetry.selfcheck.calls import CallStore, SqliteCallStore, ToolCall
 from telemetry.selfcheck.calls_pg import PostgresCallStore
 from telemetry.store.pg_db import PostgresDatabase
-from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.postgres_server import postgres, two_stores  # noqa: F401 - the fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CallStore, CallStore]]:
-    """Two stores on one database (two replicas recording their calls)."""
-    if request.param == "sqlite":
-        first, second = SqliteCallStore(tmp_path / "c.sqlite3"), SqliteCallStore(tmp_path / "c.sqlite3")
-        yield first, second
-        first.close()
-        second.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.new_database()
-    databases = PostgresDatabase(url), PostgresDatabase(url)
-    try:
-        yield PostgresCallStore(databases[0]), PostgresCallStore(databases[1])
-    finally:
-        for db in databases:
-            db.close()
+    """Two on one database (two replicas, or a restart)."""
+    yield from two_stores(request, lambda: SqliteCallStore(tmp_path / "c.sqlite3"), PostgresCallStore, PostgresDatabase)
 
 
 def call(ts: float, tenant: str = "acme", tool: str = "t", error: str | None = None) -> ToolCall:

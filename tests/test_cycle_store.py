@@ -13,26 +13,15 @@ from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStor
 from generators.improvement.store import CycleStore
 from generators.improvement.store_pg import PostgresCycleStore
 from generators.pg_db import PostgresDatabase
-from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.postgres_server import postgres, two_stores  # noqa: F401 - the fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CycleStore, CycleStore]]:
-    """Two stores on one database (two replicas, or a restart)."""
-    if request.param == "sqlite":
-        first, second = SqliteCycleStore(tmp_path / "c.sqlite3"), SqliteCycleStore(tmp_path / "c.sqlite3")
-        yield first, second
-        first.close()
-        second.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.new_database()
-    databases = PostgresDatabase(url), PostgresDatabase(url)
-    try:
-        yield PostgresCycleStore(databases[0]), PostgresCycleStore(databases[1])
-    finally:
-        for db in databases:
-            db.close()
+    """Two on one database (two replicas, or a restart)."""
+    yield from two_stores(
+        request, lambda: SqliteCycleStore(tmp_path / "c.sqlite3"), PostgresCycleStore, PostgresDatabase
+    )
 
 
 def cycle(cycle_id: str, started: float, status: str = "running") -> CycleRecord:

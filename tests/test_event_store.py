@@ -11,28 +11,17 @@ import pytest
 from telemetry.monitoring.events import EventStore, NewEvent, SqliteEventStore
 from telemetry.monitoring.events_pg import PostgresEventStore
 from telemetry.store.pg_db import PostgresDatabase
-from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.postgres_server import postgres, two_stores  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[EventStore, EventStore]]:
-    """Two stores on one database (two replicas, or a restart)."""
-    if request.param == "sqlite":
-        first, second = SqliteEventStore(tmp_path / "e.sqlite3"), SqliteEventStore(tmp_path / "e.sqlite3")
-        yield first, second
-        first.close()
-        second.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.new_database()
-    databases = PostgresDatabase(url), PostgresDatabase(url)
-    try:
-        yield PostgresEventStore(databases[0]), PostgresEventStore(databases[1])
-    finally:
-        for db in databases:
-            db.close()
+    """Two on one database (two replicas, or a restart)."""
+    yield from two_stores(
+        request, lambda: SqliteEventStore(tmp_path / "e.sqlite3"), PostgresEventStore, PostgresDatabase
+    )
 
 
 def new(event_type: str = "cpu_high", at: float = 100.0, value: float = 95.0, active: bool = True) -> NewEvent:

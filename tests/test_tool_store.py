@@ -12,26 +12,13 @@ import pytest
 from generators.pg_db import PostgresDatabase
 from generators.toolhost.store import SqliteToolStore, ToolRecord, ToolStore
 from generators.toolhost.store_pg import PostgresToolStore
-from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.postgres_server import postgres, two_stores  # noqa: F401 - the fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ToolStore, ToolStore]]:
-    """Two stores on one database (two replicas, or a restart)."""
-    if request.param == "sqlite":
-        first, second = SqliteToolStore(tmp_path / "t.sqlite3"), SqliteToolStore(tmp_path / "t.sqlite3")
-        yield first, second
-        first.close()
-        second.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    url = server.new_database()
-    databases = PostgresDatabase(url), PostgresDatabase(url)
-    try:
-        yield PostgresToolStore(databases[0]), PostgresToolStore(databases[1])
-    finally:
-        for db in databases:
-            db.close()
+    """Two on one database (two replicas, or a restart)."""
+    yield from two_stores(request, lambda: SqliteToolStore(tmp_path / "t.sqlite3"), PostgresToolStore, PostgresDatabase)
 
 
 def record(version: int = 1, sha: str = "a" * 64, calls: int = 0) -> ToolRecord:
