@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -56,13 +57,23 @@ DimensionName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 DimensionValue = Annotated[str, StringConstraints(max_length=256)]
 
 
+MAX_MAGNITUDE, MIN_MAGNITUDE = 1e108, 1e-108  # CloudWatch's range of a metric value (and 0)
+
+
+def _flushed(value: float) -> float:
+    """A value closer to 0 than :data:`MIN_MAGNITUDE` is stored as 0: below what CloudWatch resolves, and its squares
+    would underflow (PostgreSQL refuses such arithmetic, failing every analysis of the series)."""
+    return value if value == 0.0 or abs(value) >= MIN_MAGNITUDE else 0.0
+
+
 @with_config(ConfigDict(extra="forbid", str_strip_whitespace=True))
 class MetricIn(TypedDict):
     """A metric point as pushed. A TypedDict, not a model: metrics come by the hundred thousand, and validating
     into plain dicts costs a third less than building model instances."""
 
     name: Annotated[str, Field(pattern=_NAME)]
-    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e108, le=1e108)]  # CloudWatch's range: sums can't overflow
+    # CloudWatch's range: sums cannot overflow, nor (with tiny magnitudes stored as 0) underflow
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE), AfterValidator(_flushed)]
     timestamp: NotRequired[float | str | None]
     unit: NotRequired[Annotated[str | None, Field(max_length=32)]]
     dimensions: NotRequired[Annotated[dict[DimensionName, DimensionValue], Field(max_length=30)]]

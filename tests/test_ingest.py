@@ -6,10 +6,15 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from server.settings import Settings
+from telemetry.store.pg_db import PostgresDatabase
+from telemetry.store.pg_store import PostgresTelemetryStore
+from telemetry.store.records import TelemetryStore
 from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, call_error, connect
+from tests.postgres_server import postgres  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +146,32 @@ async def test_old_telemetry_is_pruned_at_start(make_server: ServerFactory, sett
         assert store.series("a", name="m")[0].values == []
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_values_too_close_to_zero_are_stored_as_zero_and_every_analysis_still_works(
+    make_server: ServerFactory, settings: Settings, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Magnitudes below CloudWatch's 1e-108 would underflow in the aggregates (PostgreSQL refuses that): stored as 0."""
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" else None
+    now = time.time()
+    sent = [5e-324, -1e-200, 1e-108, -2.5e-109, 0.0, 1e-150, 3.0] * 5
+    metrics = [{"name": "m", "value": v, "timestamp": now - 600 + i * 10} for i, v in enumerate(sent)]
+    async with connect(make_server(database_url=SecretStr(url) if url else None)) as client:
+        result = await call(client, "ingest_telemetry", {"tenant_id": "acme", "metrics": metrics})
+        assert result["accepted"]["metrics"] == len(sent) and result["rejected"] == 0
+        await call(client, "query_telemetry_insights", {"tenant_id": "acme", "time_range_hours": 1})  # no error
+    if url is None:
+        store: TelemetryStore = stored(settings, "acme")
+        db = None
+    else:
+        db = PostgresDatabase(url)
+        store = PostgresTelemetryStore(db)
+    try:
+        [series] = store.series("acme", name="m")
+        assert series.values == [v if v == 0 or abs(v) >= 1e-108 else 0.0 for v in sent]
+        assert series.values[:4] == [0.0, 0.0, 1e-108, 0.0]
+    finally:
+        store.close()
+        if db is not None:
+            db.close()

@@ -5,13 +5,15 @@ readers-never-wait comes with PostgreSQL's MVCC: every read is a snapshot, on a 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
 
+from telemetry.store import rollups
 from telemetry.store.pg_db import PostgresDatabase
 from telemetry.store.records import (
     Dimensions,
@@ -71,27 +73,28 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE UNIQUE INDEX events_dedup ON events (tenant, dedup_key) WHERE dedup_key IS NOT NULL;
         """,
     ),
+    (2, rollups.schema(postgres=True)),
 )
 _FIRST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts LIMIT 1"
 _NEWEST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts DESC LIMIT %s"
-_SUMS = (
-    "SELECT COUNT(*), COALESCE(SUM(value - %(v0)s), 0), COALESCE(SUM((value - %(v0)s) * (value - %(v0)s)), 0),"
-    " COALESCE(SUM(ts - %(t0)s), 0), COALESCE(SUM((ts - %(t0)s) * (ts - %(t0)s)), 0),"
-    " COALESCE(SUM((ts - %(t0)s) * (value - %(v0)s)), 0) FROM points WHERE series_id = %(id)s"
-)
-_BASELINE_SUMS = _SUMS + " AND ts >= %(start)s AND ts < %(split)s"
-_RECENT_SUMS = _SUMS + " AND ts >= %(split)s AND ts <= %(end)s"
+_ROLLUP_SQL = rollups.queries(rollups.POSTGRES_BUCKET, postgres=True)
+_ADD_ROLLUP = rollups.add_sql(postgres=True)
+_PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
+_SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
 
 
 def _dims_text(dimensions: Dimensions) -> str:
     return json.dumps(dict(sorted(dimensions.items())), separators=(",", ":"))
 
 
-def _moments(conn: Connection[TupleRow], query: str, params: dict[str, float]) -> Moments:
-    row = conn.execute(query, params).fetchone()
-    assert row is not None
-    count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = row
-    return Moments(int(count), float(sum_y), float(sum_yy), float(sum_x), float(sum_xx), float(sum_xy))
+def _fetcher(conn: Connection[TupleRow]) -> rollups.Fetch:
+    def fetch(query: str, params: Mapping[str, float]) -> Moments:
+        row = conn.execute(query, params).fetchone()
+        assert row is not None
+        count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = row
+        return Moments(int(count), float(sum_y), float(sum_yy), float(sum_x), float(sum_xx), float(sum_xy))
+
+    return fetch
 
 
 class PostgresTelemetryStore:
@@ -129,13 +132,15 @@ class PostgresTelemetryStore:
         cache_before = dict(self._series_ids)
         try:
             with self._db.transaction() as conn:
-                rows = {(self._series_id(conn, p), p.timestamp): p.value for p in points}  # the last of a batch wins
+                written = {(self._series_id(conn, p), p.timestamp): p.value for p in points}  # the last one wins
+                replaced = rollups.stored(written, lambda *span: conn.execute(_SPAN, span))
                 with conn.cursor() as cursor:
                     cursor.executemany(
                         "INSERT INTO points (series_id, ts, value) VALUES (%s, %s, %s)"
                         " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
-                        [(series_id, ts, value) for (series_id, ts), value in rows.items()],
+                        [(series_id, ts, value) for (series_id, ts), value in written.items()],
                     )
+                    cursor.executemany(_ADD_ROLLUP, rollups.changes(written, replaced))
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise
@@ -213,9 +218,10 @@ class PostgresTelemetryStore:
                 split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
                 if split is None:
                     raise ValueError("series_stats needs recent_start or recent_share")
-                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": split}
-                baseline = _moments(conn, _BASELINE_SUMS, sums)
-                recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
+                fetch, t0, v0 = _fetcher(conn), first[0], first[1]
+                baseline = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, start, split, t0, v0)
+                after_end = math.nextafter(end, math.inf)  # the recent side includes ``end``
+                recent = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, split, after_end, t0, v0)
                 tail_mean = fmean(row[1] for row in reversed(newest))
                 out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
         return out
@@ -282,10 +288,14 @@ class PostgresTelemetryStore:
         return float(row[0]) if row and row[0] is not None else None
 
     def prune(self, *, older_than: float) -> int:
+        hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
             removed = conn.execute("DELETE FROM points WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
+            drop, remake = _PRUNE_ROLLUPS
+            conn.execute(drop, {"b": hour})
+            conn.execute(remake, {"b": hour, "hi": hour + rollups.BUCKET + rollups.SLACK})
         return int(removed)
 
     def counts(self, tenant: str | None = None) -> StoreCounts:

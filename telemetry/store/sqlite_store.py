@@ -8,12 +8,14 @@ point (a CloudWatch window fetched twice) replaces it instead of duplicating it.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from telemetry.store import rollups
 from telemetry.store.records import (
     Dimensions,
     EventRecord,
@@ -74,21 +76,47 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (tenant, dedup_key) WHE
 # with its series' origins, grouped in one statement, costs more than the loop (and a temporary B-tree to group).
 _FIRST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts LIMIT 1"
 _NEWEST = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?"
-_SUMS = (
-    "SELECT COUNT(*), TOTAL(value - :v0), TOTAL((value - :v0) * (value - :v0)), TOTAL(ts - :t0),"
-    " TOTAL((ts - :t0) * (ts - :t0)), TOTAL((ts - :t0) * (value - :v0)) FROM points WHERE series_id = :id"
-)
-_BASELINE_SUMS = _SUMS + " AND ts >= :start AND ts < :split"
-_RECENT_SUMS = _SUMS + " AND ts >= :split AND ts <= :end"
+_ROLLUP_SQL = rollups.queries(rollups.SQLITE_BUCKET)
+_ADD_ROLLUP = rollups.add_sql()
+_PRUNE_ROLLUPS = rollups.prune_sql()
+_SPAN = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ?"
 
 
 def _dims_text(dimensions: Dimensions) -> str:
     return json.dumps(dict(sorted(dimensions.items())), separators=(",", ":"))
 
 
-def _moments(conn: sqlite3.Connection, query: str, params: dict[str, float]) -> Moments:
-    count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = conn.execute(query, params).fetchone()
-    return Moments(int(count), sum_y, sum_yy, sum_x, sum_xx, sum_xy)
+def _fetcher(conn: sqlite3.Connection) -> rollups.Fetch:
+    def fetch(query: str, params: Mapping[str, float]) -> Moments:
+        count, sum_y, sum_yy, sum_x, sum_xx, sum_xy = conn.execute(query, params).fetchone()
+        return Moments(int(count), sum_y, sum_yy, sum_x, sum_xx, sum_xy)
+
+    return fetch
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements (``executescript`` would commit the transaction they must share)."""
+    out, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            out.append(pending)
+            pending = ""
+    return [s for s in out if s.strip()]
+
+
+def _add_rollups(conn: sqlite3.Connection) -> None:
+    """Create the rollups with those of the points already stored, in one transaction (a store from before them gets
+    them on its first start)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollups'").fetchone() is None:
+            for statement in _statements(rollups.schema()):
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteTelemetryStore:
@@ -99,6 +127,12 @@ class SqliteTelemetryStore:
         """``readers``: read connections (see :class:`WalDatabase`; 0: reads wait for writes and each other)."""
         self.path = path
         self._db = WalDatabase(path, _SCHEMA, readers=readers)
+        try:
+            with self._db.lock, self._db.writing():
+                _add_rollups(self._db.conn)
+        except BaseException:
+            self._db.close()
+            raise
         # (tenant, name, dimension items as given) -> series id; the DB row is keyed by the sorted dimensions.
         self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
 
@@ -126,12 +160,18 @@ class SqliteTelemetryStore:
         cache_before = dict(self._series_ids)
         try:
             with self._db.transaction() as conn:
-                rows = [(self._series_id(conn, p), p.timestamp, p.value) for p in points]
-                conn.executemany("INSERT OR REPLACE INTO points (series_id, ts, value) VALUES (?, ?, ?)", rows)
+                written = {(self._series_id(conn, p), p.timestamp): p.value for p in points}  # the last one wins
+                replaced = rollups.stored(written, lambda *span: conn.execute(_SPAN, span))
+                conn.executemany(
+                    "INSERT INTO points (series_id, ts, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value",
+                    [(series_id, ts, value) for (series_id, ts), value in written.items()],
+                )
+                conn.executemany(_ADD_ROLLUP, rollups.changes(written, replaced))
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise
-        return len(rows)
+        return len(points)
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
         rows = [
@@ -208,9 +248,10 @@ class SqliteTelemetryStore:
                 split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
                 if split is None:
                     raise ValueError("series_stats needs recent_start or recent_share")
-                sums = {"id": series_id, "t0": first[0], "v0": first[1], "start": start, "split": split}
-                baseline = _moments(conn, _BASELINE_SUMS, sums)
-                recent = _moments(conn, _RECENT_SUMS, {**sums, "end": end})
+                fetch, t0, v0 = _fetcher(conn), first[0], first[1]
+                baseline = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, start, split, t0, v0)
+                after_end = math.nextafter(end, math.inf)  # the recent side includes ``end``
+                recent = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, split, after_end, t0, v0)
                 tail_mean = fmean(row[1] for row in reversed(newest))
                 out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
         return out
@@ -277,10 +318,14 @@ class SqliteTelemetryStore:
         return float(row[0]) if row and row[0] is not None else None
 
     def prune(self, *, older_than: float) -> int:
+        hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
             removed = conn.execute("DELETE FROM points WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < ?", (older_than,)).rowcount
+            drop, remake = _PRUNE_ROLLUPS
+            conn.execute(drop, {"b": hour})
+            conn.execute(remake, {"b": hour, "hi": hour + rollups.BUCKET + rollups.SLACK})
         return int(removed)
 
     def counts(self, tenant: str | None = None) -> StoreCounts:
