@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -266,11 +266,21 @@ class ObservedCycleStore:
     def active(self, limit: int) -> tuple[list[CycleRecord], bool]:
         return self.inner.active(limit)
 
-    def mark_interrupted(self, at: float) -> list[str]:
-        ids = self.inner.mark_interrupted(at)
-        for cycle_id in ids:
-            self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id), listing=True)
-        return ids
+    @property
+    def owner(self) -> str:
+        return self.inner.owner
+
+    def orphans(self, alive: Collection[str]) -> list[CycleRecord]:
+        return self.inner.orphans(alive)
+
+    def adopt(self, cycle_id: str, alive: Collection[str]) -> bool:
+        return self.inner.adopt(cycle_id, alive)
+
+    def interrupt(self, cycle_id: str, at: float) -> bool:
+        if not self.inner.interrupt(cycle_id, at):
+            return False
+        self._feed.mark([ACTIVE_URI], tenant=self._tenants.of(cycle_id), listing=True)
+        return True
 
     def tallies(self) -> dict[str, dict[str, int]]:
         return self.inner.tallies()

@@ -4,6 +4,7 @@ shared by several replicas (``SELF_BUILDING_DATABASE_URL=postgresql://…``). Th
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -34,6 +35,7 @@ class Databases:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+        self.replica = str(secrets.randbelow(2**31 - 2) + 1)  # this server's number (owner of its cycles)
         self._generators: GeneratorsDatabase | None = None
         self._telemetry: TelemetryDatabase | None = None
 
@@ -96,8 +98,8 @@ class Databases:
         if self._generators is not None:
             from generators.improvement.store_pg import PostgresCycleStore
 
-            return PostgresCycleStore(self._generators)
-        return SqliteCycleStore(self.settings.data_dir / "cycles.sqlite3")
+            return PostgresCycleStore(self._generators, owner=self.replica)
+        return SqliteCycleStore(self.settings.data_dir / "cycles.sqlite3", owner=self.replica)
 
     def attempts(self) -> AttemptArchive:
         if self._generators is not None:

@@ -40,6 +40,7 @@ from server.builders import (
 from server.change_feed import ChangeFeed, NotifyingVersionStore, ObservedCycleStore
 from server.databases import Databases
 from server.improvement_wiring import LearningOpportunities, TelemetryFigures, alarm_listener
+from server.leadership import Lease
 from server.metrics import ServerMetrics
 from server.notifications import Notifier
 from server.settings import Settings
@@ -87,6 +88,7 @@ class Opened:
     services: Services
     store: AnalysingStore
     analyst: SelfAnalyst
+    lease: Lease | None  # several replicas on PostgreSQL: which one runs the background work
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,11 @@ async def open_services(
         sandbox=stores.sandbox,
         generated_tools=generated,
     )
-    return Opened(services, store, stores.analyst)
+    lease = None
+    if settings.database_url is not None:
+        lease = Lease(settings.database_url.get_secret_value(), seconds=settings.lease_seconds,
+                      replica=stores.databases.replica)  # fmt: skip
+    return Opened(services, store, stores.analyst, lease)
 
 
 async def _open_stores(
@@ -278,17 +284,19 @@ async def start_services(
     store.stored_listeners.append(metrics.on_stored)
     metrics.services = services
     services.sampler.add_listener(snapshot_recorder(store, settings.default_tenant))
-    await improvements.open(task_group)
+    lease = parts.lease
+    await improvements.open(task_group, lead=lease is None)
     store.event_listeners.append(alarm_listener(settings.critical_alarms, improvements.request_emergency))
     await prune_once(store, retention, clock)
-    task_group.start_soon(partial(prune_forever, store, retention, clock=clock))
     task_group.start_soon(analyst.recorder.run)
-    if settings.self_analysis_interval_hours > 0:
-        task_group.start_soon(analyst.run)
-    if cloudwatch is not None:
-        if not settings.cloudwatch.watches_anything:
-            logger.warning("CloudWatch streaming is on but nothing is configured to watch")
-        task_group.start_soon(cloudwatch.run)
+    if cloudwatch is not None and not settings.cloudwatch.watches_anything:
+        logger.warning("CloudWatch streaming is on but nothing is configured to watch")
+
+    background = _background(parts, settings)
+    if lease is None:
+        await background(task_group)
+    else:
+        task_group.start_soon(lease.run, background)
     publisher = services.publisher = await _publisher(settings, metrics)
     if publisher is not None:
         task_group.start_soon(publisher.run)
@@ -312,6 +320,22 @@ async def start_services(
         await monitor.stop()
 
     return stop
+
+
+def _background(parts: Opened, settings: Settings) -> Callable[[TaskGroup], Awaitable[None]]:
+    """What starts the work that runs once however many replicas there are (on the lease holder, with several)."""
+    services, lease = parts.services, parts.lease
+
+    async def background(group: TaskGroup) -> None:
+        group.start_soon(partial(prune_forever, parts.store, services.retention_seconds, clock=services.clock))
+        if settings.self_analysis_interval_hours > 0:
+            group.start_soon(parts.analyst.run)
+        if services.cloudwatch is not None:
+            group.start_soon(services.cloudwatch.run)
+        if lease is not None:
+            group.start_soon(services.improvements.lead, group, lease.alive, lease.beat)
+
+    return background
 
 
 def _replica_changes(settings: Settings, feed: ChangeFeed, task_group: TaskGroup) -> ReplicaChanges | None:

@@ -57,7 +57,8 @@ class ReplicaChanges:
             await anyio.sleep(RETRY_SECONDS)
 
     async def _listen(self, *, catch_up: bool) -> None:
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
             await conn.execute(f"LISTEN {CHANNEL}")
             if catch_up:
                 self.feed.mark([ACTIVE_URI], listing=True, remote=True)
@@ -69,6 +70,9 @@ class ReplicaChanges:
                     self._publish(body)
                 except (ValueError, TypeError, KeyError):
                     logger.warning("an unreadable change notification from another replica was ignored")
+        finally:
+            with anyio.CancelScope(shield=True):  # not ``async with conn``: its rollback, cancelled, skips the close
+                await conn.close()
 
     def _publish(self, body: dict[str, Any]) -> None:
         by_tenant: dict[str | None, list[str]] = {}

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/database: every store in that PostgreSQL database, shared "
         "by several replicas (unset: SQLite files in the data directory).",
     )
+    lease_seconds: float = Field(
+        15.0,
+        ge=1.5,
+        le=600,
+        description="With PostgreSQL: how long a replica that stops answering may hold the lease of the background "
+        "work (retention, self-analysis, CloudWatch streaming, the schedule, adopting stopped replicas' cycles) "
+        "before another takes it; a replica that dies outright frees it at once.",
+    )
     workspace: Path = Field(
         default_factory=lambda data: Path(data["data_dir"]) / "workspace",
         description="Workspace the server writes scripts and code into (default: 'workspace' in the data directory, "

@@ -74,7 +74,16 @@ def test_a_cycle_is_kept_with_its_candidates_and_what_it_left_out(stores: tuple[
         "cycles": {"completed": 1, "running": 1, "nothing_to_do": 1},
         "candidates": {"kept": 1, "monitoring": 1, "queued": 1},
     }
-    assert second.mark_interrupted(40.0) == ["c1"]  # after a restart
+    # the first server stopped: its running cycle and its watched change want a new owner; exactly one takes each
+    both = {first.owner, second.owner}
+    assert second.orphans(both) == []
+    orphans = second.orphans({second.owner})
+    assert [(c.id, [k.status for k in c.candidates]) for c in orphans] == [("c0", ["kept", "monitoring"]),
+                                                                          ("c1", ["queued"])]  # fmt: skip
+    assert second.adopt("c1", {second.owner}) and second.adopt("c0", {second.owner})
+    assert not first.adopt("c1", both)  # its owner is alive now
+    assert second.orphans({second.owner}) == [] and [c.id for c in first.orphans({first.owner})] == ["c0", "c1"]
+    assert second.interrupt("c1", 40.0) and not second.interrupt("c1", 41.0) and not second.interrupt("c0", 40.0)
     stopped = first.get("c1")
     assert stopped is not None and stopped.status == "interrupted" and stopped.candidates[0].status == "interrupted"
     assert first.by_status("monitoring")[0].cycle_id == "c0"  # a deployed change is left to its deployment

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -44,6 +44,10 @@ from generators.llm.spend import spend_scope
 
 logger = logging.getLogger(__name__)
 MAX_FINISHED_KEPT = 200
+# a candidate in one of these put nothing live: an emergency cycle with only these can be taken up again
+UNDEPLOYED = (
+    "queued", "generating", "validation_failed", "skipped", "dry_run", "deploy_failed", "error", "interrupted",
+)  # fmt: skip
 __all__ = ["Emergency", "ImprovementService"]
 
 
@@ -84,17 +88,59 @@ class ImprovementService:
     def clock(self) -> Clock:
         return self.runner.clock
 
-    async def open(self, task_group: TaskGroup) -> list[str]:
-        """Mark cycles a stop interrupted, resume monitoring their deployments, start the schedulers."""
+    async def open(self, task_group: TaskGroup, *, lead: bool = True) -> list[str]:
+        """Start taking alarms' emergencies. With ``lead`` (one server; on several replicas, see :meth:`lead`), also
+        the schedule, and adopt the cycles a stop left behind; returns their ids."""
         self._tg = task_group
-        interrupted = await self.cycles.mark_interrupted(self.clock())
-        for cycle_id in interrupted:
-            logger.warning("improvement cycle %s was interrupted by a stop of the server", cycle_id)
-        await self._adopt_recovered_deployments()
-        for record in await self.cycles.by_status("monitoring"):
-            await self._watch(record)
         self._triggers.open(task_group)
-        return interrupted
+        if not lead:
+            return []
+        self._triggers.schedule(task_group)
+        return await self.take_over(())
+
+    async def lead(self, task_group: TaskGroup, alive: Callable[[], Awaitable[Collection[str]]], every: float) -> None:
+        """The lease holder's part, until cancelled (the lease is lost): the schedule, and the cycles of the replicas
+        that are gone, adopted now and every ``every`` seconds (``alive`` names the replicas alive)."""
+        self._triggers.schedule(task_group)
+        while True:
+            await self.take_over(await alive())
+            await anyio.sleep(every)
+
+    async def take_over(self, alive: Collection[str]) -> list[str]:
+        """Adopt the cycles whose owner is not ``alive`` (nor this server) and that still want one; exactly one
+        server adopts each. A running emergency cycle with no change deployed yet is resumed by a new cycle for its
+        alarm; another running cycle is marked interrupted; the changes they were deploying or watching are seen
+        through. Returns the ids adopted."""
+        alive = {*alive, self.cycles.owner}
+        adopted: list[str] = []
+        for cycle in await self.cycles.orphans(alive):
+            if await self.cycles.adopt(cycle.id, alive):
+                adopted.append(cycle.id)
+                await self._adopted(cycle)
+        return adopted
+
+    async def _adopted(self, cycle: CycleRecord) -> None:
+        resumable = cycle.trigger == "emergency" and not any(c.status not in UNDEPLOYED for c in cycle.candidates)
+        if cycle.status == "running" and await self.cycles.interrupt(cycle.id, self.clock()):
+            logger.warning("improvement cycle %s was interrupted: the server running it stopped", cycle.id)
+            if resumable:
+                await self._resume_emergency(cycle)
+                return
+        found = await self.cycles.get(cycle.id)
+        candidates = found.candidates if found is not None else []
+        unsettled = [c for c in candidates if c.status in ("deploying", "pending_approval")]
+        await self._adopt_recovered_deployments(unsettled)
+        for record in candidates:
+            if record.status == "monitoring":
+                await self._watch(record)
+
+    async def _resume_emergency(self, cycle: CycleRecord) -> None:
+        """An alarm's cycle that stopped before it deployed anything: a new cycle takes the alarm up again."""
+        request = CycleRequest(cycle.tenant, cycle.actor, trigger=cycle.trigger, **cycle.params)
+        resumed = await self.start(request)
+        await self._audit("improvement_cycle_resumed", resumed.id, cycle.actor, cycle.tenant,
+                          {"resumes": cycle.id, "component": request.component})  # fmt: skip
+        logger.warning("emergency improvement cycle %s resumes %s (%s)", resumed.id, cycle.id, request.component)
 
     def is_busy(self, tenant: str, component: str) -> bool:
         """A cycle (or the judging of a change) holds the component."""
@@ -117,24 +163,22 @@ class ImprovementService:
         self._busy.add(key)
         self._tg.start_soon(self._resume, record, tenant, key if owned else None)
 
-    async def _adopt_recovered_deployments(self) -> None:
+    async def _adopt_recovered_deployments(self, records: list[CandidateRecord]) -> None:
         """Candidates a stop caught mid-deploy (start-up recovery finished the deploy, or undid it) and held ones
         decided while no cycle heard of it (an approval whose caller went away): monitor what is deployed."""
-        for status in ("deploying", "pending_approval"):
-            for record in await self.cycles.by_status(status):
-                found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
-                state = found.status if found else "never recorded"
-                if found is not None and state == "deployed":
-                    await self.runner.start_monitoring(record, found.id, found.updated_at)
-                elif state == "rejected":
-                    await self.runner.save(record, "rejected", message="the change was rejected by an approver")
-                    await self._settle(record.cycle_id)
-                elif status == "deploying" and state != "pending_approval":
-                    await self.runner.save(
-                        record, "interrupted", message=f"the server stopped mid-deploy; it is {state}"
-                    )
-                elif status == "deploying":
-                    await self.runner.save(record, "pending_approval", message="held for approval")
+        for record in records:
+            status = record.status
+            found = await anyio.to_thread.run_sync(self.runner.deployer.store.get, record.deployment_id or "")
+            state = found.status if found else "never recorded"
+            if found is not None and state == "deployed":
+                await self.runner.start_monitoring(record, found.id, found.updated_at)
+            elif state == "rejected":
+                await self.runner.save(record, "rejected", message="the change was rejected by an approver")
+                await self._settle(record.cycle_id)
+            elif status == "deploying" and state != "pending_approval":
+                await self.runner.save(record, "interrupted", message=f"the server stopped mid-deploy; it is {state}")
+            elif status == "deploying":
+                await self.runner.save(record, "pending_approval", message="held for approval")
 
     # -- starting and following cycles
 

@@ -4,6 +4,8 @@ monitored. :class:`CycleStore` is the seam; :class:`SqliteCycleStore` keeps it i
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,7 +52,17 @@ CREATE TABLE IF NOT EXISTS left_out (
 
 
 class CycleStore(Protocol):
-    """Persistence of cycles and their candidates. Blocking: async callers use a worker thread."""
+    """Persistence of cycles and their candidates. Blocking: async callers use a worker thread.
+
+    Each cycle has an owner, the server (replica) that runs it or watches its change: the store's ``owner`` when it
+    was created or adopted. A cycle whose owner is gone (a stopped server; a replica whose lease ended) is an orphan
+    that the lease holder adopts — exactly one can, compare-and-set — and then resumes or marks interrupted.
+    """
+
+    @property
+    def owner(self) -> str:
+        """This server's name in the cycles it owns."""
+        ...
 
     def create(self, cycle: CycleRecord) -> None: ...
     def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None: ...
@@ -60,7 +72,9 @@ class CycleStore(Protocol):
     def by_status(self, status: CandidateStatus) -> list[CandidateRecord]: ...
     def by_deployment(self, deployment_id: str) -> CandidateRecord | None: ...
     def active(self, limit: int) -> tuple[list[CycleRecord], bool]: ...
-    def mark_interrupted(self, at: float) -> list[str]: ...
+    def orphans(self, alive: Collection[str]) -> list[CycleRecord]: ...
+    def adopt(self, cycle_id: str, alive: Collection[str]) -> bool: ...
+    def interrupt(self, cycle_id: str, at: float) -> bool: ...
     def tallies(self) -> dict[str, dict[str, int]]: ...
     def close(self) -> None: ...
 
@@ -71,6 +85,7 @@ class AsyncCycles:
 
     def __init__(self, store: CycleStore) -> None:
         self.store = store
+        self.owner = store.owner
 
     async def create(self, cycle: CycleRecord) -> None:
         await anyio.to_thread.run_sync(self.store.create, cycle)
@@ -93,16 +108,27 @@ class AsyncCycles:
     async def by_deployment(self, deployment_id: str) -> CandidateRecord | None:
         return await anyio.to_thread.run_sync(self.store.by_deployment, deployment_id)
 
-    async def mark_interrupted(self, at: float) -> list[str]:
-        return await anyio.to_thread.run_sync(self.store.mark_interrupted, at)
+    async def orphans(self, alive: Collection[str]) -> list[CycleRecord]:
+        return await anyio.to_thread.run_sync(self.store.orphans, alive)
+
+    async def adopt(self, cycle_id: str, alive: Collection[str]) -> bool:
+        return await anyio.to_thread.run_sync(self.store.adopt, cycle_id, alive)
+
+    async def interrupt(self, cycle_id: str, at: float) -> bool:
+        return await anyio.to_thread.run_sync(self.store.interrupt, cycle_id, at)
 
 
 class SqliteCycleStore:
     """Cycles in one SQLite file; one connection behind a lock (thread-safe)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, owner: str | None = None) -> None:
+        """``owner``: this server (by default a name of its own: every start is a new owner)."""
         self._db = Database(path, _SCHEMA)
         self._conn, self._lock = self._db.conn, self._db.lock
+        self.owner = owner or uuid.uuid4().hex
+        with self._db.transaction() as conn:  # a file from before owners: its cycles have none (orphans)
+            if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(cycles)")}:
+                conn.execute("ALTER TABLE cycles ADD COLUMN owner TEXT")
 
     def close(self) -> None:
         """Close the connection."""
@@ -113,7 +139,7 @@ class SqliteCycleStore:
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cycles (id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params,"
-                " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     c.id,
                     c.tenant,
@@ -125,6 +151,7 @@ class SqliteCycleStore:
                     c.finished_at,
                     json.dumps(c.params),
                     c.error,
+                    self.owner,
                 ),
             )
 
@@ -234,24 +261,47 @@ class SqliteCycleStore:
             candidates = self._conn.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall()
         return {"cycles": dict(cycles), "candidates": dict(candidates)}
 
-    def mark_interrupted(self, at: float) -> list[str]:
-        """After a restart: running cycles become ``interrupted``, and so do their candidates that were queued or
-        generating. Candidates that were deploying or monitored are left for the caller (their deployment decides)."""
+    def orphans(self, alive: Collection[str]) -> list[CycleRecord]:
+        """Cycles whose owner is not in ``alive`` and that still want one: running, or with a change being deployed or
+        watched. With their candidates."""
+        marks = ", ".join("?" * len(alive))
+        with self._lock:
+            ids = [r[0] for r in self._conn.execute(
+                f"SELECT id FROM cycles WHERE (owner IS NULL OR owner NOT IN ({marks})) AND (status = 'running' OR"
+                f" id IN (SELECT cycle_id FROM candidates WHERE status IN {ORPHANED_CANDIDATES})) ORDER BY started_at",
+                list(alive),
+            )]  # fmt: skip
+        return [c for c in map(self.get, ids) if c is not None]
+
+    def adopt(self, cycle_id: str, alive: Collection[str]) -> bool:
+        """Make this store's owner the cycle's, if its owner is still not in ``alive`` (compare and set)."""
+        marks = ", ".join("?" * len(alive))
         with self._db.transaction() as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM cycles WHERE status = 'running'").fetchall()]
-            conn.execute(
+            cursor = conn.execute(
+                f"UPDATE cycles SET owner = ? WHERE id = ? AND (owner IS NULL OR owner NOT IN ({marks}))",
+                [self.owner, cycle_id, *alive],
+            )
+        return cursor.rowcount == 1
+
+    def interrupt(self, cycle_id: str, at: float) -> bool:
+        """A running cycle whose server stopped becomes ``interrupted``, and so do its candidates that were queued or
+        generating; those deploying or watched are left to the caller (their deployment decides)."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
                 "UPDATE cycles SET status = 'interrupted', updated_at = ?, finished_at = ?,"
-                " error = 'the server stopped while this cycle ran' WHERE status = 'running'",
-                (at, at),
+                " error = 'the server stopped while this cycle ran' WHERE id = ? AND status = 'running'",
+                (at, at, cycle_id),
             )
             conn.execute(
-                "UPDATE candidates SET status = 'interrupted', updated_at = ? WHERE status IN ('queued', 'generating')",
-                (at,),
+                "UPDATE candidates SET status = 'interrupted', updated_at = ?"
+                " WHERE cycle_id = ? AND status IN ('queued', 'generating')",
+                (at, cycle_id),
             )
-        return ids
+        return cursor.rowcount == 1
 
 
 ACTIVE_CANDIDATE_STATUSES: tuple[CandidateStatus, ...] = ("generating", "pending_approval", "deploying", "monitoring")
+ORPHANED_CANDIDATES = "('deploying', 'monitoring', 'pending_approval')"  # what an orphan's new owner sees through
 CYCLE_COLUMNS = "id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params, error, total, entries"
 CYCLES_JOINED = "cycles LEFT JOIN left_out ON left_out.cycle_id = cycles.id"
 CANDIDATE_COLUMNS = "cycle_id, position, component, metric, status, updated_at, deployment_id, monitor_until, detail"

@@ -2,12 +2,13 @@
 :class:`generators.improvement.store.SqliteCycleStore`. A candidate's compare-and-set holds its row while it checks
 and writes, so two replicas deciding one candidate at once cannot both win.
 
-(``mark_interrupted`` still marks every running cycle, as one server's restart does; with several replicas the cycle's
-owner and its lease decide that: issue 17's third step.)"""
+A cycle's owner is the replica that runs it; the lease holder adopts the cycles of replicas that are gone."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Collection
 
 from generators.errors import IllegalTransitionError
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
@@ -16,6 +17,7 @@ from generators.improvement.store import (
     CANDIDATE_COLUMNS,
     CYCLE_COLUMNS,
     CYCLES_JOINED,
+    ORPHANED_CANDIDATES,
     candidate_from_row,
     cycle_from_row,
 )
@@ -60,6 +62,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (2, "ALTER TABLE cycles ADD COLUMN owner TEXT"),
 )
 _CANDIDATE_UPDATE = ", ".join(
     f"{c} = EXCLUDED.{c}" for c in CANDIDATE_COLUMNS.split(", ") if c not in ("cycle_id", "position")
@@ -69,8 +72,9 @@ _CANDIDATE_UPDATE = ", ".join(
 class PostgresCycleStore:
     """:class:`generators.improvement.store.CycleStore` in PostgreSQL. Thread-safe (a connection per call)."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, *, owner: str | None = None) -> None:
         self._db = db
+        self.owner = owner or uuid.uuid4().hex
         db.migrate(STORE, MIGRATIONS)
 
     def close(self) -> None:
@@ -81,9 +85,9 @@ class PostgresCycleStore:
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO cycles (id, tenant, actor, trigger, status, started_at, updated_at, finished_at, params,"
-                " error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " error, owner) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (c.id, c.tenant, c.actor, c.trigger, c.status, c.started_at, c.updated_at, c.finished_at,
-                 json.dumps(c.params), c.error),
+                 json.dumps(c.params), c.error, self.owner),
             )  # fmt: skip
 
     def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
@@ -174,17 +178,33 @@ class PostgresCycleStore:
             candidates = conn.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall()
         return {"cycles": {s: int(n) for s, n in cycles}, "candidates": {s: int(n) for s, n in candidates}}
 
-    def mark_interrupted(self, at: float) -> list[str]:
+    def orphans(self, alive: Collection[str]) -> list[CycleRecord]:
         with self._db.transaction() as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM cycles WHERE status = 'running' FOR UPDATE").fetchall()]
-            conn.execute(
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM cycles WHERE (owner IS NULL OR NOT owner = ANY(%s)) AND (status = 'running' OR id IN"
+                f" (SELECT cycle_id FROM candidates WHERE status IN {ORPHANED_CANDIDATES})) ORDER BY started_at",
+                (list(alive),),
+            )]  # fmt: skip
+        return [c for c in map(self.get, ids) if c is not None]
+
+    def adopt(self, cycle_id: str, alive: Collection[str]) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE cycles SET owner = %s WHERE id = %s AND (owner IS NULL OR NOT owner = ANY(%s))",
+                (self.owner, cycle_id, list(alive)),
+            )
+        return cursor.rowcount == 1
+
+    def interrupt(self, cycle_id: str, at: float) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
                 "UPDATE cycles SET status = 'interrupted', updated_at = %s, finished_at = %s,"
-                " error = 'the server stopped while this cycle ran' WHERE status = 'running'",
-                (at, at),
+                " error = 'the server stopped while this cycle ran' WHERE id = %s AND status = 'running'",
+                (at, at, cycle_id),
             )
             conn.execute(
                 "UPDATE candidates SET status = 'interrupted', updated_at = %s"
-                " WHERE status IN ('queued', 'generating')",
-                (at,),
+                " WHERE cycle_id = %s AND status IN ('queued', 'generating')",
+                (at, cycle_id),
             )
-        return ids
+        return cursor.rowcount == 1

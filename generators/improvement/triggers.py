@@ -70,9 +70,13 @@ class Triggers:
         self._skips_audited: dict[tuple[str, str, str], float] = {}
 
     def open(self, task_group: TaskGroup) -> None:
+        """Take alarms' emergencies (every replica: an alarm is handled where it arrives)."""
         send, receive = anyio.create_memory_object_stream[Emergency](EMERGENCY_QUEUE)
         self._emergencies = send
         task_group.start_soon(self._emergency_loop, send, receive, self._loop.bind())
+
+    def schedule(self, task_group: TaskGroup) -> None:
+        """Run the autonomous schedule in ``task_group`` (on one replica: the lease holder's, cancelled with it)."""
         if self._autonomous and self._interval > 0:
             task_group.start_soon(_forever, "the autonomous-cycle loop", self._autonomous_loop, name=AUTONOMOUS_TASK)
 
