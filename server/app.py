@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from generators.deploy import Deployment
@@ -123,6 +123,9 @@ def create_server(
         subscriptions=bus,
         log_level=settings.log_level,
         middleware=[notifier.track_sessions],
+        request_state_security=RequestStateSecurity(keys=[settings.request_state_key.get_secret_value()])
+        if settings.request_state_key is not None
+        else None,
     )
     observer = tool_call_observer(server.has_tool, metrics.tool_call, generated_tenant=server.generated_tenant)
     server.middleware.append(observer)  # needs the server's tools

@@ -79,8 +79,24 @@ def _parser() -> argparse.ArgumentParser:
         "first lines)",
     )
 
+    move = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="move the data directory's SQLite stores into an empty PostgreSQL database",
+        description="Copy every SQLite store of the data directory into an empty PostgreSQL database (its tables "
+        "are made first), in one transaction, checking each table's row count; the SQLite files are only read. "
+        "Stop the server first; then run it with SELF_BUILDING_DATABASE_URL set to the same URL.",
+    )
+    move.add_argument("--to", required=True, type=_postgres_url, metavar="URL", help="postgresql://user:pw@host/db")
+
     cloudwatch_cli.add_parser(commands, common)
     return parser
+
+
+def _postgres_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise argparse.ArgumentTypeError("--to must be a postgresql:// URL")
+    return text
 
 
 def _port(text: str) -> int:
@@ -143,7 +159,27 @@ def _main(argv: Sequence[str] | None) -> int:
         return _serve(settings, args.transport)
     if args.command == "cloudwatch":
         return _to_stdout(lambda: cloudwatch_cli.run(settings, args))
+    if args.command == "migrate":
+        return _to_stdout(lambda: _migrate(settings, args.to))
     return _to_stdout(lambda: anyio.run(_status, settings, args.json, host))
+
+
+def _migrate(settings: Settings, url: str) -> int:
+    import psycopg
+
+    from server.migrate import MigrationError, Moved, migrate
+
+    def report(moved: Moved) -> None:
+        sys.stdout.write(f"{moved.file}: {moved.table}: {moved.rows} rows\n")
+
+    try:
+        moved = anyio.run(migrate, settings, url, report)
+    except (MigrationError, psycopg.Error) as exc:
+        sys.stderr.write(f"self-building-mcp: error: migrate: {exc}\n")
+        return 1
+    total = sum(m.rows for m in moved)
+    sys.stdout.write(f"moved {total} rows in {len(moved)} tables; now run with SELF_BUILDING_DATABASE_URL set\n")
+    return 0
 
 
 def _host_source() -> HostSource:

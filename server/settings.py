@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/database: every store in that PostgreSQL database, shared "
         "by several replicas (unset: SQLite files in the data directory).",
     )
+    request_state_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="With several replicas: one secret of at least 32 characters, the same on every replica, that "
+        "seals the state a 2026 client carries from one request to its retry (unset: a random key per process, so "
+        "only the replica that made it can open it).",
+    )
     lease_seconds: float = Field(
         15.0,
         ge=1.5,
@@ -350,7 +357,14 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "mcp_api_key", "tenants_file", "llm_api_key", "llm_base_url", "llm_model", "database_url", mode="before"
+        "mcp_api_key",
+        "tenants_file",
+        "llm_api_key",
+        "llm_base_url",
+        "llm_model",
+        "database_url",
+        "request_state_key",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
