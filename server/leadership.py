@@ -15,6 +15,7 @@ A replica that cannot reach the database keeps serving what it can, and neither 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -67,7 +68,8 @@ class Lease:
 
     async def _session(self, duties: Duties) -> None:
         options = (
-            f"-c idle_session_timeout={int(self.seconds * 1000)} -c tcp_keepalives_idle={max(1, int(self.beat))}"
+            f"-c application_name=self-building-mcp_replica_{self.replica}_pid_{os.getpid()}"
+            f" -c idle_session_timeout={int(self.seconds * 1000)} -c tcp_keepalives_idle={max(1, int(self.beat))}"
             " -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
         )
         with anyio.fail_after(self.seconds * 2):

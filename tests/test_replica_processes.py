@@ -1,0 +1,203 @@
+"""Issue 17's acceptance, with processes: three replicas of the real server (HTTP) on one PostgreSQL, CloudWatch in
+moto's server mode and a scripted model. A write through one replica is read through another; the lease holder's
+CloudWatch streaming starts an emergency cycle for a critical alarm; the holder is SIGKILLed while the model is
+still writing; another replica takes the lease, takes the emergency up again with exactly one new cycle, which ends
+with its change kept; every acknowledged telemetry batch is still there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import psycopg
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from server.leadership import LEADER, NAMESPACE
+from tests.conftest import call
+from tests.llm_server import ScriptedLLM
+from tests.moto_server import MotoServer
+from tests.moto_server import client as aws_client
+from tests.polling import eventually, eventually_sync
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.test_improvement_cycle import DEMO, FAST_STATS, latency_points
+from tests.test_transports import free_port, server_env
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: subprocess.Popen[bytes]
+    base: str
+    log: Path
+
+
+def start(tmp_path: Path, name: str, env: dict[str, str]) -> Replica:
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as err:  # a file, not a pipe nobody reads: a busy server must never block on its log
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**server_env(tmp_path, **env), "SELF_BUILDING_DATA_DIR": str(tmp_path / name)},
+            cwd=tmp_path,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert proc.poll() is None, f"replica {name} exited: {log.read_text(errors='replace')[-3000:]}"
+        try:
+            return httpx2.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    eventually_sync(answers, f"replica {name} answers /health", timeout=60)
+    return Replica(name, proc, base, log)
+
+
+@asynccontextmanager
+async def mcp(replica: Replica) -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(timeout=120) as http,
+        Client(streamable_http_client(f"{replica.base}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+def lease_holder(url: str) -> int | None:
+    """The OS pid of the replica holding the lease (its lease connection names it), or None."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+            (NAMESPACE, LEADER),
+        ).fetchone()
+    return int(str(row[0]).rsplit("_", 1)[1]) if row else None
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path,
+    aws: MotoServer,
+    scripted_llm: ScriptedLLM,
+    postgres: PostgresServer,  # noqa: F811
+) -> Iterator[tuple[list[Replica], str]]:
+    url = postgres.new_database()
+    shutil.copytree(DEMO, tmp_path / "ws")  # one workspace, shared by the replicas (a shared volume in production)
+    env = {
+        "SELF_BUILDING_DATABASE_URL": url,
+        "SELF_BUILDING_LEASE_SECONDS": "2",
+        "SELF_BUILDING_REQUEST_STATE_KEY": "k" * 40,
+        "SELF_BUILDING_LLM_MODEL": "m",
+        "SELF_BUILDING_LLM_BASE_URL": scripted_llm.base_url,
+        "SELF_BUILDING_LLM_API_KEY": "k",
+        "SELF_BUILDING_LLM_MAX_RETRIES": "0",
+        "SELF_BUILDING_IMPROVEMENT_MONITORING_SECONDS": "0.5",
+        "SELF_BUILDING_IMPROVEMENT_BENCHMARK_RUNS": "3",
+        "SELF_BUILDING_ENABLE_CLOUDWATCH_STREAMING": "true",
+        "SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX": "shop-",
+        "SELF_BUILDING_CLOUDWATCH__ALARM_CACHE_SECONDS": "0",
+        "SELF_BUILDING_CLOUDWATCH__POLL_INTERVAL_SECONDS": "0.2",
+    }
+    started: list[Replica] = []
+    try:
+        started.extend(start(tmp_path, name, env) for name in ("a", "b", "c"))  # each kept as it starts
+        yield started, url
+    finally:
+        for replica in started:
+            if replica.proc.poll() is None:
+                replica.proc.terminate()
+        for replica in started:
+            try:
+                replica.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                replica.proc.kill()
+                replica.proc.wait()
+
+
+async def test_three_replicas_one_lease_a_killed_holders_emergency_is_taken_up_once(
+    replicas: tuple[list[Replica], str], scripted_llm: ScriptedLLM
+) -> None:
+    started, url = replicas
+    cw = aws_client("cloudwatch")
+    cw.put_metric_alarm(
+        AlarmName="shop-HighLatency", MetricName="Latency", Namespace="Shop", Statistic="Average", Period=60,
+        EvaluationPeriods=1, Threshold=100, ComparisonOperator="GreaterThanThreshold",
+        Dimensions=[{"Name": "Component", "Value": "slow_stats"}],
+    )  # fmt: skip
+    await eventually(lambda: lease_holder(url) is not None, "a replica holds the lease", timeout=30)
+    holder_pid = lease_holder(url)
+    [holder] = [r for r in started if r.proc.pid == holder_pid]
+    others = [r for r in started if r is not holder]
+
+    async with mcp(holder) as lead, mcp(others[0]) as b, mcp(others[1]) as c:
+        # a write through one replica is read through another; every batch acknowledged is counted later
+        acknowledged = 0
+        for i, client in enumerate((lead, b, c)):
+            points = latency_points("slow_stats", 100, 180, time.time() - i)
+            pushed = await call(client, "ingest_telemetry", {"tenant_id": "default", "metrics": points})
+            acknowledged += pushed["accepted"]["metrics"]
+        seen = await call(c, "query_telemetry_insights", {"tenant_id": "default"})
+        assert seen["summary"]["series_analysed"] >= 1
+
+        async def alarms_read() -> bool:  # the holder's first poll records the alarm's initial state
+            sources = (await call(lead, "get_telemetry_sources"))["sources"]
+            return any(s["name"] == "cloudwatch.alarms" and s["last_success"] is not None for s in sources)
+
+        await eventually(alarms_read, "the lease holder polled the alarms", timeout=30)
+        scripted_llm.stall(120, FAST_STATS)  # the holder's cycle: the model is still writing when it dies
+        scripted_llm.reply(FAST_STATS)  # the cycle that takes the emergency up again
+        cw.set_alarm_state(AlarmName="shop-HighLatency", StateValue="ALARM", StateReason="test: p99 above 100 ms")
+        scripted_llm.wait_for_requests(1, timeout=60)
+        started_cycles = (await call(b, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"]
+        [first] = started_cycles
+        assert (await call(c, "get_improvement_cycle", {"cycle_id": first["subject"]}))["status"] == "running"
+
+    os.kill(holder.proc.pid, signal.SIGKILL)
+    holder.proc.wait(timeout=30)
+    await eventually(lambda: lease_holder(url) in {r.proc.pid for r in others}, "another replica takes the lease",
+                     timeout=30)  # fmt: skip
+
+    async with mcp(others[0]) as b, mcp(others[1]) as c:
+
+        async def resumed() -> list[dict[str, Any]]:
+            return (await call(b, "query_audit_log", {"kind": "improvement_cycle_resumed"}))["entries"]
+
+        async def taken_up() -> bool:
+            return bool(await resumed())
+
+        await eventually(taken_up, "the emergency is taken up again", timeout=60)
+        [entry] = await resumed()
+        assert entry["detail"]["resumes"] == first["subject"]
+        old = await call(c, "get_improvement_cycle", {"cycle_id": first["subject"]})
+        assert old["status"] == "interrupted"
+
+        async def ended() -> bool:
+            found = await call(c, "get_improvement_cycle", {"cycle_id": entry["subject"]})
+            return bool(found["status"] != "running")
+
+        await eventually(ended, "the new emergency cycle ends", timeout=120)
+        new = await call(b, "get_improvement_cycle", {"cycle_id": entry["subject"]})
+        assert new["trigger"] == "emergency" and [k["status"] for k in new["candidates"]] == ["kept"], new
+        assert len(await resumed()) == 1, "exactly one replica took the emergency up"
+        everything = (await call(b, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"]
+        assert len(everything) == 2, everything  # the holder's, and the one that took it up: no other
+        # no acknowledged telemetry lost
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM points p JOIN series s ON s.id = p.series_id"
+                               " WHERE s.name = 'latency_ms'").fetchone()  # fmt: skip
+        assert row is not None and row[0] >= acknowledged
