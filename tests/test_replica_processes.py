@@ -129,6 +129,75 @@ def replicas(
                 replica.proc.wait()
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "replicas" / "haproxy.cfg"
+LEGACY_INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def balancer(tmp_path: Path, replicas: tuple[list[Replica], str]) -> Iterator[str]:
+    """The example HAProxy configuration, its addresses pointed at the replicas, in front of them."""
+    if shutil.which("haproxy") is None:
+        if os.environ.get("SELF_BUILDING_REQUIRE_HAPROXY") == "1":
+            pytest.fail("HAProxy is missing: .ci/run installs it (apt-get install haproxy)")
+        pytest.skip("HAProxy is not installed (Debian: apt-get install haproxy)")
+    port = free_port()
+    text = EXAMPLE.read_text(encoding="utf-8").replace("127.0.0.1:8765", f"127.0.0.1:{port}")
+    for replica, example_port in zip(replicas[0], (8701, 8702, 8703), strict=True):
+        text = text.replace(f"127.0.0.1:{example_port}", replica.base.removeprefix("http://"))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text, encoding="utf-8")
+    with (tmp_path / "haproxy.log").open("wb") as log:
+        proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert proc.poll() is None, (tmp_path / "haproxy.log").read_text(errors="replace")
+        try:
+            return httpx2.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx2.TransportError:
+            return False
+
+    try:
+        eventually_sync(answers, "HAProxy answers /health", timeout=30)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def test_behind_the_example_load_balancer_any_replica_answers_and_a_legacy_session_stays_on_its_own(
+    tmp_path: Path, replicas: tuple[list[Replica], str], balancer: str
+) -> None:
+    started, _ = replicas
+    front = Replica("lb", started[0].proc, balancer, started[0].log)
+    async with mcp(front) as client:  # a 2026 client: sessionless, every request to the next replica
+        for _ in range(6):
+            await call(client, "get_system_status")
+    served = (tmp_path / "haproxy.log").read_text(errors="replace")
+    for replica in started:  # every replica answered some of the client's requests (the balancer's log says which)
+        assert f"replicas/{replica.name} " in served, served[-2000:]
+    total = 0
+    for replica in started:
+        async with mcp(replica) as direct:
+            total += (await call(direct, "get_system_status"))["server"]["calls_by_tool"]["get_system_status"]
+    assert total == 6, "the six calls through the balancer (a count leaves out the call that reads it)"
+    with httpx2.Client(base_url=balancer, headers=HEADERS, timeout=30) as http:  # a legacy client: one session
+        opened = http.post("/mcp", json=LEGACY_INIT)
+        assert opened.status_code == 200, opened.text
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        done = http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        assert done.status_code == 202, done.text
+        for number in range(2, 9):  # round robin would send two of every three elsewhere: 404, unknown session
+            listed = http.post("/mcp", json={"jsonrpc": "2.0", "id": number, "method": "tools/list"}, headers=session)
+            assert listed.status_code == 200 and "get_system_status" in listed.text, (number, listed.text[:300])
+
+
 async def test_three_replicas_one_lease_a_killed_holders_emergency_is_taken_up_once(
     replicas: tuple[list[Replica], str], scripted_llm: ScriptedLLM
 ) -> None:
