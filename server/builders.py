@@ -42,7 +42,9 @@ from tools.surface import ToolSurface
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
-    from generators.validation import StageName
+    from generators.jobs import Validation
+    from generators.jobs.queue_pg import PostgresJobs
+    from generators.validation import StageName, ValidationConfig
 
 logger = logging.getLogger(__name__)
 SOURCE_TREE = Path(__file__).resolve().parents[1]  # the folder holding the server package (a clone, site-packages)
@@ -155,38 +157,54 @@ def open_scratch(settings: Settings) -> ScratchArea:
     return ScratchArea.open(settings.data_dir / SCRATCH_FOLDER)
 
 
+def validation_config(settings: Settings, scratch_dir: Path, jail: Jail) -> ValidationConfig:
+    """How generated code is validated: the same in the server and in its workers."""
+    from generators.validation import ValidationConfig
+
+    return ValidationConfig(
+        jail=jail,
+        mypy_cache_dir=settings.data_dir / "mypy-cache",
+        mypy_persistent=True,
+        scratch_dir=scratch_dir,
+        min_coverage_percent=settings.generation_min_coverage_percent,
+    )
+
+
 def generator_factory(
     llm: LLMClient,
     settings: Settings,
     stages: Collection[StageName] | None,
     scratch_dir: Path,
     jail: Jail,
+    jobs: PostgresJobs | None = None,
 ) -> tuple[Callable[[], CodeGenerator], Callable[[], None]]:
     """The code generator, built (and its modules imported) on first use rather than at start-up; and a function
     that stops what it started (its long-lived mypy process). Its sandbox copies go into ``scratch_dir``; the code
-    it generates runs in ``jail``."""
+    it generates runs in ``jail``; with ``jobs``, its validation goes to the workers' queue."""
     built: list[CodeGenerator] = []
 
     @functools.cache
     def build() -> CodeGenerator:
         from generators.codegen.generation import CodeGenerator
-        from generators.validation import ValidationConfig, ValidationPipeline
+        from generators.jobs import LocalValidation
+        from generators.validation import ValidationPipeline
 
-        config = ValidationConfig(
-            jail=jail,
-            mypy_cache_dir=settings.data_dir / "mypy-cache",
-            mypy_persistent=True,
-            scratch_dir=scratch_dir,
-            min_coverage_percent=settings.generation_min_coverage_percent,
-        )
+        pipeline = ValidationPipeline(validation_config(settings, scratch_dir, jail))
+        local = LocalValidation(pipeline, settings.workspace)
+        validation: Validation = local
+        if jobs is not None:
+            from generators.jobs.queue_pg import QueuedValidation
+
+            validation = QueuedValidation(jobs, local, claim_seconds=settings.worker_claim_seconds)
         generator = CodeGenerator(
             llm,
-            ValidationPipeline(config),
+            pipeline,
             settings.workspace,
             max_rounds=settings.generation_max_rounds,
             stages=stages,
             test_timeout=settings.validation_test_timeout_seconds,
             prompt_tokens=settings.generation_prompt_tokens,
+            validation=validation,
         )
         built.append(generator)
         return generator

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import ValidationError
 
-from server import __version__, cloudwatch_cli
+from server import __version__, cloudwatch_cli, worker_cli
 from server.guard import StartupError, check_packages
 from server.logging_setup import configure_logging
 from server.runtime import tune_process
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     move.add_argument("--to", required=True, type=_postgres_url, metavar="URL", help="postgresql://user:pw@host/db")
 
+    worker_cli.add_parser(commands, common)
     cloudwatch_cli.add_parser(commands, common)
     return parser
 
@@ -159,6 +160,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _serve(settings, args.transport)
     if args.command == "cloudwatch":
         return _to_stdout(lambda: cloudwatch_cli.run(settings, args))
+    if args.command == "worker":
+        return worker_cli.run(settings)
     if args.command == "migrate":
         return _to_stdout(lambda: _migrate(settings, args.to))
     return _to_stdout(lambda: anyio.run(_status, settings, args.json, host))

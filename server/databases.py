@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
@@ -25,6 +26,9 @@ from telemetry.selfcheck.calls import CallStore, SqliteCallStore
 from telemetry.store.pg_db import PostgresDatabase as TelemetryDatabase
 from telemetry.store.records import TelemetryStore
 from telemetry.store.sqlite_store import SqliteTelemetryStore
+
+if TYPE_CHECKING:
+    from generators.jobs.queue_pg import PostgresJobs
 
 
 class Databases:
@@ -107,6 +111,14 @@ class Databases:
 
             return PostgresAttemptArchive(self._generators)
         return SqliteAttemptArchive(self.settings.data_dir / "attempts.sqlite3")
+
+    def jobs(self) -> PostgresJobs | None:
+        """The workers' queue, when validation goes to workers (PostgreSQL only: with SQLite it runs here)."""
+        if self._generators is None or not self.settings.validation_on_workers:
+            return None
+        from generators.jobs.queue_pg import PostgresJobs
+
+        return PostgresJobs(self._generators)
 
     def tools(self) -> ToolStore:
         if self._generators is not None:

@@ -222,7 +222,8 @@ async def _open_stores(
     jail = jail_from(settings)
     sandbox = await anyio.to_thread.run_sync(jail.status, scratch.path)  # a real start of the jail, once
     report(sandbox)
-    generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path, jail)
+    jobs = await anyio.to_thread.run_sync(databases.jobs)  # validation on workers (PostgreSQL, when asked for)
+    generator, close_generator = generator_factory(llm, settings, sources.validation_stages, scratch.path, jail, jobs)
     opened.push_async_callback(_close_generation, llm, close_generator)
     return _Stores(events, raw, analyst, deployer, versions, audit_log, llm, generator, jail, sandbox, databases)
 

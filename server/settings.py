@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         "seals the state a 2026 client carries from one request to its retry (unset: a random key per process, so "
         "only the replica that made it can open it).",
     )
+    validation_on_workers: bool = Field(
+        False,
+        description="With PostgreSQL: generated code is validated by `self-building-mcp worker` processes, which "
+        "take the jobs from a queue in the database (a job no worker takes within worker_claim_seconds runs here).",
+    )
+    worker_claim_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long a validation job waits for a worker before the server runs it."
+    )
     lease_seconds: float = Field(
         15.0,
         ge=1.5,

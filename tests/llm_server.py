@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +44,7 @@ class _Scripted:
 class ScriptedLLM:
     def __init__(self) -> None:
         self._script: deque[_Scripted] = deque()
+        self._responder: Callable[[dict[str, Any]], str] | None = None
         self.requests: list[dict[str, Any]] = []
         self.in_flight: list[int] = []  # per request: how many were in flight (itself included) when it arrived
         self.reject_stream_options = False  # True: answer 400 to a request that sends stream_options
@@ -71,6 +72,14 @@ class ScriptedLLM:
     ) -> None:
         """Answer ``text``; streamed, each of its chunks comes ``pace`` seconds after the one before."""
         self._script.extend(_Scripted(text=text, pace=pace, chunks=chunks, usage=usage) for _ in range(times))
+
+    def respond(self, answer: Callable[[dict[str, Any]], str]) -> None:
+        """Once the script is used up, answer each request with ``answer(request body)`` (a reply that depends on
+        the request, for candidates that ask in any order)."""
+        self._responder = answer
+
+    def _answer_for(self, body: dict[str, Any]) -> _Scripted:
+        return _Scripted(status=500) if self._responder is None else _Scripted(text=self._responder(body))
 
     def fail(self, status: int, times: int = 1, *, retry_after: str | None = None) -> None:
         """Answer HTTP ``status`` (a 429 says ``Retry-After: 0`` unless ``retry_after`` says otherwise)."""
@@ -110,7 +119,7 @@ class ScriptedLLM:
             if self.reject_stream_options and body.get("stream_options"):
                 step = _Scripted(status=400)  # refused before the script is read: no scripted answer is used up
             else:
-                step = self._script.popleft() if self._script else _Scripted(status=500)
+                step = self._script.popleft() if self._script else self._answer_for(body)
         with self._arrived:
             self._arrived.notify_all()
         return step

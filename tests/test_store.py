@@ -53,14 +53,19 @@ def test_series_windows_replacement_and_pruning(backend_store: TelemetryStore) -
         assert series.timestamps == [float(t) for t in range(45, 56)]
         assert series.values[5] == -1.0  # replaced, not duplicated
         assert series.key.dimensions == (("Component", "api"), ("Region", "eu"))
+        store.add_metrics([MetricPoint("t1", "latency", 1.0, 1.0, {"Component": "db"})])  # another series, same name
+        [only] = store.series("t1", name="latency", dimensions={"Region": "eu", "Component": "api"}, start=45, end=46)
+        assert only.key == series.key and only.timestamps == [45.0, 46.0]
+        assert store.series("t1", name="latency", dimensions={"Component": "web"}) == []
+        assert len(store.series("t1", name="latency")) == 2
         assert store.last_timestamp("t1", "latency", dims) == 99.0
         assert store.last_timestamp("t1", "latency", {}) is None
-        assert store.counts("t1").points == 100 and store.counts().points == 101
+        assert store.counts("t1").points == 101 and store.counts().points == 102
         assert store.add_events([EventRecord("t1", 5.0, "alarm", {"s": 1}, dedup_key="k1")]) == 1
         assert store.add_events([EventRecord("t1", 6.0, "alarm", {"s": 2}, dedup_key="k1")]) == 0
         assert store.add_events([EventRecord("t2", 6.0, "alarm", {}, dedup_key="k1")]) == 1  # per tenant
         store.add_logs([LogRecord("t1", 3.0, "boom", "ERROR", "api", {"code": 500})])
-        assert store.prune(older_than=10.0) == 10 + 1 + 1 + 2  # points of t1 and t2, the log, both events
+        assert store.prune(older_than=10.0) == 10 + 1 + 1 + 1 + 2  # points of t1 (both series), t2, the log, events
         assert store.counts("t1").points == 90 and store.logs("t1") == [] and store.events("t1") == []
     finally:
         store.close()

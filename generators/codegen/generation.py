@@ -46,6 +46,7 @@ from generators.codegen.rounds import (
     component_path,
     reply_excerpt,
 )
+from generators.jobs.validation import LocalValidation, Validation, ValidationJob
 from generators.llm import LLMClient, Message
 from generators.validation import StageName, ValidationPipeline, ValidationReport
 
@@ -76,6 +77,7 @@ class CodeGenerator:
         stages: Collection[StageName] | None = None,
         test_timeout: float | None = None,
         prompt_tokens: int = 3000,
+        validation: Validation | None = None,
     ) -> None:
         """``stages`` limits validation (all by default; the tests stage always runs: no test, no change);
         ``test_timeout`` bounds the sandboxed test run; ``prompt_tokens`` is the token budget of a prompt and of
@@ -90,6 +92,7 @@ class CodeGenerator:
         self.stages: Collection[StageName] | None = None if stages is None else {*stages, "tests"}
         self.test_timeout = test_timeout
         self.prompt_tokens = prompt_tokens
+        self.validation = validation or LocalValidation(pipeline, workspace)  # here, or on workers (a queue)
 
     async def generate_component(
         self,
@@ -312,18 +315,16 @@ class CodeGenerator:
 
     async def _validate(self, task: Task, change: Change) -> ValidationReport:
         subjects, tests = await anyio.to_thread.run_sync(validation_inputs, task, change, self.workspace)
-        run = functools.partial(
-            self.pipeline.run,
-            self.workspace,
+        job = ValidationJob(
             dict(change.files),
-            stages=self.stages,
+            stages=None if self.stages is None else sorted(self.stages),
             component_type=task.component_type,
             tenant=task.tenant_id,
-            test_paths=tests,
+            test_paths=list(tests),
             timeout=self.test_timeout,
-            subjects=subjects,
+            subjects={path: sorted(lines) for path, lines in subjects.items()},
         )
-        return await anyio.to_thread.run_sync(run)
+        return await self.validation.validate(job)
 
     async def _overview(self, tenant_id: str | None) -> WorkspaceOverview:
         """The workspace overview; a tenant sees only its own and the shared component folders, and their tests."""

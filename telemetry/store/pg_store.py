@@ -171,22 +171,33 @@ class PostgresTelemetryStore:
                 written += cursor.rowcount
         return written
 
-    def _series_rows(self, conn: Connection[TupleRow], tenant: str, name: str | None) -> list[TupleRow]:
+    def _series_rows(
+        self, conn: Connection[TupleRow], tenant: str, name: str | None, dimensions: Dimensions | None = None
+    ) -> list[TupleRow]:
         query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = %s"
         params: list[Any] = [tenant]
         if name is not None:
             query += " AND name = %s"
             params.append(name)
+            if dimensions is not None:
+                query += " AND dims = %s"
+                params.append(_dims_text(dimensions) if dimensions else "{}")
         return conn.execute(query + ' ORDER BY name COLLATE "C", dims COLLATE "C"', params).fetchall()
 
     def series(
-        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        dimensions: Dimensions | None = None,
     ) -> list[Series]:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
         out: list[Series] = []
         with self._db.transaction() as conn:  # one snapshot
-            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name):
+            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name, dimensions):
                 rows = conn.execute(
                     "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts",
                     (series_id, lo, hi),

@@ -157,9 +157,16 @@ class TelemetryStore(Protocol):
         ...
 
     def series(
-        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        dimensions: Dimensions | None = None,
     ) -> list[Series]:
-        """Series of a tenant (optionally one metric name) with their points in [start, end]."""
+        """Series of a tenant (optionally one metric name, and with ``name``, the one series of ``dimensions``) with
+        their points in [start, end]."""
         ...
 
     def series_stats(

@@ -199,7 +199,13 @@ class SqliteTelemetryStore:
         return written
 
     def series(
-        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        dimensions: Dimensions | None = None,
     ) -> list[Series]:
         lo = float("-inf") if start is None else start
         hi = float("inf") if end is None else end
@@ -208,6 +214,9 @@ class SqliteTelemetryStore:
         if name is not None:
             query += " AND name = ?"
             params.append(name)
+            if dimensions is not None:
+                query += " AND dims = ?"
+                params.append(_dims_text(dimensions) if dimensions else "{}")
         with self._db.reading() as conn:
             found = conn.execute(query + " ORDER BY name, dims", params).fetchall()
             out: list[Series] = []

@@ -70,9 +70,15 @@ class AnalysingStore:
                 listener(kind, tally)
 
     def series(
-        self, tenant: str, *, name: str | None = None, start: float | None = None, end: float | None = None
+        self,
+        tenant: str,
+        *,
+        name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        dimensions: Dimensions | None = None,
     ) -> list[Series]:
-        return self.inner.series(tenant, name=name, start=start, end=end)
+        return self.inner.series(tenant, name=name, start=start, end=end, dimensions=dimensions)
 
     def series_stats(
         self,

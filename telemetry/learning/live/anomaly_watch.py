@@ -86,18 +86,14 @@ class AnomalyWatch:
         return found
 
     def _prime(self, first: dict[SeriesId, float]) -> None:
-        """Feed new series their stored points from before ``first[key]`` (detections there were reported then)."""
+        """Feed new series their stored points from before ``first[key]`` (detections there were reported then): one
+        index range read per new series (a brand-new one has none), never the metric's other series."""
         assert self._history is not None
-        by_metric: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for (tenant, name, _, _), ts in first.items():
-            by_metric[(tenant, name)].append(ts)
-        for (tenant, name), stamps in by_metric.items():
-            start, end = min(stamps) - self._prime_seconds, max(stamps)
-            for series in self._history.series(tenant, name=name, start=start, end=end):
-                skey = series.key
-                key = (tenant, name, tuple(sorted(skey.dimensions)), skey.source)
-                before = first.get(key)
-                if before is None:
+        for key, before in first.items():
+            tenant, name, dims, source = key
+            start = before - self._prime_seconds
+            for series in self._history.series(tenant, name=name, start=start, end=before, dimensions=dict(dims)):
+                if series.key.source != source:
                     continue
                 past = [(t, v) for t, v in zip(series.timestamps, series.values, strict=True) if t < before]
                 self._detectors.feed(key, past[-self._prime_points :])

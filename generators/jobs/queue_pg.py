@@ -1,0 +1,211 @@
+"""The job queue in PostgreSQL: a ``jobs`` table that workers take from with ``FOR UPDATE SKIP LOCKED`` (each job to
+one worker, none waiting on another's lock), under a lease the worker keeps extending while it works. A worker that
+dies stops extending it: once it has run out, the next worker to ask takes the job again (at most
+:data:`MAX_ATTEMPTS` times in all). A worker's answer counts only while the job is still its own (a worker that
+lost its lease cannot overwrite the next one's answer). Times are the database's, so the machines' clocks do not
+matter.
+
+:class:`QueuedValidation` is the server's side: it puts a validation job in the queue and waits for its answer; a
+job no worker has taken within ``claim_seconds`` is taken by the server itself and run here, so cycles go on when
+no worker runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from generators.jobs.validation import KIND, LocalValidation, ValidationJob, report_from_dict
+from generators.pg_db import PostgresDatabase
+from generators.validation import ValidationReport
+
+logger = logging.getLogger(__name__)
+STORE = "jobs"
+MAX_ATTEMPTS = 3  # a job whose workers died this many times fails (its code may be what kills them)
+KEEP_SECONDS = 86_400.0  # finished jobs are deleted after a day
+NOW = "extract(epoch from clock_timestamp())"
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        f"""
+        CREATE TABLE jobs (
+            id BIGSERIAL PRIMARY KEY,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            worker TEXT,
+            lease_until DOUBLE PRECISION,
+            result TEXT,
+            error TEXT,
+            created_at DOUBLE PRECISION NOT NULL DEFAULT {NOW},
+            updated_at DOUBLE PRECISION NOT NULL DEFAULT {NOW}
+        );
+        CREATE INDEX jobs_open ON jobs (id) WHERE status IN ('queued', 'running');
+        """,
+    ),
+)
+
+
+class JobFailedError(RuntimeError):
+    """The job could not be done: its code raised, or workers died on it :data:`MAX_ATTEMPTS` times."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # queued, running, done, failed
+    result: dict[str, Any] | None
+    error: str | None
+    worker: str | None
+    attempts: int
+
+
+class PostgresJobs:
+    """The queue's operations (blocking; thread-safe: a pooled connection per call)."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+        db.migrate(STORE, MIGRATIONS)
+
+    def put(self, kind: str, payload: dict[str, Any]) -> int:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO jobs (kind, payload) VALUES (%s, %s) RETURNING id", (kind, json.dumps(payload))
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def claim(self, worker: str, kinds: Sequence[str], lease: float, job_id: int | None = None) -> Claimed | None:
+        """Take the oldest job of ``kinds`` that is queued or whose lease ran out (``job_id``: that one, if still
+        queued) for ``lease`` seconds; None when there is none."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                f"UPDATE jobs SET status = 'failed', updated_at = {NOW}, lease_until = NULL,"
+                f" error = 'the workers running it stopped ' || attempts || ' times'"
+                f" WHERE status = 'running' AND lease_until < {NOW} AND attempts >= %s",
+                (MAX_ATTEMPTS,),
+            )
+            which = "status = 'queued' AND id = %(id)s" if job_id is not None else (
+                f"(status = 'queued' OR (status = 'running' AND lease_until < {NOW})) AND kind = ANY(%(kinds)s)"
+            )  # fmt: skip
+            row = conn.execute(
+                f"UPDATE jobs SET status = 'running', worker = %(worker)s, attempts = attempts + 1,"
+                f" lease_until = {NOW} + %(lease)s, updated_at = {NOW}"
+                f" WHERE id = (SELECT id FROM jobs WHERE {which} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, kind, payload, attempts",
+                {"worker": worker, "lease": lease, "kinds": list(kinds), "id": job_id},
+            ).fetchone()
+        if row is None:
+            return None
+        return Claimed(int(row[0]), str(row[1]), json.loads(row[2]), int(row[3]))
+
+    def extend(self, job_id: int, worker: str, lease: float) -> bool:
+        """Keep the job for ``lease`` seconds more; False when it is no longer this worker's."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE jobs SET lease_until = {NOW} + %s, updated_at = {NOW}"
+                " WHERE id = %s AND worker = %s AND status = 'running'",
+                (lease, job_id, worker),
+            )
+        return cursor.rowcount == 1
+
+    def finish(self, job_id: int, worker: str, result: dict[str, Any] | None, error: str | None = None) -> bool:
+        """Record the answer (or the error) if the job is still this worker's."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE jobs SET status = %s, result = %s, error = %s, lease_until = NULL, updated_at = {NOW}"
+                " WHERE id = %s AND worker = %s AND status = 'running'",
+                ("done" if error is None else "failed", None if result is None else json.dumps(result), error,
+                 job_id, worker),
+            )  # fmt: skip
+            conn.execute(
+                f"DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < {NOW} - %s", (KEEP_SECONDS,)
+            )
+        return cursor.rowcount == 1
+
+    def outcome(self, job_id: int) -> Outcome | None:
+        with self._db.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT status, result, error, worker, attempts FROM jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Outcome(str(row[0]), json.loads(row[1]) if row[1] else None, row[2], row[3], int(row[4]))
+
+
+class QueuedValidation:
+    """:class:`~generators.jobs.validation.Validation` through the queue, with the server as the worker of last
+    resort (``local``), for jobs nobody took within ``claim_seconds``."""
+
+    def __init__(
+        self,
+        jobs: PostgresJobs,
+        local: LocalValidation,
+        *,
+        claim_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
+        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
+    ) -> None:
+        self.jobs = jobs
+        self.local = local
+        self.claim_seconds = claim_seconds
+        self.lease_seconds = lease_seconds
+        self.name = f"server-{uuid.uuid4().hex[:8]}"
+        self._poll = poll
+
+    async def validate(self, job: ValidationJob) -> ValidationReport:
+        job_id = await anyio.to_thread.run_sync(self.jobs.put, KIND, job.to_dict())
+        waited = 0.0
+        while True:
+            found = await anyio.to_thread.run_sync(self.jobs.outcome, job_id)
+            if found is None:
+                raise JobFailedError(f"validation job {job_id} vanished from the queue")
+            if found.status == "done" and found.result is not None:
+                return report_from_dict(found.result)
+            if found.status == "failed":
+                raise JobFailedError(f"validation job {job_id} failed: {found.error}")
+            if found.status == "queued" and waited >= self.claim_seconds:
+                report = await self._here(job_id, job)
+                if report is not None:
+                    return report
+            pause = self._poll(waited)
+            await anyio.sleep(pause)
+            waited += pause
+
+    async def _here(self, job_id: int, job: ValidationJob) -> ValidationReport | None:
+        """Take the job (if still nobody's) and run it in this process."""
+        claimed = await anyio.to_thread.run_sync(self.jobs.claim, self.name, [KIND], self.lease_seconds, job_id)
+        if claimed is None:
+            return None
+        logger.warning("validation job %d: no worker took it in %g s; validating here", job_id, self.claim_seconds)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep, job_id)
+            try:
+                report = await self.local.validate(job)
+            except Exception as exc:
+                await anyio.to_thread.run_sync(self.jobs.finish, job_id, self.name, None, str(exc) or repr(exc))
+                raise
+            finally:
+                group.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(self.jobs.finish, job_id, self.name, report.to_dict())
+        return report
+
+    async def _keep(self, job_id: int) -> None:
+        while True:
+            await anyio.sleep(self.lease_seconds / 3)
+            await anyio.to_thread.run_sync(self.jobs.extend, job_id, self.name, self.lease_seconds)

@@ -1,0 +1,171 @@
+"""Validation on workers (issue 17, step 4): the queue in PostgreSQL gives each job to one worker, takes a job back
+from a worker whose lease ran out and ignores that worker's late answer; ``self-building-mcp worker`` processes
+validate a generated tool for a server; a worker SIGKILLed in the middle of a job leaves it to another, which
+finishes it (a real PostgreSQL, see :mod:`tests.postgres_server`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from generators.jobs.queue_pg import MAX_ATTEMPTS, PostgresJobs
+from generators.jobs.validation import KIND, ValidationJob
+from generators.pg_db import PostgresDatabase
+from server.settings import Settings
+from tests.conftest import call, connect
+from tests.fakes import FakeHostSource
+from tests.llm_server import ScriptedLLM
+from tests.polling import eventually_sync
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.test_generated_tools import ARGS, NAME, REPLY
+from tests.test_generation_tool import build
+from tests.test_transports import server_env
+
+pytestmark = pytest.mark.anyio
+SLOW_TEST = "import time\n\n\ndef test_takes_a_while():\n    time.sleep(4)\n    assert True\n"
+
+
+@pytest.fixture
+def jobs(postgres: PostgresServer) -> Iterator[tuple[PostgresJobs, str]]:  # noqa: F811
+    url = postgres.new_database()
+    db = PostgresDatabase(url)
+    try:
+        yield PostgresJobs(db), url
+    finally:
+        db.close()
+
+
+def expire(url: str, job_id: int) -> None:
+    """The job's lease runs out now (as it would once its worker stopped extending it)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE jobs SET lease_until = lease_until - 3600 WHERE id = %s", (job_id,))
+
+
+def test_each_job_goes_to_one_worker_and_a_lost_lease_is_taken_over(jobs: tuple[PostgresJobs, str]) -> None:
+    queue, url = jobs
+    first, second = queue.put(KIND, {"n": 1}), queue.put(KIND, {"n": 2})
+    a, b = queue.claim("a", [KIND], 60), queue.claim("b", [KIND], 60)
+    assert a is not None and b is not None and (a.id, b.id) == (first, second) and a.payload == {"n": 1}
+    assert queue.claim("c", [KIND], 60) is None and queue.claim("c", ["other"], 60) is None
+    expire(url, first)  # a stopped answering
+    again = queue.claim("c", [KIND], 60)
+    assert again is not None and again.id == first and again.attempts == 2
+    assert not queue.extend(first, "a", 60) and not queue.finish(first, "a", {"late": True}), "a's job is c's now"
+    assert queue.finish(first, "c", {"ok": True}) and queue.finish(second, "b", None, "boom")
+    done, failed = queue.outcome(first), queue.outcome(second)
+    assert done is not None and (done.status, done.result, done.worker, done.attempts) == ("done", {"ok": True}, "c", 2)
+    assert failed is not None and (failed.status, failed.error) == ("failed", "boom")
+    third = queue.put(KIND, {"n": 3})
+    for attempt in range(MAX_ATTEMPTS):  # workers die on it, again and again
+        taken = queue.claim(f"w{attempt}", [KIND], 60)
+        assert taken is not None and taken.id == third
+        expire(url, third)
+    assert queue.claim("w", [KIND], 60) is None
+    gave_up = queue.outcome(third)
+    assert gave_up is not None and gave_up.status == "failed" and f"stopped {MAX_ATTEMPTS} times" in str(gave_up.error)
+
+
+def start_worker(tmp_path: Path, name: str, url: str, settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **server_env(tmp_path),
+        "SELF_BUILDING_DATABASE_URL": url,
+        "SELF_BUILDING_LEASE_SECONDS": "1.5",
+        "SELF_BUILDING_DATA_DIR": str(tmp_path / name),
+        "SELF_BUILDING_WORKSPACE": str(settings.workspace),
+    }
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "server", "worker"], stdout=log, stderr=log, env=env)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def test_workers_validate_what_a_server_generates(
+    tmp_path: Path,
+    settings: Settings,
+    host: FakeHostSource,
+    scripted_llm: ScriptedLLM,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    url = postgres.new_database()
+    scripted_llm.reply(REPLY)
+    on_pg = settings.model_copy(
+        update={"database_url": SecretStr(url), "validation_on_workers": True, "worker_claim_seconds": 600}
+    )
+    workers = [start_worker(tmp_path, name, url, settings) for name in ("w1", "w2")]
+    try:
+        async with connect(build(on_pg, host, scripted_llm)) as client:
+            made = await call(client, "generate_component", ARGS)  # waits for a worker's answer (600 s claim)
+            assert made["succeeded"], made["validation_text"]
+            assert (await call(client, NAME, {"text": "1h30m"})) == {"seconds": 5400}
+    finally:
+        stop(workers)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT status, worker FROM jobs ORDER BY id").fetchall()
+    assert rows and all(status == "done" for status, _ in rows), rows
+    pids = {str(p.pid) for p in workers}
+    assert all(str(worker).split("-")[-2] in pids for _, worker in rows), (rows, pids)  # a worker's, not the server's
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_another_which_finishes_it(
+    tmp_path: Path,
+    settings: Settings,
+    jobs: tuple[PostgresJobs, str],
+) -> None:
+    queue, url = jobs
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    job = ValidationJob({"tests/test_slow.py": SLOW_TEST}, stages=["tests"], test_paths=["tests/test_slow.py"])
+    job_id = queue.put(KIND, job.to_dict())
+    first = start_worker(tmp_path, "w1", url, settings)
+    workers = [first]
+    try:
+        eventually_sync(lambda: (o := queue.outcome(job_id)) is not None and o.status == "running", "w1 takes it")
+        taken = queue.outcome(job_id)
+        assert taken is not None and str(taken.worker).split("-")[-2] == str(first.pid)
+        workers.append(start_worker(tmp_path, "w2", url, settings))
+        os.kill(first.pid, signal.SIGKILL)  # in the middle of the job's four seconds
+        first.wait(timeout=30)
+        eventually_sync(lambda: (o := queue.outcome(job_id)) is not None and o.status == "done", "the job is done",
+                        timeout=120)  # fmt: skip
+    finally:
+        stop(workers)
+    done = queue.outcome(job_id)
+    assert done is not None and done.attempts == 2 and str(done.worker).split("-")[-2] == str(workers[1].pid)
+    assert done.result is not None and done.result["passed"] is True, done.result
+    assert [s["name"] for s in done.result["stages"]] == ["tests"]
+
+
+async def test_a_job_no_worker_takes_runs_in_the_server(
+    settings: Settings,
+    host: FakeHostSource,
+    scripted_llm: ScriptedLLM,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    url = postgres.new_database()
+    scripted_llm.reply(REPLY)
+    on_pg = settings.model_copy(
+        update={"database_url": SecretStr(url), "validation_on_workers": True, "worker_claim_seconds": 0.5}
+    )
+    async with connect(build(on_pg, host, scripted_llm)) as client:
+        made = await call(client, "generate_component", ARGS)
+        assert made["succeeded"], made["validation_text"]
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT status, worker FROM jobs").fetchall()
+    assert rows and all(status == "done" and str(worker).startswith("server-") for status, worker in rows), rows
