@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from pydantic import SecretStr
 
 from server.app import create_server
@@ -82,6 +83,14 @@ async def one_cycle(root: Path, llm: ScriptedLLM, url: str | None, workers: int)
             started = time.perf_counter()
             cycle = await call(client, "trigger_improvement_cycle", {"max_improvements": CANDIDATES})
             elapsed = time.perf_counter() - started
+        if url is not None:
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT COUNT(*), MIN(created_at), MAX(updated_at), SUM(updated_at - created_at) FROM jobs"
+                ).fetchone()
+            if row is not None and row[0]:
+                sys.stdout.write(f"  {row[0]} validation jobs: first queued to last done {row[2] - row[1]:.1f} s, "
+                                 f"queued-to-done {row[3] / row[0]:.1f} s each on average\n")  # fmt: skip
         statuses = sorted(c["status"] for c in cycle["candidates"])
         if statuses != ["kept"] * CANDIDATES:
             sys.stderr.write(f"warning: candidates ended {statuses}\n")
