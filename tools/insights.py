@@ -10,10 +10,12 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from telemetry.ingest import check_tenant
+from telemetry.learning.engine import Analysis
 from telemetry.learning.insights import Insight, InsightKind, InsightSummary, Opportunity, Risk
 from tools.access import authorize
 from tools.errors import domain_errors
 from tools.services import Services, ServicesOf
+from tools.shared_runs import SharedRuns
 
 if TYPE_CHECKING:  # what the services are, for the type checker
     from telemetry.learning.engine import LearningEngine
@@ -27,6 +29,9 @@ class Needs(Protocol):
 
     @property
     def analyses(self) -> anyio.CapacityLimiter | None: ...
+
+    @property
+    def insight_runs(self) -> SharedRuns[Analysis]: ...
 
 
 class InsightsResult(BaseModel):
@@ -62,11 +67,12 @@ def register(server: MCPServer, deps: ServicesOf[Needs]) -> None:
         svc = deps(ctx)
         with domain_errors():
             check_tenant(tenant_id)
-        analysis = await anyio.to_thread.run_sync(
+        analysis = await svc.insight_runs.run(  # identical questions waiting at once: one analysis, after all came
+            (tenant_id, time_range_hours, metric_name, risk_tolerance),
             lambda: svc.learning.analyze(
                 tenant_id, window_hours=time_range_hours, metric_name=metric_name, risk_tolerance=risk_tolerance
             ),
-            limiter=svc.analyses,  # a few at once: ingests and status never wait for analyses
+            svc.analyses,  # a few at once: ingests and status never wait for analyses
         )
         chosen = [i for i in analysis.insights if kinds is None or i.kind in kinds]
         chosen_ids = {i.id for i in chosen}

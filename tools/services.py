@@ -21,11 +21,12 @@ from generators.validation.jail import JailStatus
 from telemetry.clock import Clock, SystemClock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.sampler import Sampler
-from telemetry.learning.engine import LearningEngine
+from telemetry.learning.engine import Analysis, LearningEngine
 from telemetry.learning.live import AnomalyWatch, PatternWatch
 from telemetry.monitoring.monitor import Monitor
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
+from tools.shared_runs import SharedRuns
 
 if TYPE_CHECKING:
     from generators.codegen.generation import CodeGenerator
@@ -82,6 +83,7 @@ class Services:
     sandbox: JailStatus = field(default_factory=lambda: JailStatus("bwrap", False, "not checked yet"))
     # Heavy analyses at once (their worker threads); None: anyio's default limiter, shared with everything else.
     analyses: anyio.CapacityLimiter | None = None
+    insight_runs: SharedRuns[Analysis] = field(default_factory=SharedRuns)  # identical insight queries share a run
 
 
 class ServicesNotRunning(RuntimeError):
