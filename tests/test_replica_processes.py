@@ -1,8 +1,9 @@
-"""Issue 17's acceptance, with processes: three replicas of the real server (HTTP) on one PostgreSQL, CloudWatch in
-moto's server mode and a scripted model. A write through one replica is read through another; the lease holder's
-CloudWatch streaming starts an emergency cycle for a critical alarm; the holder is SIGKILLed while the model is
-still writing; another replica takes the lease, takes the emergency up again with exactly one new cycle, which ends
-with its change kept; every acknowledged telemetry batch is still there."""
+"""Issue 17's acceptance, with processes: three replicas of the real server (HTTP) and two validation workers on one
+PostgreSQL, CloudWatch in moto's server mode and a scripted model. A write through one replica is read through
+another; the lease holder's CloudWatch streaming starts an emergency cycle for a critical alarm; the holder is
+SIGKILLed while the model is still writing; another replica takes the lease, takes the emergency up again with
+exactly one new cycle, whose change a worker validates and which ends with it kept; every acknowledged telemetry
+batch is still there. And the example HAProxy configuration in front of the replicas."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def replicas(
     aws: MotoServer,
     scripted_llm: ScriptedLLM,
     postgres: PostgresServer,  # noqa: F811
-) -> Iterator[tuple[list[Replica], str]]:
+) -> Iterator[tuple[list[Replica], str, list[subprocess.Popen[bytes]]]]:
+    """Three replicas, and two validation workers taking their jobs from the same database."""
     url = postgres.new_database()
     shutil.copytree(DEMO, tmp_path / "ws")  # one workspace, shared by the replicas (a shared volume in production)
     env = {
@@ -112,21 +114,31 @@ def replicas(
         "SELF_BUILDING_CLOUDWATCH__ALARM_NAME_PREFIX": "shop-",
         "SELF_BUILDING_CLOUDWATCH__ALARM_CACHE_SECONDS": "0",
         "SELF_BUILDING_CLOUDWATCH__POLL_INTERVAL_SECONDS": "0.2",
+        "SELF_BUILDING_VALIDATION_ON_WORKERS": "true",
+        "SELF_BUILDING_WORKER_CLAIM_SECONDS": "600",  # the workers validate: the replicas never do it themselves
     }
     started: list[Replica] = []
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         started.extend(start(tmp_path, name, env) for name in ("a", "b", "c"))  # each kept as it starts
-        yield started, url
+        for name in ("w1", "w2"):
+            with (tmp_path / f"{name}.log").open("wb") as log:
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "server", "worker"], stdout=log, stderr=log,
+                    env={**server_env(tmp_path, **env), "SELF_BUILDING_DATA_DIR": str(tmp_path / name)},
+                ))  # fmt: skip
+        yield started, url, workers
     finally:
-        for replica in started:
-            if replica.proc.poll() is None:
-                replica.proc.terminate()
-        for replica in started:
+        procs = [replica.proc for replica in started] + workers
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
             try:
-                replica.proc.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                replica.proc.kill()
-                replica.proc.wait()
+                proc.kill()
+                proc.wait()
 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "replicas" / "haproxy.cfg"
@@ -140,7 +152,7 @@ HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "app
 
 
 @pytest.fixture
-def balancer(tmp_path: Path, replicas: tuple[list[Replica], str]) -> Iterator[str]:
+def balancer(tmp_path: Path, replicas: tuple[list[Replica], str, Any]) -> Iterator[str]:
     """The example HAProxy configuration, its addresses pointed at the replicas, in front of them."""
     if shutil.which("haproxy") is None:
         if os.environ.get("SELF_BUILDING_REQUIRE_HAPROXY") == "1":
@@ -172,9 +184,9 @@ def balancer(tmp_path: Path, replicas: tuple[list[Replica], str]) -> Iterator[st
 
 
 async def test_behind_the_example_load_balancer_any_replica_answers_and_a_legacy_session_stays_on_its_own(
-    tmp_path: Path, replicas: tuple[list[Replica], str], balancer: str
+    tmp_path: Path, replicas: tuple[list[Replica], str, Any], balancer: str
 ) -> None:
-    started, _ = replicas
+    started = replicas[0]
     front = Replica("lb", started[0].proc, balancer, started[0].log)
     async with mcp(front) as client:  # a 2026 client: sessionless, every request to the next replica
         for _ in range(6):
@@ -199,9 +211,9 @@ async def test_behind_the_example_load_balancer_any_replica_answers_and_a_legacy
 
 
 async def test_three_replicas_one_lease_a_killed_holders_emergency_is_taken_up_once(
-    replicas: tuple[list[Replica], str], scripted_llm: ScriptedLLM
+    replicas: tuple[list[Replica], str, list[subprocess.Popen[bytes]]], scripted_llm: ScriptedLLM
 ) -> None:
-    started, url = replicas
+    started, url, workers = replicas
     cw = aws_client("cloudwatch")
     cw.put_metric_alarm(
         AlarmName="shop-HighLatency", MetricName="Latency", Namespace="Shop", Statistic="Average", Period=60,
@@ -265,8 +277,10 @@ async def test_three_replicas_one_lease_a_killed_holders_emergency_is_taken_up_o
         assert len(await resumed()) == 1, "exactly one replica took the emergency up"
         everything = (await call(b, "query_audit_log", {"kind": "improvement_cycle_started"}))["entries"]
         assert len(everything) == 2, everything  # the holder's, and the one that took it up: no other
-        # no acknowledged telemetry lost
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT COUNT(*) FROM points p JOIN series s ON s.id = p.series_id"
                                " WHERE s.name = 'latency_ms'").fetchone()  # fmt: skip
-        assert row is not None and row[0] >= acknowledged
+            jobs = conn.execute("SELECT status, worker FROM jobs").fetchall()
+        assert row is not None and row[0] >= acknowledged, "no acknowledged telemetry lost"
+        pids = {str(w.pid) for w in workers}  # the change was validated by a worker, not by a replica
+        assert jobs and all(status == "done" and str(worker).split("-")[-2] in pids for status, worker in jobs), jobs
