@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -73,14 +74,28 @@ BODY_DEPTH = 8  # a dashboard action is a flat object
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class SessionStore(Protocol):
+    """Where sign-ins are kept: this process's memory (:class:`Sessions`), or PostgreSQL for several replicas
+    (:class:`server.dashboard_sessions.PostgresSessions`). Blocking: the dashboard calls it from worker threads."""
+
+    def open(self, token: AccessToken) -> str: ...
+    def get(self, session: str | None) -> AccessToken | None: ...
+    def close(self, session: str | None) -> None: ...
+
+
 class Sessions:
     """Dashboard sessions: an opaque id per sign-in, mapped to the key's verified token, for a limited time."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._open: dict[str, tuple[float, AccessToken]] = {}
+        self._lock = threading.Lock()  # called from worker threads
 
     def open(self, token: AccessToken) -> str:
+        with self._lock:
+            return self._open_locked(token)
+
+    def _open_locked(self, token: AccessToken) -> str:
         now = self._clock()
         self._open = {k: v for k, v in self._open.items() if v[0] > now}
         mine = [k for k, v in self._open.items() if v[1].client_id == token.client_id]
@@ -97,7 +112,8 @@ class Sessions:
         return found[1] if found is not None and found[0] > self._clock() else None
 
     def close(self, session: str | None) -> None:
-        self._open.pop(session or "", None)
+        with self._lock:
+            self._open.pop(session or "", None)
 
 
 class FailedSignIns:
@@ -156,7 +172,14 @@ class Dashboard:
         self.verifier = verifier
         self.ref = ref
         self.security = TransportSecurityMiddleware(transport_security(settings))
-        self.sessions = Sessions()
+        self.sessions: SessionStore = Sessions()
+        if settings.database_url is not None:  # several replicas: every one knows every sign-in
+            from server.dashboard_sessions import PostgresSessions
+
+            self.sessions = PostgresSessions(
+                settings.database_url.get_secret_value(), seconds=SESSION_SECONDS, max_sessions=MAX_SESSIONS,
+                per_key=MAX_SESSIONS_PER_KEY,
+            )  # fmt: skip
         self.failures = FailedSignIns()
         self.insights = InsightCache()
         self.streams = ChangeStreams(notifier, settings.dashboard_update_seconds)
@@ -185,7 +208,7 @@ class Dashboard:
                 return refusal
             if method == "POST" and request.headers.get(ACTION_HEADER) != "1":
                 return _error(403, f"dashboard actions need the {ACTION_HEADER} header")
-            token = self.sessions.get(request.cookies.get(COOKIE))
+            token = await anyio.to_thread.run_sync(self.sessions.get, request.cookies.get(COOKIE))
             if signed_in and self.verifier is not None and token is None:
                 return _error(401, "sign in with an API key first")
             reset = auth_context_var.set(AuthenticatedUser(token)) if token is not None else None
@@ -221,7 +244,7 @@ class Dashboard:
         return asset
 
     async def session_state(self, request: Request) -> Response:
-        token = self.sessions.get(request.cookies.get(COOKIE))
+        token = await anyio.to_thread.run_sync(self.sessions.get, request.cookies.get(COOKIE))
         return _json({"needs_key": self.verifier is not None, "signed_in": self.verifier is None or token is not None})
 
     async def login(self, request: Request) -> Response:
@@ -239,14 +262,15 @@ class Dashboard:
         if not caller_from_token(token).has_role("read"):
             return _error(403, f"key {token.client_id!r} may not read, so it cannot use the dashboard")
         response = _json({"signed_in": True, "name": token.client_id})
+        session = await anyio.to_thread.run_sync(self.sessions.open, token)
         response.set_cookie(
-            COOKIE, self.sessions.open(token), max_age=SESSION_SECONDS, path="/dashboard", httponly=True,
+            COOKIE, session, max_age=SESSION_SECONDS, path="/dashboard", httponly=True,
             samesite="strict", secure=request.url.scheme == "https",
         )  # fmt: skip
         return response
 
     async def logout(self, request: Request) -> Response:
-        self.sessions.close(request.cookies.get(COOKIE))
+        await anyio.to_thread.run_sync(self.sessions.close, request.cookies.get(COOKIE))
         response = _json({"signed_in": False})
         response.delete_cookie(COOKIE, path="/dashboard")
         return response

@@ -25,6 +25,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from server.dashboard import COOKIE
 from server.leadership import LEADER, NAMESPACE
 from tests.conftest import call
 from tests.llm_server import ScriptedLLM
@@ -36,6 +37,8 @@ from tests.test_improvement_cycle import DEMO, FAST_STATS, latency_points
 from tests.test_transports import free_port, server_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+KEY = "replicas-admin-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @dataclass
@@ -73,7 +76,7 @@ def start(tmp_path: Path, name: str, env: dict[str, str]) -> Replica:
 @asynccontextmanager
 async def mcp(replica: Replica) -> AsyncIterator[Client]:
     async with (
-        httpx2.AsyncClient(timeout=120) as http,
+        httpx2.AsyncClient(timeout=120, headers=AUTH) as http,
         Client(streamable_http_client(f"{replica.base}/mcp", http_client=http)) as client,
     ):
         yield client
@@ -104,6 +107,7 @@ def replicas(
         "SELF_BUILDING_DATABASE_URL": url,
         "SELF_BUILDING_LEASE_SECONDS": "2",
         "SELF_BUILDING_REQUEST_STATE_KEY": "k" * 40,
+        "SELF_BUILDING_MCP_API_KEY": KEY,
         "SELF_BUILDING_LLM_MODEL": "m",
         "SELF_BUILDING_LLM_BASE_URL": scripted_llm.base_url,
         "SELF_BUILDING_LLM_API_KEY": "k",
@@ -148,7 +152,8 @@ LEGACY_INIT = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json", **AUTH}
+ACTION = {"x-dashboard-action": "1"}
 
 
 @pytest.fixture
@@ -284,3 +289,25 @@ async def test_three_replicas_one_lease_a_killed_holders_emergency_is_taken_up_o
         assert row is not None and row[0] >= acknowledged, "no acknowledged telemetry lost"
         pids = {str(w.pid) for w in workers}  # the change was validated by a worker, not by a replica
         assert jobs and all(status == "done" and str(worker).split("-")[-2] in pids for status, worker in jobs), jobs
+
+
+def test_a_dashboard_sign_in_holds_on_every_replica_and_a_sign_out_ends_it_on_all(
+    replicas: tuple[list[Replica], str, Any],
+) -> None:
+    started, url = replicas[0], replicas[1]
+    with httpx2.Client(base_url=started[0].base, timeout=30) as http:  # signed in through a
+        signed = http.post("/dashboard/api/login", json={"key": KEY}, headers=ACTION)
+        assert signed.status_code == 200, signed.text
+        cookie = {COOKIE: signed.cookies[COOKIE]}
+
+    def state(replica: Replica) -> int:
+        with httpx2.Client(base_url=replica.base, cookies=cookie, timeout=30) as browser:
+            return browser.get("/dashboard/api/state").status_code
+
+    assert [state(r) for r in started] == [200, 200, 200], "the same cookie holds on every replica"
+    with httpx2.Client(base_url=started[1].base, cookies=cookie, timeout=30) as browser:  # signed out through b
+        assert browser.post("/dashboard/api/logout", json={}, headers=ACTION).status_code == 200
+    assert [state(r) for r in started] == [401, 401, 401], "and is over on every replica"
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT digest, token FROM dashboard_sessions").fetchall()
+    assert all(KEY not in token and cookie[COOKIE] not in digest for digest, token in stored), "no secret stored"
