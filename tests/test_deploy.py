@@ -32,7 +32,7 @@ from generators.deploy.journal import read_journals
 from generators.deploy.store import VersionStore
 from generators.deploy.store_pg import PostgresVersionStore
 from generators.pg_db import PostgresDatabase
-from tests.deploy_crash_child import FILE_COUNT, new_files, open_deployer
+from tests.deploy_crash_child import FILE_COUNT, URL_ENV, close_databases, new_files, open_deployer
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,6 +287,21 @@ def test_failed_commit_restores_the_files_and_marks_the_deployment_failed(tmp_pa
 OLD = {rel: f"# old {i}\n".encode() * 5000 for i, rel in enumerate(sorted(new_files())) if i != FILE_COUNT - 1}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def crash_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Where the crash tests' version store and audit log live: SQLite files, or a PostgreSQL database (a real
+    server; the child process gets its URL from the environment)."""
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        monkeypatch.setenv(URL_ENV, server.new_database())
+    else:
+        monkeypatch.delenv(URL_ENV, raising=False)
+    try:
+        yield request.param
+    finally:
+        close_databases()
+
+
 def spawn(ws: Path, data: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.deploy_crash_child", str(ws), str(data), *args],
@@ -326,7 +341,7 @@ def state_of(ws: Path, old: dict[str, bytes], new: dict[str, bytes]) -> str:
     ],
 )
 def test_sigkill_mid_deploy_recovers_to_all_old_or_all_new(
-    tmp_path: Path, step: str, index: int, expected: str, status: str
+    tmp_path: Path, step: str, index: int, expected: str, status: str, crash_backend: str
 ) -> None:
     ws, data = tmp_path / "ws", tmp_path / "data"
     write_files(ws, OLD)
@@ -361,7 +376,7 @@ def test_truncated_temp_file_is_rolled_back_not_forward(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_rollback_recovers_to_the_previous_bytes(tmp_path: Path) -> None:
+def test_sigkill_mid_rollback_recovers_to_the_previous_bytes(tmp_path: Path, crash_backend: str) -> None:
     ws, data = tmp_path / "ws", tmp_path / "data"
     write_files(ws, OLD)
     deployment = open_deployer(ws, data).deploy("default", "crashy", new_files(), actor="t", reason="r")
@@ -375,7 +390,7 @@ def test_sigkill_mid_rollback_recovers_to_the_previous_bytes(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path: Path, crash_backend: str) -> None:
     rng = random.Random(5)
     outcomes = set()
     for run in range(8):
