@@ -223,7 +223,8 @@ async def test_reviewed_change_waits_for_approval_then_is_monitored(
 
 async def test_regression_seen_in_telemetry_is_rolled_back(settings: Settings, scripted_llm: ScriptedLLM) -> None:
     scripted_llm.reply(FAST_STATS)
-    server = build(settings, scripted_llm, improvement_monitoring_seconds=3.0, improvement_wait_seconds=0)
+    clock = FakeClock()  # the monitoring period passes when the test says, however busy the machine
+    server = build(settings, scripted_llm, clock, improvement_monitoring_seconds=3.0, improvement_wait_seconds=0)
     async with connect(server) as client:
         before = snapshot(settings.workspace)
         shutil.rmtree(settings.workspace / "benchmarks")  # telemetry is the only evidence
@@ -234,12 +235,13 @@ async def test_regression_seen_in_telemetry_is_rolled_back(settings: Settings, s
             {
                 "name": "latency_ms",
                 "value": 450.0 + i,
-                "timestamp": time.time(),
+                "timestamp": clock() + 1.0 + i * 0.1,  # within the monitoring period
                 "dimensions": {"Component": "slow_stats"},
             }
             for i in range(5)
         ]
         await call(client, "ingest_telemetry", {"tenant_id": "default", "metrics": worse})
+        clock.advance(4.0)  # past the monitoring period: judged
         found = await wait_until_finished(client, cycle["cycle_id"])
     (only,) = found["candidates"]
     assert only["status"] == "rolled_back", only
