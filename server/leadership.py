@@ -37,6 +37,7 @@ class Lease:
         self.seconds = seconds
         self.replica = replica
         self.leading = False
+        self.ready = anyio.Event()  # set once the first attempt is over: another leads, or this one's duties started
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     @property
@@ -53,6 +54,7 @@ class Lease:
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 logger.warning("replica %s: the lease connection failed (%s); again in %g s", self.replica, exc,
                                self.beat)  # fmt: skip
+            self.ready.set()
             await anyio.sleep(self.beat)
 
     async def alive(self) -> set[str]:
@@ -81,6 +83,7 @@ class Lease:
                 if await self._try_lead(conn):
                     await self._lead(conn, duties)
                     return  # the lease was lost with its connection: a new one
+                self.ready.set()
                 await anyio.sleep(self.beat)
         finally:
             self._conn = None
@@ -100,6 +103,7 @@ class Lease:
         try:
             async with anyio.create_task_group() as group:
                 await duties(group)
+                self.ready.set()
                 while not lost:
                     await anyio.sleep(self.beat)
                     try:

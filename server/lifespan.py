@@ -298,6 +298,8 @@ async def start_services(
         await background(task_group)
     else:
         task_group.start_soon(lease.run, background)
+        with anyio.move_on_after(lease.seconds):  # serve once this replica knows whether it leads (and, if it does,
+            await lease.ready.wait()  # has adopted what stopped replicas left), as one server does at start
     publisher = services.publisher = await _publisher(settings, metrics)
     if publisher is not None:
         task_group.start_soon(publisher.run)
@@ -334,6 +336,7 @@ def _background(parts: Opened, settings: Settings) -> Callable[[TaskGroup], Awai
         if services.cloudwatch is not None:
             group.start_soon(services.cloudwatch.run)
         if lease is not None:
+            await services.improvements.take_over(await lease.alive())  # before this replica serves (see ready)
             group.start_soon(services.improvements.lead, group, lease.alive, lease.beat)
 
     return background
