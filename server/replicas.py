@@ -34,14 +34,19 @@ class ReplicaChanges:
         self.feed = feed
         self.origin = uuid.uuid4().hex
         self._sender: psycopg.AsyncConnection[Any] | None = None
+        self._sending = anyio.Lock()  # one send at a time on the sender; close waits for the one in flight
+        self._closed = False
 
     async def send(self, changes: set[Change], listing: bool) -> None:
         payload = json.dumps({"origin": self.origin, "changes": sorted(changes, key=str), "listing": listing})
         if len(payload.encode()) > MAX_PAYLOAD:
             payload = json.dumps({"origin": self.origin, "changes": [[ACTIVE_URI, None]], "listing": True})
-        if self._sender is None or self._sender.closed:
-            self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        async with self._sending:
+            if self._closed:
+                return
+            if self._sender is None or self._sender.closed:
+                self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     async def listen(self) -> None:
         """Publish the other replicas' changes here until cancelled. A lost connection (the database restarting) is
@@ -85,5 +90,8 @@ class ReplicaChanges:
             self.feed.mark([], listing=True, remote=True)
 
     async def close(self) -> None:
-        if self._sender is not None:
-            await self._sender.close()
+        """Close the sender, once a send in flight is over (a send after this sends nothing)."""
+        self._closed = True
+        async with self._sending:
+            if self._sender is not None:
+                await self._sender.close()
