@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
     from generators.jobs.queue_pg import PostgresJobs
 
 
+# Each store's SQLite file in the data directory (telemetry's and monitoring's are named by the settings).
+FILES = {
+    "calls": "tool_calls.sqlite3",
+    "versions": "versions.sqlite3",
+    "audit": "audit.sqlite3",
+    "ledger": "llm_spend.sqlite3",
+    "cycles": "cycles.sqlite3",
+    "attempts": "attempts.sqlite3",
+    "tools": "generated_tools.sqlite3",
+}
+
+
 class Databases:
     """Opens the stores on the configured backend (blocking methods: call them from a worker thread). With
     PostgreSQL, each package has its own pool on the one database (``generators`` and ``telemetry`` do not import
@@ -42,6 +55,14 @@ class Databases:
         self.replica = str(secrets.randbelow(2**31 - 2) + 1)  # this server's number (owner of its cycles)
         self._generators: GeneratorsDatabase | None = None
         self._telemetry: TelemetryDatabase | None = None
+
+    def sqlite_path(self, store: str) -> Path:
+        """Where store ``store`` (a method's name: ``telemetry``, ``events``, ``calls``, …) keeps its SQLite file."""
+        if store == "telemetry":
+            return self.settings.telemetry_db_path
+        if store == "events":
+            return self.settings.events_db_path
+        return self.settings.data_dir / FILES[store]
 
     async def open(self, opened: AsyncExitStack) -> None:
         """Connect (PostgreSQL); nothing for SQLite, whose stores open their own files."""
@@ -59,21 +80,21 @@ class Databases:
             from telemetry.store.pg_store import PostgresTelemetryStore
 
             return PostgresTelemetryStore(self._telemetry)
-        return SqliteTelemetryStore(self.settings.telemetry_db_path, readers=self.settings.store_read_connections)
+        return SqliteTelemetryStore(self.sqlite_path("telemetry"), readers=self.settings.store_read_connections)
 
     def events(self) -> EventStore:
         if self._telemetry is not None:
             from telemetry.monitoring.events_pg import PostgresEventStore
 
             return PostgresEventStore(self._telemetry)
-        return SqliteEventStore(self.settings.events_db_path)
+        return SqliteEventStore(self.sqlite_path("events"))
 
     def calls(self) -> CallStore:
         if self._telemetry is not None:
             from telemetry.selfcheck.calls_pg import PostgresCallStore
 
             return PostgresCallStore(self._telemetry)
-        return SqliteCallStore(self.settings.data_dir / "tool_calls.sqlite3")
+        return SqliteCallStore(self.sqlite_path("calls"))
 
     # -- the generators' stores
 
@@ -82,35 +103,35 @@ class Databases:
             from generators.deploy.store_pg import PostgresVersionStore
 
             return PostgresVersionStore(self._generators)
-        return SqliteVersionStore(self.settings.data_dir / "versions.sqlite3")
+        return SqliteVersionStore(self.sqlite_path("versions"))
 
     def audit(self, clock: Callable[[], float]) -> AuditLog:
         if self._generators is not None:
             from generators.deploy.audit_pg import PostgresAuditLog
 
             return PostgresAuditLog(self._generators, clock)
-        return SqliteAuditLog(self.settings.data_dir / "audit.sqlite3", clock)
+        return SqliteAuditLog(self.sqlite_path("audit"), clock)
 
     def ledger(self, clock: Callable[[], float]) -> Ledger:
         if self._generators is not None:
             from generators.llm.spend_pg import PostgresSpendLedger
 
             return PostgresSpendLedger(self._generators, clock)
-        return SpendLedger(self.settings.data_dir / "llm_spend.sqlite3", clock)
+        return SpendLedger(self.sqlite_path("ledger"), clock)
 
     def cycles(self) -> CycleStore:
         if self._generators is not None:
             from generators.improvement.store_pg import PostgresCycleStore
 
             return PostgresCycleStore(self._generators, owner=self.replica)
-        return SqliteCycleStore(self.settings.data_dir / "cycles.sqlite3", owner=self.replica)
+        return SqliteCycleStore(self.sqlite_path("cycles"), owner=self.replica)
 
     def attempts(self) -> AttemptArchive:
         if self._generators is not None:
             from generators.improvement.attempts_pg import PostgresAttemptArchive
 
             return PostgresAttemptArchive(self._generators)
-        return SqliteAttemptArchive(self.settings.data_dir / "attempts.sqlite3")
+        return SqliteAttemptArchive(self.sqlite_path("attempts"))
 
     def jobs(self) -> PostgresJobs | None:
         """The workers' queue, when validation goes to workers (PostgreSQL only: with SQLite it runs here)."""
@@ -125,4 +146,4 @@ class Databases:
             from generators.toolhost.store_pg import PostgresToolStore
 
             return PostgresToolStore(self._generators)
-        return SqliteToolStore(self.settings.data_dir / "generated_tools.sqlite3")
+        return SqliteToolStore(self.sqlite_path("tools"))

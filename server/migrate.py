@@ -49,20 +49,24 @@ class Moved:
     rows: int
 
 
+# What opens each store on the configured backend (its migrations make its tables), by its SQLite file's name.
+OPENERS: dict[str, Callable[[Databases], object]] = {
+    "telemetry": lambda d: d.telemetry(),
+    "events": lambda d: d.events(),
+    "calls": lambda d: d.calls(),
+    "versions": lambda d: d.versions(),
+    "audit": lambda d: d.audit(lambda: 0.0),
+    "ledger": lambda d: d.ledger(lambda: 0.0),
+    "cycles": lambda d: d.cycles(),
+    "attempts": lambda d: d.attempts(),
+    "tools": lambda d: d.tools(),
+}
+
+
 def store_files(settings: Settings) -> list[tuple[Path, Callable[[Databases], object]]]:
     """Each SQLite file of the data directory, with what opens its store on the configured backend."""
-    data = settings.data_dir
-    return [
-        (settings.telemetry_db_path, lambda d: d.telemetry()),
-        (settings.events_db_path, lambda d: d.events()),
-        (data / "tool_calls.sqlite3", lambda d: d.calls()),
-        (data / "versions.sqlite3", lambda d: d.versions()),
-        (data / "audit.sqlite3", lambda d: d.audit(lambda: 0.0)),
-        (data / "llm_spend.sqlite3", lambda d: d.ledger(lambda: 0.0)),
-        (data / "cycles.sqlite3", lambda d: d.cycles()),
-        (data / "attempts.sqlite3", lambda d: d.attempts()),
-        (data / "generated_tools.sqlite3", lambda d: d.tools()),
-    ]
+    databases = Databases(settings)
+    return [(databases.sqlite_path(store), opener) for store, opener in OPENERS.items()]
 
 
 async def migrate(settings: Settings, url: str, report: Callable[[Moved], None]) -> list[Moved]:

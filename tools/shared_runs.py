@@ -9,6 +9,7 @@ stops waiting for a slot; one whose client goes away leaves the others waiting f
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -55,7 +56,7 @@ class SharedRuns(Generic[T]):
     async def _take_slot(
         self, key: Hashable, me: _Waiter[T], work: Callable[[], T], limiter: anyio.CapacityLimiter | None
     ) -> None:
-        async with limiter if limiter is not None else _no_limit():
+        async with limiter if limiter is not None else nullcontext():
             if me.done.is_set():
                 return
             served = self._waiting.pop(key, [])  # everyone waiting for this key now (me among them)
@@ -70,11 +71,3 @@ class SharedRuns(Generic[T]):
             for waiter in served:
                 waiter.value = value
                 waiter.done.set()
-
-
-class _no_limit:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_: object) -> None:
-        return None

@@ -100,11 +100,12 @@ class ImprovementService:
 
     async def lead(self, task_group: TaskGroup, alive: Callable[[], Awaitable[Collection[str]]], every: float) -> None:
         """The lease holder's part, until cancelled (the lease is lost): the schedule, and the cycles of the replicas
-        that are gone, adopted now and every ``every`` seconds (``alive`` names the replicas alive)."""
+        that are gone, adopted every ``every`` seconds (``alive`` names the replicas alive). The first adoption is
+        the caller's (:meth:`take_over`, before the replica serves)."""
         self._triggers.schedule(task_group)
         while True:
-            await self.take_over(await alive())
             await anyio.sleep(every)
+            await self.take_over(await alive())
 
     async def take_over(self, alive: Collection[str]) -> list[str]:
         """Adopt the cycles whose owner is not ``alive`` (nor this server) and that still want one; exactly one
