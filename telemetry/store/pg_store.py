@@ -5,8 +5,8 @@ readers-never-wait comes with PostgreSQL's MVCC: every read is a snapshot, on a 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from statistics import fmean
 from typing import Any
 
@@ -27,6 +27,7 @@ from telemetry.store.records import (
     StoreCounts,
     split_time,
 )
+from telemetry.store.stats_cache import StatsCache
 
 STORE = "telemetry"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -74,6 +75,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (2, rollups.schema(postgres=True)),
+    (3, "ALTER TABLE series ADD COLUMN version BIGINT NOT NULL DEFAULT 0"),  # see telemetry.store.stats_cache
 )
 _FIRST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts LIMIT 1"
 _NEWEST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts DESC LIMIT %s"
@@ -81,6 +83,12 @@ _ROLLUP_SQL = rollups.queries(rollups.POSTGRES_BUCKET, postgres=True)
 _ADD_ROLLUP = rollups.add_sql(postgres=True)
 _PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
 _SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
+_NEW_VERSION = "UPDATE series SET version = version + 1 WHERE id = %s"
+# rows locked in id order, as an ingest locks them: two writers never wait for each other in a cycle
+_PRUNED_VERSIONS = (
+    "WITH pruned AS (SELECT id FROM series WHERE id IN (SELECT DISTINCT series_id FROM points WHERE ts < %s)"
+    " ORDER BY id FOR UPDATE) UPDATE series SET version = version + 1 FROM pruned WHERE series.id = pruned.id"
+)
 
 
 def _dims_text(dimensions: Dimensions) -> str:
@@ -100,8 +108,10 @@ def _fetcher(conn: Connection[TupleRow]) -> rollups.Fetch:
 class PostgresTelemetryStore:
     """:class:`telemetry.store.records.TelemetryStore` in PostgreSQL. Thread-safe (a connection per call)."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, *, stats_cache: StatsCache | None = None) -> None:
+        """``stats_cache``: see :class:`telemetry.store.sqlite_store.SqliteTelemetryStore`."""
         self._db = db
+        self._stats = StatsCache() if stats_cache is None else stats_cache
         db.migrate(STORE, MIGRATIONS)
         self._series_ids: dict[tuple[str, str, tuple[tuple[str, str], ...]], int] = {}
 
@@ -141,6 +151,7 @@ class PostgresTelemetryStore:
                         [(series_id, ts, value) for (series_id, ts), value in written.items()],
                     )
                     cursor.executemany(_ADD_ROLLUP, rollups.changes(written, replaced))
+                    cursor.executemany(_NEW_VERSION, [(series_id,) for series_id in sorted({s for s, _ in written})])
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise
@@ -174,7 +185,7 @@ class PostgresTelemetryStore:
     def _series_rows(
         self, conn: Connection[TupleRow], tenant: str, name: str | None, dimensions: Dimensions | None = None
     ) -> list[TupleRow]:
-        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = %s"
+        query = "SELECT id, name, dims, unit, source, version FROM series WHERE tenant = %s"
         params: list[Any] = [tenant]
         if name is not None:
             query += " AND name = %s"
@@ -197,7 +208,7 @@ class PostgresTelemetryStore:
         hi = float("inf") if end is None else end
         out: list[Series] = []
         with self._db.transaction() as conn:  # one snapshot
-            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name, dimensions):
+            for series_id, series_name, dims, unit, source, _ in self._series_rows(conn, tenant, name, dimensions):
                 rows = conn.execute(
                     "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts",
                     (series_id, lo, hi),
@@ -219,7 +230,9 @@ class PostgresTelemetryStore:
     ) -> list[SeriesStats]:
         out: list[SeriesStats] = []
         with self._db.transaction() as conn:
-            for series_id, series_name, dims, unit, source in self._series_rows(conn, tenant, name):
+            # Each statement sees what was committed before it: a version is read before the points, so a cached
+            # entry never holds older points than its version says (a newer write has raised the version).
+            for series_id, series_name, dims, unit, source, version in self._series_rows(conn, tenant, name):
                 key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
                 first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
                 if first is None:
@@ -229,10 +242,10 @@ class PostgresTelemetryStore:
                 split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
                 if split is None:
                     raise ValueError("series_stats needs recent_start or recent_share")
-                fetch, t0, v0 = _fetcher(conn), first[0], first[1]
-                baseline = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, start, split, t0, v0)
-                after_end = math.nextafter(end, math.inf)  # the recent side includes ``end``
-                recent = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, split, after_end, t0, v0)
+                fetch = _fetcher(conn)
+                compute = partial(rollups.split_moments, fetch, _ROLLUP_SQL, series_id, start, split, end, first)
+                cached = (series_id, recent_share, recent_start)
+                baseline, recent = self._stats.moments(cached, version, first[0], newest[0][0], split, compute)
                 tail_mean = fmean(row[1] for row in reversed(newest))
                 out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
         return out
@@ -301,6 +314,7 @@ class PostgresTelemetryStore:
     def prune(self, *, older_than: float) -> int:
         hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
+            conn.execute(_PRUNED_VERSIONS, (older_than,))
             removed = conn.execute("DELETE FROM points WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount

@@ -80,6 +80,22 @@ def range_moments(
     return first + inside + last
 
 
+def split_moments(
+    fetch: Fetch,
+    sql: tuple[str, str, str],
+    series_id: int,
+    start: float,
+    split: float,
+    end: float,
+    first: tuple[float, float],
+) -> tuple[Moments, Moments]:
+    """A window [start, end] split at ``split``: the moments before it and from it on (``end`` included), relative to
+    the window's ``first`` point (timestamp, value)."""
+    t0, v0 = first
+    baseline = range_moments(fetch, sql, series_id, start, split, t0, v0)
+    return baseline, range_moments(fetch, sql, series_id, split, math.nextafter(end, math.inf), t0, v0)
+
+
 def schema(*, postgres: bool = False) -> str:
     """The rollup table, with the rollups of the points already stored (a store from before them)."""
     real, count = ("DOUBLE PRECISION", "BIGINT") if postgres else ("REAL", "INTEGER")

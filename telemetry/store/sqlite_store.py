@@ -8,9 +8,9 @@ point (a CloudWatch window fetched twice) replaces it instead of duplicating it.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -29,6 +29,7 @@ from telemetry.store.records import (
     split_time,
 )
 from telemetry.store.sqlite_db import WalDatabase
+from telemetry.store.stats_cache import StatsCache
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS series (
     dims TEXT NOT NULL,
     unit TEXT,
     source TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant, name, dims)
 );
 CREATE TABLE IF NOT EXISTS points (
@@ -80,6 +82,10 @@ _ROLLUP_SQL = rollups.queries(rollups.SQLITE_BUCKET)
 _ADD_ROLLUP = rollups.add_sql()
 _PRUNE_ROLLUPS = rollups.prune_sql()
 _SPAN = "SELECT ts, value FROM points WHERE series_id = ? AND ts BETWEEN ? AND ?"
+_NEW_VERSION = "UPDATE series SET version = version + 1 WHERE id = ?"
+_PRUNED_VERSIONS = (
+    "UPDATE series SET version = version + 1 WHERE id IN (SELECT DISTINCT series_id FROM points WHERE ts < ?)"
+)
 
 
 def _dims_text(dimensions: Dimensions) -> str:
@@ -105,14 +111,16 @@ def _statements(script: str) -> list[str]:
     return [s for s in out if s.strip()]
 
 
-def _add_rollups(conn: sqlite3.Connection) -> None:
-    """Create the rollups with those of the points already stored, in one transaction (a store from before them gets
-    them on its first start)."""
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a store from before the rollups and the series' versions up to date, in one transaction: the rollups of
+    the points already stored, and a version column (see :mod:`telemetry.store.stats_cache`)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rollups'").fetchone() is None:
             for statement in _statements(rollups.schema()):
                 conn.execute(statement)
+        if "version" not in {row[1] for row in conn.execute("PRAGMA table_info(series)")}:
+            conn.execute("ALTER TABLE series ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -123,13 +131,16 @@ class SqliteTelemetryStore:
     """Telemetry in one SQLite file. Thread-safe: one writing connection behind a lock and a few read connections
     (WAL: a read never waits for a write); callers use worker threads."""
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
-        """``readers``: read connections (see :class:`WalDatabase`; 0: reads wait for writes and each other)."""
+    def __init__(self, path: Path, *, readers: int = 4, stats_cache: StatsCache | None = None) -> None:
+        """``readers``: read connections (see :class:`WalDatabase`; 0: reads wait for writes and each other).
+        ``stats_cache``: where the aggregates of unchanged series are kept between analyses (a new one by default;
+        ``StatsCache(0)`` keeps none)."""
         self.path = path
+        self._stats = StatsCache() if stats_cache is None else stats_cache
         self._db = WalDatabase(path, _SCHEMA, readers=readers)
         try:
             with self._db.lock, self._db.writing():
-                _add_rollups(self._db.conn)
+                _upgrade(self._db.conn)
         except BaseException:
             self._db.close()
             raise
@@ -168,6 +179,7 @@ class SqliteTelemetryStore:
                     [(series_id, ts, value) for (series_id, ts), value in written.items()],
                 )
                 conn.executemany(_ADD_ROLLUP, rollups.changes(written, replaced))
+                conn.executemany(_NEW_VERSION, [(series_id,) for series_id in {sid for sid, _ in written}])
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise
@@ -240,14 +252,15 @@ class SqliteTelemetryStore:
         tail: int = 12,
         recent_share: float | None = None,
     ) -> list[SeriesStats]:
-        query = "SELECT id, name, dims, unit, source FROM series WHERE tenant = ?"
+        query = "SELECT id, name, dims, unit, source, version FROM series WHERE tenant = ?"
         params: list[Any] = [tenant]
         if name is not None:
             query += " AND name = ?"
             params.append(name)
         out: list[SeriesStats] = []
-        with self._db.reading() as conn:
-            for series_id, series_name, dims, unit, source in conn.execute(query + " ORDER BY name, dims", params):
+        with self._db.reading() as conn:  # one snapshot: each version goes with the points read
+            rows = conn.execute(query + " ORDER BY name, dims", params).fetchall()
+            for series_id, series_name, dims, unit, source, version in rows:
                 key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
                 first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
                 if first is None:
@@ -257,10 +270,10 @@ class SqliteTelemetryStore:
                 split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
                 if split is None:
                     raise ValueError("series_stats needs recent_start or recent_share")
-                fetch, t0, v0 = _fetcher(conn), first[0], first[1]
-                baseline = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, start, split, t0, v0)
-                after_end = math.nextafter(end, math.inf)  # the recent side includes ``end``
-                recent = rollups.range_moments(fetch, _ROLLUP_SQL, series_id, split, after_end, t0, v0)
+                fetch = _fetcher(conn)
+                compute = partial(rollups.split_moments, fetch, _ROLLUP_SQL, series_id, start, split, end, first)
+                cached = (series_id, recent_share, recent_start)
+                baseline, recent = self._stats.moments(cached, version, first[0], newest[0][0], split, compute)
                 tail_mean = fmean(row[1] for row in reversed(newest))
                 out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
         return out
@@ -329,6 +342,7 @@ class SqliteTelemetryStore:
     def prune(self, *, older_than: float) -> int:
         hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
+            conn.execute(_PRUNED_VERSIONS, (older_than,))
             removed = conn.execute("DELETE FROM points WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < ?", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < ?", (older_than,)).rowcount
