@@ -8,12 +8,17 @@ import math
 import random
 import subprocess
 import sys
+from collections import deque
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetry.learning.anomaly import AnomalyDetector, DetectorConfig, SeriesDetector, detect_csv, parse_timestamp
+from telemetry.learning.anomaly.reference import FloatRing
 
 STEP = 300.0  # five-minute points, as in NAB
 START = 1_700_000_000.0
@@ -190,3 +195,17 @@ def test_cli_detect_anomalies_rejects_a_file_without_the_header(tmp_path: Path) 
     assert done.returncode == 2
     assert done.stdout == ""
     assert "timestamp,value" in done.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(maxlen=st.integers(1, 40), values=st.lists(st.floats(allow_nan=False), max_size=200), k=st.integers(0, 50))
+def test_a_float_ring_holds_what_a_bounded_deque_holds(maxlen: int, values: list[float], k: int) -> None:
+    """The detector's windows keep machine floats in a ring: oldest first, the newest ``k`` newest first, exactly as
+    the ``deque(maxlen=...)`` they replaced (so every verdict and snapshot stays as it was)."""
+    ring, reference = FloatRing(maxlen), deque[float](maxlen=maxlen)
+    for value in values:
+        ring.append(value)
+        reference.append(value)
+        assert len(ring) == len(reference)
+    assert list(ring) == list(reference)
+    assert ring.newest(k) == list(islice(reversed(reference), k))

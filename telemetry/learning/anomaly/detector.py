@@ -129,17 +129,22 @@ class SeriesDetector:
             raw = ((value - hi if value - hi > lo - value else lo - value) - step) / least
             # the running median can only leave the band on a point that is itself outside it
             if value > values.q_hi or value < values.q_lo:
-                ordered = sorted(recent)
-                mid = ordered[len(ordered) // 2]
+                latest = sorted(recent)
+                mid = latest[len(latest) // 2]
                 level = max(mid - values.q_hi, values.q_lo - mid) / (values.spread * cfg.level_threshold)
                 if level > raw:
                     raw = level
         # The window and its sorted copy move together (two binary searches and a memmove per point, instead of a
         # sort of the whole window at every refresh); inlined, as this is the detector's hottest path.
         window, ordered = values.recent, values.ordered
-        if len(window) == window.maxlen:
-            del ordered[bisect_left(ordered, window[0])]
-        window.append(value)
+        data = window.data
+        if len(data) == window.maxlen:  # full: the oldest value leaves the sorted copy and makes room in the ring
+            start = window.start
+            del ordered[bisect_left(ordered, data[start])]
+            data[start] = value
+            window.start = start + 1 if start + 1 < len(data) else 0
+        else:
+            data.append(value)
         insort(ordered, value)
         if value > values.hi:
             values.hi = value
@@ -168,7 +173,14 @@ class SeriesDetector:
                 else activity.hi * cfg.activity_floor
             )
             score = (mean - activity.hi) / (scale * cfg.activity_threshold)
-        activity.recent.append(mean)
+        ring = activity.recent  # FloatRing.append, inlined (a point's hot path)
+        data = ring.data
+        if len(data) < ring.maxlen:
+            data.append(mean)
+        else:
+            start = ring.start
+            data[start] = mean
+            ring.start = start + 1 if start + 1 < len(data) else 0
         if mean > activity.hi:
             activity.hi = mean
         return score
