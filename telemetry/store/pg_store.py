@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from functools import partial
-from statistics import fmean
 from typing import Any
 
 from psycopg import Connection
@@ -25,9 +24,8 @@ from telemetry.store.records import (
     SeriesKey,
     SeriesStats,
     StoreCounts,
-    split_time,
 )
-from telemetry.store.stats_cache import StatsCache
+from telemetry.store.stats_cache import Queries, StatsCache, read_window
 
 STORE = "telemetry"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -76,19 +74,28 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     (2, rollups.schema(postgres=True)),
     (3, "ALTER TABLE series ADD COLUMN version BIGINT NOT NULL DEFAULT 0"),  # see telemetry.store.stats_cache
+    (4, "DROP INDEX IF EXISTS points_by_time"),  # see _PRUNE_POINTS
 )
 _FIRST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts LIMIT 1"
 _NEWEST = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s ORDER BY ts DESC LIMIT %s"
-_ROLLUP_SQL = rollups.queries(rollups.POSTGRES_BUCKET, postgres=True)
+_WINDOW = Queries(
+    first=_FIRST,
+    newest=_NEWEST,
+    before="SELECT MAX(ts) FROM points WHERE series_id = %s AND ts < %s",
+    after="SELECT MIN(ts) FROM points WHERE series_id = %s AND ts > %s",
+    moments=rollups.queries(rollups.POSTGRES_BUCKET, postgres=True),
+)
 _ADD_ROLLUP = rollups.add_sql(postgres=True)
 _PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
 _SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
 _NEW_VERSION = "UPDATE series SET version = version + 1 WHERE id = %s"
 # rows locked in id order, as an ingest locks them: two writers never wait for each other in a cycle
 _PRUNED_VERSIONS = (
-    "WITH pruned AS (SELECT id FROM series WHERE id IN (SELECT DISTINCT series_id FROM points WHERE ts < %s)"
+    "WITH pruned AS (SELECT id FROM series WHERE EXISTS (SELECT 1 FROM points WHERE series_id = series.id AND ts < %s)"
     " ORDER BY id FOR UPDATE) UPDATE series SET version = version + 1 FROM pruned WHERE series.id = pruned.id"
 )
+# series by series on the points' primary key: an index on the time alone halved the ingest rate for an hourly delete
+_PRUNE_POINTS = "DELETE FROM points WHERE series_id IN (SELECT id FROM series) AND ts < %s"
 
 
 def _dims_text(dimensions: Dimensions) -> str:
@@ -230,24 +237,21 @@ class PostgresTelemetryStore:
     ) -> list[SeriesStats]:
         out: list[SeriesStats] = []
         with self._db.transaction() as conn:
+
+            def run(sql: str, args: Sequence[Any]) -> list[Any]:
+                return conn.execute(sql, args).fetchall()
+
+            fetch = _fetcher(conn)
             # Each statement sees what was committed before it: a version is read before the points, so a cached
             # entry never holds older points than its version says (a newer write has raised the version).
             for series_id, series_name, dims, unit, source, version in self._series_rows(conn, tenant, name):
                 key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
-                first = conn.execute(_FIRST, (series_id, start, end)).fetchone()
-                if first is None:
-                    out.append(SeriesStats(key, Moments(), Moments()))
-                    continue
-                newest = conn.execute(_NEWEST, (series_id, start, end, tail)).fetchall()
-                split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
-                if split is None:
-                    raise ValueError("series_stats needs recent_start or recent_share")
-                fetch = _fetcher(conn)
-                compute = partial(rollups.split_moments, fetch, _ROLLUP_SQL, series_id, start, split, end, first)
-                cached = (series_id, recent_share, recent_start)
-                baseline, recent = self._stats.moments(cached, version, first[0], newest[0][0], split, compute)
-                tail_mean = fmean(row[1] for row in reversed(newest))
-                out.append(SeriesStats(key, baseline, recent, first[1], first[0], newest[0][0], tail_mean))
+                read = partial(
+                    read_window, run, fetch, _WINDOW, series_id, version, start=start, end=end,
+                    recent_start=recent_start, recent_share=recent_share, tail=tail,
+                )  # fmt: skip
+                found = self._stats.window((series_id, recent_share, recent_start, tail), version, start, end, read)
+                out.append(SeriesStats(key, Moments(), Moments()) if found is None else found.stats(key))
         return out
 
     def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
@@ -315,7 +319,7 @@ class PostgresTelemetryStore:
         hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
             conn.execute(_PRUNED_VERSIONS, (older_than,))
-            removed = conn.execute("DELETE FROM points WHERE ts < %s", (older_than,)).rowcount
+            removed = conn.execute(_PRUNE_POINTS, (older_than,)).rowcount
             removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
             drop, remake = _PRUNE_ROLLUPS

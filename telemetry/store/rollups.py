@@ -183,7 +183,8 @@ def prune_sql(*, postgres: bool = False) -> tuple[str, str]:
     left there again), with ``:b`` that hour and ``:hi`` past its end."""
     bucket_sql = POSTGRES_BUCKET if postgres else SQLITE_BUCKET
     drop = "DELETE FROM rollups WHERE bucket <= :b"
-    remake = backfill(bucket_sql, where="{ts} < :hi AND " + bucket_sql + " <= :b")
+    # series by series on the points' primary key (series_id, ts): there is no index on the time alone to keep up
+    remake = backfill(bucket_sql, where="{sid} IN (SELECT id FROM series) AND {ts} < :hi AND " + bucket_sql + " <= :b")
     return (_named(drop), _named(remake)) if postgres else (drop, remake)
 
 
@@ -192,8 +193,8 @@ def _named(sql: str) -> str:
 
 
 def backfill(bucket_sql: str, *, where: str = "TRUE") -> str:
-    """Rollups of the stored points that ``where`` (a condition on ``{ts}``) selects (each hour's reference: its
-    smallest value)."""
+    """Rollups of the stored points that ``where`` (a condition on ``{ts}`` and ``{sid}``, a point's time and series)
+    selects (each hour's reference: its smallest value)."""
     b = bucket_sql.format(ts="p.ts")
     return f"""
 INSERT INTO rollups (series_id, bucket, ref, n, sx, sxx, sy, syy, sxy)
@@ -201,8 +202,8 @@ SELECT p.series_id, g.bucket, g.ref, COUNT(*), SUM(p.ts - g.bucket), SUM((p.ts -
     SUM(p.value - g.ref), SUM((p.value - g.ref) * (p.value - g.ref)), SUM((p.ts - g.bucket) * (p.value - g.ref))
 FROM points p JOIN (
     SELECT series_id, {bucket_sql.format(ts="ts")} AS bucket, MIN(value) AS ref FROM points
-    WHERE {where.format(ts="ts")} GROUP BY 1, 2
+    WHERE {where.format(ts="ts", sid="series_id")} GROUP BY 1, 2
 ) g ON g.series_id = p.series_id AND g.bucket = {b}
-WHERE {where.format(ts="p.ts")}
+WHERE {where.format(ts="p.ts", sid="p.series_id")}
 GROUP BY p.series_id, g.bucket, g.ref
 """

@@ -1,33 +1,115 @@
-"""The window aggregates of series that did not change since the last analysis, kept so that it is not read again.
+"""The window aggregates of series that did not change since the last analysis, kept so that they are not read again.
 
 An analysis asks every series of a tenant for its moments over a window split in two, but between two analyses few
 series get new points. Each series row carries a ``version`` that every write of its points raises in the same
 transaction (an ingest, a prune), in the database itself: so a write by another process on the same SQLite file, or
-by another replica on the same PostgreSQL, is seen like this process's own. A series' points in a window are exactly
-its points from the first to the newest in it; so the same version, the same first and newest timestamps and the
-same split mean the same points on each side, and the cached moments are those the database would sum again.
+by another replica on the same PostgreSQL, is seen like this process's own.
+
+A series' points in a window are its points from the first to the newest in it. An entry keeps, beside them, the
+timestamps of the series' points just outside (``before``, ``after``; infinite when there are none): while the
+version is the same, a later window that starts in ``(before, first]`` and ends in ``[newest, after)`` holds exactly
+the same points, so the entry answers it without a query — the window's first point, its newest ones, where it splits
+and the moments on each side are what the database would give again.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
 
-from telemetry.store.records import Moments
+from telemetry.store import rollups
+from telemetry.store.records import Moments, SeriesKey, SeriesStats, split_time
 
-DEFAULT_SIZE = 20_000  # entries (about 0.5 KB each): a bound on memory however many series a store holds
+DEFAULT_SIZE = 20_000  # entries (well under 1 KB each): a bound on memory however many series a store holds
 
-# (series id, recent share, recent start): how the window is split; the timestamps come with the entry
-Key = tuple[int, float | None, float | None]
+# (series id, recent share, recent start, tail): how a window is split and how many newest points it averages
+Key = tuple[int, float | None, float | None, int]
+Rows = Callable[[str, Sequence[Any]], list[Any]]  # run a query with positional parameters, return its rows
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What one series read for a window: its points there go from ``first`` to ``newest[0]``."""
+
+    version: int
+    before: float  # the series' last point before ``first`` (-inf: none)
+    first: tuple[float, float]  # (timestamp, value)
+    newest: tuple[tuple[float, float], ...]  # the newest points (at most ``tail``), newest first
+    after: float  # the series' first point after the newest (+inf: none)
+    baseline: Moments
+    recent: Moments
+    tail_mean: float  # the mean of ``newest``
+
+    def holds(self, version: int, start: float, end: float) -> bool:
+        """Whether the window [start, end] of the series at ``version`` has exactly these points."""
+        same_points = self.before < start <= self.first[0] and self.newest[0][0] <= end < self.after
+        return same_points and version == self.version
+
+    def stats(self, key: SeriesKey) -> SeriesStats:
+        (t0, v0), last = self.first, self.newest[0][0]
+        return SeriesStats(key, self.baseline, self.recent, v0, t0, last, self.tail_mean)
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """A backend's SQL for :func:`read_window` (its parameter style; positional parameters in this order)."""
+
+    first: str  # (series_id, start, end) -> the window's first (ts, value)
+    newest: str  # (series_id, start, end, tail) -> its newest (ts, value), newest first
+    before: str  # (series_id, ts) -> MAX(ts) below ts
+    after: str  # (series_id, ts) -> MIN(ts) above ts
+    moments: tuple[str, str, str]  # rollups.queries(...)
+
+
+def read_window(
+    rows: Rows,
+    fetch: rollups.Fetch,
+    sql: Queries,
+    series_id: int,
+    version: int,
+    *,
+    start: float,
+    end: float,
+    recent_start: float | None,
+    recent_share: float | None,
+    tail: int,
+) -> Window | None:
+    """Read one series' window [start, end] from the database (``None``: no point in it), split at ``recent_start`` or
+    where its newest ``recent_share`` begins."""
+    found = rows(sql.first, (series_id, start, end))
+    if not found:
+        return None
+    first = (float(found[0][0]), float(found[0][1]))
+    newest = tuple((float(ts), float(value)) for ts, value in rows(sql.newest, (series_id, start, end, tail)))
+    split = recent_start if recent_share is None else split_time(first[0], newest[0][0], recent_share)
+    if split is None:
+        raise ValueError("series_stats needs recent_start or recent_share")
+    baseline, recent = rollups.split_moments(fetch, sql.moments, series_id, start, split, end, first)
+    before = rows(sql.before, (series_id, first[0]))[0][0]
+    after = rows(sql.after, (series_id, newest[0][0]))[0][0]
+    return Window(
+        version,
+        -math.inf if before is None else float(before),
+        first,
+        newest,
+        math.inf if after is None else float(after),
+        baseline,
+        recent,
+        fmean(value for _, value in reversed(newest)),
+    )
 
 
 class StatsCache:
-    """Least recently used (series, split) -> (version, first, newest, baseline, recent); thread-safe."""
+    """Least recently used (series, split, tail) -> :class:`Window`; thread-safe."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self._size = size
-        self._entries: OrderedDict[Key, tuple[int, float, float, float, Moments, Moments]] = OrderedDict()
+        self._entries: OrderedDict[Key, Window] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -35,40 +117,33 @@ class StatsCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Key, version: int, first: float, newest: float, split: float) -> tuple[Moments, Moments] | None:
-        """The (baseline, recent) moments stored for exactly this state of the series and split, else ``None``."""
+    def get(self, key: Key, version: int, start: float, end: float) -> Window | None:
+        """The window kept for ``key`` if it holds for this version and window, else ``None``."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[:4] != (version, first, newest, split):
+            if entry is None or not entry.holds(version, start, end):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry[4], entry[5]
+            return entry
 
-    def put(
-        self, key: Key, version: int, first: float, newest: float, split: float, baseline: Moments, recent: Moments
-    ) -> None:
+    def put(self, key: Key, window: Window) -> None:
         if self._size <= 0:
             return
         with self._lock:
-            self._entries[key] = (version, first, newest, split, baseline, recent)
+            self._entries[key] = window
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
 
-    def moments(
-        self,
-        key: Key,
-        version: int,
-        first: float,
-        newest: float,
-        split: float,
-        compute: Callable[[], tuple[Moments, Moments]],
-    ) -> tuple[Moments, Moments]:
-        """The cached (baseline, recent) for this state, else ``compute()``'s, kept for the next time."""
-        found = self.get(key, version, first, newest, split)
+    def window(
+        self, key: Key, version: int, start: float, end: float, read: Callable[[], Window | None]
+    ) -> Window | None:
+        """The kept window if it holds, else ``read()``'s, kept for the next time."""
+        found = self.get(key, version, start, end)
         if found is None:
-            found = compute()
-            self.put(key, version, first, newest, split, *found)
+            found = read()
+            if found is not None:
+                self.put(key, found)
         return found
