@@ -246,6 +246,19 @@ class IllegalTransitionError(GeneratorError):
     kind: ClassVar[ErrorKind] = "internal"
 
 
+class CycleTakenOverError(IllegalTransitionError):
+    """The cycle is no longer running here: another server adopted it (this one's lease ended) and marked it
+    interrupted, so no candidate of it starts from here."""
+
+    kind: ClassVar[ErrorKind] = "conflict"
+
+    def __init__(self, cycle_id: str, status: str) -> None:
+        super().__init__(
+            f"improvement cycle {cycle_id} is {status}, not running: another server took it over (this one's lease "
+            "ended), so none of its candidates starts here"
+        )
+
+
 class ValidationInputError(GeneratorError):
     """The workspace, a path in the change, a test path or a stage name is unusable; the message says which. Problems
     *in* the code (a syntax error, an ``eval``) are findings in the validation report, never exceptions."""

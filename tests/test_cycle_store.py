@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generators.errors import IllegalTransitionError
+from generators.errors import CycleTakenOverError, IllegalTransitionError
 from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStore
 from generators.improvement.store import CycleStore
 from generators.improvement.store_pg import PostgresCycleStore
@@ -88,3 +88,24 @@ def test_a_cycle_is_kept_with_its_candidates_and_what_it_left_out(stores: tuple[
     assert stopped is not None and stopped.status == "interrupted" and stopped.candidates[0].status == "interrupted"
     assert first.by_status("monitoring")[0].cycle_id == "c0"  # a deployed change is left to its deployment
     assert second.get("nope") is None
+
+
+def test_a_server_that_lost_its_cycle_starts_no_candidate_of_it(stores: tuple[CycleStore, CycleStore]) -> None:
+    """The fence against a replica whose lease ended while it ran on: the replica that took the lease adopted and
+    interrupted its cycle, so the old runner can neither add a candidate (it was still picking) nor move one it had
+    begun (it was generating) towards a deployment."""
+    old, new = stores
+    old.create(cycle("c1", 1.0))
+    old.create(cycle("c2", 1.0))
+    generating = CandidateRecord("c2", 0, "slow_stats", "latency_ms", "generating", 2.0)
+    old.save_candidate(generating)
+    for cycle_id in ("c1", "c2"):
+        assert new.adopt(cycle_id, alive=[new.owner]) and new.interrupt(cycle_id, 3.0)
+    with pytest.raises(CycleTakenOverError, match="c1 is interrupted, not running: another server took it over"):
+        old.save_candidate(CandidateRecord("c1", 0, "slow_stats", "latency_ms", "queued", 4.0))
+    generating.status = "deploying"
+    with pytest.raises(IllegalTransitionError, match="is interrupted, not generating"):
+        old.save_candidate(generating, "generating")
+    c1, c2 = new.get("c1"), new.get("c2")
+    assert c1 is not None and c1.status == "interrupted" and c1.candidates == []
+    assert c2 is not None and [c.status for c in c2.candidates] == ["interrupted"]

@@ -373,6 +373,9 @@ class ImprovementService:
         """Record the end of the cycle's run, its status derived from its candidates' outcomes."""
         async with self._settling:
             found = await self.cycles.get(cycle.id)
+            if found is not None and found.status == "interrupted":  # another server took it over: its record now
+                logger.warning("improvement cycle %s was taken over by another server; its end is theirs", cycle.id)
+                return "interrupted"
             candidates = found.candidates if found else []
             status: CycleStatus = "failed" if error is not None else cycle_outcome(candidates)
             await self.cycles.finish(cycle.id, status, self.clock(), error)

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Collection
 
-from generators.errors import IllegalTransitionError
+from generators.errors import CycleTakenOverError, IllegalTransitionError
 from generators.improvement.models import CandidateRecord, CandidateStatus, CycleRecord, CycleStatus, LeftOutEntry
 from generators.improvement.store import (
     ACTIVE_CANDIDATE_STATUSES,
@@ -91,9 +91,14 @@ class PostgresCycleStore:
             )  # fmt: skip
 
     def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
-        """As :meth:`SqliteCycleStore.save_candidate`: with ``was``, only if the stored one still has that status."""
+        """As :meth:`SqliteCycleStore.save_candidate`: with ``was``, only if the stored one still has that status;
+        without, only while the cycle runs."""
         c = candidate
         with self._db.transaction() as conn:
+            if was is None:  # the cycle's row locked: an interrupt by the adopting replica waits, or went first
+                cycle = conn.execute("SELECT status FROM cycles WHERE id = %s FOR UPDATE", (c.cycle_id,)).fetchone()
+                if cycle is not None and cycle[0] != "running":
+                    raise CycleTakenOverError(c.cycle_id, cycle[0])
             if was is not None:
                 row = conn.execute(
                     "SELECT status FROM candidates WHERE cycle_id = %s AND position = %s FOR UPDATE",
