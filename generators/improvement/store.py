@@ -158,13 +158,13 @@ class SqliteCycleStore:
     def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
         """Write the candidate. With ``was``, only if the stored one still has that status (compare and set): a step
         that holds a stale copy (another step decided it meanwhile) gets :class:`IllegalTransitionError`, and the
-        stored candidate stays as it is. Without (a new candidate), only while its cycle is running, else
-        :class:`CycleTakenOverError`: the fence against a server that lost its lease but runs on."""
+        stored candidate stays as it is. Without (a new candidate), never for a cycle another server interrupted
+        (:class:`CycleTakenOverError`): the fence against a server that lost its lease but runs on."""
         c = candidate
         with self._db.transaction() as conn:
-            if was is None:  # a new candidate: only while its cycle runs (not once another server interrupted it)
+            if was is None:  # a new candidate: not once another server interrupted its cycle (took it over)
                 cycle = conn.execute("SELECT status FROM cycles WHERE id = ?", (c.cycle_id,)).fetchone()
-                if cycle is not None and cycle[0] != "running":
+                if cycle is not None and cycle[0] == "interrupted":
                     raise CycleTakenOverError(c.cycle_id, cycle[0])
             if was is not None:
                 row = conn.execute(

@@ -92,12 +92,12 @@ class PostgresCycleStore:
 
     def save_candidate(self, candidate: CandidateRecord, was: CandidateStatus | None = None) -> None:
         """As :meth:`SqliteCycleStore.save_candidate`: with ``was``, only if the stored one still has that status;
-        without, only while the cycle runs."""
+        without, never for a cycle another server interrupted."""
         c = candidate
         with self._db.transaction() as conn:
             if was is None:  # the cycle's row locked: an interrupt by the adopting replica waits, or went first
                 cycle = conn.execute("SELECT status FROM cycles WHERE id = %s FOR UPDATE", (c.cycle_id,)).fetchone()
-                if cycle is not None and cycle[0] != "running":
+                if cycle is not None and cycle[0] == "interrupted":
                     raise CycleTakenOverError(c.cycle_id, cycle[0])
             if was is not None:
                 row = conn.execute(
