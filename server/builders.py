@@ -187,15 +187,19 @@ def generator_factory(
     def build() -> CodeGenerator:
         from generators.codegen.generation import CodeGenerator
         from generators.jobs import LocalValidation
+        from generators.jobs.benchmark import Benchmarks, LocalBenchmarks
         from generators.validation import ValidationPipeline
 
         pipeline = ValidationPipeline(validation_config(settings, scratch_dir, jail))
         local = LocalValidation(pipeline, settings.workspace)
         validation: Validation = local
+        benchmarks: Benchmarks = LocalBenchmarks(settings.workspace, pipeline.config)
         if jobs is not None:
-            from generators.jobs.queue_pg import QueuedValidation
+            from generators.jobs.queue_pg import QueuedBenchmarks, QueuedValidation
 
-            validation = QueuedValidation(jobs, local, claim_seconds=settings.worker_claim_seconds)
+            claim = settings.worker_claim_seconds
+            validation = QueuedValidation(jobs, local, claim_seconds=claim)
+            benchmarks = QueuedBenchmarks(jobs, benchmarks, claim_seconds=claim)
         generator = CodeGenerator(
             llm,
             pipeline,
@@ -205,6 +209,7 @@ def generator_factory(
             test_timeout=settings.validation_test_timeout_seconds,
             prompt_tokens=settings.generation_prompt_tokens,
             validation=validation,
+            benchmarks=benchmarks,
         )
         built.append(generator)
         return generator

@@ -63,11 +63,12 @@ class Settings(BaseSettings):
     )
     validation_on_workers: bool = Field(
         False,
-        description="With PostgreSQL: generated code is validated by `self-building-mcp worker` processes, which "
-        "take the jobs from a queue in the database (a job no worker takes within worker_claim_seconds runs here).",
+        description="With PostgreSQL: generated code is validated, and the improvement cycle's benchmarks run, by "
+        "`self-building-mcp worker` processes, which take the jobs from a queue in the database (a job no worker takes "
+        "within worker_claim_seconds runs here).",
     )
     worker_claim_seconds: float = Field(
-        30.0, gt=0, le=3600, description="How long a validation job waits for a worker before the server runs it."
+        30.0, gt=0, le=3600, description="How long a job waits for a worker before the server runs it itself."
     )
     lease_seconds: float = Field(
         15.0,

@@ -1,7 +1,7 @@
-"""``self-building-mcp worker``: validate generated code for the servers (replicas) on one PostgreSQL database, taking
-the jobs from the database's queue (``SELF_BUILDING_VALIDATION_ON_WORKERS=true`` on the servers). Run as many as the
-machines allow, each with the same settings and workspace (a shared volume) as the servers; SIGTERM or Ctrl-C stops
-one after the job it is running."""
+"""``self-building-mcp worker``: validate generated code and run the improvement cycle's benchmarks for the servers
+(replicas) on one PostgreSQL database, taking the jobs from the database's queue
+(``SELF_BUILDING_VALIDATION_ON_WORKERS=true`` on the servers). Run as many as the machines allow, each with the same
+settings and workspace (a shared volume) as the servers; SIGTERM or Ctrl-C stops one after the job it is running."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     commands.add_parser(
         "worker",
         parents=[common],
-        help="validate generated code for the servers on a PostgreSQL database",
-        description="Take validation jobs from the PostgreSQL queue (SELF_BUILDING_DATABASE_URL) and run them in the "
-        "jail against the workspace, one at a time, until stopped (SIGTERM, Ctrl-C: after the job in hand). A "
-        "worker that dies leaves its job to the next after its lease (SELF_BUILDING_LEASE_SECONDS).",
+        help="validate generated code and run benchmarks for the servers on a PostgreSQL database",
+        description="Take validation and benchmark jobs from the PostgreSQL queue (SELF_BUILDING_DATABASE_URL) and "
+        "run them in the jail against the workspace, one at a time, until stopped (SIGTERM, Ctrl-C: after the job "
+        "in hand). A worker that dies leaves its job to the next after its lease (SELF_BUILDING_LEASE_SECONDS).",
     )
 
 

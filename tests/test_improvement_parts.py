@@ -15,10 +15,10 @@ import pytest
 from generators.deploy import FileVersion
 from generators.errors import BenchmarkError, IllegalTransitionError
 from generators.improvement import CycleConfig
-from generators.improvement.bench import run_interleaved
 from generators.improvement.evaluation import Subject, evaluate
 from generators.improvement.models import TRANSITIONS, CandidateRecord, CandidateStatus, check_transition
 from generators.improvement.proof import prove_fix
+from generators.measure.bench import run_interleaved
 from generators.validation import ValidationConfig, ValidationPipeline
 
 pytestmark = pytest.mark.slow

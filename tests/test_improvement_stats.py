@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generators.improvement import stats
-from generators.improvement.stats import Rule, describe, interval_level, judge, plan, shift, u_cdf
+from generators.measure import stats
+from generators.measure.stats import Rule, describe, interval_level, judge, plan, shift, u_cdf
 
 RULE = Rule(lower_is_better=True, min_effect_percent=5.0, regression_percent=10.0, confidence=0.95)
 LEVEL = interval_level(0.95, looks=3)  # a benchmark of 5, 10, 20 runs a side

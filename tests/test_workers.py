@@ -16,9 +16,13 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from generators.jobs.queue_pg import MAX_ATTEMPTS, PostgresJobs
+from generators.errors import BenchmarkError
+from generators.jobs.benchmark import BenchmarkJob, LocalBenchmarks
+from generators.jobs.queue_pg import MAX_ATTEMPTS, PostgresJobs, QueuedBenchmarks
 from generators.jobs.validation import KIND, ValidationJob
+from generators.measure.stats import Rule, interval_level, plan
 from generators.pg_db import PostgresDatabase
+from generators.validation.models import ValidationConfig
 from server.settings import Settings
 from tests.conftest import call, connect
 from tests.fakes import FakeHostSource
@@ -169,3 +173,48 @@ async def test_a_job_no_worker_takes_runs_in_the_server(
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT status, worker FROM jobs").fetchall()
     assert rows and all(status == "done" and str(worker).startswith("server-") for status, worker in rows), rows
+
+
+COSTLY = "components/costly.py"
+MEASURE = "benchmarks/bench_costly.py"
+
+
+def benchmark_job(after: str) -> BenchmarkJob:
+    """The costly component's benchmark prints its cost: 10 before the change, whatever ``after`` makes it."""
+    sizes = plan(3, 6)
+    return BenchmarkJob.of(
+        MEASURE, {COSTLY: b"COST = 10\n"}, {COSTLY: after.encode()}, sizes=sizes, timeout=60,
+        rule=Rule(), goal="improve", level=interval_level(0.95, len(sizes)),
+    )  # fmt: skip
+
+
+def test_a_benchmark_runs_on_a_worker_as_it_would_in_the_server(
+    tmp_path: Path, settings: Settings, jobs: tuple[PostgresJobs, str]
+) -> None:
+    """The verdict's benchmark as a job: a worker process runs it against the workspace, stops when the statistical
+    test can tell (the rule travels with the job) and sends the figures back, the same as measured here; a benchmark
+    that fails on the new code comes back as that failure, raised where it was asked for."""
+    queue, url = jobs
+    (settings.workspace / "components").mkdir(parents=True, exist_ok=True)
+    (settings.workspace / "benchmarks").mkdir(parents=True, exist_ok=True)
+    (settings.workspace / COSTLY).write_text("COST = 10\n")
+    (settings.workspace / MEASURE).write_text("from components.costly import COST\n\nprint(COST)\n")
+    here = LocalBenchmarks(settings.workspace, ValidationConfig())
+    expected = here.run(benchmark_job("COST = 5\n"))
+    assert expected.figures is not None and expected.decision == "better", expected
+    assert (expected.figures.before, expected.figures.after, expected.looks) == ([10.0] * 6, [5.0] * 6, 2)
+    workers = [start_worker(tmp_path, "w1", url, settings)]
+    queued = QueuedBenchmarks(queue, here, claim_seconds=600)  # the worker's answer, never the server's
+    try:
+        got = queued.run(benchmark_job("COST = 5\n"))
+        broken = queued.run(benchmark_job("raise SystemExit('the new code does not import')\n"))
+    finally:
+        stop(workers)
+    assert got == expected
+    with pytest.raises(BenchmarkError, match="does not import") as failed:
+        broken.raise_error()
+    assert failed.value.side == "after"
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT kind, status, worker FROM jobs ORDER BY id").fetchall()
+    assert [(kind, status) for kind, status, _ in rows] == [("benchmark", "done")] * 2
+    assert all(str(worker).split("-")[-2] == str(workers[0].pid) for _, _, worker in rows), rows

@@ -46,6 +46,7 @@ from generators.codegen.rounds import (
     component_path,
     reply_excerpt,
 )
+from generators.jobs.benchmark import Benchmarks, LocalBenchmarks
 from generators.jobs.validation import LocalValidation, Validation, ValidationJob
 from generators.llm import LLMClient, Message
 from generators.validation import StageName, ValidationPipeline, ValidationReport
@@ -78,6 +79,7 @@ class CodeGenerator:
         test_timeout: float | None = None,
         prompt_tokens: int = 3000,
         validation: Validation | None = None,
+        benchmarks: Benchmarks | None = None,
     ) -> None:
         """``stages`` limits validation (all by default; the tests stage always runs: no test, no change);
         ``test_timeout`` bounds the sandboxed test run; ``prompt_tokens`` is the token budget of a prompt and of
@@ -93,6 +95,8 @@ class CodeGenerator:
         self.test_timeout = test_timeout
         self.prompt_tokens = prompt_tokens
         self.validation = validation or LocalValidation(pipeline, workspace)  # here, or on workers (a queue)
+        # where the improvement cycle's benchmarks of this generator's changes run (here, or on workers)
+        self.benchmarks = benchmarks or LocalBenchmarks(workspace, pipeline.config)
 
     async def generate_component(
         self,

@@ -66,7 +66,7 @@ async def _choose(
     changes = [{p: t.encode("utf-8") for p, t in r.change.files.items()} for _, r in wins if r.change]
     call = functools.partial(
         choose, runner.deployer.workspace, module, raw, changes, measure=inputs.opportunity.kind == "metric",
-        config=runner.config, sandbox=runner.generator().pipeline.config,
+        config=runner.config, benchmarks=runner.generator().benchmarks,
     )  # fmt: skip
     picked = await anyio.to_thread.run_sync(call) if len(wins) > 1 else None
     index = picked.chosen if picked else 0
@@ -171,7 +171,7 @@ BENCHMARK_SHOWN_CHARS = 2_000
 def measured_by(runner: Runner, module: str) -> str:
     """The requirements' sentence on how a change of ``module`` is judged, with its benchmark script when it has one
     (bounded): a model that sees what is measured aims at it. Blocking (reads a file)."""
-    from generators.improvement.bench import find_benchmark
+    from generators.measure.bench import find_benchmark
 
     rule = (
         f" It is kept only when the measured figure falls by more than {runner.config.min_effect_percent:g} % with "

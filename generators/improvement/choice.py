@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generators.errors import BenchmarkError
-from generators.improvement.bench import find_benchmark, run_interleaved
 from generators.improvement.models import CycleConfig
-from generators.validation.models import ValidationConfig
+from generators.jobs.benchmark import BenchmarkJob, Benchmarks
+from generators.measure.bench import find_benchmark
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,10 @@ def choose(
     *,
     measure: bool,
     config: CycleConfig,
-    sandbox: ValidationConfig,
+    benchmarks: Benchmarks,
 ) -> Choice:
-    """The best of ``candidates`` (each: path -> new bytes). Blocking (subprocesses): run it in a worker thread."""
+    """The best of ``candidates`` (each: path -> new bytes), measured where ``benchmarks`` runs them (here, or on the
+    workers). Blocking (subprocesses, or waiting for a worker): run it in a worker thread."""
     script = find_benchmark(workspace, module) if measure and len(candidates) > 1 else None
     if script is None:
         return Choice(0, [{"note": "not measured: the first validated candidate is deployed"} for _ in candidates])
@@ -49,11 +50,11 @@ def choose(
     current = _current(workspace, module, old, {path for files in candidates for path in files})
     for index, files in enumerate(candidates):
         before = {path: current[path] for path in files}
+        job = BenchmarkJob.of(
+            script, before, files, sizes=[config.benchmark_runs], timeout=config.benchmark_timeout_seconds
+        )
         try:
-            bench = run_interleaved(
-                workspace, script, before, files, runs=config.benchmark_runs,
-                timeout=config.benchmark_timeout_seconds, config=sandbox,
-            )  # fmt: skip
+            bench = benchmarks.run(job).raise_error()
         except BenchmarkError as exc:
             figures.append({"error": str(exc)[:500]})
             continue

@@ -1,7 +1,7 @@
 """The verdict after a monitoring period: is the deployed change measurably better than what it replaced?
 
 Four kinds of evidence: the component's benchmark (old and new code run interleaved, runs added until a rank test can
-tell, see :mod:`generators.improvement.stats`), its metric in the telemetry store (the points of the window before the
+tell, see :mod:`generators.measure.stats`), its metric in the telemetry store (the points of the window before the
 deployment against those of the monitoring period, the same test), its error log rate (same windows), and its tests
 run again on the workspace as deployed.
 
@@ -28,9 +28,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from generators.deploy import FileVersion
 from generators.errors import BenchmarkError
-from generators.improvement.bench import BenchFigures, find_benchmark, run_adaptive
 from generators.improvement.models import CycleConfig, Direction, MetricFigures, OpportunityKind
-from generators.improvement.stats import Decision, Goal, Rule, describe, interval_level, judge, plan, shift
+from generators.jobs.benchmark import BenchmarkJob, Benchmarks, LocalBenchmarks
+from generators.measure.bench import find_benchmark
+from generators.measure.stats import Goal, Rule, describe, interval_level, judge, plan, shift
 from generators.validation import ValidationPipeline
 
 logger = logging.getLogger(__name__)
@@ -94,11 +95,13 @@ def evaluate(
     figures: MetricFigures,
     pipeline: ValidationPipeline,
     config: CycleConfig,
+    benchmarks: Benchmarks | None = None,
 ) -> Evaluation:
-    """Collect every kind of evidence and decide. Blocking (subprocesses, SQLite): run it in a worker thread."""
+    """Collect every kind of evidence and decide; the benchmark runs where ``benchmarks`` runs it (here by default, in
+    the pipeline's sandbox; or on the workers). Blocking (subprocesses, SQLite): run it in a worker thread."""
     result = Evaluation()
     goal: Goal = "not_worse" if subject.kind == "errors" else "improve"
-    _benchmark(workspace, versions, config, result, pipeline, goal)
+    _benchmark(workspace, versions, config, result, benchmarks or LocalBenchmarks(workspace, pipeline.config), goal)
     if subject.kind == "errors":
         result.figures["telemetry"] = {"metric": subject.metric, "note": "an error fix is judged on its errors"}
     else:
@@ -134,7 +137,7 @@ def _benchmark(
     versions: Sequence[FileVersion],
     config: CycleConfig,
     out: Evaluation,
-    pipeline: ValidationPipeline,
+    benchmarks: Benchmarks,
     goal: Goal,
 ) -> None:
     module = _module(versions)
@@ -144,32 +147,26 @@ def _benchmark(
         return
     rule, sizes = rule_of(config), plan(config.benchmark_runs, config.benchmark_max_runs)
     level = interval_level(config.confidence, len(sizes))
-    decided: dict[int, Decision] = {}
-
-    def enough(bench: BenchFigures, look: int) -> bool:
-        found = judge(shift(bench.before, bench.after, level), rule, goal=goal, final=look == len(sizes))
-        if found is not None:
-            decided[look] = found
-        return found is not None
-
+    job = BenchmarkJob.of(
+        script,
+        {v.path: v.previous for v in versions},
+        {v.path: v.new for v in versions},
+        sizes=sizes,
+        timeout=config.benchmark_timeout_seconds,
+        rule=rule,  # the runs stop once this test can tell, wherever they run
+        goal=goal,
+        level=level,
+    )
+    found = benchmarks.run(job)
     try:
-        bench, looks = run_adaptive(
-            workspace,
-            script,
-            {v.path: v.previous for v in versions},
-            {v.path: v.new for v in versions},
-            sizes=sizes,
-            enough=enough,
-            timeout=config.benchmark_timeout_seconds,
-            config=pipeline.config,  # the server's sandbox limits and scratch folder
-        )
+        bench, looks = found.raise_error(), found.looks
     except BenchmarkError as exc:
         out.figures["benchmark"] = {"script": script, "error": str(exc), "failed_on": exc.side}
         if exc.side == "after":  # broken on the old code too: not the change's fault, and no figure to compare
             out.reasons.append(f"the benchmark no longer runs: {exc}")
         return
     s = shift(bench.before, bench.after, level)
-    decision = decided.get(looks, "no_improvement")
+    decision = found.decision or "no_improvement"
     line = f"{script}: {describe(s, ('faster', 'slower'))}"
     out.figures["benchmark"] = {**bench.to_dict(), **s.figures(decision, config.confidence, looks)}
     out.figures["benchmark"]["summary"] = line

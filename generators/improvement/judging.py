@@ -50,6 +50,7 @@ async def judge(runner: Runner, record: CandidateRecord, tenant: str, direction:
         runner.figures,
         runner.generator().pipeline,
         runner.config,
+        runner.generator().benchmarks,
     )
     verdict = await anyio.to_thread.run_sync(judge)
     figures = {"figures": verdict.figures, "reasons": verdict.reasons, "decision": verdict.decision}

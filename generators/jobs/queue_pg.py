@@ -5,15 +5,17 @@ dies stops extending it: once it has run out, the next worker to ask takes the j
 lost its lease cannot overwrite the next one's answer). Times are the database's, so the machines' clocks do not
 matter.
 
-:class:`QueuedValidation` is the server's side: it puts a validation job in the queue and waits for its answer; a
-job no worker has taken within ``claim_seconds`` is taken by the server itself and run here, so cycles go on when
-no worker runs.
+:class:`QueuedValidation` and :class:`QueuedBenchmarks` are the server's side: each puts a job in the queue and waits
+for its answer; a job no worker has taken within ``claim_seconds`` is taken by the server itself and run here, so
+cycles go on when no worker runs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from generators.jobs.benchmark import KIND as BENCHMARK
+from generators.jobs.benchmark import BenchmarkJob, Benchmarks, BenchResult
 from generators.jobs.validation import KIND, LocalValidation, ValidationJob, report_from_dict
 from generators.pg_db import PostgresDatabase
 from generators.validation import ValidationReport
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 STORE = "jobs"
 MAX_ATTEMPTS = 3  # a job whose workers died this many times fails (its code may be what kills them)
 KEEP_SECONDS = 86_400.0  # finished jobs are deleted after a day
+UNKNOWN = "unknown"  # the side a benchmark failed on, when its job failed as a whole
 NOW = "extract(epoch from clock_timestamp())"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -209,3 +214,69 @@ class QueuedValidation:
         while True:
             await anyio.sleep(self.lease_seconds / 3)
             await anyio.to_thread.run_sync(self.jobs.extend, job_id, self.name, self.lease_seconds)
+
+
+class QueuedBenchmarks:
+    """:class:`~generators.jobs.benchmark.Benchmarks` through the queue (blocking, as its callers are), with the server
+    as the worker of last resort (``local``) for jobs nobody took within ``claim_seconds``."""
+
+    def __init__(
+        self,
+        jobs: PostgresJobs,
+        local: Benchmarks,
+        *,
+        claim_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
+        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
+    ) -> None:
+        self.jobs = jobs
+        self.local = local
+        self.claim_seconds = claim_seconds
+        self.lease_seconds = lease_seconds
+        self.name = f"server-{uuid.uuid4().hex[:8]}"
+        self._poll = poll
+
+    def run(self, job: BenchmarkJob) -> BenchResult:
+        job_id = self.jobs.put(BENCHMARK, job.to_dict())
+        waited = 0.0
+        while True:
+            found = self.jobs.outcome(job_id)
+            if found is None:
+                return BenchResult(None, error=f"benchmark job {job_id} vanished from the queue", side=UNKNOWN)
+            if found.status == "done" and found.result is not None:
+                return BenchResult.from_dict(found.result)
+            if found.status == "failed":
+                # (workers died on it, or it raised there): no figure, and nobody's fault in particular
+                return BenchResult(None, error=f"benchmark job {job_id} failed: {found.error}", side=UNKNOWN)
+            if found.status == "queued" and waited >= self.claim_seconds:
+                result = self._here(job_id, job)
+                if result is not None:
+                    return result
+            pause = self._poll(waited)
+            time.sleep(pause)  # the caller's worker thread: nothing else waits on it
+            waited += pause
+
+    def _here(self, job_id: int, job: BenchmarkJob) -> BenchResult | None:
+        if self.jobs.claim(self.name, [BENCHMARK], self.lease_seconds, job_id) is None:
+            return None
+        logger.warning("benchmark job %d: no worker took it in %g s; measuring here", job_id, self.claim_seconds)
+        done = threading.Event()
+        keeper = threading.Thread(target=keep_lease, args=(self.jobs, job_id, self.name, self.lease_seconds, done))
+        keeper.start()
+        try:
+            result = self.local.run(job)
+        except Exception as exc:
+            self.jobs.finish(job_id, self.name, None, str(exc) or repr(exc))
+            raise
+        finally:
+            done.set()
+            keeper.join()
+        self.jobs.finish(job_id, self.name, result.to_dict())
+        return result
+
+
+def keep_lease(jobs: PostgresJobs, job_id: int, worker: str, lease: float, done: threading.Event) -> None:
+    """Extend ``worker``'s lease of the job every third of it until ``done`` (or the job is no longer its own)."""
+    while not done.wait(lease / 3):
+        if not jobs.extend(job_id, worker, lease):
+            return

@@ -1,6 +1,6 @@
-"""A worker: takes validation jobs from the PostgreSQL queue and runs them against its own copy of the workspace (the
-same files as the servers'), one at a time, extending its lease while it works, until stopped. Several run side by
-side, on one machine or many (``self-building-mcp worker``)."""
+"""A worker: takes validation and benchmark jobs from the PostgreSQL queue and runs them against its own copy of the
+workspace (the same files as the servers'), one at a time, extending its lease while it works, until stopped. Several
+run side by side, on one machine or many (``self-building-mcp worker``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from generators.jobs.queue_pg import Claimed, PostgresJobs
+from generators.jobs.benchmark import KIND as BENCHMARK
+from generators.jobs.benchmark import BenchmarkJob
+from generators.jobs.queue_pg import Claimed, PostgresJobs, keep_lease
 from generators.jobs.validation import KIND, ValidationJob
 from generators.validation import ValidationPipeline
 
@@ -46,9 +49,9 @@ class Worker:
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Take and run jobs until :meth:`stop` (or ``until()`` holds)."""
-        logger.info("worker %s takes validation jobs (workspace %s)", self.name, self.workspace)
+        logger.info("worker %s takes validation and benchmark jobs (workspace %s)", self.name, self.workspace)
         while not self._stopping.is_set() and not until():
-            claimed = self.jobs.claim(self.name, [KIND], self.lease_seconds)
+            claimed = self.jobs.claim(self.name, [KIND, BENCHMARK], self.lease_seconds)
             if claimed is None:
                 self._stopping.wait(self.idle)
                 continue
@@ -57,25 +60,27 @@ class Worker:
     def _run(self, claimed: Claimed) -> None:
         started = time.monotonic()
         keeping = threading.Event()
-        keeper = threading.Thread(target=self._keep, args=(claimed.id, keeping), daemon=True)
+        args = (self.jobs, claimed.id, self.name, self.lease_seconds, keeping)
+        keeper = threading.Thread(target=keep_lease, args=args, daemon=True)
         keeper.start()
+        what = "benchmark" if claimed.kind == BENCHMARK else "validation"
         try:
-            report = ValidationJob.from_dict(claimed.payload).run(self.pipeline, self.workspace)
+            result = self._answer(claimed)
         except Exception as exc:  # the job's failure is its answer; the worker goes on
-            logger.exception("validation job %d failed", claimed.id)
+            logger.exception("%s job %d failed", what, claimed.id)
             self.jobs.finish(claimed.id, self.name, None, f"{type(exc).__name__}: {exc}")
             return
         finally:
             keeping.set()
             keeper.join()
-        if self.jobs.finish(claimed.id, self.name, report.to_dict()):
+        if self.jobs.finish(claimed.id, self.name, result):
             self.done += 1
-            logger.info("validation job %d done in %.1f s (attempt %d)", claimed.id, time.monotonic() - started,
+            logger.info("%s job %d done in %.1f s (attempt %d)", what, claimed.id, time.monotonic() - started,
                         claimed.attempts)  # fmt: skip
         else:
-            logger.warning("validation job %d was taken by another worker meanwhile; its answer stands", claimed.id)
+            logger.warning("%s job %d was taken by another worker meanwhile; its answer stands", what, claimed.id)
 
-    def _keep(self, job_id: int, done: threading.Event) -> None:
-        while not done.wait(self.lease_seconds / 3):
-            if not self.jobs.extend(job_id, self.name, self.lease_seconds):
-                return
+    def _answer(self, claimed: Claimed) -> dict[str, Any]:
+        if claimed.kind == BENCHMARK:  # in the same sandbox limits and scratch folder as validation
+            return BenchmarkJob.from_dict(claimed.payload).run(self.workspace, self.pipeline.config).to_dict()
+        return ValidationJob.from_dict(claimed.payload).run(self.pipeline, self.workspace).to_dict()

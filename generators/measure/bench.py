@@ -6,7 +6,7 @@ taken (stderr is kept apart). Both versions run in their own copy of the workspa
 resource limits as the test stage), alternating before/after/after/before..., so a machine that gets busier halfway
 hurts both sides alike. Each side runs once first, unmeasured (imports compiled, files cached), so the first measured
 run of neither side pays for a cold start. :func:`run_adaptive` adds runs, still interleaved, until the caller's
-test can tell (see :mod:`generators.improvement.stats`).
+test can tell (see :mod:`generators.measure.stats`).
 """
 
 from __future__ import annotations
