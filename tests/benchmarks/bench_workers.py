@@ -1,6 +1,7 @@
-"""Candidate validation on workers (issue 17, step 4): one improvement cycle of 8 candidates, validated by 1, 2 and 4
-``self-building-mcp worker`` processes taking the jobs from PostgreSQL's queue; and, for reference, the same cycle
-on one server with SQLite (validation in its own threads). Prints each wall time and the speed-up over 1 worker.
+"""Candidate evaluation on workers (issue 17, step 4): one improvement cycle of 8 candidates, validated and benchmarked
+(the verdict's adaptive runs) by 1, 2 and 4 ``self-building-mcp worker`` processes taking the jobs from PostgreSQL's
+queue; and, for reference, the same cycle on one server with SQLite (all of it in its own threads). Prints each wall
+time, the jobs of each kind, and the speed-up over 1 worker.
 
 Each run starts from a fresh database and a copy of a workspace with 8 slow components (the demo's ``slow_stats``
 under 8 names, each with its tests and benchmark) whose latency degraded; the scripted model answers each candidate
@@ -85,12 +86,13 @@ async def one_cycle(root: Path, llm: ScriptedLLM, url: str | None, workers: int)
             elapsed = time.perf_counter() - started
         if url is not None:
             with psycopg.connect(url) as conn:
-                row = conn.execute(
-                    "SELECT COUNT(*), MIN(created_at), MAX(updated_at), SUM(updated_at - created_at) FROM jobs"
-                ).fetchone()
-            if row is not None and row[0]:
-                sys.stdout.write(f"  {row[0]} validation jobs: first queued to last done {row[2] - row[1]:.1f} s, "
-                                 f"queued-to-done {row[3] / row[0]:.1f} s each on average\n")  # fmt: skip
+                rows = conn.execute(
+                    "SELECT kind, COUNT(*), MIN(created_at), MAX(updated_at), SUM(updated_at - created_at),"
+                    " COUNT(*) FILTER (WHERE worker LIKE 'server-%%') FROM jobs GROUP BY kind ORDER BY kind DESC"
+                ).fetchall()
+            for kind, count, first, last, total, here in rows:
+                sys.stdout.write(f"  {count} {kind} jobs ({here} run by the server): first queued to last done "
+                                 f"{last - first:.1f} s, queued-to-done {total / count:.1f} s each\n")  # fmt: skip
         statuses = sorted(c["status"] for c in cycle["candidates"])
         if statuses != ["kept"] * CANDIDATES:
             sys.stderr.write(f"warning: candidates ended {statuses}\n")
