@@ -10,8 +10,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import psycopg
 import pytest
 from pydantic import SecretStr
@@ -27,7 +30,7 @@ from server.settings import Settings
 from tests.conftest import call, connect
 from tests.fakes import FakeHostSource
 from tests.llm_server import ScriptedLLM
-from tests.polling import eventually_sync
+from tests.polling import eventually, eventually_sync
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 from tests.test_generated_tools import ARGS, NAME, REPLY
 from tests.test_generation_tool import build
@@ -218,3 +221,17 @@ def test_a_benchmark_runs_on_a_worker_as_it_would_in_the_server(
         rows = conn.execute("SELECT kind, status, worker FROM jobs ORDER BY id").fetchall()
     assert [(kind, status) for kind, status, _ in rows] == [("benchmark", "done")] * 2
     assert all(str(worker).split("-")[-2] == str(workers[0].pid) for _, _, worker in rows), rows
+
+
+async def test_a_server_that_stops_does_not_wait_out_a_benchmark_no_worker_took(jobs: tuple[PostgresJobs, str]) -> None:
+    """The cycle waits for a worker's benchmark in a worker thread; when the server stops, the wait ends with it (the
+    job stays queued for a worker) instead of waiting out the claim time and then measuring here."""
+    queue, _ = jobs
+    queued = QueuedBenchmarks(queue, LocalBenchmarks(Path("/nonexistent"), ValidationConfig()), claim_seconds=20)
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(anyio.to_thread.run_sync, queued.run, benchmark_job("COST = 5\n")))
+            await eventually(lambda: queue.outcome(1) is not None, "the job is queued")
+            group.cancel_scope.cancel()
+    left = queue.outcome(1)
+    assert left is not None and (left.status, left.worker) == ("queued", None), left

@@ -12,6 +12,7 @@ cycles go on when no worker runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from generators.jobs.benchmark import KIND as BENCHMARK
@@ -255,6 +257,7 @@ class QueuedBenchmarks:
             pause = self._poll(waited)
             time.sleep(pause)  # the caller's worker thread: nothing else waits on it
             waited += pause
+            _stop_if_cancelled()
 
     def _here(self, job_id: int, job: BenchmarkJob) -> BenchResult | None:
         if self.jobs.claim(self.name, [BENCHMARK], self.lease_seconds, job_id) is None:
@@ -273,6 +276,13 @@ class QueuedBenchmarks:
             keeper.join()
         self.jobs.finish(job_id, self.name, result.to_dict())
         return result
+
+
+def _stop_if_cancelled() -> None:
+    """Raise the host task's cancellation in the worker thread that waits (the server stops: it must not wait out the
+    job); the job stays in the queue, where a worker may still finish it."""
+    with contextlib.suppress(RuntimeError):  # not a thread of anyio.to_thread.run_sync: nothing to check
+        anyio.from_thread.check_cancelled()
 
 
 def keep_lease(jobs: PostgresJobs, job_id: int, worker: str, lease: float, done: threading.Event) -> None:
