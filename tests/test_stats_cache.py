@@ -150,7 +150,7 @@ def test_only_the_series_that_changed_are_read_again(stores: Pair) -> None:
 def test_the_cache_is_bounded() -> None:
     cache = StatsCache(3)
     for sid in range(10):
-        window = Window(0, -math.inf, (1.0, 1.0), ((2.0, 1.0),), math.inf, Moments(), Moments(), 1.0)
+        window = Window(0, -math.inf, (1.0, 1.0), 2.0, math.inf, Moments(), Moments(), 1.0)
         cache.put((sid, 0.25, None, 12), window)
     assert len(cache) == 3
     assert cache.get((9, 0.25, None, 12), 0, 1.0, 2.0) is not None

@@ -25,7 +25,7 @@ from typing import Any
 from telemetry.store import rollups
 from telemetry.store.records import Moments, SeriesKey, SeriesStats, split_time
 
-DEFAULT_SIZE = 20_000  # entries (well under 1 KB each): a bound on memory however many series a store holds
+DEFAULT_SIZE = 10_000  # entries (about 0.85 KB each, 8.5 MB in all): a bound however many series a store holds
 
 # (series id, recent share, recent start, tail): how a window is split and how many newest points it averages
 Key = tuple[int, float | None, float | None, int]
@@ -34,24 +34,24 @@ Rows = Callable[[str, Sequence[Any]], list[Any]]  # run a query with positional 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """What one series read for a window: its points there go from ``first`` to ``newest[0]``."""
+    """What one series read for a window: its points there go from ``first`` to ``newest``."""
 
     version: int
     before: float  # the series' last point before ``first`` (-inf: none)
     first: tuple[float, float]  # (timestamp, value)
-    newest: tuple[tuple[float, float], ...]  # the newest points (at most ``tail``), newest first
+    newest: float  # the newest point's timestamp
     after: float  # the series' first point after the newest (+inf: none)
     baseline: Moments
     recent: Moments
-    tail_mean: float  # the mean of ``newest``
+    tail_mean: float  # the mean of the newest points' values (at most ``tail`` of them)
 
     def holds(self, version: int, start: float, end: float) -> bool:
         """Whether the window [start, end] of the series at ``version`` has exactly these points."""
-        same_points = self.before < start <= self.first[0] and self.newest[0][0] <= end < self.after
+        same_points = self.before < start <= self.first[0] and self.newest <= end < self.after
         return same_points and version == self.version
 
     def stats(self, key: SeriesKey) -> SeriesStats:
-        (t0, v0), last = self.first, self.newest[0][0]
+        (t0, v0), last = self.first, self.newest
         return SeriesStats(key, self.baseline, self.recent, v0, t0, last, self.tail_mean)
 
 
@@ -96,7 +96,7 @@ def read_window(
         version,
         -math.inf if before is None else float(before),
         first,
-        newest,
+        newest[0][0],
         math.inf if after is None else float(after),
         baseline,
         recent,
