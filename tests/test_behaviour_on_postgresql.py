@@ -1,21 +1,33 @@
 """Behaviour tests through the MCP client, run again with every store in PostgreSQL (a real server, a database per
-test): the same functions as ``tests/test_improvement_cycle.py`` and ``tests/test_generated_tools.py``, given settings
-that name the database. What they prove on SQLite — a faster change kept and a slower one rolled back to the exact
-bytes, dry runs, approvals, a regression seen in telemetry, an interrupted cycle judged after a restart, a generated
-tool served to its tenant only, across a restart and gone with its rollback — holds on the second backend."""
+test): the same functions as ``tests/test_improvement_cycle.py``, ``tests/test_generated_tools.py`` and some of the
+telemetry and monitoring ones (ingest, insights, the event timeline), given settings that name the database. What
+they prove on SQLite — a faster change kept and a slower one rolled back to the exact bytes, dry runs, approvals, a
+regression seen in telemetry, an interrupted cycle judged after a restart, a generated tool served to its tenant
+only, across a restart and gone with its rollback, insights found and refreshed, events raised and cleared — holds on
+the second backend."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
+from server.app import create_server
 from server.settings import Settings
+from telemetry.host.gpu import GpuSource
 from tests import test_generated_tools as tools
 from tests import test_improvement_cycle as behaviour
-from tests.fakes import FakeHostSource
+from tests import test_ingest as ingest
+from tests import test_insights as insights
+from tests import test_monitoring as monitoring
+from tests import test_stats_cache as stats_cache
+from tests.conftest import ServerFactory
+from tests.fake_clock import FakeClock
+from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 
@@ -64,4 +76,61 @@ async def test_generated_tools_on_postgresql(
 ) -> None:
     on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
     await test(on_pg, host, scripted_llm)
+    assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
+
+
+TELEMETRY_TESTS: list[Callable[[ServerFactory], Awaitable[Any]]] = [
+    insights.test_a_worsening_from_a_zero_baseline_has_no_percentage_and_ranks_as_a_full_gain,
+    insights.test_degradation_trend_and_opportunity,
+    insights.test_steady_data_gives_no_insights,
+    insights.test_insight_ids_are_stable,
+    stats_cache.test_a_degradation_pushed_after_a_first_analysis_is_found_by_the_next,
+    ingest.test_bad_tenant_and_oversized_push_are_tool_errors,
+    ingest.test_rejections_are_capped_with_has_more,
+]
+MONITORING_TESTS: list[Callable[[ServerFactory, FakeHostSource, FakeClock], Awaitable[Any]]] = [
+    monitoring.test_condition_must_hold_for_consecutive_samples,
+    monitoring.test_ongoing_condition_updates_one_event_and_clears_with_hysteresis,
+    monitoring.test_cpu_spike_and_disk_full,
+    monitoring.test_query_filters_limit_and_has_more,
+    monitoring.test_retention_prunes_by_count,
+]
+
+
+def factory_on(on_pg: Settings, host: FakeHostSource) -> ServerFactory:
+    """``make_server`` with every store in PostgreSQL."""
+
+    def factory(gpu: GpuSource | None = None, clock: FakeClock | None = None, **overrides: Any) -> MCPServer:
+        return create_server(
+            on_pg.model_copy(update=overrides), host_source=host, gpu_source=gpu or NoGpu(), clock=clock
+        )
+
+    return factory
+
+
+@pytest.mark.parametrize("test", TELEMETRY_TESTS, ids=[t.__name__.removeprefix("test_") for t in TELEMETRY_TESTS])
+async def test_telemetry_on_postgresql(
+    test: Callable[[ServerFactory], Awaitable[Any]],
+    settings: Settings,
+    host: FakeHostSource,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    """Ingest and insights (the rollups, the kept windows and their versions) behave the same on PostgreSQL."""
+    on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
+    await test(factory_on(on_pg, host))
+    assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
+
+
+@pytest.mark.parametrize("test", MONITORING_TESTS, ids=[t.__name__.removeprefix("test_") for t in MONITORING_TESTS])
+async def test_monitoring_on_postgresql(
+    test: Callable[[ServerFactory, FakeHostSource, FakeClock], Awaitable[Any]],
+    settings: Settings,
+    clock: FakeClock,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    """Threshold monitoring and its event timeline behave the same with the events in PostgreSQL (on the fake clock,
+    as ``tests/test_monitoring.py``'s own fixtures set them up)."""
+    on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
+    host = FakeHostSource(clock=clock)
+    await test(functools.partial(factory_on(on_pg, host), clock=clock), host, clock)
     assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
