@@ -1,10 +1,10 @@
 """Behaviour tests through the MCP client, run again with every store in PostgreSQL (a real server, a database per
 test): the same functions as ``tests/test_improvement_cycle.py``, ``tests/test_generated_tools.py`` and some of the
-telemetry and monitoring ones (ingest, insights, the event timeline), given settings that name the database. What
-they prove on SQLite — a faster change kept and a slower one rolled back to the exact bytes, dry runs, approvals, a
-regression seen in telemetry, an interrupted cycle judged after a restart, a generated tool served to its tenant
-only, across a restart and gone with its rollback, insights found and refreshed, events raised and cleared — holds on
-the second backend."""
+telemetry, monitoring and self-analysis ones (ingest, insights, the event timeline, the tool-call store), given
+settings that name the database. What they prove on SQLite — a faster change kept and a slower one rolled back to the
+exact bytes, dry runs, approvals, a regression seen in telemetry, an interrupted cycle judged after a restart, a
+generated tool served to its tenant only, across a restart and gone with its rollback, insights found and refreshed,
+events raised and cleared, calls seen only by their tenant's keys — holds on the second backend."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tests import test_improvement_cycle as behaviour
 from tests import test_ingest as ingest
 from tests import test_insights as insights
 from tests import test_monitoring as monitoring
+from tests import test_self_analysis as self_analysis
 from tests import test_stats_cache as stats_cache
 from tests.conftest import ServerFactory
 from tests.fake_clock import FakeClock
@@ -87,6 +88,10 @@ TELEMETRY_TESTS: list[Callable[[ServerFactory], Awaitable[Any]]] = [
     stats_cache.test_a_degradation_pushed_after_a_first_analysis_is_found_by_the_next,
     ingest.test_bad_tenant_and_oversized_push_are_tool_errors,
     ingest.test_rejections_are_capped_with_has_more,
+    self_analysis.test_analyze_self_reports_usage_timings_failures_bias_and_suggestions,
+    self_analysis.test_a_tenant_key_sees_only_its_tenants_calls,
+    self_analysis.test_a_tenant_named_by_a_key_that_may_not_use_it_never_sees_the_call,
+    self_analysis.test_bad_lookback_is_a_clear_tool_error,
 ]
 MONITORING_TESTS: list[Callable[[ServerFactory, FakeHostSource, FakeClock], Awaitable[Any]]] = [
     monitoring.test_condition_must_hold_for_consecutive_samples,
@@ -115,7 +120,8 @@ async def test_telemetry_on_postgresql(
     host: FakeHostSource,
     postgres: PostgresServer,  # noqa: F811
 ) -> None:
-    """Ingest and insights (the rollups, the kept windows and their versions) behave the same on PostgreSQL."""
+    """Ingest, insights (the rollups, the kept windows and their versions) and the server's analysis of its own calls
+    (the call store) behave the same on PostgreSQL."""
     on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
     await test(factory_on(on_pg, host))
     assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
