@@ -93,7 +93,7 @@ def test_a_cycle_is_kept_with_its_candidates_and_what_it_left_out(stores: tuple[
 def test_a_server_that_lost_its_cycle_starts_no_candidate_of_it(stores: tuple[CycleStore, CycleStore]) -> None:
     """The fence against a replica whose lease ended while it ran on: the replica that took the lease adopted and
     interrupted its cycle, so the old runner can neither add a candidate (it was still picking) nor move one it had
-    begun (it was generating) towards a deployment."""
+    begun (it was generating) towards a deployment, nor write its end over the take-over."""
     old, new = stores
     old.create(cycle("c1", 1.0))
     old.create(cycle("c2", 1.0))
@@ -106,6 +106,7 @@ def test_a_server_that_lost_its_cycle_starts_no_candidate_of_it(stores: tuple[Cy
     generating.status = "deploying"
     with pytest.raises(IllegalTransitionError, match="is interrupted, not generating"):
         old.save_candidate(generating, "generating")
+    old.finish("c1", "failed", 5.0, "its run ended")  # the old runner's end, written after the take-over
     c1, c2 = new.get("c1"), new.get("c2")
     assert c1 is not None and c1.status == "interrupted" and c1.candidates == []
     assert c2 is not None and [c.status for c in c2.candidates] == ["interrupted"]

@@ -193,11 +193,12 @@ class SqliteCycleStore:
             conn.execute("UPDATE cycles SET updated_at = MAX(updated_at, ?) WHERE id = ?", (c.updated_at, c.cycle_id))
 
     def finish(self, cycle_id: str, status: CycleStatus, at: float, error: str | None = None) -> None:
-        """Record how the cycle ended; again later when its status is derived anew (it keeps its first end time)."""
+        """Record how the cycle ended; again later when its status is derived anew (it keeps its first end time). Never
+        over ``interrupted``: another server took the cycle over (the fence against a runner that lost its lease)."""
         with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE cycles SET status = ?, updated_at = ?, finished_at = COALESCE(finished_at, ?), error = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND status <> 'interrupted'",  # another server took it over: its record stands
                 (status, at, at, error, cycle_id),
             )
 

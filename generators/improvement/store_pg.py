@@ -123,7 +123,7 @@ class PostgresCycleStore:
         with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE cycles SET status = %s, updated_at = %s, finished_at = COALESCE(finished_at, %s), error = %s"
-                " WHERE id = %s",
+                " WHERE id = %s AND status <> 'interrupted'",  # another server took it over: its record stands
                 (status, at, at, error, cycle_id),
             )
 

@@ -89,13 +89,15 @@ _ADD_ROLLUP = rollups.add_sql(postgres=True)
 _PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
 _SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
 _NEW_VERSION = "UPDATE series SET version = version + 1 WHERE id = %s"
-# rows locked in id order, as an ingest locks them: two writers never wait for each other in a cycle
-_PRUNED_VERSIONS = (
-    "WITH pruned AS (SELECT id FROM series WHERE EXISTS (SELECT 1 FROM points WHERE series_id = series.id AND ts < %s)"
-    " ORDER BY id FOR UPDATE) UPDATE series SET version = version + 1 FROM pruned WHERE series.id = pruned.id"
+# A prune deletes series by series on the points' primary key (an index on the time alone halved the ingest rate for
+# an hourly delete) and tells which series lost points and how many, from the rows it deleted itself: a point an
+# ingest commits meanwhile is either deleted and counted, or left. It then takes the locks in an ingest's order —
+# points, rollups, series rows (by id) — so the two never wait for each other in a cycle.
+_PRUNE_POINTS = (
+    "WITH gone AS (DELETE FROM points WHERE series_id IN (SELECT id FROM series) AND ts < %s RETURNING series_id)"
+    " SELECT series_id, COUNT(*) FROM gone GROUP BY series_id ORDER BY series_id"
 )
-# series by series on the points' primary key: an index on the time alone halved the ingest rate for an hourly delete
-_PRUNE_POINTS = "DELETE FROM points WHERE series_id IN (SELECT id FROM series) AND ts < %s"
+_PRUNED_VERSIONS = "UPDATE series SET version = version + 1 WHERE id = ANY(%s)"
 
 
 def _dims_text(dimensions: Dimensions) -> str:
@@ -318,13 +320,14 @@ class PostgresTelemetryStore:
     def prune(self, *, older_than: float) -> int:
         hour = rollups.bucket_of(older_than)
         with self._db.transaction() as conn:
-            conn.execute(_PRUNED_VERSIONS, (older_than,))
-            removed = conn.execute(_PRUNE_POINTS, (older_than,)).rowcount
-            removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
-            removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
+            pruned = conn.execute(_PRUNE_POINTS, (older_than,)).fetchall()
+            removed = sum(int(count) for _, count in pruned)
             drop, remake = _PRUNE_ROLLUPS
             conn.execute(drop, {"b": hour})
             conn.execute(remake, {"b": hour, "hi": hour + rollups.BUCKET + rollups.SLACK})
+            conn.execute(_PRUNED_VERSIONS, ([int(series_id) for series_id, _ in pruned],))
+            removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
+            removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
         return int(removed)
 
     def counts(self, tenant: str | None = None) -> StoreCounts:

@@ -102,17 +102,17 @@ class Reference:
         last = recent.newest(block)
         self.blocks_hi.append(max(last))
         self.blocks_lo.append(min(last))
-        self.hi = max(self.blocks_hi.data)
-        self.lo = min(self.blocks_lo.data)
+        self.hi = max(self.blocks_hi)  # oldest first, as ever (which of two equal zeros wins is kept too)
+        self.lo = min(self.blocks_lo)
         n = len(recent)
         if n < self.min_count:
             return
         if not quantiles:
             values, start = recent.data.tolist(), recent.start
+            values = values[start:] + values[:start] if start else values  # oldest first, as ever
             top, bottom = max(values), min(values)
             self.q_lo, self.q_hi = bottom, top
-            # the mean stands in for the typical value (summed oldest first, as ever)
-            self.median = sum(values[start:] + values[:start] if start else values) / n
+            self.median = sum(values) / n  # the mean stands in for the typical value here
             self.spread = top - bottom if top > bottom else abs(top) * 0.01 + 1e-9
             self.ready = True
             return
