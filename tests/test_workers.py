@@ -20,7 +20,8 @@ import pytest
 from pydantic import SecretStr
 
 from generators.errors import BenchmarkError
-from generators.jobs.benchmark import BenchmarkJob, LocalBenchmarks
+from generators.jobs.benchmark import KIND as BENCHMARK
+from generators.jobs.benchmark import BenchmarkJob, BenchResult, LocalBenchmarks
 from generators.jobs.queue_pg import MAX_ATTEMPTS, PostgresJobs, QueuedBenchmarks
 from generators.jobs.validation import KIND, ValidationJob
 from generators.measure.stats import Rule, interval_level, plan
@@ -191,6 +192,15 @@ def benchmark_job(after: str) -> BenchmarkJob:
     )  # fmt: skip
 
 
+def costly_workspace(settings: Settings) -> LocalBenchmarks:
+    """The costly component and its benchmark in the workspace; benchmarks run here, against it."""
+    (settings.workspace / "components").mkdir(parents=True, exist_ok=True)
+    (settings.workspace / "benchmarks").mkdir(parents=True, exist_ok=True)
+    (settings.workspace / COSTLY).write_text("COST = 10\n")
+    (settings.workspace / MEASURE).write_text("from components.costly import COST\n\nprint(COST)\n")
+    return LocalBenchmarks(settings.workspace, ValidationConfig())
+
+
 def test_a_benchmark_runs_on_a_worker_as_it_would_in_the_server(
     tmp_path: Path, settings: Settings, jobs: tuple[PostgresJobs, str]
 ) -> None:
@@ -198,11 +208,7 @@ def test_a_benchmark_runs_on_a_worker_as_it_would_in_the_server(
     test can tell (the rule travels with the job) and sends the figures back, the same as measured here; a benchmark
     that fails on the new code comes back as that failure, raised where it was asked for."""
     queue, url = jobs
-    (settings.workspace / "components").mkdir(parents=True, exist_ok=True)
-    (settings.workspace / "benchmarks").mkdir(parents=True, exist_ok=True)
-    (settings.workspace / COSTLY).write_text("COST = 10\n")
-    (settings.workspace / MEASURE).write_text("from components.costly import COST\n\nprint(COST)\n")
-    here = LocalBenchmarks(settings.workspace, ValidationConfig())
+    here = costly_workspace(settings)
     expected = here.run(benchmark_job("COST = 5\n"))
     assert expected.figures is not None and expected.decision == "better", expected
     assert (expected.figures.before, expected.figures.after, expected.looks) == ([10.0] * 6, [5.0] * 6, 2)
@@ -235,3 +241,23 @@ async def test_a_server_that_stops_does_not_wait_out_a_benchmark_no_worker_took(
             group.cancel_scope.cancel()
     left = queue.outcome(1)
     assert left is not None and (left.status, left.worker) == ("queued", None), left
+
+
+async def test_a_job_whose_worker_stopped_with_no_other_left_is_run_by_the_server(
+    settings: Settings, jobs: tuple[PostgresJobs, str]
+) -> None:
+    """The last worker took the benchmark and died: once its lease has run out and the claim time has passed, the
+    server takes the job itself (a second attempt) instead of waiting for a worker that will never come."""
+    queue, url = jobs
+    queued = QueuedBenchmarks(queue, costly_workspace(settings), claim_seconds=2)
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(anyio.to_thread.run_sync, queued.run, benchmark_job("COST = 5\n")))
+            await eventually(lambda: queue.outcome(1) is not None, "the job is queued")
+            ghost = queue.claim("ghost", [BENCHMARK], 60)  # the last worker takes it ...
+            assert ghost is not None and ghost.id == 1
+            expire(url, 1)  # ... and stops answering
+            await eventually(lambda: (o := queue.outcome(1)) is not None and o.status == "done", "the job is done")
+    done = queue.outcome(1)
+    assert done is not None and done.worker == queued.name and done.attempts == 2, done
+    assert done.result is not None and BenchResult.from_dict(done.result).decision == "better"

@@ -98,8 +98,8 @@ class PostgresJobs:
         return int(row[0])
 
     def claim(self, worker: str, kinds: Sequence[str], lease: float, job_id: int | None = None) -> Claimed | None:
-        """Take the oldest job of ``kinds`` that is queued or whose lease ran out (``job_id``: that one, if still
-        queued) for ``lease`` seconds; None when there is none."""
+        """Take the oldest job of ``kinds`` that is queued or whose lease ran out (``job_id``: that one, if it is) for
+        ``lease`` seconds; None when there is none."""
         with self._db.transaction() as conn:
             conn.execute(
                 f"UPDATE jobs SET status = 'failed', updated_at = {NOW}, lease_until = NULL,"
@@ -107,9 +107,8 @@ class PostgresJobs:
                 f" WHERE status = 'running' AND lease_until < {NOW} AND attempts >= %s",
                 (MAX_ATTEMPTS,),
             )
-            which = "status = 'queued' AND id = %(id)s" if job_id is not None else (
-                f"(status = 'queued' OR (status = 'running' AND lease_until < {NOW})) AND kind = ANY(%(kinds)s)"
-            )  # fmt: skip
+            open_job = f"(status = 'queued' OR (status = 'running' AND lease_until < {NOW}))"
+            which = f"{open_job} AND id = %(id)s" if job_id is not None else f"{open_job} AND kind = ANY(%(kinds)s)"
             row = conn.execute(
                 f"UPDATE jobs SET status = 'running', worker = %(worker)s, attempts = attempts + 1,"
                 f" lease_until = {NOW} + %(lease)s, updated_at = {NOW}"
@@ -186,7 +185,7 @@ class QueuedValidation:
                 return report_from_dict(found.result)
             if found.status == "failed":
                 raise JobFailedError(f"validation job {job_id} failed: {found.error}")
-            if found.status == "queued" and waited >= self.claim_seconds:
+            if found.status in ("queued", "running") and waited >= self.claim_seconds:  # nobody took it, or kept it
                 report = await self._here(job_id, job)
                 if report is not None:
                     return report
@@ -199,7 +198,8 @@ class QueuedValidation:
         claimed = await anyio.to_thread.run_sync(self.jobs.claim, self.name, [KIND], self.lease_seconds, job_id)
         if claimed is None:
             return None
-        logger.warning("validation job %d: no worker took it in %g s; validating here", job_id, self.claim_seconds)
+        logger.warning("validation job %d: no worker took it, or kept it, in %g s; validating here", job_id,
+                       self.claim_seconds)  # fmt: skip
         async with anyio.create_task_group() as group:
             group.start_soon(self._keep, job_id)
             try:
@@ -250,7 +250,7 @@ class QueuedBenchmarks:
             if found.status == "failed":
                 # (workers died on it, or it raised there): no figure, and nobody's fault in particular
                 return BenchResult(None, error=f"benchmark job {job_id} failed: {found.error}", side=UNKNOWN)
-            if found.status == "queued" and waited >= self.claim_seconds:
+            if found.status in ("queued", "running") and waited >= self.claim_seconds:  # nobody took it, or kept it
                 result = self._here(job_id, job)
                 if result is not None:
                     return result
@@ -262,7 +262,8 @@ class QueuedBenchmarks:
     def _here(self, job_id: int, job: BenchmarkJob) -> BenchResult | None:
         if self.jobs.claim(self.name, [BENCHMARK], self.lease_seconds, job_id) is None:
             return None
-        logger.warning("benchmark job %d: no worker took it in %g s; measuring here", job_id, self.claim_seconds)
+        logger.warning("benchmark job %d: no worker took it, or kept it, in %g s; measuring here", job_id,
+                       self.claim_seconds)  # fmt: skip
         done = threading.Event()
         keeper = threading.Thread(target=keep_lease, args=(self.jobs, job_id, self.name, self.lease_seconds, done))
         keeper.start()
