@@ -4,7 +4,8 @@ telemetry, monitoring and self-analysis ones (ingest, insights, the event timeli
 settings that name the database. What they prove on SQLite — a faster change kept and a slower one rolled back to the
 exact bytes, dry runs, approvals, a regression seen in telemetry, an interrupted cycle judged after a restart, a
 generated tool served to its tenant only, across a restart and gone with its rollback, insights found and refreshed,
-events raised and cleared, calls seen only by their tenant's keys — holds on the second backend."""
+events raised and cleared, calls seen only by their tenant's keys, autonomous and emergency cycles (CloudWatch alarms
+from moto's server) — holds on the second backend."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tests.conftest import ServerFactory
 from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import ScriptedLLM
+from tests.moto_server import MotoServer
 from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -44,6 +46,12 @@ SAME_TESTS: list[Callable[[Settings, ScriptedLLM], Awaitable[Any]]] = [
     behaviour.test_a_tenant_cycle_never_touches_the_shared_root,
     behaviour.test_a_module_changed_while_the_model_worked_is_not_overwritten,
     behaviour.test_active_improvements_resource_follows_a_cycle,
+    behaviour.test_llm_timeout_is_reported,
+    behaviour.test_no_llm_and_no_opportunities,
+    behaviour.test_autonomous_mode_runs_cycles_on_its_schedule,
+    behaviour.test_autonomous_mode_off_by_default,
+    behaviour.test_self_analysis_findings_lead_a_cycle_to_the_servers_own_code,
+    behaviour.test_pushed_telemetry_cannot_aim_a_cycle_at_the_servers_own_code,
 ]
 
 
@@ -139,4 +147,17 @@ async def test_monitoring_on_postgresql(
     on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
     host = FakeHostSource(clock=clock)
     await test(functools.partial(factory_on(on_pg, host), clock=clock), host, clock)
+    assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
+
+
+async def test_a_critical_alarm_starts_one_emergency_cycle_per_component_on_postgresql(
+    settings: Settings,
+    scripted_llm: ScriptedLLM,
+    aws: MotoServer,
+    postgres: PostgresServer,  # noqa: F811
+) -> None:
+    """CloudWatch streaming (moto's server) and the emergency cycles its critical alarms start, with the server on
+    PostgreSQL: they run on the holder of the lease, here the one replica."""
+    on_pg = settings.model_copy(update={"database_url": SecretStr(postgres.new_database())})
+    await behaviour.test_critical_alarm_starts_one_emergency_cycle_per_component(on_pg, scripted_llm, aws)
     assert not list(settings.data_dir.glob("*.sqlite3")), "every store was in PostgreSQL"
