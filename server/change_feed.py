@@ -64,6 +64,7 @@ class ChangeFeed:
         self._event = anyio.Event()
         self._loop = LoopHandOff()
         self._listed: frozenset[tuple[str, str]] = frozenset()
+        self._runs = 0  # run() loops going (one per lifespan of the server)
         self.on_deployments: list[Callable[[], Awaitable[object]]] = []  # run (in turn) after deployments changed
         # Told of the changes made here (not those other replicas made), once published: sends them to the others.
         self.on_local: Callable[[set[Change], bool], Awaitable[None]] | None = None
@@ -103,15 +104,22 @@ class ChangeFeed:
         self._event.set()  # the current event: run replaces it after each wake
 
     async def run(self) -> None:
-        """Publish marks until cancelled (owned by the lifespan's task group)."""
+        """Publish marks until cancelled (owned by the lifespan's task group). Several may run at once (each in-memory
+        connection runs the server's lifespan): only the first start forgets what was marked before it."""
         binding = self._loop.bind()  # first: a mark from now on wakes this run (a wake for nothing is harmless)
-        with self._lock:  # what changed before start-up (tools registered, recovery) is nobody's news
-            self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
-            self._tool_tenants = frozenset()
-        self._listed = await self._watched_ids()
+        with self._lock:
+            first, self._runs = self._runs == 0, self._runs + 1
+            if first:  # what changed before start-up (tools registered, recovery) is nobody's news; once running,
+                # marks not yet published are news, and a later start must neither drop them nor re-read the listing
+                self._pending, self._listing_dirty, self._tools_dirty = set(), False, False
+                self._tool_tenants = frozenset()
         try:
+            if first:
+                self._listed = await self._watched_ids()
             await self._serve()
         finally:
+            with self._lock:
+                self._runs -= 1
             self._loop.unbind(binding)  # only its own: another lifespan of the same server may have bound since
 
     async def _serve(self) -> None:

@@ -19,6 +19,7 @@ from mcp.shared.memory import create_client_server_memory_streams
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCNotification, JSONRPCRequest
 
+from server.change_feed import ChangeFeed
 from server.live_resources import SelfBuildingServer
 from server.notifications import EVENTS_URI, Notifier
 from server.settings import Settings
@@ -399,3 +400,37 @@ async def test_a_tenants_changes_reach_only_legacy_sessions_that_may_read_it(
             await got.until(lambda got: TOOLS_CHANGED in got)
     assert heard["globex"] == [TOOLS_CHANGED]  # nothing of acme's deployment, cycles or listing
     assert {*uris, "notifications/resources/list_changed"} <= set(heard["acme"][: heard["acme"].index(TOOLS_CHANGED)])
+
+
+async def test_a_second_lifespan_starting_loses_no_change_marked_before_it() -> None:
+    """Each in-memory connection runs the server's lifespan and with it the change feed's publishing loop. A change
+    marked while the first loop is busy publishing another must still be published when a second loop starts
+    meanwhile (its start used to forget every mark not yet published)."""
+    published: list[str] = []
+    first_held, release = anyio.Event(), anyio.Event()
+
+    async def updated(uri: str, tenant: str | None) -> None:
+        if uri == "deployments://one":
+            first_held.set()
+            await release.wait()  # the first loop is busy with this one
+        published.append(uri)
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    async def watched() -> list[Any]:
+        return []
+
+    feed = ChangeFeed(updated, nothing, watched, nothing)
+    async with anyio.create_task_group() as group:
+        group.start_soon(feed.run)
+        await anyio.wait_all_tasks_blocked()
+        feed.mark(["deployments://one"], tenant="acme")
+        await first_held.wait()
+        feed.mark(["deployments://two"], tenant="acme")  # waits for a loop to take it
+        group.start_soon(feed.run)  # another connection's lifespan starts
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+        await anyio.wait_all_tasks_blocked()  # every loop has published what it could and waits for the next mark
+        group.cancel_scope.cancel()
+    assert sorted(published) == ["deployments://one", "deployments://two"]  # each once, by either loop
