@@ -5,9 +5,9 @@ dies stops extending it: once it has run out, the next worker to ask takes the j
 lost its lease cannot overwrite the next one's answer). Times are the database's, so the machines' clocks do not
 matter.
 
-:class:`QueuedValidation` and :class:`QueuedBenchmarks` are the server's side: each puts a job in the queue and waits
-for its answer; a job no worker has taken within ``claim_seconds`` is taken by the server itself and run here, so
-cycles go on when no worker runs.
+:class:`JobWaiter` is the server's side, for :class:`QueuedValidation` and :class:`QueuedBenchmarks`: it puts a job in
+the queue and waits for its answer; a job no worker has taken (or kept) within ``claim_seconds`` is taken by the server
+itself and run here, so cycles go on when no worker runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 STORE = "jobs"
 MAX_ATTEMPTS = 3  # a job whose workers died this many times fails (its code may be what kills them)
 KEEP_SECONDS = 86_400.0  # finished jobs are deleted after a day
+Local = TypeVar("Local")
 UNKNOWN = "unknown"  # the side a benchmark failed on, when its job failed as a whole
 NOW = "extract(epoch from clock_timestamp())"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -154,104 +155,43 @@ class PostgresJobs:
         return Outcome(str(row[0]), json.loads(row[1]) if row[1] else None, row[2], row[3], int(row[4]))
 
 
-class QueuedValidation:
-    """:class:`~generators.jobs.validation.Validation` through the queue, with the server as the worker of last
-    resort (``local``), for jobs nobody took within ``claim_seconds``."""
+class JobWaiter:
+    """The server's side of the queue (blocking: it waits in a worker thread): puts a job in and waits for a worker's
+    answer; a job nobody took, or whose worker stopped, within ``claim_seconds`` it takes itself and runs here, so
+    cycles go on when no worker runs."""
 
     def __init__(
         self,
         jobs: PostgresJobs,
-        local: LocalValidation,
         *,
         claim_seconds: float = 30.0,
         lease_seconds: float = 30.0,
         poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
     ) -> None:
         self.jobs = jobs
-        self.local = local
         self.claim_seconds = claim_seconds
         self.lease_seconds = lease_seconds
         self.name = f"server-{uuid.uuid4().hex[:8]}"
         self._poll = poll
 
-    async def validate(self, job: ValidationJob) -> ValidationReport:
-        job_id = await anyio.to_thread.run_sync(self.jobs.put, KIND, job.to_dict())
-        waited = 0.0
-        while True:
-            found = await anyio.to_thread.run_sync(self.jobs.outcome, job_id)
-            if found is None:
-                raise JobFailedError(f"validation job {job_id} vanished from the queue")
-            if found.status == "done" and found.result is not None:
-                return report_from_dict(found.result)
-            if found.status == "failed":
-                raise JobFailedError(f"validation job {job_id} failed: {found.error}")
-            if found.status in ("queued", "running") and waited >= self.claim_seconds:  # nobody took it, or kept it
-                report = await self._here(job_id, job)
-                if report is not None:
-                    return report
-            pause = self._poll(waited)
-            await anyio.sleep(pause)
-            waited += pause
+    def run(self, kind: str, what: str, payload: dict[str, Any], here: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The answer to the job (``what`` names it in messages); ``here`` runs it in this process when nobody does.
 
-    async def _here(self, job_id: int, job: ValidationJob) -> ValidationReport | None:
-        """Take the job (if still nobody's) and run it in this process."""
-        claimed = await anyio.to_thread.run_sync(self.jobs.claim, self.name, [KIND], self.lease_seconds, job_id)
-        if claimed is None:
-            return None
-        logger.warning("validation job %d: no worker took it, or kept it, in %g s; validating here", job_id,
-                       self.claim_seconds)  # fmt: skip
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._keep, job_id)
-            try:
-                report = await self.local.validate(job)
-            except Exception as exc:
-                await anyio.to_thread.run_sync(self.jobs.finish, job_id, self.name, None, str(exc) or repr(exc))
-                raise
-            finally:
-                group.cancel_scope.cancel()
-        await anyio.to_thread.run_sync(self.jobs.finish, job_id, self.name, report.to_dict())
-        return report
-
-    async def _keep(self, job_id: int) -> None:
-        while True:
-            await anyio.sleep(self.lease_seconds / 3)
-            await anyio.to_thread.run_sync(self.jobs.extend, job_id, self.name, self.lease_seconds)
-
-
-class QueuedBenchmarks:
-    """:class:`~generators.jobs.benchmark.Benchmarks` through the queue (blocking, as its callers are), with the server
-    as the worker of last resort (``local``) for jobs nobody took within ``claim_seconds``."""
-
-    def __init__(
-        self,
-        jobs: PostgresJobs,
-        local: Benchmarks,
-        *,
-        claim_seconds: float = 30.0,
-        lease_seconds: float = 30.0,
-        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
-    ) -> None:
-        self.jobs = jobs
-        self.local = local
-        self.claim_seconds = claim_seconds
-        self.lease_seconds = lease_seconds
-        self.name = f"server-{uuid.uuid4().hex[:8]}"
-        self._poll = poll
-
-    def run(self, job: BenchmarkJob) -> BenchResult:
-        job_id = self.jobs.put(BENCHMARK, job.to_dict())
+        Raises:
+            JobFailedError: it failed (or left the queue).
+        """
+        job_id = self.jobs.put(kind, payload)
         waited = 0.0
         while True:
             found = self.jobs.outcome(job_id)
             if found is None:
-                return BenchResult(None, error=f"benchmark job {job_id} vanished from the queue", side=UNKNOWN)
+                raise JobFailedError(f"{what} job {job_id} vanished from the queue")
             if found.status == "done" and found.result is not None:
-                return BenchResult.from_dict(found.result)
+                return found.result
             if found.status == "failed":
-                # (workers died on it, or it raised there): no figure, and nobody's fault in particular
-                return BenchResult(None, error=f"benchmark job {job_id} failed: {found.error}", side=UNKNOWN)
+                raise JobFailedError(f"{what} job {job_id} failed: {found.error}")
             if found.status in ("queued", "running") and waited >= self.claim_seconds:  # nobody took it, or kept it
-                result = self._here(job_id, job)
+                result = self._here(kind, what, job_id, here)
                 if result is not None:
                     return result
             pause = self._poll(waited)
@@ -259,24 +199,67 @@ class QueuedBenchmarks:
             waited += pause
             _stop_if_cancelled()
 
-    def _here(self, job_id: int, job: BenchmarkJob) -> BenchResult | None:
-        if self.jobs.claim(self.name, [BENCHMARK], self.lease_seconds, job_id) is None:
+    def _here(self, kind: str, what: str, job_id: int, here: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """Take the job (if still nobody's, or its worker's lease ran out) and run it in this process."""
+        if self.jobs.claim(self.name, [kind], self.lease_seconds, job_id) is None:
             return None
-        logger.warning("benchmark job %d: no worker took it, or kept it, in %g s; measuring here", job_id,
+        logger.warning("%s job %d: no worker took it, or kept it, in %g s; running it here", what, job_id,
                        self.claim_seconds)  # fmt: skip
         done = threading.Event()
         keeper = threading.Thread(target=keep_lease, args=(self.jobs, job_id, self.name, self.lease_seconds, done))
         keeper.start()
         try:
-            result = self.local.run(job)
+            result = here()
         except Exception as exc:
             self.jobs.finish(job_id, self.name, None, str(exc) or repr(exc))
             raise
         finally:
             done.set()
             keeper.join()
-        self.jobs.finish(job_id, self.name, result.to_dict())
+        self.jobs.finish(job_id, self.name, result)
         return result
+
+
+class _Queued(Generic[Local]):
+    """Jobs through the queue (:class:`JobWaiter`), with the server as the worker of last resort (``local``)."""
+
+    def __init__(
+        self,
+        jobs: PostgresJobs,
+        local: Local,
+        *,
+        claim_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
+        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
+    ) -> None:
+        self.local = local
+        self.waiter = JobWaiter(jobs, claim_seconds=claim_seconds, lease_seconds=lease_seconds, poll=poll)
+
+    @property
+    def name(self) -> str:
+        return self.waiter.name
+
+
+class QueuedValidation(_Queued[LocalValidation]):
+    """:class:`~generators.jobs.validation.Validation` through the queue."""
+
+    async def validate(self, job: ValidationJob) -> ValidationReport:
+        def here() -> dict[str, Any]:
+            return job.run(self.local.pipeline, self.local.workspace).to_dict()
+
+        result = await anyio.to_thread.run_sync(self.waiter.run, KIND, "validation", job.to_dict(), here)
+        return report_from_dict(result)
+
+
+class QueuedBenchmarks(_Queued[Benchmarks]):
+    """:class:`~generators.jobs.benchmark.Benchmarks` through the queue (blocking, as its callers are)."""
+
+    def run(self, job: BenchmarkJob) -> BenchResult:
+        try:
+            result = self.waiter.run(BENCHMARK, "benchmark", job.to_dict(), lambda: self.local.run(job).to_dict())
+        except JobFailedError as exc:  # workers died on it, or it raised there: no figure, and nobody's fault
+            return BenchResult(None, error=str(exc), side=UNKNOWN)
+        return BenchResult.from_dict(result)
 
 
 def _stop_if_cancelled() -> None:

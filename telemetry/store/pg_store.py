@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from psycopg import Connection
@@ -25,7 +24,7 @@ from telemetry.store.records import (
     SeriesStats,
     StoreCounts,
 )
-from telemetry.store.stats_cache import Queries, StatsCache, read_window
+from telemetry.store.stats_cache import Queries, StatsCache
 
 STORE = "telemetry"
 MIGRATIONS: tuple[tuple[int, str], ...] = (
@@ -237,24 +236,17 @@ class PostgresTelemetryStore:
         tail: int = 12,
         recent_share: float | None = None,
     ) -> list[SeriesStats]:
-        out: list[SeriesStats] = []
         with self._db.transaction() as conn:
 
             def run(sql: str, args: Sequence[Any]) -> list[Any]:
                 return conn.execute(sql, args).fetchall()
 
-            fetch = _fetcher(conn)
             # Each statement sees what was committed before it: a version is read before the points, so a cached
             # entry never holds older points than its version says (a newer write has raised the version).
-            for series_id, series_name, dims, unit, source, version in self._series_rows(conn, tenant, name):
-                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
-                read = partial(
-                    read_window, run, fetch, _WINDOW, series_id, version, start=start, end=end,
-                    recent_start=recent_start, recent_share=recent_share, tail=tail,
-                )  # fmt: skip
-                found = self._stats.window((series_id, recent_share, recent_start, tail), version, start, end, read)
-                out.append(SeriesStats(key, Moments(), Moments()) if found is None else found.stats(key))
-        return out
+            return self._stats.series_stats(
+                tenant, self._series_rows(conn, tenant, name), run, _fetcher(conn), _WINDOW, start=start, end=end,
+                recent_start=recent_start, recent_share=recent_share, tail=tail,
+            )  # fmt: skip
 
     def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
         with self._db.pool.connection() as conn:

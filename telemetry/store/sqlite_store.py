@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from telemetry.store.records import (
     StoreCounts,
 )
 from telemetry.store.sqlite_db import WalDatabase
-from telemetry.store.stats_cache import Queries, StatsCache, read_window
+from telemetry.store.stats_cache import Queries, StatsCache
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -264,23 +263,16 @@ class SqliteTelemetryStore:
         if name is not None:
             query += " AND name = ?"
             params.append(name)
-        out: list[SeriesStats] = []
         with self._db.reading() as conn:  # one snapshot: each version goes with the points read
             rows = conn.execute(query + " ORDER BY name, dims", params).fetchall()
 
             def run(sql: str, args: Sequence[Any]) -> list[Any]:
                 return conn.execute(sql, args).fetchall()
 
-            fetch = _fetcher(conn)
-            for series_id, series_name, dims, unit, source, version in rows:
-                key = SeriesKey(tenant, series_name, tuple(sorted(json.loads(dims).items())), unit, source)
-                read = partial(
-                    read_window, run, fetch, _WINDOW, series_id, version, start=start, end=end,
-                    recent_start=recent_start, recent_share=recent_share, tail=tail,
-                )  # fmt: skip
-                found = self._stats.window((series_id, recent_share, recent_start, tail), version, start, end, read)
-                out.append(SeriesStats(key, Moments(), Moments()) if found is None else found.stats(key))
-        return out
+            return self._stats.series_stats(
+                tenant, rows, run, _fetcher(conn), _WINDOW, start=start, end=end,
+                recent_start=recent_start, recent_share=recent_share, tail=tail,
+            )  # fmt: skip
 
     def count_outside(self, key: SeriesKey, *, start: float, end: float, low: float, high: float) -> int:
         with self._db.reading() as conn:

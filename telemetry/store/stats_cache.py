@@ -14,11 +14,13 @@ and the moments on each side are what the database would give again.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from statistics import fmean
 from typing import Any
 
@@ -147,3 +149,30 @@ class StatsCache:
             if found is not None:
                 self.put(key, found)
         return found
+
+    def series_stats(
+        self,
+        tenant: str,
+        series: Iterable[Sequence[Any]],
+        rows: Rows,
+        fetch: rollups.Fetch,
+        sql: Queries,
+        *,
+        start: float,
+        end: float,
+        recent_start: float | None,
+        recent_share: float | None,
+        tail: int,
+    ) -> list[SeriesStats]:
+        """:meth:`TelemetryStore.series_stats` of the ``series`` rows (id, name, dims, unit, source, version), each from
+        its kept window or read with ``rows`` and ``fetch`` (one connection of the backend, ``sql`` in its style)."""
+        out: list[SeriesStats] = []
+        for series_id, name, dims, unit, source, version in series:
+            key = SeriesKey(tenant, name, tuple(sorted(json.loads(dims).items())), unit, source)
+            read = partial(
+                read_window, rows, fetch, sql, series_id, version, start=start, end=end,
+                recent_start=recent_start, recent_share=recent_share, tail=tail,
+            )  # fmt: skip
+            found = self.window((series_id, recent_share, recent_start, tail), version, start, end, read)
+            out.append(SeriesStats(key, Moments(), Moments()) if found is None else found.stats(key))
+        return out

@@ -173,14 +173,7 @@ class SeriesDetector:
                 else activity.hi * cfg.activity_floor
             )
             score = (mean - activity.hi) / (scale * cfg.activity_threshold)
-        ring = activity.recent  # FloatRing.append, inlined (a point's hot path)
-        data = ring.data
-        if len(data) < ring.maxlen:
-            data.append(mean)
-        else:
-            start = ring.start
-            data[start] = mean
-            ring.start = start + 1 if start + 1 < len(data) else 0
+        activity.recent.append(mean)
         if mean > activity.hi:
             activity.hi = mean
         return score
