@@ -21,7 +21,7 @@ import anyio
 import anyio.to_thread
 
 from telemetry.errors import StorageFullError
-from telemetry.store.sqlite_db import WalDatabase
+from telemetry.store.sqlite_db import WalDatabase, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class SqliteCallStore:
             return
         rows = [(c.ts, c.tool, c.tenant, c.caller, c.duration, c.outcome, c.error_kind) for c in calls]
         with self._db.transaction() as conn:
-            conn.executemany(f"INSERT INTO calls ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            insert_rows(conn, f"INSERT INTO calls ({_COLUMNS})", rows)
 
     def calls(
         self, *, start: float, end: float, tenants: Collection[str] | None = None, limit: int = 200_000

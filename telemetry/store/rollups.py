@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from telemetry.store.records import Moments
 
@@ -113,20 +113,27 @@ CREATE TABLE rollups (
 
 
 # A batch's change of one hour, with its own reference value, added to the stored sums shifted to theirs.
-_ADD = (
-    "INSERT INTO rollups (series_id, bucket, ref, n, sx, sxx, sy, syy, sxy)"
-    " VALUES (:id, :b, :ref, :n, :sx, :sxx, :sy, :syy, :sxy)"
-    " ON CONFLICT (series_id, bucket) DO UPDATE SET n = rollups.n + excluded.n, sx = rollups.sx + excluded.sx,"
+_ADD_HEAD = "INSERT INTO rollups (series_id, bucket, ref, n, sx, sxx, sy, syy, sxy)"
+_ADD_KEYS = ("id", "b", "ref", "n", "sx", "sxx", "sy", "syy", "sxy")  # the keys of a change, in the head's order
+_ADD_TAIL = (
+    "ON CONFLICT (series_id, bucket) DO UPDATE SET n = rollups.n + excluded.n, sx = rollups.sx + excluded.sx,"
     " sxx = rollups.sxx + excluded.sxx, sy = rollups.sy + excluded.sy + excluded.n * (excluded.ref - rollups.ref),"
     " syy = rollups.syy + excluded.syy + 2 * (excluded.ref - rollups.ref) * excluded.sy"
     " + excluded.n * (excluded.ref - rollups.ref) * (excluded.ref - rollups.ref),"
     " sxy = rollups.sxy + excluded.sxy + (excluded.ref - rollups.ref) * excluded.sx"
 )
+_ADD = f"{_ADD_HEAD} VALUES ({', '.join(':' + key for key in _ADD_KEYS)}) {_ADD_TAIL}"
 
 
 def add_sql(*, postgres: bool = False) -> str:
     """Add a row of :func:`changes` to its hour's rollup."""
     return _named(_ADD) if postgres else _ADD
+
+
+def add_rows(changes: Sequence[Mapping[str, float]]) -> tuple[str, list[tuple[float, ...]], str]:
+    """:func:`add_sql` as (the INSERT before ``VALUES``, the changes as positional rows, the ON CONFLICT clause after
+    them), for a statement of many rows."""
+    return _ADD_HEAD, [tuple(change[key] for key in _ADD_KEYS) for change in changes], _ADD_TAIL
 
 
 def changes(

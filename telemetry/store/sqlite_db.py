@@ -11,7 +11,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from telemetry.errors import StorageFullError
 logger = logging.getLogger(__name__)
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+MAX_ROWS_PER_STATEMENT = 2048
 REMIND_SECONDS = 3600.0  # a long episode is logged again this often, not on every failed write
 
 
@@ -30,6 +31,32 @@ def full_reason(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
         return exc.strerror or str(exc)
     return None
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[object]], tail: str = "") -> int:
+    """Run ``{head} VALUES (?, …), (?, …) … {tail}`` for ``rows`` in a few statements of many rows (at most
+    :data:`MAX_ROWS_PER_STATEMENT`, in sizes that are powers of two so that the connection's statement cache keeps
+    them); the number of rows inserted or changed.
+
+    Not ``executemany``: ``sqlite3`` lets go of the GIL around every step of a statement and executemany steps once
+    per row, so while other threads run Python each row waits for the GIL again — a batch of 1,000 points held the
+    write lock 27 ms under the concurrency drill instead of 1.7 ms, and 0.7 s beside one busy thread. Here the GIL is
+    given up once per statement. Rows with the same key in one statement behave as they would one after another.
+    """
+    if not rows:
+        return 0
+    width = len(rows[0])
+    limit = max(1, min(MAX_ROWS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    one = "(" + ", ".join("?" * width) + ")"
+    changed, start, size = 0, 0, 1 << (limit.bit_length() - 1)
+    while start < len(rows):
+        while size > len(rows) - start:
+            size //= 2
+        chunk = rows[start : start + size]
+        cur = conn.execute(f"{head} VALUES {', '.join([one] * size)} {tail}", [v for row in chunk for v in row])
+        changed += cur.rowcount
+        start += size
+    return changed
 
 
 class FullEpisodes:
