@@ -33,6 +33,7 @@ from telemetry.store.records import SeriesKey, SeriesStats, TelemetryStore, spli
 MIN_Z = 3.0
 MIN_CHANGE_PERCENT = 10.0
 MIN_TREND_PERCENT = 20.0
+MAX_REMEMBERED = 10_000  # metric directions kept between analyses
 RECENT_SHARE = 0.25  # each series' newest quarter of the history it has in the window is compared with the rest
 
 
@@ -77,6 +78,8 @@ class LearningEngine:
         self._store = store
         self._analysers = analysers or []
         self._clock = clock
+        # (name, unit) -> direction: four regular expressions per series and analysis otherwise (bounded)
+        self._directions: dict[tuple[str, str | None], Direction] = {}
 
     def analyze(
         self, tenant: str, *, window_hours: float, metric_name: str | None = None, risk_tolerance: Risk = "high"
@@ -109,7 +112,11 @@ class LearningEngine:
     def _series_insights(self, tenant: str, stats: SeriesStats, end: float) -> list[Insight]:
         key = stats.key
         dims = dict(key.dimensions)
-        direction = direction_for(key.name, key.unit)
+        direction = self._directions.get((key.name, key.unit))
+        if direction is None:
+            if len(self._directions) >= MAX_REMEMBERED:
+                self._directions.clear()
+            direction = self._directions[(key.name, key.unit)] = direction_for(key.name, key.unit)
         subject = f"{key.name}|{key.dimensions}"
         base = {
             "tenant": tenant,

@@ -113,6 +113,8 @@ class StatsCache:
         self._size = size
         self._entries: OrderedDict[Key, Window] = OrderedDict()
         self._lock = threading.Lock()
+        # (tenant, name, dims as stored, unit, source) -> key: no JSON decoded per series and analysis (bounded)
+        self._keys: dict[tuple[str, str, str, str | None, str], SeriesKey] = {}
         self.hits = 0
         self.misses = 0
 
@@ -150,6 +152,15 @@ class StatsCache:
                 self.put(key, found)
         return found
 
+    def _key(self, tenant: str, name: str, dims: str, unit: str | None, source: str) -> SeriesKey:
+        found = self._keys.get((tenant, name, dims, unit, source))
+        if found is None:
+            if len(self._keys) >= max(self._size, 1):
+                self._keys.clear()
+            found = SeriesKey(tenant, name, tuple(sorted(json.loads(dims).items())), unit, source)
+            self._keys[(tenant, name, dims, unit, source)] = found
+        return found
+
     def series_stats(
         self,
         tenant: str,
@@ -168,7 +179,7 @@ class StatsCache:
         its kept window or read with ``rows`` and ``fetch`` (one connection of the backend, ``sql`` in its style)."""
         out: list[SeriesStats] = []
         for series_id, name, dims, unit, source, version in series:
-            key = SeriesKey(tenant, name, tuple(sorted(json.loads(dims).items())), unit, source)
+            key = self._key(tenant, name, dims, unit, source)
             read = partial(
                 read_window, rows, fetch, sql, series_id, version, start=start, end=end,
                 recent_start=recent_start, recent_share=recent_share, tail=tail,

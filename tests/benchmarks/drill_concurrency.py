@@ -11,12 +11,18 @@ server was before (``store_read_connections=0``: every read behind the one writi
 ``analysis_max_concurrency=64``: analyses share every worker thread), then as it is now (the defaults). Targets:
 insights p50 <= 0.6 s, ingest p99 <= 0.3 s, 0 errors, memory flat after the first minute.
 
-    python -m tests.benchmarks.drill_concurrency [--clients 16] [--seconds 120] [--points 1500000]
+The clients run in this process, on the same cores as the server. ``--client sdk`` (the default) drives each with the
+SDK's ``Client``, as an agent would; ``--client http`` posts the same tool calls as plain 2026-07-28 JSON-RPC requests
+with ``httpx2`` — the server does the same work, the load generator about a fifth of it — so that on a small machine
+the figures say more about the server than about the clients. The CPU both sides used is printed.
+
+    python -m tests.benchmarks.drill_concurrency [--clients 16] [--seconds 120] [--points 1500000] [--client sdk]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import statistics
@@ -82,7 +88,12 @@ def arguments(tool: str, now: float) -> dict[str, Any]:
     return {}
 
 
-async def client_loop(base: str, until: float, seen: dict[str, list[float]], errors: dict[str, int]) -> None:
+Seen = dict[str, list[float]]
+Errors = dict[str, int]
+
+
+async def sdk_client(base: str, until: float, seen: Seen, errors: Errors) -> None:
+    """One agent: the SDK's client, calling tools one after another until ``until``."""
     tools, weights = list(WEIGHTS), list(WEIGHTS.values())
     async with (
         httpx2.AsyncClient(timeout=120) as http,
@@ -102,31 +113,75 @@ async def client_loop(base: str, until: float, seen: dict[str, list[float]], err
                 errors[tool] += 1
 
 
+PROTOCOL = "2026-07-28"
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": PROTOCOL, "io.modelcontextprotocol/clientCapabilities": {}}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": PROTOCOL,
+    "Mcp-Method": "tools/call",
+}
+
+
+async def http_client(base: str, until: float, seen: Seen, errors: Errors) -> None:
+    """The same calls as :func:`sdk_client`, each one plain JSON-RPC POST of the 2026-07-28 protocol (sessionless)."""
+    tools, weights = list(WEIGHTS), list(WEIGHTS.values())
+    async with httpx2.AsyncClient(timeout=120) as http:
+        request_id = 0
+        while time.monotonic() < until:
+            tool = random.choices(tools, weights)[0]
+            request_id += 1
+            params = {"name": tool, "arguments": arguments(tool, time.time()), "_meta": ENVELOPE}
+            body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+            started = time.monotonic()
+            try:
+                reply = await http.post(f"{base}/mcp", content=body, headers={**HEADERS, "Mcp-Name": tool})
+                answer = reply.json()
+                failed = reply.status_code != 200 or "error" in answer or answer["result"].get("isError", False)
+            except Exception:  # a drill counts what a client would see, whatever it is
+                failed = True
+            seen[tool].append(time.monotonic() - started)
+            if failed:
+                errors[tool] += 1
+
+
+CLIENTS = {"sdk": sdk_client, "http": http_client}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(label: str, data: Path, clients: int, seconds: float, env: dict[str, str]) -> None:
+async def run(label: str, data: Path, clients: int, seconds: float, env: dict[str, str], client: str) -> None:
     proc, base = start_http(data.parent, **env)
     server = psutil.Process(proc.pid)
-    seen: dict[str, list[float]] = defaultdict(list)
-    errors: dict[str, int] = defaultdict(int)
+    seen: Seen = defaultdict(list)
+    errors: Errors = defaultdict(int)
     rss: list[tuple[float, float]] = []
+    loop = CLIENTS[client]
     try:
         started = time.monotonic()
         until = started + seconds
+        server_cpu, client_cpu = sum(server.cpu_times()[:2]), time.process_time()
         async with anyio.create_task_group() as group:
             for _ in range(clients):
-                group.start_soon(client_loop, base, until, seen, errors)
+                group.start_soon(loop, base, until, seen, errors)
             while time.monotonic() < until:
                 rss.append((time.monotonic() - started, server.memory_info().rss / 2**20))
                 await anyio.sleep(5)  # a drill samples over wall time; tests never do
+        elapsed = time.monotonic() - started
+        server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+        client_cpu = time.process_time() - client_cpu
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
     out = sys.stdout
-    out.write(f"{label}:\n")
+    calls = sum(len(times) for times in seen.values())
+    out.write(
+        f"{label}: {calls / elapsed:.0f} calls/s; CPU: server {server_cpu / elapsed:.2f} cores, "
+        f"{client} clients {client_cpu / elapsed:.2f} cores\n"
+    )
     for tool in WEIGHTS:
         times = seen[tool]
         out.write(
@@ -139,26 +194,26 @@ async def run(label: str, data: Path, clients: int, seconds: float, env: dict[st
     out.flush()
 
 
-async def drill(clients: int, seconds: float, points: int) -> None:
+async def drill(clients: int, seconds: float, points: int, client: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         template = root / "template.sqlite3"
         filled = time.monotonic()
         fill(template, points, time.time())
         sys.stdout.write(f"store: {points} points in {SERIES} series, filled in {time.monotonic() - filled:.0f} s; "
-                         f"{clients} clients for {seconds:g} s each run\n")  # fmt: skip
+                         f"{clients} {client} clients for {seconds:g} s each run\n")  # fmt: skip
         for label, env in (("before (one connection, analyses unbounded)", BEFORE), ("now (defaults)", {})):
             home = root / label.split()[0] / "home"
             home.mkdir(parents=True)
             db = Settings(data_dir=home / "data").telemetry_db_path
             db.parent.mkdir(parents=True)
             shutil.copyfile(template, db)
-            await run(label, home / "data", clients, seconds, env)
+            await run(label, home / "data", clients, seconds, env, client)
         sys.stdout.write(TARGETS + "\n")
 
 
-def main(clients: int = 16, seconds: float = 120.0, points: int = 1_500_000) -> None:
-    anyio.run(drill, clients, seconds, points)
+def main(clients: int = 16, seconds: float = 120.0, points: int = 1_500_000, client: str = "sdk") -> None:
+    anyio.run(drill, clients, seconds, points, client)
 
 
 if __name__ == "__main__":
@@ -166,5 +221,6 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--points", type=int, default=1_500_000)
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="sdk")
     options = parser.parse_args()
-    main(options.clients, options.seconds, options.points)
+    main(options.clients, options.seconds, options.points, options.client)
