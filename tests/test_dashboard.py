@@ -18,13 +18,14 @@ from typing import cast
 import httpx2
 import pytest
 
-from generators.deploy import Deployment, SqliteVersionStore
+from generators.deploy import Deployment
 from server.dashboard_data import InsightCache
 from server.settings import Settings
 from server.tenants import LEGACY_KEY_NAME
 from telemetry.learning.engine import Analysis
 from telemetry.learning.insights import InsightSummary
-from tests.test_deployment_tools import ORIGINAL, A, deployer_for, seed_deployment, seed_workspace
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - the fixture
+from tests.test_deployment_tools import CHANGED, CREATED, ORIGINAL, A, B, deployer_for, seed_deployment, seed_workspace
 from tests.test_tenants import ACME_KEY, ADMIN_KEY, PUSHER_KEY, TENANTS_TOML, write
 from tests.test_transports import start_http
 from tools.services import Services
@@ -47,18 +48,31 @@ class Running:
     proc: subprocess.Popen[str]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """The server's backend: its embedded SQLite files (None), or a new database on a real PostgreSQL (its URL)."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+def on(database: str | None) -> dict[str, str]:
+    """The environment that points a server at ``database``."""
+    return {} if database is None else {"SELF_BUILDING_DATABASE_URL": database}
+
+
 @pytest.fixture
-def dashboard_server(tmp_path: Path) -> Iterator[Running]:
+def dashboard_server(tmp_path: Path, database: str | None) -> Iterator[Running]:
     settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws")
     seed_workspace(settings)
-    deployment = seed_deployment(settings, tenant="acme")
-    versions = SqliteVersionStore(settings.data_dir / "versions.sqlite3")
-    try:  # as an improvement cycle records a judged deployment
-        versions.merge_detail(deployment.id, {"figures": FIGURES, "reasons": []})
-    finally:
-        versions.close()
+    with deployer_for(settings, database) as deployer:
+        deployment = deployer.deploy("acme", "a", {A: CHANGED, B: CREATED}, actor="cycle", reason="faster total")
+        # as an improvement cycle records a judged deployment
+        deployer.store.merge_detail(deployment.id, {"figures": FIGURES, "reasons": []})
     proc, base = start_http(
         tmp_path,
+        **on(database),
         SELF_BUILDING_TENANTS_FILE=str(write(tmp_path, TENANTS_TOML)),
         SELF_BUILDING_MCP_API_KEY=ADMIN_KEY,
         SELF_BUILDING_DASHBOARD_UPDATE_SECONDS=str(UPDATE_SECONDS),
@@ -234,14 +248,15 @@ def test_failed_sign_ins_are_limited_per_client(dashboard_server: Running) -> No
     assert refused.status_code == 429 and "wait a minute" in refused.json()["error"]
 
 
-def test_event_stream_shows_a_key_only_its_own_tenants_changes(tmp_path: Path) -> None:
+def test_event_stream_shows_a_key_only_its_own_tenants_changes(tmp_path: Path, database: str | None) -> None:
     settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws")
     seed_workspace(settings)
-    acme = seed_deployment(settings, tenant="acme")
-    with deployer_for(settings) as deployer:
+    acme = seed_deployment(settings, tenant="acme", database_url=database)
+    with deployer_for(settings, database) as deployer:
         beta = deployer.deploy("beta", "b", {"components/beta/b.py": b"X = 1\n"}, actor="cycle", reason="helper")
     proc, base = start_http(
         tmp_path,
+        **on(database),
         SELF_BUILDING_TENANTS_FILE=str(write(tmp_path, TENANTS_TOML)),
         SELF_BUILDING_MCP_API_KEY=ADMIN_KEY,
         SELF_BUILDING_DASHBOARD_UPDATE_SECONDS=str(UPDATE_SECONDS),

@@ -29,6 +29,13 @@ from tests.test_tenants import ADMIN_KEY
 pytestmark = pytest.mark.slow
 __all__ = ["dashboard_server"]  # the fixture the tests here use
 
+
+@pytest.fixture
+def database() -> None:
+    """The page on the embedded backend only: what it shows on PostgreSQL is tested in ``test_dashboard.py``."""
+    return None
+
+
 CHROMIUM = os.environ.get("SELF_BUILDING_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PERCENT = re.compile(r"^\d+\.\d %$")
