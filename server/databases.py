@@ -65,13 +65,17 @@ class Databases:
         return self.settings.data_dir / FILES[store]
 
     async def open(self, opened: AsyncExitStack) -> None:
-        """Connect (PostgreSQL); nothing for SQLite, whose stores open their own files."""
+        """Connect (PostgreSQL), closing on ``opened``'s exit; nothing for SQLite, whose stores open their own files."""
+        await anyio.to_thread.run_sync(self.connect, opened.callback)
+
+    def connect(self, on_close: Callable[[Callable[[], None]], object]) -> None:
+        """:meth:`open`, blocking: ``on_close`` is given what closes each connection (a pool per package)."""
         if self.url is None:
             return
-        self._generators = await anyio.to_thread.run_sync(GeneratorsDatabase, self.url)
-        opened.callback(self._generators.close)
-        self._telemetry = await anyio.to_thread.run_sync(TelemetryDatabase, self.url)
-        opened.callback(self._telemetry.close)
+        self._generators = GeneratorsDatabase(self.url)
+        on_close(self._generators.close)
+        self._telemetry = TelemetryDatabase(self.url)
+        on_close(self._telemetry.close)
 
     # -- telemetry's stores
 

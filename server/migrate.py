@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from server.databases import Databases
 from server.settings import Settings
+from telemetry.store.pg_db import nul_safe
 
 logger = logging.getLogger(__name__)
 BATCH = 5_000
@@ -87,6 +88,7 @@ def _copy_all(settings: Settings, url: str, report: Callable[[Moved], None]) -> 
         raise MigrationError(f"no SQLite store in {settings.data_dir}: nothing to move (is --data-dir right?)")
     moved: list[Moved] = []
     with psycopg.connect(url) as conn:
+        nul_safe(conn)  # a NUL in a stored text goes over as U+FFFD, as the stores write it
         _refuse_if_used(conn, files)
         with conn.transaction():  # all or nothing
             for path in files:

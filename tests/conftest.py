@@ -14,6 +14,7 @@ from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
+from pydantic import SecretStr
 
 from generators.validation.jail import Jail
 from server.app import create_server
@@ -25,6 +26,7 @@ from tests.fakes import FakeHostSource, NoGpu
 from tests.llm_server import scripted_llm  # noqa: F401 - a fixture, shared with every test module
 from tests.moto_server import aws, moto  # noqa: F401 - fixtures, shared with every test module
 from tests.polling import eventually
+from tests.postgres_server import PostgresServer, postgres  # noqa: F401 - a fixture, shared with every test module
 from tools.access import Role, scopes_for
 
 # What configures the server and its LLM client on a developer's machine: the tests set what they need themselves.
@@ -69,9 +71,33 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the stores of the servers the `settings` fixture configures: the embedded SQLite files (the default) or "
+        "a new database per test on a real PostgreSQL (Debian's postgresql package)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--backend postgresql``, only the tests whose servers take their settings from the ``settings`` fixture
+    run (on PostgreSQL): the others do not depend on the option and ran in the default pass."""
+    if config.getoption("--backend") != "postgresql":
+        return
+    kept = [item for item in items if "settings" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600, sandbox=SANDBOX)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    base = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600, sandbox=SANDBOX)
+    if request.config.getoption("--backend") == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return base.model_copy(update={"database_url": SecretStr(server.new_database())})
+    return base
 
 
 @pytest.fixture

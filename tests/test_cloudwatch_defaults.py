@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig, MetricWatch
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.backend import store_of
 from tests.conftest import ServerFactory, call, connect
 from tests.moto_server import CREDENTIALS, FaultServer, MotoServer, client
 from tests.polling import eventually
@@ -74,13 +76,10 @@ async def test_repeated_polls_without_new_data_add_nothing(
         await eventually(ingested, "the three series were ingested", timeout=30)
         await eventually(polled_again, "five more polls", timeout=30)
     assert later["last_error"] is None and later["items_ingested"] == 60 == first["items_ingested"]
-    store = SqliteTelemetryStore(settings.telemetry_db_path)
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         stored = store.series("shop", name="Latency") + store.series("blog", name="Latency")
         stored += store.series("default", name="Latency")
         assert [s.values for s in stored] == [steps] * 3  # every point once
-    finally:
-        store.close()
 
 
 async def test_a_revised_bucket_is_stored_and_counted(aws: MotoServer, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import cast
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 
 from generators.deploy import Deployment
 from server.dashboard_data import InsightCache
@@ -57,6 +58,10 @@ def database(request: pytest.FixtureRequest) -> str | None:
     return server.new_database()
 
 
+def secret(database: str | None) -> SecretStr | None:
+    return None if database is None else SecretStr(database)
+
+
 def on(database: str | None) -> dict[str, str]:
     """The environment that points a server at ``database``."""
     return {} if database is None else {"SELF_BUILDING_DATABASE_URL": database}
@@ -64,9 +69,9 @@ def on(database: str | None) -> dict[str, str]:
 
 @pytest.fixture
 def dashboard_server(tmp_path: Path, database: str | None) -> Iterator[Running]:
-    settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws")
+    settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", database_url=secret(database))
     seed_workspace(settings)
-    with deployer_for(settings, database) as deployer:
+    with deployer_for(settings) as deployer:
         deployment = deployer.deploy("acme", "a", {A: CHANGED, B: CREATED}, actor="cycle", reason="faster total")
         # as an improvement cycle records a judged deployment
         deployer.store.merge_detail(deployment.id, {"figures": FIGURES, "reasons": []})
@@ -249,10 +254,10 @@ def test_failed_sign_ins_are_limited_per_client(dashboard_server: Running) -> No
 
 
 def test_event_stream_shows_a_key_only_its_own_tenants_changes(tmp_path: Path, database: str | None) -> None:
-    settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws")
+    settings = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", database_url=secret(database))
     seed_workspace(settings)
-    acme = seed_deployment(settings, tenant="acme", database_url=database)
-    with deployer_for(settings, database) as deployer:
+    acme = seed_deployment(settings, tenant="acme")
+    with deployer_for(settings) as deployer:
         beta = deployer.deploy("beta", "b", {"components/beta/b.py": b"X = 1\n"}, actor="cycle", reason="helper")
     proc, base = start_http(
         tmp_path,

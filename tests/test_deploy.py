@@ -115,6 +115,21 @@ def test_deploy_writes_every_file_and_records_previous_bytes(
     assert kinds == ["deployment", "deployment_proposed"]
 
 
+def test_a_nul_in_what_an_agent_or_a_model_wrote_is_stored_not_an_error(
+    tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
+) -> None:
+    """PostgreSQL's text cannot hold NUL: there it is stored as U+FFFD (SQLite keeps it) — never a failed write that
+    would lose the deployment's record or its audit entry."""
+    deployer = make_deployer(tmp_path, stores=stores)
+    deployment = deployer.deploy("shop", "pricing", CHANGES, actor="ali\x00ce", reason="faster\x00pricing")
+    kept = "\x00" if isinstance(stores[0], SqliteVersionStore) else "\ufffd"
+    stored = deployer.store.get(deployment.id)
+    assert stored is not None and stored.reason == f"faster{kept}pricing" and stored.actor == f"ali{kept}ce"
+    entries = deployer.audit.query().entries
+    assert [e.actor for e in entries] == [f"ali{kept}ce"] * 2
+    assert deployer.rollback(deployment.id, actor="bob", reason="back\x00off").status == "rolled_back"
+
+
 def test_rollback_restores_exact_bytes_and_removes_created_files(
     tmp_path: Path, ws: Path, stores: tuple[VersionStore, AuditLog]
 ) -> None:

@@ -7,17 +7,16 @@ server's lifespan then opens the same version store and audit log.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from generators.deploy import Deployer, Deployment, SqliteAuditLog, SqliteVersionStore
-from generators.deploy.audit_pg import PostgresAuditLog
-from generators.deploy.store_pg import PostgresVersionStore
-from generators.pg_db import PostgresDatabase
+from generators.deploy import Deployer, Deployment
 from server.settings import Settings
+from tests.backend import stores_of
 from tests.conftest import ServerFactory, as_key, call, call_error, connect
 from tools.deployments import MAX_DIFF_CHARS
 
@@ -30,24 +29,16 @@ A, B = "components/acme/a.py", "components/acme/helper.py"
 
 
 @contextmanager
-def deployer_for(settings: Settings, database_url: str | None = None) -> Iterator[Deployer]:
-    """A deployer on the server's data dir and workspace (and its PostgreSQL database, given its URL), closed before
-    the server opens them."""
-    if database_url is not None:
-        db = PostgresDatabase(database_url)
+def deployer_for(settings: Settings) -> Iterator[Deployer]:
+    """A deployer on the server's data dir, workspace and stores (on its backend), closed before the server opens
+    them."""
+    with stores_of(settings) as databases:
+        versions, audit = databases.versions(), databases.audit(time.time)
         try:
-            versions, audit = PostgresVersionStore(db), PostgresAuditLog(db)
             yield Deployer(settings.workspace, settings.data_dir, versions, audit, use_git=False)
         finally:
-            db.close()
-        return
-    versions = SqliteVersionStore(settings.data_dir / "versions.sqlite3")
-    audit = SqliteAuditLog(settings.data_dir / "audit.sqlite3")
-    try:
-        yield Deployer(settings.workspace, settings.data_dir, versions, audit, use_git=False)
-    finally:
-        versions.close()
-        audit.close()
+            versions.close()
+            audit.close()
 
 
 def seed_workspace(settings: Settings) -> Path:
@@ -57,8 +48,8 @@ def seed_workspace(settings: Settings) -> Path:
     return settings.workspace
 
 
-def seed_deployment(settings: Settings, tenant: str = "acme", database_url: str | None = None) -> Deployment:
-    with deployer_for(settings, database_url) as deployer:
+def seed_deployment(settings: Settings, tenant: str = "acme") -> Deployment:
+    with deployer_for(settings) as deployer:
         return deployer.deploy(tenant, "a", {A: CHANGED, B: CREATED}, actor="cycle", reason="faster total")
 
 

@@ -31,6 +31,14 @@ from tests.polling import eventually
 from tests.test_generation_tool import ARGS
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """SQLite whatever ``--backend`` says: these tests are about the server's SQLite files."""
+    return settings.model_copy(update={"database_url": None})
+
+
 ROOT = Path(__file__).resolve().parents[1]
 WHAT_TO_DO = "free space there or move {}; reads still work and writes resume by themselves once there is space"
 SQLITE_FULL = "database or disk is full"

@@ -16,9 +16,10 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from generators.toolhost.store import SqliteToolStore
+from server.databases import Databases
 from server.notifications import EVENTS_URI
 from server.settings import Settings
+from tests.backend import store_of
 from tests.conftest import as_key, call, call_error, connect
 from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource
@@ -369,9 +370,8 @@ async def test_a_slow_tool_is_improved_by_a_cycle_kept_rolled_back_to_its_first_
         clock.advance(600)  # the end of the monitoring period: the verdict
         cycle = await cycle_when(client, started["cycle_id"], finished)
         await calls(1)  # the first call 5 s after the counters were last saved saves them (a crash loses no more)
-        store = SqliteToolStore(settings.data_dir / "generated_tools.sqlite3")
-        await eventually(lambda: [(r.calls, r.failures) for r in store.all()] == [(13, 0)], "the 13 calls saved")
-        store.close()
+        with store_of(settings, Databases.tools) as store:
+            await eventually(lambda: [(r.calls, r.failures) for r in store.all()] == [(13, 0)], "the 13 calls saved")
     (candidate,) = cycle["candidates"]
     assert candidate["status"] == "kept", (candidate["status"], candidate["message"], candidate["reasons"])
     telemetry = candidate["figures"]["telemetry"]

@@ -20,13 +20,14 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ElicitResult
 from pydantic import SecretStr
 
-from generators.deploy import Deployer, SqliteAuditLog, SqliteVersionStore
-from generators.improvement import CandidateRecord, CycleRecord, SqliteCycleStore
+from generators.deploy import Deployer
+from generators.improvement import CandidateRecord, CycleRecord
 from generators.improvement.triggers import AUTONOMOUS_TASK
 from generators.validation import StageName
 from server.app import create_server
 from server.settings import Settings
 from telemetry.cloudwatch.config import CloudWatchConfig
+from tests.backend import stores_of
 from tests.conftest import call, call_error, connect
 from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, NoGpu
@@ -369,9 +370,8 @@ async def test_candidate_caught_mid_deploy_is_judged_after_the_restart(
     and judged by the next server; one whose deployment never happened is reported interrupted."""
     shutil.copytree(DEMO, settings.workspace)
     data = settings.data_dir
-    cycles = SqliteCycleStore(data / "cycles.sqlite3")
-    versions, audit = SqliteVersionStore(data / "versions.sqlite3"), SqliteAuditLog(data / "audit.sqlite3")
-    try:
+    with stores_of(settings) as databases:  # the server's stores, on its backend
+        cycles, versions, audit = databases.cycles(), databases.versions(), databases.audit(time.time)
         deployer = Deployer(settings.workspace, data, versions, audit)
         module = settings.workspace / "components/slow_stats.py"
         faster = module.read_text().replace("    ordered: list[float] = []\n", "    ordered = sorted(values)\n")
@@ -385,10 +385,8 @@ async def test_candidate_caught_mid_deploy_is_judged_after_the_restart(
                 CandidateRecord("c" * 32, position, component, "latency_ms", "deploying", now, deployment,
                                 detail={"direction": "up_is_bad", "test_paths": [f"tests/test_{component}.py"]})
             )  # fmt: skip
-    finally:
-        cycles.close()
-        versions.close()
-        audit.close()
+        for store in (cycles, versions, audit):
+            store.close()
     server = build(settings, scripted_llm)
     async with connect(server) as client:
         found = await cycle_when(client, "c" * 32, first_candidate_not_in("deploying", "monitoring"))

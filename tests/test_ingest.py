@@ -8,19 +8,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from server.databases import Databases
 from server.settings import Settings
-from telemetry.store.pg_db import PostgresDatabase
-from telemetry.store.pg_store import PostgresTelemetryStore
-from telemetry.store.records import TelemetryStore
-from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.backend import store_of
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.postgres_server import postgres  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.anyio
-
-
-def stored(settings: Settings, tenant: str) -> SqliteTelemetryStore:
-    return SqliteTelemetryStore(settings.telemetry_db_path)
 
 
 async def test_valid_items_are_stored_and_bad_ones_explained(make_server: ServerFactory, settings: Settings) -> None:
@@ -68,8 +62,7 @@ async def test_valid_items_are_stored_and_bad_ones_explained(make_server: Server
     assert "level must be one of" in reasons[("log", 2)]
     assert "type" in reasons[("event", 2)] and "Field required" in reasons[("event", 2)]
 
-    store = stored(settings, "acme")
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         series = {(s.key.name, s.key.dimensions): s for s in store.series("acme")}
         latency = series[("api.latency_ms", (("Component", "api"),))]
         assert latency.values == [120.5] and latency.key.unit == "Milliseconds" and latency.key.source == "agent"
@@ -80,20 +73,15 @@ async def test_valid_items_are_stored_and_bad_ones_explained(make_server: Server
         [event] = store.events("acme")
         assert event.type == "deployment" and event.dedup_key == "dep-1" and event.detail == {"version": "1.2"}
         assert store.counts("default").points == 0 or all(s.key.source == "local" for s in store.series("default"))
-    finally:
-        store.close()
 
 
 async def test_tenants_are_kept_apart(make_server: ServerFactory, settings: Settings) -> None:
     async with connect(make_server()) as client:
         await call(client, "ingest_telemetry", {"tenant_id": "a", "metrics": [{"name": "m", "value": 1}]})
         await call(client, "ingest_telemetry", {"tenant_id": "b", "metrics": [{"name": "m", "value": 2}]})
-    store = stored(settings, "a")
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         assert [s.values for s in store.series("a", name="m")] == [[1.0]]
         assert [s.values for s in store.series("b", name="m")] == [[2.0]]
-    finally:
-        store.close()
 
 
 async def test_bad_tenant_and_oversized_push_are_tool_errors(make_server: ServerFactory) -> None:
@@ -121,15 +109,12 @@ async def test_local_samples_are_recorded(make_server: ServerFactory, settings: 
     async with connect(make_server(status_max_age_seconds=0)) as client:
         await call(client, "get_system_status")
         await call(client, "get_system_status")
-    store = stored(settings, "default")
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         series = {(s.key.name, s.key.dimensions): s for s in store.series("default")}
         cpu = series[("host.cpu.percent", (("host", "fakehost"),))]
         assert cpu.values == [10.0, 10.0] and cpu.key.source == "local"
         assert series[("host.disk.percent", (("host", "fakehost"), ("mount", "/")))].values == [40.0, 40.0]
         assert len(series[("host.net.sent_bytes_per_s", (("host", "fakehost"),))].values) == 1  # needs two samples
-    finally:
-        store.close()
 
 
 async def test_old_telemetry_is_pruned_at_start(make_server: ServerFactory, settings: Settings) -> None:
@@ -141,11 +126,8 @@ async def test_old_telemetry_is_pruned_at_start(make_server: ServerFactory, sett
         assert result["accepted"]["metrics"] == 1
     async with connect(make_server(telemetry_retention_days=14)) as client:
         await call(client, "get_monitoring_status")  # the lifespan ran, and with it the first pruning
-    store = stored(settings, "a")
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         assert store.series("a", name="m")[0].values == []
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -154,24 +136,15 @@ async def test_values_too_close_to_zero_are_stored_as_zero_and_every_analysis_st
 ) -> None:
     """Magnitudes below CloudWatch's 1e-108 would underflow in the aggregates (PostgreSQL refuses that): stored as 0."""
     url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" else None
+    on = settings.model_copy(update={"database_url": SecretStr(url) if url else None})
     now = time.time()
     sent = [5e-324, -1e-200, 1e-108, -2.5e-109, 0.0, 1e-150, 3.0] * 5
     metrics = [{"name": "m", "value": v, "timestamp": now - 600 + i * 10} for i, v in enumerate(sent)]
-    async with connect(make_server(database_url=SecretStr(url) if url else None)) as client:
+    async with connect(make_server(database_url=on.database_url)) as client:
         result = await call(client, "ingest_telemetry", {"tenant_id": "acme", "metrics": metrics})
         assert result["accepted"]["metrics"] == len(sent) and result["rejected"] == 0
         await call(client, "query_telemetry_insights", {"tenant_id": "acme", "time_range_hours": 1})  # no error
-    if url is None:
-        store: TelemetryStore = stored(settings, "acme")
-        db = None
-    else:
-        db = PostgresDatabase(url)
-        store = PostgresTelemetryStore(db)
-    try:
+    with store_of(on, Databases.telemetry) as store:
         [series] = store.series("acme", name="m")
         assert series.values == [v if v == 0 or abs(v) >= 1e-108 else 0.0 for v in sent]
         assert series.values[:4] == [0.0, 0.0, 1e-108, 0.0]
-    finally:
-        store.close()
-        if db is not None:
-            db.close()

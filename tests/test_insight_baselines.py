@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.host.points import LOCAL_SOURCE
 from telemetry.store.records import MetricPoint
-from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.backend import store_of
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio
@@ -73,8 +74,7 @@ def seed_own_samples(settings: Settings, now: float) -> None:
     and its CPU steps from 10 % to 40 % in the newest quarter, a critical rise of its own; both newer than the
     service's points, so newest-first would put them on top."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteTelemetryStore(settings.telemetry_db_path)
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         later = [t + STEP / 2 for t in stamps(now)]
         host = {"host": "fakehost"}
         rates = [1e6 * (1 + 0.02 * wave(i)) if i < POINTS * 3 // 4 else 3.27e6 for i in range(POINTS)]
@@ -85,8 +85,6 @@ def seed_own_samples(settings: Settings, now: float) -> None:
             + [MetricPoint("default", "host.cpu.percent", t, v, host, "Percent", LOCAL_SOURCE)
                for t, v in zip(later, cpu, strict=True)]
         )  # fmt: skip
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize("window", [None, 1])

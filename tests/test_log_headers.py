@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.cloudwatch.logs import to_record
 from telemetry.learning.logpatterns import LogFormat, LogSource, parse_line
 from telemetry.learning.logpatterns.fields import kind_of
 from telemetry.learning.logpatterns.timestamps import parse_timestamp
-from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.backend import store_of
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio
@@ -468,15 +469,12 @@ async def test_a_cloudwatch_log_groups_format_comes_from_the_settings(
 ) -> None:
     now = datetime.now(UTC).timestamp()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteTelemetryStore(settings.telemetry_db_path)
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         events = [
             {"timestamp": int((now - 60 + i) * 1000), "message": line, "eventId": str(i), "logStreamName": "s"}
             for i, line in enumerate(PIPED)
         ]
         store.add_logs([to_record(e, "/ecs/edge", "shop") for e in events])
-    finally:
-        store.close()
     async with connect(make_server(log_formats={"/ecs/edge": "<Host>|<Level>|<Component>|<Content>"})) as client:
         result = await call(client, "query_error_patterns", {"tenant_id": "shop"})
     (pattern,) = result["patterns"]

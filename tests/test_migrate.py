@@ -25,6 +25,12 @@ from tests.test_transports import server_env
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """SQLite whatever ``--backend`` says: these tests are about the server's SQLite files."""
+    return settings.model_copy(update={"database_url": None})
+
+
 def run_migrate(tmp_path: Path, settings: Settings, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "server", "migrate", "--data-dir", str(settings.data_dir), "--to", url],

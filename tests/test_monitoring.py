@@ -17,6 +17,7 @@ from telemetry.host.sampler import Sampler
 from telemetry.monitoring.events import MonitoringEvent, SqliteEventStore
 from telemetry.monitoring.monitor import LOOP_TASK, Monitor
 from telemetry.monitoring.thresholds import Thresholds
+from tests.backend import on_postgresql
 from tests.conftest import ServerFactory, call, call_error, connect
 from tests.fake_clock import FakeClock
 from tests.fakes import FakeHostSource, FakeNvml, NoGpu
@@ -136,8 +137,9 @@ async def test_events_persist_across_restart_and_open_ones_continue(
         events = await run_samples(client, host, clock, 10, disk=90)
         first = [e for e in events if e["event_type"] == "disk_full"]
         assert len(first) == 1
-    with sqlite3.connect(settings.events_db_path) as db:  # the store is SQLite in WAL mode
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if not on_postgresql(settings):
+        with sqlite3.connect(settings.events_db_path) as db:  # the store is SQLite in WAL mode
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # A new process on the same data directory: events and thresholds are still there.
     async with connect(make_server()) as client:
         status = await call(client, "get_monitoring_status")

@@ -26,9 +26,11 @@ from generators.errors import (
     ValidationInputError,
 )
 from server.app import create_server
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.selfcheck.analysis import SelfAnalysisConfig, analyse_calls, diversity, percentile
 from telemetry.selfcheck.calls import CallRecorder, SqliteCallStore, ToolCall
+from tests.backend import store_of
 from tests.conftest import ServerFactory, as_key, call, call_error, connect, mcp_as
 from tests.fake_clock import OffsetClock
 from tests.fakes import FakeHostSource, NoGpu
@@ -117,12 +119,11 @@ async def test_analyze_self_reports_usage_timings_failures_bias_and_suggestions(
 async def test_seeded_slow_and_regressed_calls_give_anomalies_and_suggestions(settings: Settings) -> None:
     """Durations cannot be made slow on demand, so the history is written into the server's own call store."""
     now = time.time()
-    store = SqliteCallStore(settings.data_dir / "tool_calls.sqlite3")
     earlier = [ToolCall(now - 20 * 3600 + i, "analyze_system_performance", "default", "local", 0.1, "ok")
                for i in range(40)]  # fmt: skip
     recent = [ToolCall(now - 3600 + i, "analyze_system_performance", "default", "local", 3.0, "ok") for i in range(10)]
-    store.add(earlier + recent)
-    store.close()
+    with store_of(settings, Databases.calls) as store:
+        store.add(earlier + recent)
     async with connect(create_server(settings, host_source=FakeHostSource(), gpu_source=NoGpu())) as client:
         report = await call(client, "analyze_self", {"lookback_hours": 24})
     anomalies = {a["kind"]: a for a in report["anomalies"]}

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from server.databases import Databases
 from server.settings import Settings
 from telemetry.learning.logpatterns import WILDCARD, mine_file, parse_line
 from telemetry.store.records import LogRecord
-from telemetry.store.sqlite_store import SqliteTelemetryStore
+from tests.backend import store_of
 from tests.conftest import ServerFactory, call, connect
 
 pytestmark = pytest.mark.anyio
@@ -69,13 +70,10 @@ async def test_json_lines_fetched_as_raw_lines_are_mined_the_same_after_a_restar
     their message when the patterns are rebuilt from the store."""
     now = time.time()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteTelemetryStore(settings.telemetry_db_path)
-    try:
+    with store_of(settings, Databases.telemetry) as store:
         store.add_logs(
             [LogRecord("shop", now - 30, line, "INFO", None, {}, "cloudwatch") for line in json_lines(now)[::3]]
         )
-    finally:
-        store.close()
     async with connect(make_server()) as client:
         result = await call(client, "query_error_patterns", {"tenant_id": "shop"})
     (pattern,) = result["patterns"]

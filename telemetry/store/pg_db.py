@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg.rows import TupleRow
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 MIGRATION_LOCK = 0x5E1FB111D  # the advisory lock every migration takes (one at a time, across replicas and stores)
@@ -29,11 +30,37 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+NUL, REPLACEMENT = "\x00", "\ufffd"
+
+
+class NulSafeText(StrDumperUnknown):
+    """Sends a string with each NUL character as U+FFFD: PostgreSQL's text cannot hold NUL, and psycopg refuses such a
+    string (a log line, an agent's reason, a model's reply) with an error that would lose the whole write."""
+
+    def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
+        return super().dump(obj.replace(NUL, REPLACEMENT) if NUL in obj else obj)
+
+
+class NulSafeBinaryText(StrBinaryDumper):
+    """:class:`NulSafeText` for parameters sent in binary."""
+
+    def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
+        return super().dump(obj.replace(NUL, REPLACEMENT) if NUL in obj else obj)
+
+
+def nul_safe(conn: psycopg.Connection[TupleRow]) -> None:
+    """Make ``conn`` send strings with :class:`NulSafeText` (a pool's ``configure``)."""
+    conn.adapters.register_dumper(str, NulSafeText)
+    conn.adapters.register_dumper(str, NulSafeBinaryText)
+
+
 class PostgresDatabase:
     """A pool of connections to ``url`` (``postgresql://…``); :meth:`close` ends them."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30) -> None:
-        self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=timeout, open=False)
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, configure=nul_safe
+        )
         self.pool.open(wait=True, timeout=timeout)
 
     def close(self) -> None:
