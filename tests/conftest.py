@@ -92,12 +92,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     base = Settings(data_dir=tmp_path / "data", workspace=tmp_path / "ws", status_max_age_seconds=3600, sandbox=SANDBOX)
-    if request.config.getoption("--backend") == "postgresql":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return base.model_copy(update={"database_url": SecretStr(server.new_database())})
-    return base
+    if request.config.getoption("--backend") != "postgresql":
+        yield base
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.new_database()
+    yield base.model_copy(update={"database_url": SecretStr(url)})
+    server.drop_database(url)
 
 
 @pytest.fixture

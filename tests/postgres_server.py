@@ -71,6 +71,16 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name}")
         return self.dsn.rsplit("/", 1)[0] + f"/{name}"
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database :meth:`new_database` made (its connections ended first), so that a long run's databases
+        do not pile up on disk."""
+        import psycopg
+        from psycopg import sql
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     def stop(self) -> None:
         try:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
