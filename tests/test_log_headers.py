@@ -412,7 +412,10 @@ def test_the_log_patterns_command_takes_a_format(tmp_path: Path) -> None:
 
 
 def raw_push(lines: list[str], now: float, **attributes: Any) -> list[dict[str, Any]]:
-    return [{"message": line, "timestamp": now - 60 + i, "attributes": attributes} for i, line in enumerate(lines)]
+    """Pushed lines a second apart, the newest a second ago: a line stamped in the future could fall in the next hour,
+    outside a query's window (the test failed when run in the last minute of an hour)."""
+    first = now - len(lines)
+    return [{"message": line, "timestamp": first + i, "attributes": attributes} for i, line in enumerate(lines)]
 
 
 async def test_a_pushed_sources_header_layout_is_learned_and_feeds_the_learning_engine(

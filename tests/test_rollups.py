@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,60 @@ def test_a_store_from_before_the_rollups_gets_them_on_start(tmp_path: Path) -> N
         check_window(store, "t", BASE, BASE + 400 * 97.0, 0.5)
     finally:
         store.close()
+
+
+def test_batches_written_at_once_from_many_threads_are_all_stored_with_their_rollups(store: TelemetryStore) -> None:
+    """Ingests that queue up behind a write are committed together (SQLite): every point of every thread is stored,
+    each thread's later value for a moment replaces its earlier one, and the rollups agree with the points."""
+    tenant = f"t{next(_tenants)}"
+    threads, batches, size = 8, 12, 150
+    expected: dict[tuple[str, float], float] = {}
+    plans: list[list[list[MetricPoint]]] = []
+    for worker in range(threads):
+        plan = []
+        for batch in range(batches):
+            # moments of this worker only (no two workers race for one); each batch rewrites half the previous one's
+            first = (batch * size // 2) * threads + worker
+            points = [
+                MetricPoint(
+                    tenant, "m", BASE + (first + k * threads) * 0.5, float(worker * 1000 + batch), {"h": f"s{k % 3}"}
+                )
+                for k in range(size)
+            ]
+            for p in points:
+                expected[(p.dimensions["h"], p.timestamp)] = p.value
+            plan.append(points)
+        plans.append(plan)
+    start = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def push(plan: list[list[MetricPoint]]) -> None:
+        try:
+            start.wait(timeout=60)
+            for points in plan:
+                assert store.add_metrics(points) == len(points)
+        except BaseException as exc:  # reported by the test's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=push, args=(plan,)) for plan in plans]
+    for worker_thread in workers:
+        worker_thread.start()
+    for worker_thread in workers:
+        worker_thread.join(timeout=120)
+    assert failures == []
+    stored = {
+        (series.key.dimensions[0][1], ts): value
+        for series in store.series(tenant, name="m")
+        for ts, value in zip(series.timestamps, series.values, strict=True)
+    }
+    assert stored == expected
+    for share in (0.25, 0.9):
+        for series_name in ("s0", "s1", "s2"):
+            [series] = store.series(tenant, name="m", dimensions={"h": series_name})
+            points = list(zip(series.timestamps, series.values, strict=True))
+            [stats] = [s for s in store.series_stats(tenant, start=BASE - HOUR, end=BASE + 6 * HOUR, recent_share=share)
+                       if s.key.dimensions == (("h", series_name),)]  # fmt: skip
+            (t0, v0), newest = points[0], points[-1][0]
+            split = split_time(t0, newest, share)
+            assert_close(stats.baseline, by_hand(points, BASE - HOUR, split, t0, v0, closed=False))
+            assert_close(stats.recent, by_hand(points, split, BASE + 6 * HOUR, t0, v0, closed=True))
