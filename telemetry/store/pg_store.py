@@ -84,10 +84,14 @@ _WINDOW = Queries(
     after="SELECT MIN(ts) FROM points WHERE series_id = %s AND ts > %s",
     moments=rollups.queries(rollups.POSTGRES_BUCKET, postgres=True),
 )
-_ADD_ROLLUP = rollups.add_sql(postgres=True)
+_ADD_POINTS = (
+    "INSERT INTO points (series_id, ts, value) SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[])"
+    " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value"
+)
+_ADD_ROLLUPS = rollups.add_unnest_sql()
 _PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
 _SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
-_NEW_VERSION = "UPDATE series SET version = version + 1 WHERE id = %s"
+_NEW_VERSIONS = "UPDATE series SET version = version + 1 WHERE id = ANY(%s)"
 # A prune deletes series by series on the points' primary key (an index on the time alone halved the ingest rate for
 # an hourly delete) and tells which series lost points and how many, from the rows it deleted itself: a point an
 # ingest commits meanwhile is either deleted and counted, or left. It then takes the locks in an ingest's order —
@@ -152,14 +156,18 @@ class PostgresTelemetryStore:
             with self._db.transaction() as conn:
                 written = {(self._series_id(conn, p), p.timestamp): p.value for p in points}  # the last one wins
                 replaced = rollups.stored(written, lambda *span: conn.execute(_SPAN, span))
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO points (series_id, ts, value) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value",
-                        [(series_id, ts, value) for (series_id, ts), value in written.items()],
-                    )
-                    cursor.executemany(_ADD_ROLLUP, rollups.changes(written, replaced))
-                    cursor.executemany(_NEW_VERSION, [(series_id,) for series_id in sorted({s for s, _ in written})])
+                # One statement each, the rows as arrays: psycopg's executemany gives up the GIL for every row, and
+                # under load each row waited for it again (1,000 points: 12 ms alone, 256 ms beside a busy thread).
+                # Rows in key order, so that two ingests replacing the same points lock them in the same order.
+                keys = sorted(written)
+                conn.execute(
+                    _ADD_POINTS,
+                    ([sid for sid, _ in keys], [ts for _, ts in keys], [float(written[key]) for key in keys]),
+                )
+                changes = rollups.changes(written, replaced)
+                if changes:
+                    conn.execute(_ADD_ROLLUPS, rollups.add_columns(changes))
+                conn.execute(_NEW_VERSIONS, (sorted({sid for sid, _ in keys}),))
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise

@@ -122,17 +122,24 @@ _ADD_TAIL = (
     " + excluded.n * (excluded.ref - rollups.ref) * (excluded.ref - rollups.ref),"
     " sxy = rollups.sxy + excluded.sxy + (excluded.ref - rollups.ref) * excluded.sx"
 )
-_ADD = f"{_ADD_HEAD} VALUES ({', '.join(':' + key for key in _ADD_KEYS)}) {_ADD_TAIL}"
 
 
-def add_sql(*, postgres: bool = False) -> str:
-    """Add a row of :func:`changes` to its hour's rollup."""
-    return _named(_ADD) if postgres else _ADD
+def add_unnest_sql() -> str:
+    """Add every change of :func:`changes` to its hour's rollup, in one PostgreSQL statement: the columns as arrays,
+    in :func:`add_columns`' order (series ids and counts ``bigint[]``, the rest ``float8[]``)."""
+    types = ["bigint" if key in ("id", "n") else "float8" for key in _ADD_KEYS]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    return f"{_ADD_HEAD} SELECT * FROM unnest({arrays}) {_ADD_TAIL}"
+
+
+def add_columns(changes: Sequence[Mapping[str, float]]) -> list[list[float]]:
+    """The changes as one list per column, for :func:`add_unnest_sql`."""
+    return [[int(c[key]) if key in ("id", "n") else float(c[key]) for c in changes] for key in _ADD_KEYS]
 
 
 def add_rows(changes: Sequence[Mapping[str, float]]) -> tuple[str, list[tuple[float, ...]], str]:
-    """:func:`add_sql` as (the INSERT before ``VALUES``, the changes as positional rows, the ON CONFLICT clause after
-    them), for a statement of many rows."""
+    """Adding changes to their hours' rollups in SQLite: (the INSERT before ``VALUES``, the changes as positional rows,
+    the ON CONFLICT clause after them), for statements of many rows."""
     return _ADD_HEAD, [tuple(change[key] for key in _ADD_KEYS) for change in changes], _ADD_TAIL
 
 
@@ -140,7 +147,7 @@ def changes(
     written: Mapping[tuple[int, float], float], replaced: Mapping[tuple[int, float], float]
 ) -> list[dict[str, float]]:
     """The rollup changes of a batch: ``written`` (series id, timestamp) -> value, of which ``replaced`` held the
-    old value. One row per (series, hour), for :func:`add_sql`."""
+    old value. One row per (series, hour), for :func:`add_unnest_sql` or :func:`add_rows`."""
     sums: dict[tuple[int, float], list[float]] = {}
     for (series_id, ts), value in written.items():
         b = bucket_of(ts)
