@@ -40,6 +40,16 @@ def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Te
         db.close()
 
 
+def test_whole_numbers_among_the_floats_of_a_batch_are_stored(backend_store: TelemetryStore) -> None:
+    """A caller may give a timestamp or a value as an int (PostgreSQL's arrays of a batch must still be all floats)."""
+    points = [MetricPoint("t", "m", 100 + i if i % 2 else 100.0 + i, i if i % 3 else float(i), {}) for i in range(12)]
+    assert backend_store.add_metrics(points) == 12
+    [series] = backend_store.series("t", name="m")
+    assert series.timestamps == [100.0 + i for i in range(12)] and series.values == [float(i) for i in range(12)]
+    [stats] = backend_store.series_stats("t", start=0, end=1_000, recent_share=0.25)
+    assert stats.count == 12
+
+
 def test_series_windows_replacement_and_pruning(backend_store: TelemetryStore) -> None:
     store = backend_store
     try:

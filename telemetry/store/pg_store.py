@@ -162,7 +162,7 @@ class PostgresTelemetryStore:
                 keys = sorted(written)
                 conn.execute(
                     _ADD_POINTS,
-                    ([sid for sid, _ in keys], [ts for _, ts in keys], [float(written[key]) for key in keys]),
+                    ([sid for sid, _ in keys], [float(ts) for _, ts in keys], [float(written[key]) for key in keys]),
                 )
                 changes = rollups.changes(written, replaced)
                 if changes:
