@@ -155,6 +155,14 @@ class PostgresJobs:
         return Outcome(str(row[0]), json.loads(row[1]) if row[1] else None, row[2], row[3], int(row[4]))
 
 
+CLAIM_SECONDS = LEASE_SECONDS = 30.0  # the defaults: how long a job waits for a worker, and a taker's lease
+
+
+def backoff(waited: float) -> float:
+    """How long to wait before asking for a job's answer again, ``waited`` seconds in: soon at first, then 0.5 s."""
+    return min(0.5, 0.05 + waited / 10)
+
+
 class JobWaiter:
     """The server's side of the queue (blocking: it waits in a worker thread): puts a job in and waits for a worker's
     answer; a job nobody took, or whose worker stopped, within ``claim_seconds`` it takes itself and runs here, so
@@ -164,9 +172,9 @@ class JobWaiter:
         self,
         jobs: PostgresJobs,
         *,
-        claim_seconds: float = 30.0,
-        lease_seconds: float = 30.0,
-        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
+        claim_seconds: float = CLAIM_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+        poll: Callable[[float], float] = backoff,
     ) -> None:
         self.jobs = jobs
         self.claim_seconds = claim_seconds
@@ -228,9 +236,9 @@ class _Queued(Generic[Local]):
         jobs: PostgresJobs,
         local: Local,
         *,
-        claim_seconds: float = 30.0,
-        lease_seconds: float = 30.0,
-        poll: Callable[[float], float] = lambda waited: min(0.5, 0.05 + waited / 10),
+        claim_seconds: float = CLAIM_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+        poll: Callable[[float], float] = backoff,
     ) -> None:
         self.local = local
         self.waiter = JobWaiter(jobs, claim_seconds=claim_seconds, lease_seconds=lease_seconds, poll=poll)

@@ -8,6 +8,7 @@ there is a degradation (severity: :func:`.insights.severity_for_shift`), not a s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -78,8 +79,8 @@ class LearningEngine:
         self._store = store
         self._analysers = analysers or []
         self._clock = clock
-        # (name, unit) -> direction: four regular expressions per series and analysis otherwise (bounded)
-        self._directions: dict[tuple[str, str | None], Direction] = {}
+        # a metric's direction, remembered: four regular expressions per series and analysis otherwise
+        self._direction = functools.lru_cache(maxsize=MAX_REMEMBERED)(direction_for)
 
     def analyze(
         self, tenant: str, *, window_hours: float, metric_name: str | None = None, risk_tolerance: Risk = "high"
@@ -112,11 +113,7 @@ class LearningEngine:
     def _series_insights(self, tenant: str, stats: SeriesStats, end: float) -> list[Insight]:
         key = stats.key
         dims = dict(key.dimensions)
-        direction = self._directions.get((key.name, key.unit))
-        if direction is None:
-            if len(self._directions) >= MAX_REMEMBERED:
-                self._directions.clear()
-            direction = self._directions[(key.name, key.unit)] = direction_for(key.name, key.unit)
+        direction = self._direction(key.name, key.unit)
         subject = f"{key.name}|{key.dimensions}"
         base = {
             "tenant": tenant,

@@ -33,19 +33,23 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
+def _without_nul(text: str) -> str:
+    return text.replace(NUL, REPLACEMENT) if NUL in text else text
+
+
 class NulSafeText(StrDumperUnknown):
     """Sends a string with each NUL character as U+FFFD: PostgreSQL's text cannot hold NUL, and psycopg refuses such a
     string (a log line, an agent's reason, a model's reply) with an error that would lose the whole write."""
 
     def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
-        return super().dump(obj.replace(NUL, REPLACEMENT) if NUL in obj else obj)
+        return super().dump(_without_nul(obj))
 
 
 class NulSafeBinaryText(StrBinaryDumper):
     """:class:`NulSafeText` for parameters sent in binary."""
 
     def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
-        return super().dump(obj.replace(NUL, REPLACEMENT) if NUL in obj else obj)
+        return super().dump(_without_nul(obj))
 
 
 def nul_safe(conn: psycopg.Connection[TupleRow]) -> None:

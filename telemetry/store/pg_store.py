@@ -91,7 +91,7 @@ _ADD_POINTS = (
 _ADD_ROLLUPS = rollups.add_unnest_sql()
 _PRUNE_ROLLUPS = rollups.prune_sql(postgres=True)
 _SPAN = "SELECT ts, value FROM points WHERE series_id = %s AND ts BETWEEN %s AND %s"
-_NEW_VERSIONS = "UPDATE series SET version = version + 1 WHERE id = ANY(%s)"
+_RAISE_VERSIONS = "UPDATE series SET version = version + 1 WHERE id = ANY(%s)"  # the ids sorted: lock order
 # A prune deletes series by series on the points' primary key (an index on the time alone halved the ingest rate for
 # an hourly delete) and tells which series lost points and how many, from the rows it deleted itself: a point an
 # ingest commits meanwhile is either deleted and counted, or left. It then takes the locks in an ingest's order —
@@ -100,7 +100,6 @@ _PRUNE_POINTS = (
     "WITH gone AS (DELETE FROM points WHERE series_id IN (SELECT id FROM series) AND ts < %s RETURNING series_id)"
     " SELECT series_id, COUNT(*) FROM gone GROUP BY series_id ORDER BY series_id"
 )
-_PRUNED_VERSIONS = "UPDATE series SET version = version + 1 WHERE id = ANY(%s)"
 
 
 def _dims_text(dimensions: Dimensions) -> str:
@@ -167,7 +166,7 @@ class PostgresTelemetryStore:
                 changes = rollups.changes(written, replaced)
                 if changes:
                     conn.execute(_ADD_ROLLUPS, rollups.add_columns(changes))
-                conn.execute(_NEW_VERSIONS, (sorted({sid for sid, _ in keys}),))
+                conn.execute(_RAISE_VERSIONS, (sorted({sid for sid, _ in keys}),))
         except BaseException:
             self._series_ids = cache_before  # ids of rolled-back series must not be reused
             raise
@@ -325,7 +324,7 @@ class PostgresTelemetryStore:
             drop, remake = _PRUNE_ROLLUPS
             conn.execute(drop, {"b": hour})
             conn.execute(remake, {"b": hour, "hi": hour + rollups.BUCKET + rollups.SLACK})
-            conn.execute(_PRUNED_VERSIONS, ([int(series_id) for series_id, _ in pruned],))
+            conn.execute(_RAISE_VERSIONS, ([int(series_id) for series_id, _ in pruned],))
             removed += conn.execute("DELETE FROM logs WHERE ts < %s", (older_than,)).rowcount
             removed += conn.execute("DELETE FROM events WHERE ts < %s", (older_than,)).rowcount
         return int(removed)

@@ -115,6 +115,7 @@ CREATE TABLE rollups (
 # A batch's change of one hour, with its own reference value, added to the stored sums shifted to theirs.
 _ADD_HEAD = "INSERT INTO rollups (series_id, bucket, ref, n, sx, sxx, sy, syy, sxy)"
 _ADD_KEYS = ("id", "b", "ref", "n", "sx", "sxx", "sy", "syy", "sxy")  # the keys of a change, in the head's order
+_ADD_INTEGERS = frozenset({"id", "n"})  # the series id and the count; the rest are floats
 _ADD_TAIL = (
     "ON CONFLICT (series_id, bucket) DO UPDATE SET n = rollups.n + excluded.n, sx = rollups.sx + excluded.sx,"
     " sxx = rollups.sxx + excluded.sxx, sy = rollups.sy + excluded.sy + excluded.n * (excluded.ref - rollups.ref),"
@@ -127,14 +128,14 @@ _ADD_TAIL = (
 def add_unnest_sql() -> str:
     """Add every change of :func:`changes` to its hour's rollup, in one PostgreSQL statement: the columns as arrays,
     in :func:`add_columns`' order (series ids and counts ``bigint[]``, the rest ``float8[]``)."""
-    types = ["bigint" if key in ("id", "n") else "float8" for key in _ADD_KEYS]
+    types = ["bigint" if key in _ADD_INTEGERS else "float8" for key in _ADD_KEYS]
     arrays = ", ".join(f"%s::{kind}[]" for kind in types)
     return f"{_ADD_HEAD} SELECT * FROM unnest({arrays}) {_ADD_TAIL}"
 
 
 def add_columns(changes: Sequence[Mapping[str, float]]) -> list[list[float]]:
     """The changes as one list per column, for :func:`add_unnest_sql`."""
-    return [[int(c[key]) if key in ("id", "n") else float(c[key]) for c in changes] for key in _ADD_KEYS]
+    return [[int(c[key]) if key in _ADD_INTEGERS else float(c[key]) for c in changes] for key in _ADD_KEYS]
 
 
 def add_rows(changes: Sequence[Mapping[str, float]]) -> tuple[str, list[tuple[float, ...]], str]:

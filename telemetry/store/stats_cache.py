@@ -14,6 +14,7 @@ and the moments on each side are what the database would give again.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -106,6 +107,11 @@ def read_window(
     )
 
 
+def _series_key(tenant: str, name: str, dims: str, unit: str | None, source: str) -> SeriesKey:
+    """The key of a series row (``dims`` as stored: a JSON object)."""
+    return SeriesKey(tenant, name, tuple(sorted(json.loads(dims).items())), unit, source)
+
+
 class StatsCache:
     """Least recently used (series, split, tail) -> :class:`Window`; thread-safe."""
 
@@ -113,8 +119,8 @@ class StatsCache:
         self._size = size
         self._entries: OrderedDict[Key, Window] = OrderedDict()
         self._lock = threading.Lock()
-        # (tenant, name, dims as stored, unit, source) -> key: no JSON decoded per series and analysis (bounded)
-        self._keys: dict[tuple[str, str, str, str | None, str], SeriesKey] = {}
+        # a series row's key, remembered: no JSON decoded per series and analysis
+        self._key = functools.lru_cache(maxsize=max(size, 1))(_series_key)
         self.hits = 0
         self.misses = 0
 
@@ -150,15 +156,6 @@ class StatsCache:
             found = read()
             if found is not None:
                 self.put(key, found)
-        return found
-
-    def _key(self, tenant: str, name: str, dims: str, unit: str | None, source: str) -> SeriesKey:
-        found = self._keys.get((tenant, name, dims, unit, source))
-        if found is None:
-            if len(self._keys) >= max(self._size, 1):
-                self._keys.clear()
-            found = SeriesKey(tenant, name, tuple(sorted(json.loads(dims).items())), unit, source)
-            self._keys[(tenant, name, dims, unit, source)] = found
         return found
 
     def series_stats(
