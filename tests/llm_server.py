@@ -151,6 +151,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    _counted = False  # this request is counted in flight
 
     @property
     def llm(self) -> ScriptedLLM:
@@ -166,12 +167,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         step = self.llm._next(body)
+        self._counted = True
         try:
             with self.llm._serial or nullcontext():
                 self._answer(body, step)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout): nothing to answer
         finally:
+            self._land()
+
+    def _land(self) -> None:
+        """No longer in flight: before the answer's last bytes go out, so that a client that sends its next request
+        as soon as it has read them never finds this one still counted (it did, on a busy machine)."""
+        if self._counted:
+            self._counted = False
             self.llm._landed()
 
     def _answer(self, body: dict[str, Any], step: _Scripted) -> None:
@@ -219,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if usage is not None:
             self._event({**head, "choices": [], "usage": usage})
+        self._land()
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _event(self, payload: dict[str, Any]) -> None:
@@ -232,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
         self.end_headers()
+        self._land()
         self.wfile.write(data)
 
 
