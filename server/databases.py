@@ -24,6 +24,7 @@ from generators.toolhost.store import SqliteToolStore, ToolStore
 from server.settings import Settings
 from telemetry.monitoring.events import EventStore, SqliteEventStore
 from telemetry.selfcheck.calls import CallStore, SqliteCallStore
+from telemetry.store.address import StoreAddress
 from telemetry.store.pg_db import PostgresDatabase as TelemetryDatabase
 from telemetry.store.records import TelemetryStore
 from telemetry.store.sqlite_store import SqliteTelemetryStore
@@ -85,6 +86,12 @@ class Databases:
 
             return PostgresTelemetryStore(self._telemetry)
         return SqliteTelemetryStore(self.sqlite_path("telemetry"), readers=self.settings.store_read_connections)
+
+    def telemetry_address(self) -> StoreAddress:
+        """Where :meth:`telemetry` is, for another process (the analysis process) to open it too."""
+        if self.url is not None:
+            return StoreAddress(postgres_url=self.url)
+        return StoreAddress(sqlite_path=self.sqlite_path("telemetry"))
 
     def events(self) -> EventStore:
         if self._telemetry is not None:

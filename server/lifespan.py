@@ -50,8 +50,11 @@ from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.gpu import GpuSource, NvmlGpuSource
 from telemetry.host.sampler import Sampler
 from telemetry.host.system import HostSource, PsutilHostSource
-from telemetry.learning.engine import LearningEngine
+from telemetry.learning.analysis_process import AnalysisProcess
+from telemetry.learning.engine import LearningEngine, SeriesAnalysis
 from telemetry.learning.live import AnalysingStore, AnomalyWatch, PatternWatch
+from telemetry.learning.live.anomaly_watch import anomaly_insights
+from telemetry.learning.live.detection_queue import DetectionQueue
 from telemetry.monitoring.monitor import Monitor
 from telemetry.store.retention import prune_forever, prune_once
 from tools import generated_tools
@@ -119,10 +122,10 @@ async def open_services(
 ) -> Opened:
     """Open every store and build every service; each is closed by ``opened`` (the latest first)."""
     stores = await _open_stores(settings, opened, app=app, feed=feed, clock=clock, sources=sources)
-    anomalies = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series)
+    detections, series = _detectors(settings, opened, stores)
     retention = settings.telemetry_retention_days * 86400
     patterns = PatternWatch(stores.raw, retention_seconds=retention, clock=clock, log_formats=settings.log_formats)
-    store = AnalysingStore(stores.raw, anomalies, patterns)
+    store = AnalysingStore(stores.raw, detections, patterns)
     sampler = Sampler(
         sources.host or PsutilHostSource(),
         sources.gpu or NvmlGpuSource(),
@@ -140,8 +143,9 @@ async def open_services(
     )
     learning = LearningEngine(
         stores.raw,
-        analysers=[partial(anomalies.insights, stores.raw), patterns.insights, stores.analyst.insights],
+        analysers=[partial(anomaly_insights, store), patterns.insights, stores.analyst.insights],
         clock=clock,
+        series=series,
     )
     generated = await open_generated_tools(
         settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock, stores.databases.tools
@@ -168,7 +172,6 @@ async def open_services(
         learning=learning,
         cloudwatch=cloudwatch,
         default_tenant=settings.default_tenant,
-        anomalies=anomalies,
         patterns=patterns,
         deployer=stores.deployer,
         versions=stores.versions,
@@ -192,6 +195,23 @@ async def open_services(
         lease = Lease(settings.database_url.get_secret_value(), seconds=settings.lease_seconds,
                       replica=stores.databases.replica)  # fmt: skip
     return Opened(services, store, stores.analyst, lease)
+
+
+def _detectors(
+    settings: Settings, opened: AsyncExitStack, stores: _Stores
+) -> tuple[DetectionQueue, SeriesAnalysis | None]:
+    """The anomaly detectors behind their queue, and where insights' per-series analysis runs: both in the analysis
+    process (the default), or both in this process (``None``: the engine's own thread)."""
+    if settings.analysis_process:
+        child = AnalysisProcess(stores.databases.telemetry_address(), max_series=settings.anomaly_max_series)
+        opened.callback(child.close)  # after the queue below has judged what it holds
+        queue = DetectionQueue(child.observe, stores.raw.add_events)
+        opened.callback(queue.close)
+        return queue, child.series_findings
+    watch = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series)
+    queue = DetectionQueue(watch.observe, stores.raw.add_events)
+    opened.callback(queue.close)
+    return queue, None
 
 
 async def _open_stores(

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     anomaly_max_series: int = Field(
         1_000, ge=1, le=100_000, description="Series with a live anomaly detector at once (each holds ~100 KB)."
     )
+    analysis_process: bool = Field(
+        True,
+        description="Run the anomaly detectors and the per-series analysis of insights in a child process, on "
+        "another core, so that requests never wait for them (false: in the server's own process, as threads).",
+    )
     log_formats: dict[str, str] = Field(
         default_factory=dict,
         description="Log line formats by source: a CloudWatch log group's name, or the log_source attribute of "

@@ -22,7 +22,7 @@ from telemetry.clock import Clock, SystemClock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.sampler import Sampler
 from telemetry.learning.engine import Analysis, LearningEngine
-from telemetry.learning.live import AnomalyWatch, PatternWatch
+from telemetry.learning.live import PatternWatch
 from telemetry.monitoring.monitor import Monitor
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
@@ -61,7 +61,6 @@ class Services:
     learning: LearningEngine
     cloudwatch: CloudWatchStreamer | None
     default_tenant: str
-    anomalies: AnomalyWatch
     patterns: PatternWatch
     deployer: Deployer
     versions: VersionStore

@@ -29,7 +29,7 @@ from telemetry.learning.insights import (
     severity_for_shift,
 )
 from telemetry.learning.trends import Direction, degradation_of, direction_for, trend_of
-from telemetry.store.records import SeriesKey, SeriesStats, TelemetryStore, split_time
+from telemetry.store.records import SeriesStats, TelemetryStore, split_time
 
 MIN_Z = 3.0
 MIN_CHANGE_PERCENT = 10.0
@@ -44,6 +44,22 @@ class WindowAnalyser(Protocol):
     """
 
     def __call__(self, tenant: str, start: float, end: float, metric_name: str | None) -> tuple[list[Insight], int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesFindings:
+    """What the per-series part of an analysis found. Small and picklable: it may come from another process."""
+
+    insights: list[Insight]
+    series: int  # series analysed
+    per_component: dict[tuple[str, str], int]  # (component, metric) -> how many of those series it has
+
+
+class SeriesAnalysis(Protocol):
+    """The per-series part of an analysis of one tenant's window (:meth:`LearningEngine.series_findings`, here or
+    in the analysis process)."""
+
+    def __call__(self, tenant: str, start: float, end: float, metric_name: str | None) -> SeriesFindings: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +91,13 @@ class LearningEngine:
         *,
         analysers: list[WindowAnalyser] | None = None,
         clock: Callable[[], float],
+        series: SeriesAnalysis | None = None,
     ) -> None:
+        """``series``: where the per-series part runs (default: :meth:`series_findings`, in this thread)."""
         self._store = store
         self._analysers = analysers or []
         self._clock = clock
+        self._series: SeriesAnalysis = series or self.series_findings
         # a metric's direction, remembered: four regular expressions per series and analysis otherwise
         self._direction = functools.lru_cache(maxsize=MAX_REMEMBERED)(direction_for)
 
@@ -87,28 +106,40 @@ class LearningEngine:
     ) -> Analysis:
         end = self._clock()
         start = end - window_hours * 3600
-        all_stats = self._store.series_stats(tenant, name=metric_name, start=start, end=end, recent_share=RECENT_SHARE)
-        insights: list[Insight] = []
-        for stats in all_stats:
-            if stats.count:
-                insights += self._series_insights(tenant, stats, end)
+        found = self._series(tenant, start, end, metric_name)
+        insights = list(found.insights)
         logs_read = 0
         for analyser in self._analysers:
-            found, read = analyser(tenant, start, end, metric_name)
-            insights += found
+            extra, read = analyser(tenant, start, end, metric_name)
+            insights += extra
             logs_read += read
-        keys = [stats.key for stats in all_stats]
-        opportunities = [o for o in self._opportunities(insights, keys) if allowed(o.risk, risk_tolerance)]
+        opportunities = [
+            o for o in self._opportunities(insights, found.per_component) if allowed(o.risk, risk_tolerance)
+        ]
         opportunities.sort(key=lambda o: o.impact_score, reverse=True)
         insights.sort(key=rank_key)
         summary = InsightSummary(
             total=len(insights),
             by_kind=dict(Counter(i.kind for i in insights)),
             by_severity=dict(Counter(i.severity for i in insights)),
-            series_analysed=len(all_stats),
+            series_analysed=found.series,
             logs_analysed=logs_read,
         )
         return Analysis(insights, opportunities, summary)
+
+    def series_findings(self, tenant: str, start: float, end: float, metric_name: str | None) -> SeriesFindings:
+        """Degradations and trends of each of the tenant's series in [start, end], and how many series each
+        component has."""
+        all_stats = self._store.series_stats(tenant, name=metric_name, start=start, end=end, recent_share=RECENT_SHARE)
+        insights: list[Insight] = []
+        per_component: Counter[tuple[str, str]] = Counter()
+        for stats in all_stats:
+            if stats.count:
+                insights += self._series_insights(tenant, stats, end)
+            component = component_of(dict(stats.key.dimensions))
+            if component is not None:
+                per_component[(component, stats.key.name)] += 1
+        return SeriesFindings(insights, len(all_stats), dict(per_component))
 
     def _series_insights(self, tenant: str, stats: SeriesStats, end: float) -> list[Insight]:
         key = stats.key
@@ -183,12 +214,7 @@ class LearningEngine:
         ]
 
     @staticmethod
-    def _opportunities(insights: list[Insight], keys: list[SeriesKey]) -> list[Opportunity]:
-        series_per_component: Counter[tuple[str, str]] = Counter()
-        for key in keys:
-            component = component_of(dict(key.dimensions))
-            if component is not None:
-                series_per_component[(component, key.name)] += 1
+    def _opportunities(insights: list[Insight], series_per_component: dict[tuple[str, str], int]) -> list[Opportunity]:
         grouped: dict[tuple[str, str], list[Insight]] = defaultdict(list)
         for insight in insights:
             if insight.evidence.get("worse") == 0.0:  # an anomaly in the good direction: nothing to fix
@@ -201,7 +227,7 @@ class LearningEngine:
             users = (
                 100.0
                 * len({tuple(sorted(i.dimensions.items())) for i in group})
-                / max(1, series_per_component[(component, metric)])
+                / max(1, series_per_component.get((component, metric), 0))
             )
             frequency = max(bad_share(i) for i in group)
             direction = str(group[0].evidence.get("direction", "up_is_bad"))

@@ -6,7 +6,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from telemetry.learning.live.anomaly_watch import AnomalyWatch
+from telemetry.learning.live.anomaly_watch import ANOMALY_EVENT
+from telemetry.learning.live.detection_queue import DetectionQueue
 from telemetry.learning.live.pattern_watch import PatternWatch
 from telemetry.store.records import (
     Dimensions,
@@ -24,16 +25,17 @@ logger = logging.getLogger(__name__)
 
 
 class AnalysingStore:
-    """Stores through ``inner``; metric points then go through the anomaly detectors (detections are stored as
-    events), log lines through the pattern miners. Reads go straight to ``inner``.
+    """Stores through ``inner``; metric points then go to the anomaly detectors through ``detections`` (which stores
+    what they find as events), log lines through the pattern miners. Reads go straight to ``inner``; a read of events
+    that may be detections first waits for the batches stored before it to be judged.
 
     A batch is acknowledged once ``inner`` has stored it; analysis happens after, so a crash in between loses
     at most the analysis of that batch, never the batch.
     """
 
-    def __init__(self, inner: TelemetryStore, anomalies: AnomalyWatch, patterns: PatternWatch) -> None:
+    def __init__(self, inner: TelemetryStore, detections: DetectionQueue, patterns: PatternWatch) -> None:
         self.inner = inner
-        self.anomalies = anomalies
+        self.detections = detections
         self.patterns = patterns
         self.event_listeners: list[Callable[[Sequence[EventRecord]], None]] = []
         # Told (kind, {(source, tenant): items}) after each stored batch: the server's metrics count them.
@@ -42,10 +44,12 @@ class AnalysingStore:
     def add_metrics(self, points: Sequence[MetricPoint]) -> int:
         written = self.inner.add_metrics(points)
         self._stored("metric", points)
-        detections = self.anomalies.observe(points)
-        if detections:
-            self.inner.add_events(detections)
+        self.detections.put(points)
         return written
+
+    def settled(self) -> bool:
+        """Wait until the detectors judged every batch stored before this call (False: they did not in time)."""
+        return self.detections.settled()
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
         written = self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))
@@ -118,6 +122,8 @@ class AnalysingStore:
         end: float | None = None,
         limit: int = 1_000,
     ) -> list[EventRecord]:
+        if type in (None, ANOMALY_EVENT):
+            self.settled()
         return self.inner.events(tenant, type=type, start=start, end=end, limit=limit)
 
     def last_timestamp(self, tenant: str, name: str, dimensions: Dimensions) -> float | None:

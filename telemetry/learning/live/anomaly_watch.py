@@ -23,7 +23,20 @@ ANOMALY_EVENT = "anomaly"
 DETECTOR_SOURCE = "detector"
 MAX_EVENTS_READ = 5_000
 
-SeriesId = tuple[str, str, tuple[tuple[str, str], ...], str]
+SeriesId = tuple[str, str, tuple[tuple[str, str], ...], str]  # tenant, name, dimensions (sorted), source
+SeriesPoints = tuple[SeriesId, str | None, list[tuple[float, float]]]  # a series, its unit, its (timestamp, value)s
+
+
+def group_points(points: Sequence[MetricPoint]) -> list[SeriesPoints]:
+    """``points`` by series, in the order each series first appears (a series' unit: that of its first point)."""
+    groups: dict[SeriesId, list[tuple[float, float]]] = defaultdict(list)
+    units: dict[SeriesId, str | None] = {}
+    for p in points:
+        dims = tuple(p.dimensions.items())
+        key: SeriesId = (p.tenant, p.name, dims if len(dims) < 2 else tuple(sorted(dims)), p.source)
+        groups[key].append((p.timestamp, p.value))
+        units.setdefault(key, p.unit)
+    return [(key, units[key], pts) for key, pts in groups.items()]
 
 
 def _severity(score: float, occurrences: int) -> Severity:
@@ -60,29 +73,25 @@ class AnomalyWatch:
 
     def observe(self, points: Sequence[MetricPoint]) -> list[EventRecord]:
         """Judge ``points`` (any order: each series is fed oldest first) and return an event per detection."""
-        if not points:
+        return self.observe_groups(group_points(points))
+
+    def observe_groups(self, groups: Sequence[SeriesPoints]) -> list[EventRecord]:
+        """:meth:`observe` of points already grouped by series (:func:`group_points`)."""
+        if not groups:
             return []
-        groups: dict[SeriesId, list[tuple[float, float]]] = defaultdict(list)
-        examples: dict[SeriesId, MetricPoint] = {}
-        for p in points:
-            dims = tuple(p.dimensions.items())
-            key: SeriesId = (p.tenant, p.name, dims if len(dims) < 2 else tuple(sorted(dims)), p.source)
-            groups[key].append((p.timestamp, p.value))
-            examples.setdefault(key, p)
         found: list[EventRecord] = []
         with self._lock:
-            new = {key: min(pts)[0] for key, pts in groups.items() if key not in self._detectors}
+            new = {key: min(pts)[0] for key, _, pts in groups if key not in self._detectors}
             if new and self._history is not None:
                 self._prime(new)
-            for key, pts in groups.items():
+            for key, unit, pts in groups:
                 pts.sort()
                 hits = self._detectors.feed(key, pts)
                 if hits:
                     det = self._detectors.detector(key)
                     typical = det.typical if det is not None else float("nan")
-                    example = examples[key]
                     for ts, value, verdict in hits:
-                        found.append(_event(example, key[2], ts, value, verdict.score, typical))
+                        found.append(_event(key, unit, ts, value, verdict.score, typical))
         return found
 
     def _prime(self, first: dict[SeriesId, float]) -> None:
@@ -98,58 +107,60 @@ class AnomalyWatch:
                 past = [(t, v) for t, v in zip(series.timestamps, series.values, strict=True) if t < before]
                 self._detectors.feed(key, past[-self._prime_points :])
 
-    def insights(
-        self, store: TelemetryStore, tenant: str, start: float, end: float, metric_name: str | None
-    ) -> tuple[list[Insight], int]:
-        """One insight per series with detections in [start, end] (a ``WindowAnalyser`` for the learning engine)."""
-        events = store.events(tenant, type=ANOMALY_EVENT, start=start, end=end, limit=MAX_EVENTS_READ)
-        grouped: dict[tuple[str, str], list[EventRecord]] = defaultdict(list)
-        for event in events:
-            if event.source != DETECTOR_SOURCE:  # only the detector's findings: an agent cannot push "anomalies"
-                continue
-            metric = str(event.detail.get("metric", ""))
-            if metric_name is None or metric == metric_name:
-                grouped[(metric, str(event.detail.get("series", "")))].append(event)
-        hours = max(1.0, (end - start) / 3600)
-        out: list[Insight] = []
-        for (metric, subject), group in grouped.items():
-            latest = max(group, key=lambda e: e.timestamp)
-            detail = latest.detail
-            dims = {str(k): str(v) for k, v in dict(detail.get("dimensions", {})).items()}
-            value, typical = float(detail.get("value", 0.0)), float(detail.get("typical", 0.0))
-            change = 100.0 * (value - typical) / abs(typical) if typical else 0.0
-            peak = max(float(e.detail.get("score", 0.0)) for e in group)
-            direction = direction_for(metric, str(detail.get("unit") or "") or None)
-            hours_hit = len({int(e.timestamp // 3600) for e in group})
-            out.append(
-                Insight(
-                    id=insight_id("anomaly", tenant, subject),
-                    kind="anomaly",
-                    severity=_severity(peak, len(group)),
-                    tenant=tenant,
-                    metric=metric,
-                    dimensions=dims,
-                    component=component_of(dims),
-                    source=str(detail["series_source"]) if detail.get("series_source") else None,
-                    summary=f"{metric}: {len(group)} anomal{'y' if len(group) == 1 else 'ies'} in the window; latest "
-                    f"{value:.4g} where {typical:.4g} is typical",
-                    evidence={
-                        "occurrences": len(group),
-                        "latest_value": round(value, 6),
-                        "typical_value": round(typical, 6),
-                        "change_percent": round(change, 2),
-                        "max_score": round(peak, 4),
-                        "first_at": min(e.timestamp for e in group),
-                        "last_at": latest.timestamp,
-                        "bad_share_percent": round(min(100.0, 100.0 * hours_hit / hours), 2),
-                        "direction": direction,
-                        # 0 when the move is in the good direction (latency down): no opportunity comes of it
-                        "worse": 1.0 if _worse(direction, value, typical) else 0.0,
-                    },
-                    detected_at=latest.timestamp,
-                )
+
+def anomaly_insights(
+    store: TelemetryStore, tenant: str, start: float, end: float, metric_name: str | None
+) -> tuple[list[Insight], int]:
+    """One insight per series with detections in [start, end] (with the store bound, a ``WindowAnalyser`` for the
+    learning engine)."""
+    events = store.events(tenant, type=ANOMALY_EVENT, start=start, end=end, limit=MAX_EVENTS_READ)
+    grouped: dict[tuple[str, str], list[EventRecord]] = defaultdict(list)
+    for event in events:
+        if event.source != DETECTOR_SOURCE:  # only the detector's findings: an agent cannot push "anomalies"
+            continue
+        metric = str(event.detail.get("metric", ""))
+        if metric_name is None or metric == metric_name:
+            grouped[(metric, str(event.detail.get("series", "")))].append(event)
+    hours = max(1.0, (end - start) / 3600)
+    out: list[Insight] = []
+    for (metric, subject), group in grouped.items():
+        latest = max(group, key=lambda e: e.timestamp)
+        detail = latest.detail
+        dims = {str(k): str(v) for k, v in dict(detail.get("dimensions", {})).items()}
+        value, typical = float(detail.get("value", 0.0)), float(detail.get("typical", 0.0))
+        change = 100.0 * (value - typical) / abs(typical) if typical else 0.0
+        peak = max(float(e.detail.get("score", 0.0)) for e in group)
+        direction = direction_for(metric, str(detail.get("unit") or "") or None)
+        hours_hit = len({int(e.timestamp // 3600) for e in group})
+        out.append(
+            Insight(
+                id=insight_id("anomaly", tenant, subject),
+                kind="anomaly",
+                severity=_severity(peak, len(group)),
+                tenant=tenant,
+                metric=metric,
+                dimensions=dims,
+                component=component_of(dims),
+                source=str(detail["series_source"]) if detail.get("series_source") else None,
+                summary=f"{metric}: {len(group)} anomal{'y' if len(group) == 1 else 'ies'} in the window; latest "
+                f"{value:.4g} where {typical:.4g} is typical",
+                evidence={
+                    "occurrences": len(group),
+                    "latest_value": round(value, 6),
+                    "typical_value": round(typical, 6),
+                    "change_percent": round(change, 2),
+                    "max_score": round(peak, 4),
+                    "first_at": min(e.timestamp for e in group),
+                    "last_at": latest.timestamp,
+                    "bad_share_percent": round(min(100.0, 100.0 * hours_hit / hours), 2),
+                    "direction": direction,
+                    # 0 when the move is in the good direction (latency down): no opportunity comes of it
+                    "worse": 1.0 if _worse(direction, value, typical) else 0.0,
+                },
+                detected_at=latest.timestamp,
             )
-        return out, 0
+        )
+    return out, 0
 
 
 def _worse(direction: Direction, value: float, typical: float) -> bool:
@@ -160,19 +171,18 @@ def _worse(direction: Direction, value: float, typical: float) -> bool:
     return True  # neutral metrics: any surprise may be a problem
 
 
-def _event(
-    point: MetricPoint, dims: tuple[tuple[str, str], ...], ts: float, value: float, score: float, typical: float
-) -> EventRecord:
-    subject = f"{point.name}|{dims}|{point.source}"
+def _event(key: SeriesId, unit: str | None, ts: float, value: float, score: float, typical: float) -> EventRecord:
+    tenant, name, dims, source = key
+    subject = f"{name}|{dims}|{source}"
     detail: dict[str, Any] = {
-        "metric": point.name,
+        "metric": name,
         "dimensions": dict(dims),
-        "unit": point.unit,
-        "series_source": point.source,
+        "unit": unit,
+        "series_source": source,
         "series": subject,
         "value": value,
         "typical": typical,
         "score": round(score, 6),
     }
-    digest = hashlib.sha256(f"{point.tenant}|{subject}|{ts!r}".encode()).hexdigest()[:24]
-    return EventRecord(point.tenant, ts, ANOMALY_EVENT, detail, DETECTOR_SOURCE, f"anomaly:{digest}")
+    digest = hashlib.sha256(f"{tenant}|{subject}|{ts!r}".encode()).hexdigest()[:24]
+    return EventRecord(tenant, ts, ANOMALY_EVENT, detail, DETECTOR_SOURCE, f"anomaly:{digest}")
