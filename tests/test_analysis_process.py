@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx2
 import psutil
 import pytest
 
@@ -20,6 +21,7 @@ from telemetry.store.records import MetricPoint
 from telemetry.store.sqlite_store import SqliteTelemetryStore
 from tests.conftest import ServerFactory, call, connect
 from tests.polling import eventually_sync
+from tests.test_transports import start_http
 
 STEP = 60.0
 NOW = 1_750_000_000.0
@@ -173,3 +175,74 @@ async def test_anomalies_through_the_client_either_way_and_the_child_ends_with_t
     assert [a["evidence"]["latest_value"] for a in anomalies] == [500.0]
     assert len(during) == (1 if in_child else 0)
     assert not (analysis_children() - before)  # the server's exit stopped its child
+
+
+def push_over_http(base: str) -> None:
+    """An ingest, then insights, over plain 2026-07-28 JSON-RPC: the child judged the points and answered."""
+    now = time.time()
+    metrics = [{"name": "x_ms", "value": float(i % 5), "timestamp": now - 600 + i} for i in range(300)]
+    calls = {"ingest_telemetry": {"tenant_id": "t", "metrics": metrics}, "query_telemetry_insights": {"tenant_id": "t"}}
+    answers = {}
+    for name, arguments in calls.items():
+        envelope = {"protocolVersion": "2026-07-28", "clientCapabilities": {}}
+        meta = {f"io.modelcontextprotocol/{key}": value for key, value in envelope.items()}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": meta},
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": name,
+        }
+        answers[name] = httpx2.post(f"{base}/mcp", json=body, headers=headers, timeout=60).json()["result"]
+    assert answers["ingest_telemetry"]["structuredContent"]["accepted"]["metrics"] == 300, answers
+    assert answers["query_telemetry_insights"]["structuredContent"]["summary"]["series_analysed"] == 1, answers
+
+
+def spawned_children(server: psutil.Process) -> list[psutil.Process]:
+    return [c for c in server.children() if "multiprocessing.spawn" in " ".join(c.cmdline())]
+
+
+def ignored_signals(pid: int) -> set[int]:
+    """The signals process ``pid`` ignores (Linux: the SigIgn mask of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {number for number in range(1, 64) if mask & (1 << (number - 1))}
+    raise AssertionError("no SigIgn line")
+
+
+def test_sigterm_to_the_whole_process_group_stops_server_and_child_cleanly(tmp_path: Path) -> None:
+    proc, base = start_http(tmp_path)
+    try:
+        server = psutil.Process(proc.pid)
+        push_over_http(base)
+        eventually_sync(lambda: len(spawned_children(server)) == 1, "the analysis process runs")
+        [child] = spawned_children(server)
+        assert {signal.SIGINT, signal.SIGTERM} <= ignored_signals(child.pid)
+        child.send_signal(signal.SIGTERM)  # what a service manager sends every process of the group
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "starting a new one" not in err  # the child was not killed by it: the server stopped it
+    eventually_sync(lambda: dead(child.pid), "the analysis process ended with the server")
+
+
+def test_the_child_ends_when_the_server_is_killed(tmp_path: Path) -> None:
+    proc, base = start_http(tmp_path)
+    try:
+        server = psutil.Process(proc.pid)
+        push_over_http(base)
+        eventually_sync(lambda: len(spawned_children(server)) == 1, "the analysis process runs")
+        [child] = spawned_children(server)
+        proc.kill()  # no shutdown at all: the child sees its pipe close
+        proc.communicate(timeout=60)
+        eventually_sync(lambda: dead(child.pid), "the orphaned analysis process ended")  # (or is a zombie)
+    finally:
+        proc.kill()

@@ -37,6 +37,9 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+PUSHED = [{"name": "x_ms", "value": float(i % 5), "timestamp": time.time() - 600 + i} for i in range(500)]
+
+
 def test_stdio_stdout_carries_only_json_rpc(tmp_path: Path) -> None:
     """Spawn the real server, talk JSON-RPC, and check that every stdout line is a JSON-RPC message."""
     env = server_env(
@@ -72,6 +75,18 @@ def test_stdio_stdout_carries_only_json_rpc(tmp_path: Path) -> None:
             "params": {"name": "analyze_system_performance", "arguments": {}},
         },
         {"jsonrpc": "2.0", "id": 6, "method": "no/such/method"},
+        {  # metrics go to the detectors, which run in the analysis process: a child of a server whose stdout this is
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "ingest_telemetry", "arguments": {"tenant_id": "t", "metrics": PUSHED}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 8,
+            "method": "tools/call",
+            "params": {"name": "query_telemetry_insights", "arguments": {"tenant_id": "t"}},
+        },
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"],
@@ -125,6 +140,8 @@ def test_stdio_stdout_carries_only_json_rpc(tmp_path: Path) -> None:
     assert replies[4]["result"]["isError"] is True and "limit" in replies[4]["result"]["content"][0]["text"]
     assert replies[5]["result"]["structuredContent"]["samples"] >= 1
     assert replies[6]["error"]["code"] == -32601
+    assert replies[7]["result"]["structuredContent"]["accepted"]["metrics"] == len(PUSHED)
+    assert replies[8]["result"]["structuredContent"]["summary"]["series_analysed"] == 1
     assert "monitoring started" in err  # logs went to stderr
 
 

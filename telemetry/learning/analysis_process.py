@@ -12,7 +12,9 @@ state, and answers one request at a time over a pipe:
 The child starts on first use. When it dies (killed, out of memory) the next request starts a new one, and a request
 in flight is sent once more to the new child; the detectors prime a new series from its stored points, so a restart
 needs no warm-up. Its standard output is its standard error: under stdio the server's standard output is the
-protocol. It ignores Ctrl-C (the server stops it) and ends when the server's end of the pipe closes.
+protocol. It ignores Ctrl-C and SIGTERM, which a terminal or a service manager sends the whole process group: the
+server stops it once it has judged what was queued, and it ends whenever the server's end of the pipe closes (the
+server exited, or was killed).
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def serve(conn: Connection, address: StoreAddress, max_series: int) -> None:
     """The child's loop (the target of the process): open the store, answer requests until the pipe closes."""
     os.dup2(2, 1)  # stdout is the protocol under stdio: nothing of the child's may land there
     sys.stdout = sys.stderr
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the server decides when it ends (see the module's docstring)
+        signal.signal(stop, signal.SIG_IGN)
     try:
         store, close = address.open()
     except Exception as exc:

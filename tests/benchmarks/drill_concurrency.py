@@ -4,7 +4,8 @@ The real server runs over streamable HTTP in a subprocess, on a telemetry store 
 metric points (24 hours of 500 series). ``--clients`` MCP clients then call it for ``--seconds``, each in a loop,
 picking by weight: ``ingest_telemetry`` of 1,000 points (40 %), ``query_telemetry_insights`` (20 %),
 ``get_system_status`` (20 %) and ``query_monitoring_events`` (20 %). It prints each call's p50 and p99 by tool, the
-errors, and the server's resident memory after the first minute and at the end.
+errors, the calls answered a second, the CPU of the server, of its analysis process and of the clients, and the resident
+memory of the server with its analysis process after the first minute and at the end.
 
 The same drill runs twice on copies of the same store, interleaving nothing but sharing the machine: first as the
 server was before (``store_read_connections=0``: every read behind the one writing connection;
