@@ -51,7 +51,7 @@ from telemetry.host.gpu import GpuSource, NvmlGpuSource
 from telemetry.host.sampler import Sampler
 from telemetry.host.system import HostSource, PsutilHostSource
 from telemetry.learning.analysis_process import AnalysisProcess
-from telemetry.learning.engine import LearningEngine, SeriesAnalysis
+from telemetry.learning.engine import LearningEngine
 from telemetry.learning.live import AnalysingStore, AnomalyWatch, PatternWatch
 from telemetry.learning.live.anomaly_watch import anomaly_insights
 from telemetry.learning.live.detection_queue import DetectionQueue
@@ -122,7 +122,7 @@ async def open_services(
 ) -> Opened:
     """Open every store and build every service; each is closed by ``opened`` (the latest first)."""
     stores = await _open_stores(settings, opened, app=app, feed=feed, clock=clock, sources=sources)
-    detections, series = _detectors(settings, opened, stores)
+    detections, child = _detectors(settings, opened, stores)
     retention = settings.telemetry_retention_days * 86400
     patterns = PatternWatch(stores.raw, retention_seconds=retention, clock=clock, log_formats=settings.log_formats)
     store = AnalysingStore(stores.raw, detections, patterns)
@@ -145,7 +145,7 @@ async def open_services(
         stores.raw,
         analysers=[partial(anomaly_insights, store), patterns.insights, stores.analyst.insights],
         clock=clock,
-        series=series,
+        series=child.series_findings if child is not None else None,
     )
     generated = await open_generated_tools(
         settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock, stores.databases.tools
@@ -173,6 +173,8 @@ async def open_services(
         cloudwatch=cloudwatch,
         default_tenant=settings.default_tenant,
         patterns=patterns,
+        detections=detections,
+        analysis_process=child,
         deployer=stores.deployer,
         versions=stores.versions,
         changes=changes,
@@ -199,15 +201,15 @@ async def open_services(
 
 def _detectors(
     settings: Settings, opened: AsyncExitStack, stores: _Stores
-) -> tuple[DetectionQueue, SeriesAnalysis | None]:
-    """The anomaly detectors behind their queue, and where insights' per-series analysis runs: both in the analysis
-    process (the default), or both in this process (``None``: the engine's own thread)."""
+) -> tuple[DetectionQueue, AnalysisProcess | None]:
+    """The anomaly detectors behind their queue, and the analysis process that runs them and insights' per-series
+    analysis (the default), or ``None``: both in this process."""
     if settings.analysis_process:
         child = AnalysisProcess(stores.databases.telemetry_address(), max_series=settings.anomaly_max_series)
         opened.callback(child.close)  # after the queue below has judged what it holds
         queue = DetectionQueue(child.observe, stores.raw.add_events)
         opened.callback(queue.close)
-        return queue, child.series_findings
+        return queue, child
     watch = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series)
     queue = DetectionQueue(watch.observe, stores.raw.add_events)
     opened.callback(queue.close)

@@ -120,6 +120,7 @@ class _LiveCollector(Collector):
         yield from _breakers(svc)
         yield from _improvements(svc)
         yield from _generation(svc)
+        yield from _detection(svc)
 
 
 def _breakers(svc: Services) -> Iterator[Metric]:
@@ -163,3 +164,19 @@ def _generation(svc: Services) -> Iterator[Metric]:
     tokens.add_metric(["prompt"], stats.prompt_tokens)
     tokens.add_metric(["completion"], stats.completion_tokens)
     yield from (requests, successes, seconds, tokens)
+
+
+def _detection(svc: Services) -> Iterator[Metric]:
+    pending = GaugeMetricFamily(
+        "anomaly_detection_pending_batches", "Stored metric batches waiting for the anomaly detectors."
+    )
+    pending.add_metric([], svc.detections.pending)
+    failed = CounterMetricFamily(
+        "anomaly_detection_failed_batches", "Stored metric batches the anomaly detectors failed on (they stay stored)."
+    )
+    failed.add_metric([], svc.detections.failures)
+    starts = CounterMetricFamily(
+        "analysis_process_starts", "Analysis processes started: the first, and one for each that died (0: off)."
+    )
+    starts.add_metric([], svc.analysis_process.starts if svc.analysis_process is not None else 0)
+    yield from (pending, failed, starts)

@@ -21,8 +21,10 @@ from generators.validation.jail import JailStatus
 from telemetry.clock import Clock, SystemClock
 from telemetry.cloudwatch.streamer import CloudWatchStreamer
 from telemetry.host.sampler import Sampler
+from telemetry.learning.analysis_process import AnalysisProcess
 from telemetry.learning.engine import Analysis, LearningEngine
 from telemetry.learning.live import PatternWatch
+from telemetry.learning.live.detection_queue import DetectionQueue
 from telemetry.monitoring.monitor import Monitor
 from telemetry.selfcheck.insights import SelfAnalyst
 from telemetry.store.records import TelemetryStore
@@ -62,6 +64,8 @@ class Services:
     cloudwatch: CloudWatchStreamer | None
     default_tenant: str
     patterns: PatternWatch
+    detections: DetectionQueue
+    analysis_process: AnalysisProcess | None  # None: detectors and analyses in this process
     deployer: Deployer
     versions: VersionStore
     changes: ChangeService
