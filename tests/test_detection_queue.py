@@ -68,7 +68,7 @@ def test_settled_waits_for_the_batches_put_before_it_only() -> None:
 
 def test_a_full_queue_makes_the_next_ingest_wait_instead_of_dropping() -> None:
     gate = Gate()
-    queue = DetectionQueue(gate, lambda found: None, max_pending=2)
+    queue = DetectionQueue(gate, lambda found: None, max_points=6)  # two batches of 3 points
     queue.put(batch(1))
     assert gate.entered.acquire(timeout=30)  # batch 1 is being judged (still counted as waiting)
     queue.put(batch(2))  # the queue is now full
@@ -129,11 +129,21 @@ def test_close_judges_what_is_queued_and_later_puts_are_refused() -> None:
         queue.put(batch(9))
 
 
-def test_empty_batches_are_not_queued_and_max_pending_must_be_positive() -> None:
+def test_a_batch_larger_than_the_bound_is_taken_when_the_queue_is_empty() -> None:
+    recorded: list[EventRecord] = []
+    queue = DetectionQueue(lambda points: [event(points)], recorded.extend, max_points=2)
+    queue.put(batch(1))  # 3 points: more than the bound, but nothing waits before it
+    queue.put(batch(2))  # waits for batch 1, then goes in
+    assert queue.settled(timeout=30)
+    assert [e.detail["first"] for e in recorded] == [100.0, 200.0]
+    queue.close()
+
+
+def test_empty_batches_are_not_queued_and_max_points_must_be_positive() -> None:
     queue = DetectionQueue(lambda points: pytest.fail("an empty batch reached the detector"), lambda found: None)
     queue.put([])
     assert queue.pending == 0
     assert queue.settled(timeout=0)
     queue.close()
-    with pytest.raises(ValueError, match="max_pending"):
-        DetectionQueue(lambda points: [], lambda found: None, max_pending=0)
+    with pytest.raises(ValueError, match="max_points"):
+        DetectionQueue(lambda points: [], lambda found: None, max_points=0)

@@ -6,9 +6,9 @@ thread, one batch at a time in the order they were stored, and records what it f
 detections of every batch stored before it asked (the anomaly insights, an events query) calls :meth:`settled`
 first: what an agent pushed and then asked about is judged by then, as when detection was part of the ingest.
 
-The queue is bounded: when ``max_pending`` batches wait, the next ingest waits for room (detection that cannot keep
-up slows ingests down instead of holding unbounded memory or dropping batches). A batch whose detection fails is
-logged and skipped; its points stay stored.
+The queue is bounded by the points it holds: when ``max_points`` wait, the next ingest waits for room (detection that
+cannot keep up slows ingests down instead of holding unbounded memory or dropping batches); a batch larger than the
+bound is taken when the queue is empty. A batch whose detection fails is logged and skipped; its points stay stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from telemetry.store.records import EventRecord, MetricPoint
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING = 64  # batches waiting for the detectors before an ingest waits for room
+MAX_POINTS = 100_000  # points waiting for the detectors (about 15 MB) before an ingest waits for room
 SETTLE_SECONDS = 60.0  # the most a reader waits for the batches before it
 
 
@@ -34,14 +34,15 @@ class DetectionQueue:
         detect: Callable[[Sequence[MetricPoint]], list[EventRecord]],
         record: Callable[[list[EventRecord]], object],
         *,
-        max_pending: int = MAX_PENDING,
+        max_points: int = MAX_POINTS,
     ) -> None:
-        if max_pending < 1:
-            raise ValueError("max_pending must be at least 1")
+        if max_points < 1:
+            raise ValueError("max_points must be at least 1")
         self._detect = detect
         self._record = record
-        self._max_pending = max_pending
+        self._max_points = max_points
         self._pending: deque[Sequence[MetricPoint]] = deque()
+        self._points = 0  # in the batches of _pending
         self._changed = threading.Condition()
         self._put = 0  # batches put so far
         self._done = 0  # of those, judged (or failed)
@@ -56,15 +57,16 @@ class DetectionQueue:
             return self._put - self._done
 
     def put(self, points: Sequence[MetricPoint]) -> None:
-        """Queue a stored batch for the detectors; waits while ``max_pending`` batches wait already."""
+        """Queue a stored batch for the detectors; waits while the batches waiting already hold too many points."""
         if not points:
             return
         with self._changed:
             if self._closed:
                 raise RuntimeError("the detection queue is closed")
-            while len(self._pending) >= self._max_pending and not self._closed:
+            while self._pending and self._points + len(points) > self._max_points and not self._closed:
                 self._changed.wait()
             self._pending.append(points)
+            self._points += len(points)
             self._put += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="anomaly detection", daemon=True)
@@ -105,6 +107,6 @@ class DetectionQueue:
                 self.failures += 1
                 logger.exception("anomaly detection failed for a batch of %d points (they are stored)", len(points))
             with self._changed:
-                self._pending.popleft()
+                self._points -= len(self._pending.popleft())
                 self._done += 1
                 self._changed.notify_all()
