@@ -145,7 +145,7 @@ async def open_services(
         stores.raw,
         analysers=[partial(anomaly_insights, store), patterns.insights, stores.analyst.insights],
         clock=clock,
-        series=child.series_findings if child is not None else None,
+        series=child.series_findings_or(LearningEngine(stores.raw, clock=clock).series_findings) if child else None,
     )
     generated = await open_generated_tools(
         settings, opened, app, feed, stores.versions, stores.audit, stores.jail, clock, stores.databases.tools

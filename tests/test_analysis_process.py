@@ -3,9 +3,13 @@ survive the child's death, and end with the server."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import psutil
 import pytest
 
 from telemetry.learning.analysis_process import AnalysisProcess, AnalysisProcessError
-from telemetry.learning.engine import LearningEngine
+from telemetry.learning.engine import LearningEngine, SeriesFindings
 from telemetry.learning.live import AnomalyWatch
 from telemetry.store.address import StoreAddress
 from telemetry.store.records import MetricPoint
@@ -246,3 +250,71 @@ def test_the_child_ends_when_the_server_is_killed(tmp_path: Path) -> None:
         eventually_sync(lambda: dead(child.pid), "the orphaned analysis process ended")  # (or is a zombie)
     finally:
         proc.kill()
+
+
+def test_a_slow_start_never_puts_answers_out_of_step(tmp_path: Path) -> None:
+    """A child that misses its start-up time is ended: its late "ready" never answers a later request."""
+    path = tmp_path / "t.sqlite3"
+    SqliteTelemetryStore(path).close()
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the child's store waits for this lock to check its schema
+    child = AnalysisProcess(StoreAddress(sqlite_path=path), max_series=10, start_seconds=1, retry_start_seconds=0)
+    try:
+        with pytest.raises(AnalysisProcessError, match=r"could not start .*did not start in 1 s"):
+            child.series_findings("shop", 0.0, 1.0, None)
+        lock.execute("ROLLBACK")
+        assert isinstance(child.series_findings("shop", 0.0, 1.0, None), SeriesFindings)
+        assert child.observe(series("m", {}, [1.0, 2.0], NOW)) == []
+        assert isinstance(child.series_findings("shop", 0.0, 1.0, None), SeriesFindings)
+        assert child.starts == 2
+    finally:
+        child.close()
+        lock.close()
+
+
+def test_after_a_failed_start_requests_fail_at_once_for_a_while_and_insights_use_this_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteTelemetryStore(tmp_path / "t.sqlite3")
+    store.add_metrics(series("api.latency_ms", {"Component": "api"}, noisy(100, 5), NOW - 100 * STEP))
+    child = AnalysisProcess(StoreAddress(sqlite_path=tmp_path), max_series=10)  # a folder: it cannot start
+    local = LearningEngine(store, clock=lambda: NOW).series_findings
+    try:
+        with pytest.raises(AnalysisProcessError, match="trying again in 10 s"):
+            child.observe(series("m", {}, [1.0], NOW))
+        with pytest.raises(AnalysisProcessError, match="trying again"):
+            child.observe(series("m", {}, [1.0], NOW))
+        assert child.starts == 1  # the second request did not spawn another child
+        with caplog.at_level(logging.WARNING):
+            found = child.series_findings_or(local)("shop", NOW - 86400, NOW, None)
+        assert found == local("shop", NOW - 86400, NOW, None) and found.series == 1
+        assert "runs in the server's process this time" in caplog.text
+    finally:
+        child.close()
+        store.close()
+    with pytest.raises(AnalysisProcessError, match="shutting down"):  # closed: no quiet fallback either
+        child.series_findings_or(local)("shop", NOW - 86400, NOW, None)
+
+
+EXIT_WITHOUT_CLOSE = """
+import sys
+from pathlib import Path
+from telemetry.learning.analysis_process import AnalysisProcess
+from telemetry.store.address import StoreAddress
+from telemetry.store.sqlite_store import SqliteTelemetryStore
+
+path = Path(sys.argv[1])
+SqliteTelemetryStore(path).close()
+child = AnalysisProcess(StoreAddress(sqlite_path=path), max_series=10)
+print(child.series_findings("shop", 0.0, 1.0, None).series, flush=True)
+# no close(): the interpreter's exit must still end the child, which ignores SIGTERM
+"""
+
+
+def test_an_interpreter_that_exits_without_closing_does_not_wait_for_its_child(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WITHOUT_CLOSE, str(tmp_path / "t.sqlite3")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0\n"

@@ -46,23 +46,35 @@ def test_batches_are_judged_in_order_and_their_detections_recorded() -> None:
     queue.close()
 
 
-def test_settled_waits_for_the_batches_put_before_it_only() -> None:
+def test_settled_waits_for_a_batch_being_judged() -> None:
     gate = Gate()
     queue = DetectionQueue(gate, lambda found: None)
     queue.put(batch(1))
-    assert gate.entered.acquire(timeout=30)  # the first batch is being judged, held by the gate
-    assert not queue.settled(timeout=0.05)  # not judged yet: the reader would wait
-    answers: list[bool] = []
-    reader = threading.Thread(target=lambda: answers.append(queue.settled(timeout=30)))
-    reader.start()
-    gate.go.release()  # the first batch is judged: the reader's wait is over
-    reader.join(30)
-    assert answers == [True]
-    queue.put(batch(2))  # put after the reader asked: it did not wait for this one
-    assert gate.entered.acquire(timeout=30)
+    assert gate.entered.acquire(timeout=30)  # the batch is being judged, held by the gate
+    assert not queue.settled(timeout=0.05)  # a reader would wait for it
     gate.go.release()
     assert queue.settled(timeout=30)
-    assert gate.seen == [100.0, 200.0]
+    assert gate.seen == [100.0]
+    queue.close()
+
+
+def test_settled_does_not_wait_for_batches_put_after_it() -> None:
+    """Batches keep coming (each judged batch puts the next, so the queue is never empty): a reader still gets on."""
+    stop = threading.Event()
+    queue: DetectionQueue
+
+    def chain(points: Sequence[MetricPoint]) -> list[EventRecord]:
+        if not stop.is_set():
+            queue.put(batch(int(points[0].timestamp // 100) + 1))
+        return []
+
+    queue = DetectionQueue(chain, lambda found: None)
+    queue.put(batch(1))
+    try:
+        assert queue.settled(timeout=30)  # waiting for an empty queue would never end
+    finally:
+        stop.set()
+    assert queue.settled(timeout=30)
     queue.close()
 
 

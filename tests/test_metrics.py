@@ -54,8 +54,6 @@ async def test_counters_move_with_real_tool_calls(http_server: str) -> None:
     assert after[("improvement_cycles_started_total", ())] == 0
     assert after[("codegen_requests_total", ())] == 0
     assert after[("improvement_deployments_total", (("outcome", "rolled_back"),))] == 0
-    assert after[("anomaly_detection_failed_batches_total", ())] == 0
-    assert after[("anomaly_detection_pending_batches", ())] >= 0  # the ingest's (and the sampler's) batches
 
     def drained(figures: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
         # the first batch started the analysis process (on the detectors' thread, after the ingest was answered)
@@ -63,6 +61,7 @@ async def test_counters_move_with_real_tool_calls(http_server: str) -> None:
         return started and figures[("anomaly_detection_pending_batches", ())] == 0
 
     await eventually(lambda: drained(scrape(http_server)), "the analysis process judged the batches")
+    assert scrape(http_server)[("anomaly_detection_failed_batches_total", ())] == 0
 
 
 def test_metrics_need_the_key(http_server: str) -> None:

@@ -48,8 +48,14 @@ class AnalysingStore:
         return written
 
     def settled(self) -> bool:
-        """Wait until the detectors judged every batch stored before this call (False: they did not in time)."""
-        return self.detections.settled()
+        """Wait until the detectors judged every batch stored before this call (False, logged: not in time)."""
+        if self.detections.settled():
+            return True
+        logger.warning(
+            "the anomaly detectors are behind (%d stored batches wait): a read of anomalies goes on without them",
+            self.detections.pending,
+        )
+        return False
 
     def add_logs(self, logs: Sequence[LogRecord]) -> int:
         written = self.patterns.ingest(logs, lambda: self.inner.add_logs(logs))

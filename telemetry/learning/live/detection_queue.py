@@ -14,7 +14,9 @@ bound is taken when the queue is empty. A batch whose detection fails is logged 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_POINTS = 100_000  # points waiting for the detectors (about 15 MB) before an ingest waits for room
 SETTLE_SECONDS = 60.0  # the most a reader waits for the batches before it
+FAILURE_LOG_SECONDS = 60.0  # after the first failure, at most one log line this often
 
 
 class DetectionQueue:
@@ -49,6 +52,8 @@ class DetectionQueue:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.failures = 0
+        self._unreported = 0  # failures since the last one logged
+        self._reported_at = -math.inf
 
     @property
     def pending(self) -> int:
@@ -65,6 +70,8 @@ class DetectionQueue:
                 raise RuntimeError("the detection queue is closed")
             while self._pending and self._points + len(points) > self._max_points and not self._closed:
                 self._changed.wait()
+            if self._closed:
+                raise RuntimeError("the detection queue is closed")
             self._pending.append(points)
             self._points += len(points)
             self._put += 1
@@ -80,7 +87,8 @@ class DetectionQueue:
             return self._changed.wait_for(lambda: self._done >= target or self._closed, timeout)
 
     def close(self, timeout: float = SETTLE_SECONDS) -> None:
-        """Judge what is queued (up to ``timeout``), then stop the thread; later puts raise."""
+        """Judge what is queued (up to ``timeout``), then stop the thread (it finishes the batch it is on, and leaves
+        the rest unjudged); later puts raise."""
         self.settled(timeout)
         with self._changed:
             self._closed = True
@@ -96,17 +104,34 @@ class DetectionQueue:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._pending) or self._closed)
-                if not self._pending:
+                if self._closed:
                     return
                 points = self._pending[0]
             try:
                 found = self._detect(points)
                 if found:
                     self._record(found)
-            except Exception:
-                self.failures += 1
-                logger.exception("anomaly detection failed for a batch of %d points (they are stored)", len(points))
+            except Exception as exc:
+                self._failed(exc, len(points))
             with self._changed:
                 self._points -= len(self._pending.popleft())
                 self._done += 1
                 self._changed.notify_all()
+
+    def _failed(self, exc: Exception, points: int) -> None:
+        """Count a failed batch; log the first with its traceback, then at most one line a minute (a child that
+        cannot start fails every batch, and the log must not grow by a traceback each)."""
+        self.failures += 1
+        self._unreported += 1
+        now = time.monotonic()
+        if self.failures == 1:
+            logger.exception("anomaly detection failed for a batch of %d points (they are stored)", points)
+        elif now - self._reported_at >= FAILURE_LOG_SECONDS:
+            logger.warning(
+                "anomaly detection failed for %d more batch(es) (they are stored); the last: %s: %s",
+                self._unreported, type(exc).__name__, exc,
+            )  # fmt: skip
+        else:
+            return
+        self._unreported = 0
+        self._reported_at = now
