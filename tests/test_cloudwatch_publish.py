@@ -186,6 +186,8 @@ def test_figures_of_an_interval() -> None:
         cloudwatch=SimpleNamespace(health=lambda: health),
         improvements=SimpleNamespace(store=SimpleNamespace(tallies=lambda: tallies)),
         llm=SimpleNamespace(stats=stats),
+        detections=SimpleNamespace(pending=0, failures=0),
+        analysis_process=None,
     )
     now = [100.0]
     figures = ServerFigures(metrics, SERVER, monotonic=lambda: now[0])
