@@ -70,7 +70,7 @@ class AnalysisProcess:
     ) -> None:
         self._address = address
         self._max_series = max_series
-        self._start_seconds = start_seconds
+        self.start_seconds = start_seconds  # the most a new child may take to open the store (for the next start)
         self._answer_seconds = {"observe": observe_seconds, "series": series_seconds}
         self._retry_start_seconds = retry_start_seconds
         self._context = multiprocessing.get_context("spawn")  # never fork a process with threads
@@ -182,8 +182,8 @@ class AnalysisProcess:
             atexit.register(self._at_exit)
             self._at_exit_registered = True
         try:
-            if not mine.poll(self._start_seconds):
-                raise TimeoutError(f"it did not start in {self._start_seconds:g} s")
+            if not mine.poll(self.start_seconds):
+                raise TimeoutError(f"it did not start in {self.start_seconds:g} s")
             status, value = mine.recv()  # ("ready", None) or ("error", why): the store could not be opened
             if status != "ready":
                 raise ValueError(f"it could not open the telemetry store: {value}")
