@@ -204,16 +204,16 @@ def _detectors(
 ) -> tuple[DetectionQueue, AnalysisProcess | None]:
     """The anomaly detectors behind their queue, and the analysis process that runs them and insights' per-series
     analysis (the default), or ``None``: both in this process."""
+    child = None
     if settings.analysis_process:
         child = AnalysisProcess(stores.databases.telemetry_address(), max_series=settings.anomaly_max_series)
         opened.callback(child.close)  # after the queue below has judged what it holds
-        queue = DetectionQueue(child.observe, stores.raw.add_events)
-        opened.callback(queue.close)
-        return queue, child
-    watch = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series)
-    queue = DetectionQueue(watch.observe, stores.raw.add_events)
+        detect = child.observe
+    else:
+        detect = AnomalyWatch(history=stores.raw, max_series=settings.anomaly_max_series).observe
+    queue = DetectionQueue(detect, stores.raw.add_events)
     opened.callback(queue.close)
-    return queue, None
+    return queue, child
 
 
 async def _open_stores(

@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -220,36 +222,36 @@ def ignored_signals(pid: int) -> set[int]:
     raise AssertionError("no SigIgn line")
 
 
-def test_sigterm_to_the_whole_process_group_stops_server_and_child_cleanly(tmp_path: Path) -> None:
+@contextmanager
+def server_with_child(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], psutil.Process]]:
+    """A real HTTP server whose analysis process has judged an ingest and answered insights; killed on the way out."""
     proc, base = start_http(tmp_path)
     try:
         server = psutil.Process(proc.pid)
         push_over_http(base)
         eventually_sync(lambda: len(spawned_children(server)) == 1, "the analysis process runs")
         [child] = spawned_children(server)
+        yield proc, child
+    finally:
+        proc.kill()
+
+
+def test_sigterm_to_the_whole_process_group_stops_server_and_child_cleanly(tmp_path: Path) -> None:
+    with server_with_child(tmp_path) as (proc, child):
         assert {signal.SIGINT, signal.SIGTERM} <= ignored_signals(child.pid)
         child.send_signal(signal.SIGTERM)  # what a service manager sends every process of the group
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
     assert proc.returncode == 0, err
     assert "starting a new one" not in err  # the child was not killed by it: the server stopped it
     eventually_sync(lambda: dead(child.pid), "the analysis process ended with the server")
 
 
 def test_the_child_ends_when_the_server_is_killed(tmp_path: Path) -> None:
-    proc, base = start_http(tmp_path)
-    try:
-        server = psutil.Process(proc.pid)
-        push_over_http(base)
-        eventually_sync(lambda: len(spawned_children(server)) == 1, "the analysis process runs")
-        [child] = spawned_children(server)
+    with server_with_child(tmp_path) as (proc, child):
         proc.kill()  # no shutdown at all: the child sees its pipe close
         proc.communicate(timeout=60)
         eventually_sync(lambda: dead(child.pid), "the orphaned analysis process ended")  # (or is a zombie)
-    finally:
-        proc.kill()
 
 
 def test_a_slow_start_never_puts_answers_out_of_step(tmp_path: Path) -> None:

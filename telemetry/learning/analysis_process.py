@@ -80,7 +80,6 @@ class AnalysisProcess:
         self._closed = False
         self._number = 0  # of the last request sent
         self._cannot_start: tuple[float, str] | None = None  # (until when, why)
-        self._at_exit_registered = False
         self.starts = 0
 
     @property
@@ -128,8 +127,7 @@ class AnalysisProcess:
             self._stop(wait=True)
         finally:
             self._lock.release()
-        if self._at_exit_registered:
-            atexit.unregister(self._at_exit)
+        atexit.unregister(self._at_exit)
 
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
@@ -178,9 +176,8 @@ class AnalysisProcess:
         theirs.close()
         self._process, self._conn = process, mine
         self.starts += 1
-        if not self._at_exit_registered:  # before multiprocessing's own exit handler, which waits for its children
-            atexit.register(self._at_exit)
-            self._at_exit_registered = True
+        atexit.unregister(self._at_exit)  # registered once, after multiprocessing's own exit handler (which waits
+        atexit.register(self._at_exit)  # for its children): so it runs first
         try:
             if not mine.poll(self.start_seconds):
                 raise TimeoutError(f"it did not start in {self.start_seconds:g} s")

@@ -16,7 +16,6 @@ class StoreAddress:
 
     sqlite_path: Path | None = None
     postgres_url: str | None = field(default=None, repr=False)
-    readers: int = 1  # SQLite: read connections of the opened store
 
     def __post_init__(self) -> None:
         if (self.sqlite_path is None) == (self.postgres_url is None):
@@ -37,5 +36,5 @@ class StoreAddress:
         from telemetry.store.sqlite_store import SqliteTelemetryStore
 
         assert self.sqlite_path is not None
-        store = SqliteTelemetryStore(self.sqlite_path, readers=self.readers)
+        store = SqliteTelemetryStore(self.sqlite_path, readers=1)  # one process's analyses, one at a time
         return store, store.close

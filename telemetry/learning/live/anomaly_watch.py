@@ -1,8 +1,8 @@
 """Anomalies on live series: the NAB-evaluated detector, one state per series, decisions recorded as events.
 
 A detection is stored as an event (type ``anomaly``, source ``detector``) in the tenant's telemetry, so it survives
-restarts, is deduplicated like any event, and is read back by :meth:`AnomalyWatch.insights` for
-``query_telemetry_insights``. Each point is judged on arrival, from the points of its series before it only.
+restarts, is deduplicated like any event, and is read back by :func:`anomaly_insights` for
+``query_telemetry_insights``. Each point is judged after it is stored, from the points of its series before it only.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _severity(score: float, occurrences: int) -> Severity:
 
 
 class AnomalyWatch:
-    """Feeds points to per-series detectors (thread-safe) and turns the recorded detections into insights."""
+    """Feeds points to per-series detectors (thread-safe); :func:`anomaly_insights` reads the detections back."""
 
     def __init__(
         self,

@@ -47,8 +47,7 @@ class DetectionQueue:
         self._pending: deque[Sequence[MetricPoint]] = deque()
         self._points = 0  # in the batches of _pending
         self._changed = threading.Condition()
-        self._put = 0  # batches put so far
-        self._done = 0  # of those, judged (or failed)
+        self._done = 0  # batches judged (or failed) so far; _done + len(_pending) have been put
         self._closed = False
         self._thread: threading.Thread | None = None
         self.failures = 0
@@ -59,22 +58,19 @@ class DetectionQueue:
     def pending(self) -> int:
         """Batches put but not judged yet."""
         with self._changed:
-            return self._put - self._done
+            return len(self._pending)
 
     def put(self, points: Sequence[MetricPoint]) -> None:
         """Queue a stored batch for the detectors; waits while the batches waiting already hold too many points."""
         if not points:
             return
         with self._changed:
-            if self._closed:
-                raise RuntimeError("the detection queue is closed")
             while self._pending and self._points + len(points) > self._max_points and not self._closed:
                 self._changed.wait()
             if self._closed:
                 raise RuntimeError("the detection queue is closed")
             self._pending.append(points)
             self._points += len(points)
-            self._put += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="anomaly detection", daemon=True)
                 self._thread.start()
@@ -83,7 +79,7 @@ class DetectionQueue:
     def settled(self, timeout: float = SETTLE_SECONDS) -> bool:
         """Wait until every batch put before this call is judged; False when ``timeout`` passed first."""
         with self._changed:
-            target = self._put
+            target = self._done + len(self._pending)
             return self._changed.wait_for(lambda: self._done >= target or self._closed, timeout)
 
     def close(self, timeout: float = SETTLE_SECONDS) -> None:
